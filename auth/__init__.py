@@ -1,0 +1,1 @@
+"""Password hashing, session tokens, the current actor, roles and permissions, rate limits."""

@@ -1,0 +1,50 @@
+"""Permission classes, one per role, declared on the fields they guard.
+
+Each expects `info.context.actor()` to return the signed-in Actor or None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.permission import BasePermission
+
+from auth.actor import STAFF_ROLES, Actor
+from models import Role
+
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+
+
+class _RolePermission(BasePermission):
+    allowed_roles: frozenset[Role] = frozenset(Role)
+
+    async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        # Raised here rather than through on_unauthorized: a permission instance is shared by
+        # concurrent requests, so it must not hold per-request state such as the message.
+        actor: Actor | None = await info.context.actor()
+        if actor is None:
+            raise StrawberryGraphQLError(
+                "Sign in to do this.", extensions={"code": UNAUTHENTICATED}
+            )
+        if actor.role not in self.allowed_roles:
+            raise StrawberryGraphQLError(
+                "You are not allowed to do this.", extensions={"code": FORBIDDEN}
+            )
+        return True
+
+
+class IsAuthenticated(_RolePermission):
+    """Any signed-in person."""
+
+
+class IsSupport(_RolePermission):
+    """Support staff, and privacy officers who can do all support can."""
+
+    allowed_roles = STAFF_ROLES
+
+
+class IsPrivacyOfficer(_RolePermission):
+    allowed_roles = frozenset({Role.PRIVACY_OFFICER})

@@ -1,0 +1,178 @@
+"""The `privacy-api` command: serve, migrate, export-schema, create-staff."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from datetime import date
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import Connection
+
+from config import Config, ConfigError, load_config
+from models import Database, Role
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEMO_EMAIL = "demo@example.com"
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    return config
+
+
+async def migrate(database_url: str) -> None:
+    """Bring the database to the newest schema."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    database = Database(database_url)
+
+    def upgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(upgrade)
+    finally:
+        await database.dispose()
+
+
+async def create_demo_account(config: Config) -> tuple[str, str] | None:
+    """In development, on an empty database, an adult account to try the API with."""
+    from auth.rate_limits import RateLimiter
+    from resolvers import account as accounts
+    from resolvers import policy
+    from resolvers.account import Client
+
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            if await accounts.count_accounts(session):
+                return None
+            password = secrets.token_urlsafe(12)
+            current = await policy.current_policy(session)
+            await accounts.signup(
+                session,
+                RateLimiter("memory://"),
+                Client(address="cli", user_agent="privacy-api cli", session_days=1),
+                refused_recently=False,
+                email=DEMO_EMAIL,
+                password=password,
+                display_name="Demo Person",
+                birth_date=date(1990, 5, 17),
+                country="DE",
+                accept_policy_version=current.version,
+            )
+            return DEMO_EMAIL, password
+    finally:
+        await database.dispose()
+
+
+async def create_staff(config: Config, email: str, name: str, role: Role, password: str) -> None:
+    from resolvers import account as accounts
+
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            await accounts.create_staff(
+                session, email=email, password=password, display_name=name, role=role
+            )
+    finally:
+        await database.dispose()
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    import uvicorn
+
+    asyncio.run(migrate(config.database_url))
+    if not config.production:
+        demo = asyncio.run(create_demo_account(config))
+        if demo:
+            print(f"Demo account created: email {demo[0]}  password {demo[1]}")
+    print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
+    uvicorn.run("app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    asyncio.run(migrate(config.database_url))
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace, config: Config | None) -> int:
+    from schema import schema_sdl
+
+    Path(args.output).write_text(schema_sdl())
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def cmd_create_staff(args: argparse.Namespace, config: Config) -> int:
+    from resolvers.errors import Rejected
+
+    password = os.environ.get("PRIVACY_API_STAFF_PASSWORD") or getpass.getpass("Password: ")
+    role = Role.SUPPORT if args.role == "support" else Role.PRIVACY_OFFICER
+    try:
+        asyncio.run(create_staff(config, args.email, args.name, role, password))
+    except Rejected as rejected:
+        for error in rejected.errors:
+            print(f"{error.field}: {error.message}", file=sys.stderr)
+        return 1
+    print(f"Created {args.role} account {args.email}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        handler=cmd_migrate
+    )
+
+    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("--output", default=str(PROJECT_ROOT / "schema.graphql"))
+    export.set_defaults(handler=cmd_export_schema, needs_config=False)
+
+    staff = commands.add_parser(
+        "create-staff",
+        help="create a staff account (password from PRIVACY_API_STAFF_PASSWORD or a prompt)",
+    )
+    staff.add_argument("--email", required=True)
+    staff.add_argument("--name", required=True)
+    staff.add_argument("--role", choices=["support", "privacy-officer"], required=True)
+    staff.set_defaults(handler=cmd_create_staff)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    config = None
+    if getattr(args, "needs_config", True):
+        try:
+            config = load_config()
+        except ConfigError as error:
+            print(f"Configuration error: {error}", file=sys.stderr)
+            return 2
+    return int(args.handler(args, config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

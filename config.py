@@ -1,0 +1,83 @@
+"""Configuration read from environment variables, with the defaults a newcomer needs.
+
+The variables and their defaults are listed in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a configuration the API can run with."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    secret_key: str
+    environment: str = DEVELOPMENT
+    allowed_origins: tuple[str, ...] = ()
+    session_days: int = 30
+    rate_limit_storage: str = "memory://"
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+
+    @property
+    def production(self) -> bool:
+        return self.environment == PRODUCTION
+
+
+def _development_secret(data_dir: Path) -> str:
+    """Keep one generated secret per checkout so sign-in markers survive a restart."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret
+
+
+def load_config(env: dict[str, str] | None = None) -> Config:
+    """Build the configuration from the environment (or the mapping given, for tests)."""
+    env = dict(os.environ if env is None else env)
+    environment = env.get("PRIVACY_API_ENV", DEVELOPMENT).strip().lower()
+    if environment not in (DEVELOPMENT, PRODUCTION):
+        raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
+    data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
+    database_url = env.get("PRIVACY_API_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
+    )
+    secret_key = env.get("PRIVACY_API_SECRET_KEY", "")
+    if not secret_key:
+        if environment == PRODUCTION:
+            raise ConfigError("PRIVACY_API_SECRET_KEY is required in production")
+        secret_key = _development_secret(data_dir)
+    elif len(secret_key) < 32:
+        raise ConfigError("PRIVACY_API_SECRET_KEY must be at least 32 characters")
+    origins = tuple(
+        origin.strip()
+        for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
+        if origin.strip()
+    )
+    try:
+        session_days = int(env.get("PRIVACY_API_SESSION_DAYS", "30"))
+    except ValueError as exc:
+        raise ConfigError("PRIVACY_API_SESSION_DAYS must be a whole number") from exc
+    return Config(
+        database_url=database_url,
+        secret_key=secret_key,
+        environment=environment,
+        allowed_origins=origins,
+        session_days=session_days,
+        rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
+        data_dir=data_dir,
+    )

@@ -1,0 +1,57 @@
+"""Accounts, their roles, and their signed-in sessions."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow, uuid_pk
+
+
+class Role(enum.Enum):
+    USER = "user"
+    SUPPORT = "support"
+    PRIVACY_OFFICER = "privacy_officer"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(16))
+    # Staff accounts are made by the CLI without an age screen, so these two may be empty.
+    birth_date: Mapped[date | None]
+    country: Mapped[str | None] = mapped_column(String(2))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=Role.USER,
+    )
+    accepted_policy_version: Mapped[str | None] = mapped_column(
+        ForeignKey("policy_versions.version")
+    )
+    policy_accepted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuthSession(Base):
+    """A signed-in device. Only a hash of its token is kept."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

@@ -1,0 +1,262 @@
+"""Signing up, signing in and out, passwords and sessions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.actor import Actor
+from auth.passwords import get_password_hash, verify_password
+from auth.rate_limits import Door, RateLimiter
+from auth.tokens import hash_token, new_session_token
+from models import Account, AuthSession, Role, utcnow
+from resolvers import age
+from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.policy import current_policy
+from resolvers.validation import (
+    country_errors,
+    display_name_errors,
+    email_errors,
+    normalize_email,
+    password_errors,
+    phone_errors,
+)
+
+# Worded so that it neither names the threshold nor hints at which date would pass.
+AGE_RESTRICTED_MESSAGE = "Sorry, we can't create an account for you right now."
+SESSION_USER_AGENT_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    account: Account
+    token: str
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Client:
+    """What the request tells about the device: kept with the session, used for rate limits."""
+
+    address: str
+    user_agent: str | None
+    session_days: int
+
+
+def check_age(birth_date: date, today: date, *, refused_recently: bool = False) -> None:
+    """The age gate. Raises before anything else about the applicant is looked at.
+
+    `refused_recently` is true when this client was turned away within the last day: trying
+    another date of birth then changes nothing.
+    """
+    if refused_recently:
+        raise Rejected.one(ErrorCode.AGE_RESTRICTED, AGE_RESTRICTED_MESSAGE, "birthDate")
+    if not age.is_plausible_birth_date(birth_date, today):
+        raise Rejected.one(
+            ErrorCode.INVALID_BIRTH_DATE, "Enter your real date of birth.", "birthDate"
+        )
+    if not age.is_old_enough(birth_date, today):
+        raise Rejected.one(ErrorCode.AGE_RESTRICTED, AGE_RESTRICTED_MESSAGE, "birthDate")
+
+
+async def _open_session(session: AsyncSession, account: Account, client: Client) -> SignedIn:
+    token = new_session_token()
+    now = utcnow()
+    auth_session = AuthSession(
+        account_id=account.id,
+        token_hash=hash_token(token),
+        user_agent=(client.user_agent or "")[:SESSION_USER_AGENT_LENGTH] or None,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(days=client.session_days),
+    )
+    session.add(auth_session)
+    await session.flush()
+    return SignedIn(account=account, token=token, session_id=auth_session.id)
+
+
+async def _email_taken(session: AsyncSession, email: str) -> bool:
+    found = await session.scalar(select(func.count()).where(Account.email == email))
+    return bool(found)
+
+
+async def signup(
+    session: AsyncSession,
+    limiter: RateLimiter,
+    client: Client,
+    *,
+    refused_recently: bool,
+    email: str,
+    password: str,
+    display_name: str,
+    birth_date: date,
+    country: str,
+    accept_policy_version: str,
+    phone: str | None = None,
+    today: date | None = None,
+) -> SignedIn:
+    """Create an account and sign it in. Under-13s are refused before anything is stored."""
+    check_age(birth_date, today or utcnow().date(), refused_recently=refused_recently)
+    if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client.address):
+        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-ups from here; try later.")
+
+    normalized_email, errors = email_errors(email)
+    name, name_problems = display_name_errors(display_name)
+    country_code, country_problems = country_errors(country)
+    phone_e164, phone_problems = phone_errors(phone, None if country_problems else country_code)
+    errors += name_problems + country_problems + phone_problems
+    errors += password_errors(password, normalized_email)
+    policy = await current_policy(session)
+    if accept_policy_version != policy.version:
+        errors.append(
+            UserError(
+                "acceptPolicyVersion",
+                f"Please read and accept the current privacy policy ({policy.version}).",
+                ErrorCode.POLICY_OUTDATED,
+            )
+        )
+    if errors:
+        raise Rejected(*errors)
+    assert normalized_email is not None
+    email_unavailable = Rejected.one(
+        ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used to sign up.", "email"
+    )
+    if await _email_taken(session, normalized_email):
+        raise email_unavailable
+
+    now = utcnow()
+    account = Account(
+        email=normalized_email,
+        password_hash=await get_password_hash(password),
+        display_name=name,
+        phone=phone_e164,
+        birth_date=birth_date,
+        country=country_code,
+        role=Role.USER,
+        accepted_policy_version=policy.version,
+        policy_accepted_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request signed up the same address between our check and this insert.
+        await session.rollback()
+        raise email_unavailable from None
+    signed_in = await _open_session(session, account, client)
+    await session.commit()
+    return signed_in
+
+
+async def login(
+    session: AsyncSession, limiter: RateLimiter, client: Client, *, email: str, password: str
+) -> SignedIn:
+    """Sign in. An unknown email and a wrong password are the same answer in the same time."""
+    invalid = Rejected.one(ErrorCode.INVALID_CREDENTIALS, "The email or password is incorrect.")
+    normalized = normalize_email(email) or email.strip().lower()
+    allowed = await limiter.allow(Door.LOGIN_PER_CLIENT, client.address)
+    allowed = await limiter.allow(Door.LOGIN_PER_ACCOUNT, normalized) and allowed
+    if not allowed:
+        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-in attempts; try again later.")
+    account = None
+    if len(password) <= 1024 and len(normalized) <= 254:
+        account = await session.scalar(select(Account).where(Account.email == normalized))
+    matched, new_hash = await verify_password(
+        password[:1024], account.password_hash if account else None
+    )
+    if account is None or not matched:
+        raise invalid
+    if new_hash is not None:
+        account.password_hash = new_hash
+    signed_in = await _open_session(session, account, client)
+    await session.commit()
+    return signed_in
+
+
+async def logout(session: AsyncSession, actor: Actor) -> None:
+    await session.execute(delete(AuthSession).where(AuthSession.id == actor.session_id))
+    await session.commit()
+
+
+async def change_password(
+    session: AsyncSession, actor: Actor, *, current_password: str, new_password: str
+) -> Account:
+    """Set a new password and sign out every other device."""
+    account = await session.get_one(Account, actor.account.id)
+    matched, _ = await verify_password(current_password[:1024], account.password_hash)
+    if not matched:
+        raise Rejected.one(
+            ErrorCode.INVALID_CREDENTIALS, "Your current password is incorrect.", "currentPassword"
+        )
+    problems = password_errors(new_password, account.email, field="newPassword")
+    if problems:
+        raise Rejected(*problems)
+    account.password_hash = await get_password_hash(new_password)
+    await session.execute(
+        delete(AuthSession).where(
+            AuthSession.account_id == account.id, AuthSession.id != actor.session_id
+        )
+    )
+    await session.commit()
+    return account
+
+
+async def list_sessions(session: AsyncSession, account_id: uuid.UUID) -> list[AuthSession]:
+    now = utcnow()
+    result = await session.scalars(
+        select(AuthSession)
+        .where(AuthSession.account_id == account_id, AuthSession.expires_at > now)
+        .order_by(AuthSession.last_used_at.desc())
+    )
+    return list(result)
+
+
+async def revoke_session(session: AsyncSession, actor: Actor, *, session_id: uuid.UUID) -> None:
+    """End one of the person's own sessions; another person's is reported as not found."""
+    result = await session.execute(
+        delete(AuthSession).where(
+            AuthSession.id == session_id, AuthSession.account_id == actor.account.id
+        )
+    )
+    if not getattr(result, "rowcount", 0):
+        raise Rejected.one(ErrorCode.NOT_FOUND, "No such session.", "id")
+    await session.commit()
+
+
+async def create_staff(
+    session: AsyncSession, *, email: str, password: str, display_name: str, role: Role
+) -> Account:
+    """Create a support or privacy-officer account (from the CLI)."""
+    if role is Role.USER:
+        raise ValueError("staff accounts need a staff role")
+    normalized_email, errors = email_errors(email)
+    name, name_problems = display_name_errors(display_name)
+    errors += name_problems + password_errors(password, normalized_email)
+    if errors:
+        raise Rejected(*errors)
+    assert normalized_email is not None
+    if await _email_taken(session, normalized_email):
+        raise Rejected.one(ErrorCode.EMAIL_UNAVAILABLE, "This email is already in use.", "email")
+    now = utcnow()
+    account = Account(
+        email=normalized_email,
+        password_hash=await get_password_hash(password),
+        display_name=name,
+        role=role,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    await session.commit()
+    return account
+
+
+async def count_accounts(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Account)) or 0)

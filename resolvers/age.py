@@ -1,0 +1,56 @@
+"""The age gate: age from a date of birth alone, and the age of digital consent by country.
+
+Birthdays: a person reaches a new age on the anniversary of their birth date. Someone born on
+29 February reaches it on 1 March in years without a 29 February (the later of the two possible
+days, so nobody is treated as older than they are).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+MINIMUM_AGE = 13
+OLDEST_PLAUSIBLE_AGE = 120
+
+# GDPR Art. 8 lets each EU/EEA state set the age of digital consent between 13 and 16;
+# the UK keeps 13. Everywhere else this API uses 13.
+DEFAULT_DIGITAL_CONSENT_AGE = 13
+DIGITAL_CONSENT_AGE: dict[str, int] = {
+    "AT": 14, "BE": 13, "BG": 14, "HR": 16, "CY": 14, "CZ": 15, "DK": 13, "EE": 13,
+    "FI": 13, "FR": 15, "DE": 16, "GR": 15, "HU": 16, "IE": 16, "IT": 14, "LV": 13,
+    "LT": 14, "LU": 16, "MT": 13, "NL": 16, "PL": 16, "PT": 13, "RO": 16, "SK": 16,
+    "SI": 15, "ES": 14, "SE": 13, "IS": 13, "LI": 16, "NO": 13, "GB": 13,
+}  # fmt: skip
+
+
+def age_on(birth_date: date, today: date) -> int:
+    """Whole years of age on `today`; a birthday today counts as reached."""
+    years = today.year - birth_date.year
+    # Comparing (month, day) puts 29 February after 28 February, so in a common year
+    # the birthday is reached on 1 March.
+    if (today.month, today.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def is_plausible_birth_date(birth_date: date, today: date) -> bool:
+    """Not in the future and not more than 120 years ago."""
+    if birth_date > today:
+        return False
+    # More than 120 years ago means the 120th birthday was already reached yesterday.
+    return age_on(birth_date, today - timedelta(days=1)) < OLDEST_PLAUSIBLE_AGE
+
+
+def is_old_enough(birth_date: date, today: date) -> bool:
+    return age_on(birth_date, today) >= MINIMUM_AGE
+
+
+def digital_consent_age(country: str | None) -> int:
+    return DIGITAL_CONSENT_AGE.get((country or "").upper(), DEFAULT_DIGITAL_CONSENT_AGE)
+
+
+def is_minor(birth_date: date | None, country: str | None, today: date) -> bool:
+    """Below the age at which the person may give consent online themself."""
+    if birth_date is None:
+        return False
+    return age_on(birth_date, today) < digital_consent_age(country)

@@ -1,0 +1,40 @@
+"""What can go wrong that the person can fix: error codes and the exception that carries them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorCode(enum.Enum):
+    INVALID_EMAIL = "INVALID_EMAIL"
+    EMAIL_UNAVAILABLE = "EMAIL_UNAVAILABLE"
+    WEAK_PASSWORD = "WEAK_PASSWORD"  # noqa: S105 (an error code, not a secret)
+    INVALID_DISPLAY_NAME = "INVALID_DISPLAY_NAME"
+    INVALID_PHONE = "INVALID_PHONE"
+    INVALID_COUNTRY = "INVALID_COUNTRY"
+    INVALID_BIRTH_DATE = "INVALID_BIRTH_DATE"
+    AGE_RESTRICTED = "AGE_RESTRICTED"
+    POLICY_OUTDATED = "POLICY_OUTDATED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    RATE_LIMITED = "RATE_LIMITED"
+    NOT_FOUND = "NOT_FOUND"
+
+
+@dataclass(frozen=True)
+class UserError:
+    field: str | None
+    message: str
+    code: ErrorCode
+
+
+class Rejected(Exception):
+    """Raised by a use case to refuse a change; nothing it started is kept."""
+
+    def __init__(self, *errors: UserError) -> None:
+        super().__init__(", ".join(error.code.value for error in errors))
+        self.errors = list(errors)
+
+    @classmethod
+    def one(cls, code: ErrorCode, message: str, field: str | None = None) -> Rejected:
+        return cls(UserError(field=field, message=message, code=code))

@@ -1,0 +1,104 @@
+"""Checks and normal forms for what a person types in: email, password, name, phone, country."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import phonenumbers
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+
+from resolvers.errors import ErrorCode, UserError
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+DISPLAY_NAME_MAX_LENGTH = 100
+EMAIL_MAX_LENGTH = 254
+
+# Passwords that appear near the top of every breach corpus; NIST 800-63B asks us to refuse them.
+COMMON_PASSWORDS = frozenset(
+    """
+    12345678 123456789 1234567890 password password1 password123 passw0rd qwertyuiop
+    qwerty123 11111111 00000000 iloveyou 1q2w3e4r 1q2w3e4r5t qwe12345 abc12345 abcd1234
+    sunshine princess football baseball welcome1 welcome123 admin123 administrator
+    letmein1 trustno1 starwars dragon123 superman 123123123 87654321 12341234 aa123456
+    1qaz2wsx zaq12wsx changeme 11223344 88888888 asdfghjk asdfasdf qwertyui monkey123
+    computer internet whatever michelle jennifer liverpool chelsea1 samsung1 q1w2e3r4
+    q1w2e3r4t5 987654321 iloveyou1 master12 pokemon1 secret123 mustang1 shadow12
+    """.split()
+)
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in value)
+
+
+def normalize_email(raw: str) -> str | None:
+    """The canonical form of an email address, or None when it is not a usable address."""
+    candidate = raw.strip()
+    if not candidate or len(candidate) > EMAIL_MAX_LENGTH:
+        return None
+    try:
+        checked = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.normalized.lower()
+
+
+def email_errors(raw: str) -> tuple[str | None, list[UserError]]:
+    email = normalize_email(raw)
+    if email is None:
+        return None, [UserError("email", "Enter a valid email address.", ErrorCode.INVALID_EMAIL)]
+    return email, []
+
+
+def password_errors(password: str, email: str | None, field: str = "password") -> list[UserError]:
+    def weak(message: str) -> list[UserError]:
+        return [UserError(field, message, ErrorCode.WEAK_PASSWORD)]
+
+    if len(password) < PASSWORD_MIN_LENGTH:
+        return weak(f"Use at least {PASSWORD_MIN_LENGTH} characters.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        return weak(f"Use at most {PASSWORD_MAX_LENGTH} characters.")
+    lowered = password.lower()
+    if lowered in COMMON_PASSWORDS:
+        return weak("This password is too common; choose another.")
+    if email and (lowered == email or lowered == email.split("@", 1)[0]):
+        return weak("Do not use your email address as your password.")
+    return []
+
+
+def display_name_errors(raw: str) -> tuple[str, list[UserError]]:
+    name = raw.strip()
+    if not name or len(name) > DISPLAY_NAME_MAX_LENGTH or _has_control_characters(name):
+        message = f"Enter a name of 1 to {DISPLAY_NAME_MAX_LENGTH} printable characters."
+        return name, [UserError("displayName", message, ErrorCode.INVALID_DISPLAY_NAME)]
+    return name, []
+
+
+def country_errors(raw: str) -> tuple[str, list[UserError]]:
+    code = raw.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        message = "Use a two-letter ISO 3166-1 country code, such as DE or US."
+        return code, [UserError("country", message, ErrorCode.INVALID_COUNTRY)]
+    return code, []
+
+
+def phone_errors(raw: str | None, country: str | None) -> tuple[str | None, list[UserError]]:
+    """The number in E.164 form; a national number is read in the person's country."""
+    if raw is None or not raw.strip():
+        return None, []
+    invalid = [
+        UserError(
+            "phone", "Enter a valid phone number, such as +4915123456789.", ErrorCode.INVALID_PHONE
+        )
+    ]
+    if len(raw) > 32:
+        return None, invalid
+    try:
+        number = phonenumbers.parse(raw, country or None)
+    except phonenumbers.NumberParseException:
+        return None, invalid
+    if not phonenumbers.is_valid_number(number):
+        return None, invalid
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), []

@@ -1,0 +1,237 @@
+"""Accounts, sign-up, sign-in and sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import strawberry
+
+from auth.permissions import IsAuthenticated
+from models import Account as AccountModel
+from models import AuthSession, Role, utcnow
+from resolvers import account as accounts
+from resolvers.age import is_minor
+from resolvers.errors import ErrorCode, Rejected
+from schema.context import RequestContext
+from schema.errors import UserErrorType, to_user_errors
+
+RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
+
+
+@strawberry.type(name="Session", description="A device or browser signed in to the account.")
+class SessionType:
+    id: strawberry.ID
+    user_agent: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool = strawberry.field(description="Whether this request uses this session.")
+
+    @classmethod
+    def from_model(cls, model: AuthSession, current_id: uuid.UUID | None) -> SessionType:
+        return cls(
+            id=strawberry.ID(str(model.id)),
+            user_agent=model.user_agent,
+            created_at=model.created_at,
+            last_used_at=model.last_used_at,
+            expires_at=model.expires_at,
+            current=model.id == current_id,
+        )
+
+
+@strawberry.type(name="Account", description="A person's account as they themself see it.")
+class AccountType:
+    id: strawberry.ID
+    email: str
+    display_name: str
+    phone: str | None = strawberry.field(description="E.164, such as +4915123456789.")
+    birth_date: date | None
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
+    is_minor: bool = strawberry.field(
+        description="Below the age of digital consent in the account's country."
+    )
+    role: RoleEnum  # type: ignore[valid-type]
+    accepted_policy_version: str | None
+    created_at: datetime
+    _model: strawberry.Private[AccountModel]
+
+    @classmethod
+    def from_model(cls, model: AccountModel) -> AccountType:
+        return cls(
+            id=strawberry.ID(str(model.id)),
+            email=model.email,
+            display_name=model.display_name,
+            phone=model.phone,
+            birth_date=model.birth_date,
+            country=model.country,
+            is_minor=is_minor(model.birth_date, model.country, utcnow().date()),
+            role=model.role,
+            accepted_policy_version=model.accepted_policy_version,
+            created_at=model.created_at,
+            _model=model,
+        )
+
+    @strawberry.field(description="Where the account is signed in, most recently used first.")
+    async def sessions(self, info: strawberry.Info[RequestContext]) -> list[SessionType]:
+        actor = await info.context.actor()
+        async with info.context.db() as session:
+            rows = await accounts.list_sessions(session, self._model.id)
+        current = actor.session_id if actor else None
+        return [SessionType.from_model(row, current) for row in rows]
+
+
+@strawberry.type
+class AuthPayload:
+    token: str | None = strawberry.field(
+        description="Bearer token for the mobile app; the web gets an HttpOnly cookie as well."
+    )
+    account: AccountType | None
+    errors: list[UserErrorType]
+
+
+@strawberry.type
+class AccountPayload:
+    account: AccountType | None
+    errors: list[UserErrorType]
+
+
+@strawberry.type
+class LogoutPayload:
+    ok: bool
+    errors: list[UserErrorType]
+
+
+@strawberry.input
+class SignupInput:
+    email: str
+    password: str = strawberry.field(description="8 to 128 characters, not a common password.")
+    display_name: str
+    birth_date: date
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2, such as DE.")
+    accept_policy_version: str = strawberry.field(
+        description="The `currentPolicy.version` the person has read and accepts."
+    )
+    phone: str | None = None
+
+
+@strawberry.input
+class LoginInput:
+    email: str
+    password: str
+
+
+@strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str
+
+
+def _signed_in(info: strawberry.Info[RequestContext], signed: accounts.SignedIn) -> AuthPayload:
+    info.context.start_web_session(signed.token)
+    return AuthPayload(
+        token=signed.token, account=AccountType.from_model(signed.account), errors=[]
+    )
+
+
+@strawberry.type
+class AccountQuery:
+    @strawberry.field(description="The signed-in person, or null when not signed in.")
+    async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
+        actor = await info.context.actor()
+        return AccountType.from_model(actor.account) if actor else None
+
+
+@strawberry.type
+class AccountMutation:
+    @strawberry.mutation(description="Create an account. A date of birth is asked, never an age.")
+    async def signup(
+        self, info: strawberry.Info[RequestContext], input: SignupInput
+    ) -> AuthPayload:
+        context = info.context
+        try:
+            async with context.db() as session:
+                signed = await accounts.signup(
+                    session,
+                    context.services.limiter,
+                    context.client,
+                    refused_recently=context.age_gate_refused_recently,
+                    email=input.email,
+                    password=input.password,
+                    display_name=input.display_name,
+                    birth_date=input.birth_date,
+                    country=input.country,
+                    accept_policy_version=input.accept_policy_version,
+                    phone=input.phone,
+                )
+        except Rejected as rejected:
+            if any(error.code is ErrorCode.AGE_RESTRICTED for error in rejected.errors):
+                context.remember_age_refusal()
+            return AuthPayload(token=None, account=None, errors=to_user_errors(rejected.errors))
+        return _signed_in(info, signed)
+
+    @strawberry.mutation(description="Sign in with email and password.")
+    async def login(self, info: strawberry.Info[RequestContext], input: LoginInput) -> AuthPayload:
+        context = info.context
+        try:
+            async with context.db() as session:
+                signed = await accounts.login(
+                    session,
+                    context.services.limiter,
+                    context.client,
+                    email=input.email,
+                    password=input.password,
+                )
+        except Rejected as rejected:
+            return AuthPayload(token=None, account=None, errors=to_user_errors(rejected.errors))
+        return _signed_in(info, signed)
+
+    @strawberry.mutation(description="End this session.", permission_classes=[IsAuthenticated])
+    async def logout(self, info: strawberry.Info[RequestContext]) -> LogoutPayload:
+        actor = await info.context.actor()
+        assert actor is not None
+        async with info.context.db() as session:
+            await accounts.logout(session, actor)
+        info.context.end_web_session()
+        return LogoutPayload(ok=True, errors=[])
+
+    @strawberry.mutation(
+        description="Set a new password; every other session is signed out.",
+        permission_classes=[IsAuthenticated],
+    )
+    async def change_password(
+        self, info: strawberry.Info[RequestContext], input: ChangePasswordInput
+    ) -> AccountPayload:
+        actor = await info.context.actor()
+        assert actor is not None
+        try:
+            async with info.context.db() as session:
+                account = await accounts.change_password(
+                    session,
+                    actor,
+                    current_password=input.current_password,
+                    new_password=input.new_password,
+                )
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        return AccountPayload(account=AccountType.from_model(account), errors=[])
+
+    @strawberry.mutation(
+        description="Sign out one of your sessions, such as a lost phone.",
+        permission_classes=[IsAuthenticated],
+    )
+    async def revoke_session(
+        self, info: strawberry.Info[RequestContext], id: strawberry.ID
+    ) -> AccountPayload:
+        actor = await info.context.actor()
+        assert actor is not None
+        try:
+            session_id = uuid.UUID(str(id))
+        except ValueError:
+            session_id = uuid.UUID(int=0)
+        try:
+            async with info.context.db() as session:
+                await accounts.revoke_session(session, actor, session_id=session_id)
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        return AccountPayload(account=AccountType.from_model(actor.account), errors=[])

@@ -1,0 +1,75 @@
+"""The HTTP face of the schema: one database session per request, errors logged and masked."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from schema import build_schema
+from schema.context import RequestContext, Services
+
+logger = logging.getLogger("privacy_api.graphql")
+
+MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
+
+
+def _is_unexpected(error: GraphQLError) -> bool:
+    """A failure inside a resolver that the API did not raise on purpose."""
+    return error.path is not None and not isinstance(error.original_error, GraphQLError | None)
+
+
+class GraphQLView(GraphQL[RequestContext, None]):
+    def __init__(self, services: Services) -> None:
+        production = services.config.production
+        super().__init__(
+            build_schema(production=production),
+            graphql_ide=None if production else "graphiql",
+            allow_queries_via_get=True,
+        )
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The session connects lazily, so requests that never touch the database cost nothing.
+        async with self.services.database.session() as session:
+            scope.setdefault("state", {})["db_session"] = session
+            await super().__call__(scope, receive, send)
+
+    async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
+        return RequestContext(request, response, request.state.db_session, self.services)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors:
+            request_id = getattr(request.state, "request_id", "")
+            shown = []
+            for error in result.errors:
+                if not _is_unexpected(error):
+                    shown.append(error)
+                    continue
+                original = error.original_error
+                logger.error(
+                    "unexpected error in %s (request id %s)",
+                    ".".join(str(part) for part in error.path or ()),
+                    request_id,
+                    exc_info=(type(original), original, original.__traceback__)
+                    if original
+                    else None,
+                )
+                if self.services.config.production:
+                    error = GraphQLError(
+                        MASKED_MESSAGE,
+                        nodes=error.nodes,
+                        path=error.path,
+                        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                    )
+                shown.append(error)
+            result.errors = shown
+        return await super().process_result(request, result)

@@ -1,0 +1,123 @@
+"""Every database test runs on SQLite and on a real PostgreSQL, through the real ASGI app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from cli import migrate
+from config import Config
+from models import Base, Database, PolicyVersion
+
+SEED_POLICY_VERSION = "2025-07"
+POSTGRES_ENV = "PRIVACY_API_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "privacy.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def postgresql_url() -> AsyncIterator[str]:
+    admin_url = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES)
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(admin_url), timeout=5)
+    except (OSError, asyncpg.PostgresError) as error:
+        message = (
+            f"PostgreSQL not reachable at {make_url(admin_url).render_as_string()} ({error}). "
+            f"Start one, or set {POSTGRES_ENV} to a server where the user may create databases."
+        )
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"privacy_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+async def clean_database_url(database_url: str) -> str:
+    """The database, emptied of everything but the migrations' seed."""
+    database = Database(database_url)
+    async with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != PolicyVersion.__tablename__:
+                await session.execute(delete(table))
+        await session.execute(
+            delete(PolicyVersion).where(PolicyVersion.version != SEED_POLICY_VERSION)
+        )
+        await session.commit()
+    await database.dispose()
+    return database_url
+
+
+def make_config(database_url: str, **overrides: object) -> Config:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "environment": "development",
+    }
+    values.update(overrides)
+    return Config(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def config(clean_database_url: str) -> Config:
+    return make_config(clean_database_url)
+
+
+@pytest.fixture
+async def app(config: Config) -> AsyncIterator[object]:
+    application = create_app(config)
+    yield application
+    await application.state.services.database.dispose()
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def database(clean_database_url: str) -> AsyncIterator[Database]:
+    """Direct access for assertions about what was (not) stored."""
+    db = Database(clean_database_url)
+    yield db
+    await db.dispose()
