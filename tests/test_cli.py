@@ -1,0 +1,177 @@
+"""The `privacy-api` command as an operator runs it, on a SQLite file of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from schema import schema_sdl
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COMMAND = [sys.executable, "-m", "cli"]
+
+
+def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(data_dir), **env}
+    environment.pop("PRIVACY_API_DATABASE_URL", None)
+    return subprocess.run(
+        [*COMMAND, *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_committed_schema_matches_the_code() -> None:
+    committed = (PROJECT_ROOT / "schema.graphql").read_text()
+    assert committed == schema_sdl(), "schema.graphql is stale: run `make schema`"
+
+
+def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
+    target = tmp_path / "out.graphql"
+    result = run_cli(tmp_path, "export-schema", "--output", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == schema_sdl()
+
+
+def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = run_cli(tmp_path, "migrate")
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "privacy.db").exists()
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "migrate", PRIVACY_API_ENV="production", PRIVACY_API_SECRET_KEY="")
+    assert result.returncode == 2
+    assert "PRIVACY_API_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_create_staff(tmp_path: Path) -> None:
+    run_cli(tmp_path, "migrate")
+    made = run_cli(
+        tmp_path,
+        "create-staff",
+        "--email",
+        "Officer@Example.com",
+        "--name",
+        "Olga Officer",
+        "--role",
+        "privacy-officer",
+        PRIVACY_API_STAFF_PASSWORD="officer passphrase",
+    )
+    assert made.returncode == 0, made.stderr
+    again = run_cli(
+        tmp_path,
+        "create-staff",
+        "--email",
+        "officer@example.com",
+        "--name",
+        "Someone Else",
+        "--role",
+        "support",
+        PRIVACY_API_STAFF_PASSWORD="another passphrase",
+    )
+    assert again.returncode == 1
+    assert "already in use" in again.stderr
+    weak = run_cli(
+        tmp_path,
+        "create-staff",
+        "--email",
+        "s@example.com",
+        "--name",
+        "S",
+        "--role",
+        "support",
+        PRIVACY_API_STAFF_PASSWORD="12345678",
+    )
+    assert weak.returncode == 1
+    assert "password" in weak.stderr
+
+
+def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
+    port = free_port()
+    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(tmp_path)}
+    environment.pop("PRIVACY_API_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [*COMMAND, "serve", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        demo = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and demo is None:
+            line = server.stdout.readline()
+            demo = re.search(r"email (\S+)\s+password (\S+)", line)
+        assert demo, "serve did not print the demo account"
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        playground = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
+        assert playground.status_code == 200 and "graphiql" in playground.text.lower()
+        login = httpx.post(
+            f"{base}/graphql",
+            json={
+                "query": "mutation($i: LoginInput!) { login(input: $i) { token errors { code } } }",
+                "variables": {"i": {"email": demo[1], "password": demo[2]}},
+            },
+        )
+        assert login.json()["data"]["login"]["errors"] == []
+        assert login.json()["data"]["login"]["token"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    second = subprocess.run(
+        [*COMMAND, "serve", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env={**environment, "PRIVACY_API_ENV": "bogus"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2
+
+
+def test_the_demo_account_is_made_only_on_an_empty_database(tmp_path: Path) -> None:
+    from cli import create_demo_account, migrate
+    from config import load_config
+
+    config = load_config({"PRIVACY_API_DATA_DIR": str(tmp_path)})
+    asyncio.run(migrate(config.database_url))
+
+    first = asyncio.run(create_demo_account(config))
+    second = asyncio.run(create_demo_account(config))
+
+    assert first is not None and first[0] == "demo@example.com"
+    assert second is None

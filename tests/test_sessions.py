@@ -1,0 +1,210 @@
+"""Signing in and out, passwords, and the sessions a person can see and end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from argon2 import PasswordHasher
+from sqlalchemy import select, update
+
+from auth.tokens import SESSION_COOKIE
+from models import Account, AuthSession, utcnow
+from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
+
+LOGOUT = "mutation { logout { ok errors { code } } }"
+CHANGE_PASSWORD = """
+mutation Change($input: ChangePasswordInput!) {
+  changePassword(input: $input) { account { email } errors { field code } }
+}
+"""
+REVOKE = """
+mutation Revoke($id: ID!) { revokeSession(id: $id) { errors { field code } } }
+"""
+SESSIONS = "{ me { sessions { id userAgent current lastUsedAt expiresAt } } }"
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str, **headers: str) -> dict:
+    body = await gql(
+        client, LOGIN, {"input": {"email": email, "password": password}}, headers=headers
+    )
+    payload: dict = body["data"]["login"]
+    return payload
+
+
+class TestLogin:
+    async def test_unknown_email_and_wrong_password_answer_alike(self, client) -> None:
+        await signed_up(client)
+        unknown = await login(client, "nobody@example.com", PASSWORD)
+        wrong = await login(client, "ada@example.com", "wrong password")
+
+        assert codes(unknown) == codes(wrong) == ["INVALID_CREDENTIALS"]
+        assert unknown["errors"][0]["message"] == wrong["errors"][0]["message"]
+        assert unknown["token"] is None and wrong["token"] is None
+
+    async def test_signs_in_with_the_email_in_any_case(self, client) -> None:
+        await signed_up(client)
+        payload = await login(client, " ADA@example.com", PASSWORD, **{"User-Agent": "Phone/1.0"})
+
+        assert payload["errors"] == []
+        me = await gql(client, ME, token=payload["token"])
+        agents = [s["userAgent"] for s in me["data"]["me"]["sessions"] if s["current"]]
+        assert agents == ["Phone/1.0"]
+
+    async def test_too_many_attempts_are_rate_limited(self, client) -> None:
+        await signed_up(client)
+        answers = [codes(await login(client, "ada@example.com", "wrong guess")) for _ in range(11)]
+        assert answers[:10] == [["INVALID_CREDENTIALS"]] * 10
+        assert answers[10] == ["RATE_LIMITED"]
+        still_limited = await login(client, "ada@example.com", PASSWORD)
+        assert codes(still_limited) == ["RATE_LIMITED"]
+
+    async def test_an_outdated_hash_is_upgraded_on_login(self, client, database) -> None:
+        await signed_up(client)
+        weaker = PasswordHasher(memory_cost=8192, time_cost=1, parallelism=1).hash(PASSWORD)
+        async with database.session() as session:
+            await session.execute(update(Account).values(password_hash=weaker))
+            await session.commit()
+
+        assert (await login(client, "ada@example.com", PASSWORD))["errors"] == []
+
+        async with database.session() as session:
+            stored = await session.scalar(select(Account.password_hash))
+        assert stored is not None and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+class TestSessionCredentials:
+    async def test_me_is_null_when_signed_out(self, client) -> None:
+        body = await gql(client, ME)
+        assert body["data"]["me"] is None
+
+    async def test_an_unknown_token_is_signed_out(self, client) -> None:
+        body = await gql(client, ME, token="made-up-token")
+        assert body["data"]["me"] is None
+
+    async def test_an_expired_session_is_signed_out(self, client, database) -> None:
+        token = await signed_up(client)
+        async with database.session() as session:
+            await session.execute(
+                update(AuthSession).values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            await session.commit()
+        assert (await gql(client, ME, token=token))["data"]["me"] is None
+
+    async def test_only_a_hash_of_the_token_is_stored(self, client, database) -> None:
+        token = await signed_up(client)
+        async with database.session() as session:
+            stored = list(await session.scalars(select(AuthSession.token_hash)))
+        assert len(stored) == 1 and token not in stored[0]
+
+    async def test_cookie_works_for_json_requests(self, client) -> None:
+        await signed_up(client)
+        assert client.cookies.get(SESSION_COOKIE)
+        body = await gql(client, ME)
+        assert body["data"]["me"]["email"] == "ada@example.com"
+
+    async def test_cookie_is_ignored_on_what_could_be_a_cross_site_form_post(self, client) -> None:
+        await signed_up(client)
+        as_form = await client.post(
+            "/graphql", data={"query": LOGOUT}, headers={"Origin": "https://evil.example"}
+        )
+        assert as_form.status_code in (400, 415) or "errors" in as_form.json()
+        as_get = await client.get("/graphql", params={"query": "{ me { email } }"})
+        assert as_get.json()["data"]["me"] is None
+        # The session survived: nothing was done with the cookie.
+        assert (await gql(client, ME))["data"]["me"]["email"] == "ada@example.com"
+
+    async def test_a_custom_header_lets_a_get_query_use_the_cookie(self, client) -> None:
+        await signed_up(client)
+        response = await client.get(
+            "/graphql",
+            params={"query": "{ me { email } }"},
+            headers={"X-Requested-With": "fetch"},
+        )
+        assert response.json()["data"]["me"]["email"] == "ada@example.com"
+
+
+class TestLogout:
+    async def test_needs_sign_in(self, client) -> None:
+        body = await gql(client, LOGOUT)
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert body["data"] is None
+
+    async def test_ends_this_session_only(self, client) -> None:
+        await signed_up(client)
+        phone = (await login(client, "ada@example.com", PASSWORD))["token"]
+        laptop = (await login(client, "ada@example.com", PASSWORD))["token"]
+
+        body = await gql(client, LOGOUT, token=phone)
+
+        assert body["data"]["logout"]["ok"] is True
+        assert (await gql(client, ME, token=phone))["data"]["me"] is None
+        assert (await gql(client, ME, token=laptop))["data"]["me"] is not None
+
+
+class TestChangePassword:
+    async def test_needs_sign_in(self, client) -> None:
+        variables = {"input": {"currentPassword": PASSWORD, "newPassword": "another long one"}}
+        body = await gql(client, CHANGE_PASSWORD, variables)
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_wrong_current_password(self, client) -> None:
+        token = await signed_up(client)
+        variables = {"input": {"currentPassword": "not it at all", "newPassword": "x" * 12}}
+        body = await gql(client, CHANGE_PASSWORD, variables, token=token)
+        errors = body["data"]["changePassword"]["errors"]
+        assert errors == [{"field": "currentPassword", "code": "INVALID_CREDENTIALS"}]
+
+    async def test_weak_new_password(self, client) -> None:
+        token = await signed_up(client)
+        variables = {"input": {"currentPassword": PASSWORD, "newPassword": "12345678"}}
+        body = await gql(client, CHANGE_PASSWORD, variables, token=token)
+        errors = body["data"]["changePassword"]["errors"]
+        assert errors == [{"field": "newPassword", "code": "WEAK_PASSWORD"}]
+        assert (await login(client, "ada@example.com", PASSWORD))["errors"] == []
+
+    async def test_changes_it_and_signs_out_other_devices(self, client) -> None:
+        token = await signed_up(client)
+        other = (await login(client, "ada@example.com", PASSWORD))["token"]
+        variables = {"input": {"currentPassword": PASSWORD, "newPassword": "a new passphrase"}}
+
+        body = await gql(client, CHANGE_PASSWORD, variables, token=token)
+
+        assert body["data"]["changePassword"]["errors"] == []
+        assert (await gql(client, ME, token=other))["data"]["me"] is None
+        assert (await gql(client, ME, token=token))["data"]["me"] is not None
+        assert codes(await login(client, "ada@example.com", PASSWORD)) == ["INVALID_CREDENTIALS"]
+        assert (await login(client, "ada@example.com", "a new passphrase"))["errors"] == []
+
+
+class TestRevokeSession:
+    async def test_needs_sign_in(self, client) -> None:
+        body = await gql(client, REVOKE, {"id": "00000000-0000-0000-0000-000000000000"})
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_someone_elses_session_is_not_found(self, client) -> None:
+        ada = await signed_up(client)
+        bob = await signed_up(client, email="bob@example.com")
+        bob_session = (await gql(client, SESSIONS, token=bob))["data"]["me"]["sessions"][0]["id"]
+
+        for unknown in (bob_session, "not-a-uuid"):
+            body = await gql(client, REVOKE, {"id": unknown}, token=ada)
+            assert body["data"]["revokeSession"]["errors"] == [{"field": "id", "code": "NOT_FOUND"}]
+        assert (await gql(client, ME, token=bob))["data"]["me"] is not None
+
+    async def test_ends_a_lost_device(self, client) -> None:
+        laptop = await signed_up(client)
+        phone = (await login(client, "ada@example.com", PASSWORD, **{"User-Agent": "Lost"}))[
+            "token"
+        ]
+        sessions = (await gql(client, SESSIONS, token=laptop))["data"]["me"]["sessions"]
+        assert len(sessions) == 2
+        lost = next(s for s in sessions if s["userAgent"] == "Lost")
+        assert lost["current"] is False
+
+        body = await gql(client, REVOKE, {"id": lost["id"]}, token=laptop)
+
+        assert body["data"]["revokeSession"]["errors"] == []
+        assert (await gql(client, ME, token=phone))["data"]["me"] is None
+        remaining = (await gql(client, SESSIONS, token=laptop))["data"]["me"]["sessions"]
+        assert [s["current"] for s in remaining] == [True]
