@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,6 +43,18 @@ class GraphQLView(GraphQL[RequestContext, None]):
         async with self.services.database.session() as session:
             scope.setdefault("state", {})["db_session"] = session
             await super().__call__(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A JSON object (or a batch list, refused later) in UTF-8, else 400 rather than a 500."""
+        try:
+            parsed = json.loads(data)
+            # A lone surrogate such as "\ud800" decodes, then fails in hashing and storage.
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "Expected a JSON object.")
+        return parsed
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         return RequestContext(request, response, request.state.db_session, self.services)
