@@ -160,14 +160,17 @@ async def login(
 ) -> SignedIn:
     """Sign in. An unknown email and a wrong password are the same answer in the same time."""
     invalid = Rejected.one(ErrorCode.INVALID_CREDENTIALS, "The email or password is incorrect.")
-    normalized = normalize_email(email) or email.strip().lower()
+    valid_email = normalize_email(email)
+    normalized = valid_email or email.strip().lower()
     allowed = await limiter.allow(Door.LOGIN_PER_CLIENT, client.address)
     allowed = await limiter.allow(Door.LOGIN_PER_ACCOUNT, normalized) and allowed
     if not allowed:
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-in attempts; try again later.")
     account = None
-    if len(password) <= 1024 and len(normalized) <= 254:
-        account = await session.scalar(select(Account).where(Account.email == normalized))
+    # Every stored email is a valid one; anything else (such as a NUL byte, which PostgreSQL
+    # refuses in text) is not worth a query.
+    if valid_email is not None and len(password) <= 1024:
+        account = await session.scalar(select(Account).where(Account.email == valid_email))
     matched, new_hash = await verify_password(
         password[:1024], account.password_hash if account else None
     )
