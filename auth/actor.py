@@ -70,12 +70,13 @@ async def actor_for_token(session: AsyncSession, token: str, now: datetime) -> A
             .where(AuthSession.token_hash == hash_token(token), AuthSession.expires_at > now)
         )
     ).one_or_none()
+    if row is not None and now - row.last_used_at > LAST_USED_PRECISION:
+        await session.execute(
+            update(AuthSession).where(AuthSession.id == row.id).values(last_used_at=now)
+        )
+    # End the lookup's transaction: a later write then starts from a fresh snapshot, which
+    # SQLite needs to take its write lock without failing under concurrent requests.
+    await session.commit()
     if row is None:
         return None
-    session_id, last_used_at, account = row
-    if now - last_used_at > LAST_USED_PRECISION:
-        await session.execute(
-            update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=now)
-        )
-        await session.commit()
-    return Actor(account=account, session_id=session_id)
+    return Actor(account=row.Account, session_id=row.id)

@@ -37,6 +37,11 @@ class Account(Base):
         ForeignKey("policy_versions.version")
     )
     policy_accepted_at: Mapped[datetime | None]
+    # The head of this account's consent ledger, so appending needs no scan of the events.
+    ledger_seq: Mapped[int] = mapped_column(default=0)
+    ledger_head: Mapped[str | None] = mapped_column(String(64))
+    # When a Global Privacy Control signal first switched settings off.
+    gpc_applied_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -18,6 +18,7 @@ from models import Account, AuthSession, Role, utcnow
 from resolvers import age
 from resolvers.errors import ErrorCode, Rejected, UserError
 from resolvers.policy import current_policy
+from resolvers.settings import record_initial_state
 from resolvers.validation import (
     country_errors,
     display_name_errors,
@@ -46,6 +47,7 @@ class Client:
     address: str
     user_agent: str | None
     session_days: int
+    request_id: str | None = None
 
 
 def check_age(birth_date: date, today: date, *, refused_recently: bool = False) -> None:
@@ -150,6 +152,7 @@ async def signup(
         # Another request signed up the same address between our check and this insert.
         await session.rollback()
         raise email_unavailable from None
+    await record_initial_state(session, account.id, policy.version, client.request_id)
     signed_in = await _open_session(session, account, client)
     await session.commit()
     return signed_in

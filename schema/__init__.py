@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 
 from schema.account import AccountMutation, AccountQuery
 from schema.policy import PolicyQuery
+from schema.settings import SettingsMutation, SettingsQuery
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -28,12 +29,12 @@ CACHE_SIZE = 512
 
 
 @strawberry.type
-class Query(AccountQuery, PolicyQuery):
+class Query(AccountQuery, PolicyQuery, SettingsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation):
+class Mutation(AccountMutation, SettingsMutation):
     pass
 
 

@@ -15,6 +15,7 @@ from resolvers.age import is_minor
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import RequestContext
 from schema.errors import UserErrorType, to_user_errors
+from schema.settings import AccountSettingsFields
 
 RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
 
@@ -41,7 +42,7 @@ class SessionType:
 
 
 @strawberry.type(name="Account", description="A person's account as they themself see it.")
-class AccountType:
+class AccountType(AccountSettingsFields):
     id: strawberry.ID
     email: str
     display_name: str
@@ -54,7 +55,6 @@ class AccountType:
     role: RoleEnum  # type: ignore[valid-type]
     accepted_policy_version: str | None
     created_at: datetime
-    _model: strawberry.Private[AccountModel]
 
     @classmethod
     def from_model(cls, model: AccountModel) -> AccountType:
@@ -69,14 +69,15 @@ class AccountType:
             role=model.role,
             accepted_policy_version=model.accepted_policy_version,
             created_at=model.created_at,
-            _model=model,
+            _model_id=model.id,
+            _gpc_applied=model.gpc_applied_at is not None,
         )
 
     @strawberry.field(description="Where the account is signed in, most recently used first.")
     async def sessions(self, info: strawberry.Info[RequestContext]) -> list[SessionType]:
         actor = await info.context.actor()
         async with info.context.db() as session:
-            rows = await accounts.list_sessions(session, self._model.id)
+            rows = await accounts.list_sessions(session, self._model_id)
         current = actor.session_id if actor else None
         return [SessionType.from_model(row, current) for row in rows]
 

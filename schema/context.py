@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,13 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth.actor import Actor, actor_for_token, credentials_from_request
+from auth.actor import Actor, Credentials, actor_for_token, credentials_from_request
 from auth.rate_limits import RateLimiter
 from auth.tokens import SESSION_COOKIE, MarkerSigner
 from config import Config
-from models import Database, utcnow
+from models import ConsentActor, Database, Source, utcnow
+from resolvers import settings
 from resolvers.account import Client
+from resolvers.consent import Provenance
 
+SOURCE_HEADER = "x-client-source"
+_SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 AGE_GATE_COOKIE = "privacy_age_gate"
 AGE_GATE_SECONDS = 24 * 60 * 60
 _AGE_GATE_VALUE = "refused"
@@ -45,6 +50,8 @@ class RequestContext:
         self._lock = asyncio.Lock()
         self._actor: Actor | None = None
         self._actor_loaded = False
+        self._credentials: Credentials | None = None
+        self._settings: dict[uuid.UUID, settings.Settings] = {}
 
     @property
     def request_id(self) -> str:
@@ -61,13 +68,47 @@ class RequestContext:
                 raise
 
     async def actor(self) -> Actor | None:
+        """The signed-in account, looked up once per request."""
         if not self._actor_loaded:
-            credentials = credentials_from_request(self.request.headers, self.request.cookies)
-            if credentials is not None:
+            self._credentials = credentials_from_request(self.request.headers, self.request.cookies)
+            if self._credentials is not None:
                 async with self.db() as session:
-                    self._actor = await actor_for_token(session, credentials.token, utcnow())
+                    self._actor = await actor_for_token(session, self._credentials.token, utcnow())
+                    if self._actor is not None and self._sends_global_privacy_control():
+                        await settings.apply_global_privacy_control(
+                            session, self._actor, self.request_id
+                        )
             self._actor_loaded = True
         return self._actor
+
+    def _sends_global_privacy_control(self) -> bool:
+        return (
+            self.request.headers.get("sec-gpc", "").strip() == "1"
+            and self._actor is not None
+            and self._actor.account.gpc_applied_at is None
+        )
+
+    def provenance(self) -> Provenance:
+        """A change made by the signed-in person, through the client the request says it is.
+
+        Without an `X-Client-Source` header, a cookie means the web frontend and a bearer token
+        an API client.
+        """
+        source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
+        if source is None:
+            via_cookie = self._credentials is not None and self._credentials.via_cookie
+            source = Source.WEB if via_cookie else Source.API
+        return Provenance(ConsentActor.PERSON, source, request_id=self.request_id)
+
+    async def settings_of(self, account_id: uuid.UUID) -> settings.Settings:
+        """Every setting of an account, read at most once per request."""
+        async with self.db() as session:
+            if account_id not in self._settings:
+                self._settings[account_id] = await settings.read_settings(session, account_id)
+        return self._settings[account_id]
+
+    def forget_settings(self, account_id: uuid.UUID) -> None:
+        self._settings.pop(account_id, None)
 
     @property
     def client(self) -> Client:
@@ -76,6 +117,7 @@ class RequestContext:
             address=address,
             user_agent=self.request.headers.get("user-agent"),
             session_days=self.services.config.session_days,
+            request_id=self.request_id,
         )
 
     def start_web_session(self, token: str) -> None:

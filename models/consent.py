@@ -1,0 +1,64 @@
+"""The consent ledger: an append-only, per-account hash chain of every change of consent."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Enum, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+
+class ConsentActor(enum.Enum):
+    """Who made the change."""
+
+    PERSON = "person"
+    STAFF = "staff"
+    LINK = "link"
+    GPC = "gpc"
+    SIGNUP = "signup"
+
+
+class Source(enum.Enum):
+    """Through what the change arrived."""
+
+    WEB = "web"
+    MOBILE = "mobile"
+    API = "api"
+    ADMIN = "admin"
+    LINK = "link"
+    GPC = "gpc"
+    SIGNUP = "signup"
+
+
+def _enum(kind: type[enum.Enum]) -> Enum:
+    return Enum(kind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class ConsentEvent(Base):
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq"),
+        Index("ix_consent_events_account_id_key_seq", "account_id", "key", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    # Not a foreign key: the ledger outlives the account, pseudonymised, as proof of consent.
+    account_id: Mapped[uuid.UUID]
+    seq: Mapped[int]  # 1, 2, 3... within the account's chain
+    key: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(String(64))
+    new_value: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[ConsentActor] = mapped_column(_enum(ConsentActor))
+    actor_id: Mapped[uuid.UUID | None]  # the staff member, if one acted
+    source: Mapped[Source] = mapped_column(_enum(Source))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,295 @@
+"""The consent ledger: the one place events are written, read back and verified.
+
+Every change of a setting or of the accepted policy is appended here in the same transaction as
+the change itself. Each account has its own chain: event n stores the hash of event n-1 and a hash
+over its own fields, so an edited, removed or reordered event breaks the chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Account, ConsentActor, ConsentEvent, Source, utcnow
+from resolvers.errors import ErrorCode, Rejected
+from resolvers.policy import current_policy
+
+POLICY_KEY = "policy"
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who made a change and through what: recorded with every event."""
+
+    actor: ConsentActor
+    source: Source
+    actor_id: uuid.UUID | None = None
+    request_id: str | None = None
+
+
+def event_hash(
+    *,
+    prev_hash: str | None,
+    seq: int,
+    key: str,
+    old_value: str | None,
+    new_value: str,
+    actor: ConsentActor,
+    actor_id: uuid.UUID | None,
+    source: Source,
+    policy_version: str,
+    occurred_at: datetime,
+    request_id: str | None,
+) -> str:
+    """SHA-256 over the previous hash and this event's fields in a fixed order.
+
+    The account id is left out on purpose: erasure pseudonymises it, and the chain must still
+    verify afterwards. Sequence numbers and the links bind each event to its chain.
+    """
+    fields = [
+        seq,
+        key,
+        old_value,
+        new_value,
+        actor.value,
+        str(actor_id) if actor_id else None,
+        source.value,
+        policy_version,
+        occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        request_id,
+    ]
+    payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{prev_hash or ''}|{payload}".encode()).hexdigest()
+
+
+def _hash_of(event: ConsentEvent) -> str:
+    return event_hash(
+        prev_hash=event.prev_hash,
+        seq=event.seq,
+        key=event.key,
+        old_value=event.old_value,
+        new_value=event.new_value,
+        actor=event.actor,
+        actor_id=event.actor_id,
+        source=event.source,
+        policy_version=event.policy_version,
+        occurred_at=event.occurred_at,
+        request_id=event.request_id,
+    )
+
+
+@dataclass
+class Ledger:
+    """An account's chain, locked for the current transaction. Use `open_ledger`."""
+
+    account_id: uuid.UUID
+    provenance: Provenance
+    policy_version: str
+    seq: int
+    head: str | None
+    now: datetime
+    events: list[ConsentEvent] = field(default_factory=list)
+
+    def append(self, key: str, old_value: str | None, new_value: str) -> None:
+        self.seq += 1
+        values = {
+            "seq": self.seq,
+            "key": key,
+            "old_value": old_value,
+            "new_value": new_value,
+            "actor": self.provenance.actor,
+            "actor_id": self.provenance.actor_id,
+            "source": self.provenance.source,
+            "policy_version": self.policy_version,
+            "occurred_at": self.now,
+            "request_id": self.provenance.request_id,
+        }
+        digest = event_hash(prev_hash=self.head, **values)  # type: ignore[arg-type]
+        self.events.append(
+            ConsentEvent(account_id=self.account_id, prev_hash=self.head, hash=digest, **values)
+        )
+        self.head = digest
+
+
+@asynccontextmanager
+async def open_ledger(
+    session: AsyncSession, account_id: uuid.UUID, provenance: Provenance
+) -> AsyncIterator[Ledger]:
+    """Lock the account's chain, let the caller append, then write the events and the new head.
+
+    The lock is an UPDATE of the account row: on PostgreSQL it makes concurrent changes to one
+    account wait for each other (so no two events share a predecessor); on SQLite it takes the
+    database's write lock before anything is read.
+    """
+    now = utcnow()
+    row = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(updated_at=now)
+            .returning(Account.ledger_seq, Account.ledger_head)
+            .execution_options(synchronize_session=False)
+        )
+    ).one()
+    policy = await current_policy(session)
+    ledger = Ledger(
+        account_id=account_id,
+        provenance=provenance,
+        policy_version=policy.version,
+        seq=row.ledger_seq,
+        head=row.ledger_head,
+        now=now,
+    )
+    yield ledger
+    if ledger.events:
+        session.add_all(ledger.events)
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(ledger_seq=ledger.seq, ledger_head=ledger.head)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"consent:{seq}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        prefix, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if prefix == "consent" and number.isdigit():
+            return int(number)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Rejected.one(ErrorCode.INVALID_INPUT, "The cursor is not one this API gave out.", "after")
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    events: list[ConsentEvent]
+    has_next_page: bool
+
+    def cursor(self, event: ConsentEvent) -> str:
+        return _encode_cursor(event.seq)
+
+
+async def consent_history(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    first: int = 20,
+    after: str | None = None,
+    key: str | None = None,
+) -> HistoryPage:
+    """Newest first. Cursors are sequence numbers, so they stay valid as new events arrive."""
+    if not 1 <= first <= MAX_PAGE:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_PAGE} events at a time.", "first"
+        )
+    query = select(ConsentEvent).where(ConsentEvent.account_id == account_id)
+    if key is not None:
+        query = query.where(ConsentEvent.key == key)
+    if after is not None:
+        query = query.where(ConsentEvent.seq < _decode_cursor(after))
+    rows = list(await session.scalars(query.order_by(ConsentEvent.seq.desc()).limit(first + 1)))
+    return HistoryPage(events=rows[:first], has_next_page=len(rows) > first)
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    event_id: int
+    account_id: uuid.UUID
+    seq: int
+    reason: str
+
+
+class ChainVerifier:
+    """Checks events one at a time, in (account, seq) order, keeping only the last one."""
+
+    def __init__(self) -> None:
+        self.previous: ConsentEvent | None = None
+
+    def check(self, event: ConsentEvent) -> BrokenLink | None:
+        previous = self.previous
+        if previous is not None and previous.account_id != event.account_id:
+            previous = None
+        self.previous = event
+        expected_seq = previous.seq + 1 if previous else 1
+        if event.seq != expected_seq:
+            return BrokenLink(
+                event.id, event.account_id, event.seq, f"expected event number {expected_seq}"
+            )
+        if event.prev_hash != (previous.hash if previous else None):
+            return BrokenLink(
+                event.id, event.account_id, event.seq, "does not link to the event before it"
+            )
+        if event.hash != _hash_of(event):
+            return BrokenLink(
+                event.id, event.account_id, event.seq, "its contents do not match its hash"
+            )
+        return None
+
+
+def verify_chain(events: Iterable[ConsentEvent]) -> BrokenLink | None:
+    """The first event that does not follow from the one before it, or None when intact."""
+    verifier = ChainVerifier()
+    for event in events:
+        broken = verifier.check(event)
+        if broken is not None:
+            return broken
+    return None
+
+
+async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
+    """Check every chain, streaming in bounded memory.
+
+    Returns how many events were checked and the first broken link. Besides each link, the last
+    event of a chain must be the head the account row records, so removing the newest events
+    is caught too.
+    """
+    checked = 0
+    verifier = ChainVerifier()
+    last: tuple[ConsentEvent, int | None, str | None] | None = None
+    stream = await session.stream(
+        select(ConsentEvent, Account.ledger_seq, Account.ledger_head)
+        .outerjoin(Account, Account.id == ConsentEvent.account_id)
+        .order_by(ConsentEvent.account_id, ConsentEvent.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for event, head_seq, head_hash in stream:
+        if last is not None and last[0].account_id != event.account_id:
+            broken = _check_head(*last)
+            if broken is not None:
+                return checked, broken
+        checked += 1
+        broken = verifier.check(event)
+        if broken is not None:
+            return checked, broken
+        last = (event, head_seq, head_hash)
+    return checked, _check_head(*last) if last is not None else None
+
+
+def _check_head(
+    event: ConsentEvent, head_seq: int | None, head_hash: str | None
+) -> BrokenLink | None:
+    if head_seq is None:  # the account was erased; its pseudonymised chain stands alone
+        return None
+    if event.seq != head_seq or event.hash != head_hash:
+        return BrokenLink(
+            event.id,
+            event.account_id,
+            event.seq,
+            f"the account's chain should end at event {head_seq}; later events are missing",
+        )
+    return None

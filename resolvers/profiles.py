@@ -1,0 +1,68 @@
+"""Profiles as others see them: visibility settings enforced, not only stored."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.actor import Actor
+from models import Account, AccountSetting, Role
+from resolvers import catalogue
+from resolvers.catalogue import Audience, VisibilityField
+
+
+@dataclass(frozen=True)
+class PublicProfile:
+    id: uuid.UUID
+    display_name: str
+    email: str | None
+    phone: str | None
+    search_engine_indexing: bool
+
+
+def _may_see(audience: Audience, viewer: Actor | None, owner_id: uuid.UUID) -> bool:
+    if viewer is not None and (viewer.account.id == owner_id or viewer.is_staff):
+        return True
+    if audience is Audience.PUBLIC:
+        return True
+    return audience is Audience.MEMBERS and viewer is not None
+
+
+async def public_profile(
+    session: AsyncSession, viewer: Actor | None, account_id: uuid.UUID
+) -> PublicProfile | None:
+    """The profile with every field the viewer may not see left out; None when the viewer may not
+    see the profile at all (or there is none: the two look the same)."""
+    account = await session.get(Account, account_id)
+    if account is None or account.role is not Role.USER:
+        return None
+    keys = {catalogue.visibility(field).key: field for field in VisibilityField}
+    rows = await session.execute(
+        select(AccountSetting.key, AccountSetting.value).where(
+            AccountSetting.account_id == account_id, AccountSetting.key.in_(keys)
+        )
+    )
+    chosen = {keys[key]: catalogue.visibility(keys[key]).decode(value) for key, value in rows}
+    values = {
+        field: chosen.get(field, catalogue.visibility(field).default) for field in VisibilityField
+    }
+
+    def visible(field: VisibilityField) -> bool:
+        audience = values[field]
+        return isinstance(audience, Audience) and _may_see(audience, viewer, account_id)
+
+    if not visible(VisibilityField.PROFILE):
+        return None
+    return PublicProfile(
+        id=account.id,
+        display_name=account.display_name,
+        email=account.email if visible(VisibilityField.EMAIL) else None,
+        phone=account.phone if visible(VisibilityField.PHONE) else None,
+        search_engine_indexing=(
+            values[VisibilityField.SEARCH_ENGINE_INDEXING] is True
+            and values[VisibilityField.PROFILE] is Audience.PUBLIC
+        ),
+    )

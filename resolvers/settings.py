@@ -1,0 +1,402 @@
+"""Changing settings: each use case names what it wants, `change_settings` does the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from auth.actor import Actor
+from models import Account, AccountSetting, ConsentActor, IdempotencyKey, Source, utcnow
+from resolvers import catalogue
+from resolvers.age import is_minor
+from resolvers.catalogue import (
+    Audience,
+    Channel,
+    CookieCategory,
+    Purpose,
+    SettingDefinition,
+    SettingGroup,
+    Topic,
+    Value,
+    VisibilityField,
+)
+from resolvers.consent import POLICY_KEY, Provenance, open_ledger
+from resolvers.errors import ErrorCode, Rejected, UserError
+
+IDEMPOTENCY_KEY_MAX = 100
+MAX_CHANGES = len(catalogue.CATALOGUE)
+
+
+@dataclass(frozen=True)
+class CurrentValue:
+    value: Value
+    updated_at: datetime | None  # None: never changed from the catalogue default
+
+
+Settings = dict[str, CurrentValue]
+# The shape every settings use case has, so the GraphQL layer can run any of them alike.
+SettingsChange = Callable[..., Awaitable[int]]
+
+
+async def read_settings(session: AsyncSession, account_id: uuid.UUID) -> Settings:
+    """Every setting in the catalogue with the account's value (one statement)."""
+    rows = await session.execute(
+        select(AccountSetting.key, AccountSetting.value, AccountSetting.updated_at).where(
+            AccountSetting.account_id == account_id
+        )
+    )
+    stored = {key: (value, updated_at) for key, value, updated_at in rows}
+    result: Settings = {}
+    for setting in catalogue.CATALOGUE:
+        if setting.key in stored:
+            text, updated_at = stored[setting.key]
+            result[setting.key] = CurrentValue(setting.decode(text), updated_at)
+        else:
+            result[setting.key] = CurrentValue(setting.default, None)
+    return result
+
+
+def _choice_error(
+    setting: SettingDefinition, value: Value, account: Account, today: date
+) -> UserError | None:
+    """Whether this account may give this setting this value: the rules in one place."""
+    field = setting.key
+    if setting.locked and value != setting.default:
+        return UserError(field, "This setting cannot be changed.", ErrorCode.SETTING_LOCKED)
+    if setting.withheld(value) and is_minor(account.birth_date, account.country, today):
+        if setting.group is SettingGroup.VISIBILITY:
+            return UserError(
+                field, "Your profile can't be made public at your age.", ErrorCode.MINOR_PROTECTED
+            )
+        return UserError(
+            field,
+            "A parent or guardian must agree before this can be switched on.",
+            ErrorCode.PARENTAL_CONSENT_REQUIRED,
+        )
+    if setting.needs_phone and value is True and not account.phone:
+        return UserError(
+            field, "Add a phone number to your account first.", ErrorCode.PHONE_REQUIRED
+        )
+    return None
+
+
+def _fingerprint(operation: str, wanted: Mapping[SettingDefinition, Value]) -> str:
+    body = json.dumps(
+        [operation, sorted((s.key, s.encode(v)) for s, v in wanted.items())], separators=(",", ":")
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def _replayed(
+    session: AsyncSession, account_id: uuid.UUID, key: str, fingerprint: str
+) -> bool:
+    """True when this key already carried out this very change; refused for another change."""
+    stored = await session.scalar(
+        select(IdempotencyKey.fingerprint).where(
+            IdempotencyKey.account_id == account_id, IdempotencyKey.key == key
+        )
+    )
+    if stored is None:
+        return False
+    if stored != fingerprint:
+        raise Rejected.one(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This idempotency key was used for a different change.",
+            "idempotencyKey",
+        )
+    return True
+
+
+async def change_settings(
+    session: AsyncSession,
+    actor: Actor,
+    wanted: Mapping[SettingDefinition, Value],
+    provenance: Provenance,
+    *,
+    operation: str,
+    idempotency_key: str | None = None,
+    check_rules: bool = True,
+) -> int:
+    """Apply a set of changes all or nothing, one ledger event per value that really changes.
+
+    Returns the number of events written (0 for a retry or when nothing changed).
+    """
+    account = actor.account
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            f"An idempotency key has 1 to {IDEMPOTENCY_KEY_MAX} characters.",
+            "idempotencyKey",
+        )
+    if check_rules:
+        today = utcnow().date()
+        errors = [
+            error
+            for setting, value in wanted.items()
+            if (error := _choice_error(setting, value, account, today)) is not None
+        ]
+        if errors:
+            raise Rejected(*errors)
+    fingerprint = _fingerprint(operation, wanted)
+    if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
+        return 0
+    try:
+        written = await _write(session, account.id, wanted, provenance)
+        if idempotency_key:
+            session.add(
+                IdempotencyKey(account_id=account.id, key=idempotency_key, fingerprint=fingerprint)
+            )
+        await session.commit()
+    except IntegrityError:
+        # The same key raced in from a retry that won; answer as that retry did.
+        await session.rollback()
+        if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
+            return 0
+        raise
+    return written
+
+
+async def _write(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    wanted: Mapping[SettingDefinition, Value],
+    provenance: Provenance,
+) -> int:
+    async with open_ledger(session, account_id, provenance) as ledger:
+        rows = await session.execute(
+            select(AccountSetting.key, AccountSetting.value).where(
+                AccountSetting.account_id == account_id,
+                AccountSetting.key.in_([setting.key for setting in wanted]),
+            )
+        )
+        stored = dict(rows.tuples().all())
+        updates: list[dict[str, object]] = []
+        inserts: list[dict[str, object]] = []
+        for setting, value in wanted.items():
+            new = setting.encode(value)
+            old = stored.get(setting.key, setting.encode(setting.default))
+            if new == old:
+                continue
+            ledger.append(setting.key, old, new)
+            row = {
+                "account_id": account_id,
+                "key": setting.key,
+                "value": new,
+                "updated_at": ledger.now,
+            }
+            (updates if setting.key in stored else inserts).append(row)
+        if updates:
+            await session.execute(update(AccountSetting), updates)
+        if inserts:
+            await session.execute(insert(AccountSetting), inserts)
+        return len(ledger.events)
+
+
+async def record_initial_state(
+    session: AsyncSession, account_id: uuid.UUID, policy_version: str, request_id: str | None
+) -> None:
+    """At signup: the accepted policy and every default, as events with source SIGNUP."""
+    provenance = Provenance(ConsentActor.SIGNUP, Source.SIGNUP, request_id=request_id)
+    async with open_ledger(session, account_id, provenance) as ledger:
+        ledger.append(POLICY_KEY, None, policy_version)
+        rows = []
+        for setting in catalogue.CATALOGUE:
+            value = setting.encode(setting.default)
+            ledger.append(setting.key, None, value)
+            rows.append(
+                {
+                    "account_id": account_id,
+                    "key": setting.key,
+                    "value": value,
+                    "updated_at": ledger.now,
+                }
+            )
+        await session.execute(insert(AccountSetting), rows)
+
+
+async def set_communication_preference(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    channel: Channel,
+    topic: Topic,
+    enabled: bool,
+    idempotency_key: str | None = None,
+) -> int:
+    return await change_settings(
+        session,
+        actor,
+        {catalogue.communication(channel, topic): enabled},
+        provenance,
+        operation="setCommunicationPreference",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def update_communication_preferences(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    changes: list[tuple[Channel, Topic, bool]],
+    idempotency_key: str | None = None,
+) -> int:
+    """Several preferences at once, all or nothing."""
+    if not 1 <= len(changes) <= MAX_CHANGES:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, f"Send 1 to {MAX_CHANGES} changes at a time.", "changes"
+        )
+    wanted: dict[SettingDefinition, Value] = {}
+    for channel, topic, enabled in changes:
+        setting = catalogue.communication(channel, topic)
+        if setting in wanted and wanted[setting] != enabled:
+            raise Rejected.one(
+                ErrorCode.INVALID_INPUT,
+                f"{channel.name} {topic.name} appears twice with different values.",
+                "changes",
+            )
+        wanted[setting] = enabled
+    return await change_settings(
+        session,
+        actor,
+        wanted,
+        provenance,
+        operation="updateCommunicationPreferences",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def set_data_sharing(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    purpose: Purpose,
+    enabled: bool,
+    idempotency_key: str | None = None,
+) -> int:
+    return await change_settings(
+        session,
+        actor,
+        {catalogue.data_sharing(purpose): enabled},
+        provenance,
+        operation="setDataSharing",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def update_visibility(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    profile: Audience | None = None,
+    email: Audience | None = None,
+    phone: Audience | None = None,
+    search_engine_indexing: bool | None = None,
+    idempotency_key: str | None = None,
+) -> int:
+    """Fields left out (None) stay as they are."""
+    asked: dict[VisibilityField, Value | None] = {
+        VisibilityField.PROFILE: profile,
+        VisibilityField.EMAIL: email,
+        VisibilityField.PHONE: phone,
+        VisibilityField.SEARCH_ENGINE_INDEXING: search_engine_indexing,
+    }
+    wanted = {catalogue.visibility(f): v for f, v in asked.items() if v is not None}
+    if not wanted:
+        return 0
+    return await change_settings(
+        session,
+        actor,
+        wanted,
+        provenance,
+        operation="updateVisibility",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def set_cookie_consent(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    functional: bool | None = None,
+    analytics: bool | None = None,
+    advertising: bool | None = None,
+    idempotency_key: str | None = None,
+) -> int:
+    """Strictly necessary cookies are always on; categories left out stay as they are."""
+    asked = {
+        CookieCategory.FUNCTIONAL: functional,
+        CookieCategory.ANALYTICS: analytics,
+        CookieCategory.ADVERTISING: advertising,
+    }
+    wanted: dict[SettingDefinition, Value] = {
+        catalogue.cookie(c): v for c, v in asked.items() if v is not None
+    }
+    if not wanted:
+        return 0
+    return await change_settings(
+        session,
+        actor,
+        wanted,
+        provenance,
+        operation="setCookieConsent",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def opt_out_of_marketing(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    idempotency_key: str | None = None,
+) -> int:
+    """Every consent-based message, on every channel, off."""
+    wanted: dict[SettingDefinition, Value] = dict.fromkeys(
+        catalogue.MARKETING_COMMUNICATIONS, False
+    )
+    return await change_settings(
+        session,
+        actor,
+        wanted,
+        provenance,
+        operation="optOutOfMarketing",
+        idempotency_key=idempotency_key,
+    )
+
+
+async def apply_global_privacy_control(
+    session: AsyncSession, actor: Actor, request_id: str | None
+) -> None:
+    """The first request carrying `Sec-GPC: 1` switches advertising and third-party sharing off.
+
+    Once: a later explicit choice by the person stands.
+    """
+    provenance = Provenance(ConsentActor.GPC, Source.GPC, request_id=request_id)
+    wanted: dict[SettingDefinition, Value] = dict.fromkeys(catalogue.GPC_OPT_OUTS, False)
+    now = utcnow()
+    claimed = await session.execute(
+        update(Account)
+        .where(Account.id == actor.account.id, Account.gpc_applied_at.is_(None))
+        .values(gpc_applied_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(claimed, "rowcount", 0):
+        await session.rollback()
+        return
+    await _write(session, actor.account.id, wanted, provenance)
+    await session.commit()
+    set_committed_value(actor.account, "gpc_applied_at", now)

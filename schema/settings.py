@@ -1,0 +1,459 @@
+"""Privacy settings, the catalogue, consent history and profiles as others see them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from graphql import GraphQLError
+
+from auth.actor import Actor
+from auth.permissions import IsAuthenticated
+from models import ConsentActor, ConsentEvent, Source
+from resolvers import catalogue, consent, profiles
+from resolvers import settings as use_cases
+from resolvers.catalogue import (
+    Audience,
+    Channel,
+    CookieCategory,
+    LegalBasis,
+    Purpose,
+    SettingDefinition,
+    SettingGroup,
+    SettingKind,
+    Topic,
+    VisibilityField,
+)
+from resolvers.errors import Rejected
+from schema.context import RequestContext
+from schema.errors import UserErrorType, to_user_errors
+
+if TYPE_CHECKING:
+    from schema.account import AccountType
+
+ChannelEnum = strawberry.enum(Channel, name="Channel")
+TopicEnum = strawberry.enum(Topic, name="Topic")
+PurposeEnum = strawberry.enum(Purpose, name="Purpose", description="What shared data is used for.")
+AudienceEnum = strawberry.enum(Audience, name="Audience", description="Who may see something.")
+CookieCategoryEnum = strawberry.enum(CookieCategory, name="CookieCategory")
+SettingGroupEnum = strawberry.enum(SettingGroup, name="SettingGroup")
+SettingKindEnum = strawberry.enum(SettingKind, name="SettingKind")
+LegalBasisEnum = strawberry.enum(LegalBasis, name="LegalBasis")
+ConsentActorEnum = strawberry.enum(ConsentActor, name="ConsentActor")
+SourceEnum = strawberry.enum(Source, name="ConsentSource")
+
+Info = strawberry.Info[RequestContext]
+
+
+@strawberry.type(description="One setting as the catalogue defines it.")
+class SettingDefinitionType:
+    key: str
+    group: SettingGroupEnum  # type: ignore[valid-type]
+    kind: SettingKindEnum  # type: ignore[valid-type]
+    default_value: str = strawberry.field(description="`true`/`false`, or an Audience name.")
+    legal_basis: LegalBasisEnum  # type: ignore[valid-type]
+    locked: bool = strawberry.field(description="Cannot be changed by anyone.")
+    withheld_from_minors: bool = strawberry.field(
+        description="Cannot be switched on (or made PUBLIC) below the age of digital consent."
+    )
+    requires_phone: bool
+    description: str
+    channel: ChannelEnum | None  # type: ignore[valid-type]
+    topic: TopicEnum | None  # type: ignore[valid-type]
+    purpose: PurposeEnum | None  # type: ignore[valid-type]
+    cookie_category: CookieCategoryEnum | None  # type: ignore[valid-type]
+
+    @classmethod
+    def from_domain(cls, setting: SettingDefinition) -> SettingDefinitionType:
+        return cls(
+            key=setting.key,
+            group=setting.group,
+            kind=setting.kind,
+            default_value=setting.encode(setting.default),
+            legal_basis=setting.legal_basis,
+            locked=setting.locked,
+            withheld_from_minors=setting.withheld_from_minors,
+            requires_phone=setting.needs_phone,
+            description=setting.description,
+            channel=setting.channel,
+            topic=setting.topic,
+            purpose=setting.purpose,
+            cookie_category=setting.cookie,
+        )
+
+
+@strawberry.type
+class CommunicationPreference:
+    channel: ChannelEnum  # type: ignore[valid-type]
+    topic: TopicEnum  # type: ignore[valid-type]
+    enabled: bool
+    locked: bool
+    updated_at: datetime | None = strawberry.field(
+        description="When it last changed; signup for a default, null if added since."
+    )
+
+
+@strawberry.type
+class DataSharingSetting:
+    purpose: PurposeEnum  # type: ignore[valid-type]
+    enabled: bool
+    description: str
+    updated_at: datetime | None
+
+
+@strawberry.type
+class VisibilitySettings:
+    profile: AudienceEnum  # type: ignore[valid-type]
+    email: AudienceEnum  # type: ignore[valid-type]
+    phone: AudienceEnum  # type: ignore[valid-type]
+    search_engine_indexing: bool
+
+
+@strawberry.type
+class CookieConsent:
+    strictly_necessary: bool
+    functional: bool
+    analytics: bool
+    advertising: bool
+    gpc_applied: bool = strawberry.field(
+        description="A Global Privacy Control signal switched advertising and sharing off."
+    )
+    updated_at: datetime | None
+
+
+@strawberry.type
+class ConsentEventType:
+    id: strawberry.ID
+    key: str = strawberry.field(description="A catalogue key, or `policy` for an acceptance.")
+    old_value: str | None
+    new_value: str
+    actor: ConsentActorEnum  # type: ignore[valid-type]
+    source: SourceEnum  # type: ignore[valid-type]
+    policy_version: str
+    occurred_at: datetime
+    request_id: str | None
+
+    @classmethod
+    def from_model(cls, event: ConsentEvent) -> ConsentEventType:
+        return cls(
+            id=strawberry.ID(str(event.id)),
+            key=event.key,
+            old_value=event.old_value,
+            new_value=event.new_value,
+            actor=event.actor,
+            source=event.source,
+            policy_version=event.policy_version,
+            occurred_at=event.occurred_at,
+            request_id=event.request_id,
+        )
+
+
+@strawberry.type
+class ConsentEventEdge:
+    cursor: str
+    node: ConsentEventType
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ConsentEventConnection:
+    edges: list[ConsentEventEdge]
+    page_info: PageInfo
+
+
+def _values(
+    settings: use_cases.Settings, group: SettingGroup
+) -> list[tuple[SettingDefinition, use_cases.CurrentValue]]:
+    return [(s, settings[s.key]) for s in catalogue.in_group(group)]
+
+
+@strawberry.type
+class AccountSettingsFields:
+    """The settings side of Account; AccountType inherits these fields."""
+
+    _model_id: strawberry.Private[uuid.UUID]
+    _gpc_applied: strawberry.Private[bool]
+
+    @strawberry.field(description="Every channel and topic, with whether it is on.")
+    async def communication_preferences(self, info: Info) -> list[CommunicationPreference]:
+        settings = await info.context.settings_of(self._model_id)
+        return [
+            CommunicationPreference(
+                channel=s.channel,
+                topic=s.topic,
+                enabled=current.value is True,
+                locked=s.locked,
+                updated_at=current.updated_at,
+            )
+            for s, current in _values(settings, SettingGroup.COMMUNICATION)
+        ]
+
+    @strawberry.field
+    async def data_sharing(self, info: Info) -> list[DataSharingSetting]:
+        settings = await info.context.settings_of(self._model_id)
+        return [
+            DataSharingSetting(
+                purpose=s.purpose,
+                enabled=current.value is True,
+                description=s.description,
+                updated_at=current.updated_at,
+            )
+            for s, current in _values(settings, SettingGroup.DATA_SHARING)
+        ]
+
+    @strawberry.field
+    async def visibility(self, info: Info) -> VisibilitySettings:
+        settings = await info.context.settings_of(self._model_id)
+
+        def value(field: VisibilityField) -> catalogue.Value:
+            return settings[catalogue.visibility(field).key].value
+
+        return VisibilitySettings(
+            profile=value(VisibilityField.PROFILE),
+            email=value(VisibilityField.EMAIL),
+            phone=value(VisibilityField.PHONE),
+            search_engine_indexing=value(VisibilityField.SEARCH_ENGINE_INDEXING) is True,
+        )
+
+    @strawberry.field
+    async def cookie_consent(self, info: Info) -> CookieConsent:
+        settings = await info.context.settings_of(self._model_id)
+        cookies = {s.cookie: current for s, current in _values(settings, SettingGroup.COOKIES)}
+        changed = [c.updated_at for c in cookies.values() if c.updated_at is not None]
+        return CookieConsent(
+            strictly_necessary=cookies[CookieCategory.STRICTLY_NECESSARY].value is True,
+            functional=cookies[CookieCategory.FUNCTIONAL].value is True,
+            analytics=cookies[CookieCategory.ANALYTICS].value is True,
+            advertising=cookies[CookieCategory.ADVERTISING].value is True,
+            gpc_applied=self._gpc_applied,
+            updated_at=max(changed, default=None),
+        )
+
+    @strawberry.field(description="Every recorded change of consent, newest first.")
+    async def consent_history(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        key: Annotated[
+            str | None,
+            strawberry.argument(description="Only events of this catalogue key (or `policy`)."),
+        ] = None,
+    ) -> ConsentEventConnection:
+        try:
+            async with info.context.db() as session:
+                page = await consent.consent_history(
+                    session, self._model_id, first=first, after=after, key=key
+                )
+        except Rejected as rejected:
+            error = rejected.errors[0]
+            raise GraphQLError(error.message, extensions={"code": "BAD_USER_INPUT"}) from None
+        edges = [
+            ConsentEventEdge(cursor=page.cursor(event), node=ConsentEventType.from_model(event))
+            for event in page.events
+        ]
+        return ConsentEventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+
+@strawberry.type(description="A profile as the viewer may see it; hidden fields are null.")
+class PublicProfile:
+    id: strawberry.ID
+    display_name: str
+    email: str | None
+    phone: str | None
+    search_engine_indexing: bool = strawberry.field(
+        description="When false, pages showing this profile must carry noindex."
+    )
+
+
+@strawberry.type
+class SettingsPayload:
+    account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
+    errors: list[UserErrorType]
+
+
+@strawberry.input
+class CommunicationPreferenceInput:
+    channel: ChannelEnum  # type: ignore[valid-type]
+    topic: TopicEnum  # type: ignore[valid-type]
+    enabled: bool
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
+
+
+@strawberry.input
+class CommunicationChange:
+    channel: ChannelEnum  # type: ignore[valid-type]
+    topic: TopicEnum  # type: ignore[valid-type]
+    enabled: bool
+
+
+@strawberry.input
+class CommunicationPreferencesInput:
+    changes: list[CommunicationChange]
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class DataSharingInput:
+    purpose: PurposeEnum  # type: ignore[valid-type]
+    enabled: bool
+    idempotency_key: str | None = None
+
+
+@strawberry.input(description="Fields left out stay as they are.")
+class VisibilityInput:
+    profile: AudienceEnum | None = None  # type: ignore[valid-type]
+    email: AudienceEnum | None = None  # type: ignore[valid-type]
+    phone: AudienceEnum | None = None  # type: ignore[valid-type]
+    search_engine_indexing: bool | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input(description="Strictly necessary cookies are always on. Left out: unchanged.")
+class CookieConsentInput:
+    functional: bool | None = None
+    analytics: bool | None = None
+    advertising: bool | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class OptOutInput:
+    idempotency_key: str | None = None
+
+
+async def _change(
+    info: Info, apply: use_cases.SettingsChange, **arguments: object
+) -> SettingsPayload:
+    """Run one settings use case for the signed-in person and answer with their account."""
+    from schema.account import AccountType
+
+    context = info.context
+    actor = await context.actor()
+    assert isinstance(actor, Actor)  # guaranteed by IsAuthenticated
+    try:
+        async with context.db() as session:
+            await apply(session, actor, context.provenance(), **arguments)
+    except Rejected as rejected:
+        return SettingsPayload(account=None, errors=to_user_errors(rejected.errors))
+    context.forget_settings(actor.account.id)
+    return SettingsPayload(account=AccountType.from_model(actor.account), errors=[])
+
+
+PERSON = [IsAuthenticated]
+
+
+@strawberry.type
+class SettingsQuery:
+    @strawberry.field(description="Every setting a person can control. Needs no sign-in.")
+    def privacy_catalogue(self) -> list[SettingDefinitionType]:
+        return [SettingDefinitionType.from_domain(s) for s in catalogue.CATALOGUE]
+
+    @strawberry.field(description="A profile as you may see it, or null when you may not.")
+    async def public_profile(self, info: Info, id: strawberry.ID) -> PublicProfile | None:
+        try:
+            account_id = uuid.UUID(str(id))
+        except ValueError:
+            return None
+        viewer = await info.context.actor()
+        async with info.context.db() as session:
+            profile = await profiles.public_profile(session, viewer, account_id)
+        if profile is None or not profile.search_engine_indexing:
+            info.context.response.headers["X-Robots-Tag"] = "noindex"
+        if profile is None:
+            return None
+        return PublicProfile(
+            id=strawberry.ID(str(profile.id)),
+            display_name=profile.display_name,
+            email=profile.email,
+            phone=profile.phone,
+            search_engine_indexing=profile.search_engine_indexing,
+        )
+
+
+@strawberry.type
+class SettingsMutation:
+    @strawberry.mutation(permission_classes=PERSON)
+    async def set_communication_preference(
+        self, info: Info, input: CommunicationPreferenceInput
+    ) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.set_communication_preference,
+            channel=input.channel,
+            topic=input.topic,
+            enabled=input.enabled,
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(permission_classes=PERSON, description="All or nothing.")
+    async def update_communication_preferences(
+        self, info: Info, input: CommunicationPreferencesInput
+    ) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.update_communication_preferences,
+            changes=[(c.channel, c.topic, c.enabled) for c in input.changes],
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(permission_classes=PERSON)
+    async def set_data_sharing(self, info: Info, input: DataSharingInput) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.set_data_sharing,
+            purpose=input.purpose,
+            enabled=input.enabled,
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(permission_classes=PERSON)
+    async def update_visibility(self, info: Info, input: VisibilityInput) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.update_visibility,
+            profile=input.profile,
+            email=input.email,
+            phone=input.phone,
+            search_engine_indexing=input.search_engine_indexing,
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(permission_classes=PERSON)
+    async def set_cookie_consent(self, info: Info, input: CookieConsentInput) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.set_cookie_consent,
+            functional=input.functional,
+            analytics=input.analytics,
+            advertising=input.advertising,
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(
+        permission_classes=PERSON,
+        description="Every consent-based message on every channel off, one event each.",
+    )
+    async def opt_out_of_marketing(
+        self, info: Info, input: OptOutInput | None = None
+    ) -> SettingsPayload:
+        return await _change(
+            info,
+            use_cases.opt_out_of_marketing,
+            idempotency_key=input.idempotency_key if input else None,
+        )
