@@ -1,4 +1,4 @@
-"""The `privacy-api` command: serve, migrate, export-schema, create-staff."""
+"""The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import uvicorn
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
+from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Role
+from resolvers import account as accounts
+from resolvers import consent, policy
+from resolvers.account import Client
+from resolvers.consent import BrokenLink
+from resolvers.errors import Rejected
+from schema import schema_sdl
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEMO_EMAIL = "demo@example.com"
@@ -50,11 +58,6 @@ async def migrate(database_url: str) -> None:
 
 async def create_demo_account(config: Config) -> tuple[str, str] | None:
     """In development, on an empty database, an adult account to try the API with."""
-    from auth.rate_limits import RateLimiter
-    from resolvers import account as accounts
-    from resolvers import policy
-    from resolvers.account import Client
-
     database = Database(config.database_url)
     try:
         async with database.session() as session:
@@ -80,8 +83,6 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
 
 
 async def create_staff(config: Config, email: str, name: str, role: Role, password: str) -> None:
-    from resolvers import account as accounts
-
     database = Database(config.database_url)
     try:
         async with database.session() as session:
@@ -92,9 +93,16 @@ async def create_staff(config: Config, email: str, name: str, role: Role, passwo
         await database.dispose()
 
 
-def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    import uvicorn
+async def verify_ledger(config: Config) -> tuple[int, BrokenLink | None]:
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            return await consent.verify_ledger(session)
+    finally:
+        await database.dispose()
 
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
@@ -112,16 +120,12 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_export_schema(args: argparse.Namespace, config: Config | None) -> int:
-    from schema import schema_sdl
-
     Path(args.output).write_text(schema_sdl())
     print(f"Wrote {args.output}")
     return 0
 
 
 def cmd_create_staff(args: argparse.Namespace, config: Config) -> int:
-    from resolvers.errors import Rejected
-
     password = os.environ.get("PRIVACY_API_STAFF_PASSWORD") or getpass.getpass("Password: ")
     role = Role.SUPPORT if args.role == "support" else Role.PRIVACY_OFFICER
     try:
@@ -132,6 +136,19 @@ def cmd_create_staff(args: argparse.Namespace, config: Config) -> int:
         return 1
     print(f"Created {args.role} account {args.email}")
     return 0
+
+
+def cmd_verify_ledger(args: argparse.Namespace, config: Config) -> int:
+    checked, broken = asyncio.run(verify_ledger(config))
+    if broken is None:
+        print(f"Checked {checked} consent events: every chain is intact.")
+        return 0
+    print(
+        f"Broken chain at consent event {broken.event_id} (account {broken.account_id}, "
+        f"event number {broken.seq}): {broken.reason}.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -150,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", default=str(PROJECT_ROOT / "schema.graphql"))
     export.set_defaults(handler=cmd_export_schema, needs_config=False)
+
+    commands.add_parser(
+        "verify-ledger", help="check every account's consent hash chain"
+    ).set_defaults(handler=cmd_verify_ledger)
 
     staff = commands.add_parser(
         "create-staff",

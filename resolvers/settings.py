@@ -178,7 +178,7 @@ async def _write(
                 AccountSetting.key.in_([setting.key for setting in wanted]),
             )
         )
-        stored = dict(rows.tuples().all())
+        stored: dict[str, str] = dict(rows.all())
         updates: list[dict[str, object]] = []
         inserts: list[dict[str, object]] = []
         for setting, value in wanted.items():
