@@ -31,3 +31,6 @@ format: install
 
 schema: install
 	$(BIN)/privacy-api export-schema
+
+bench: install
+	$(BIN)/python -m benchmarks.hot_paths

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
 
 from passlib.context import CryptContext
 
@@ -19,9 +23,26 @@ _context = CryptContext(
 _DUMMY_HASH = _context.hash("not-a-real-password-only-for-timing")
 
 
+T = TypeVar("T")
+
+# Each hash takes 19 MiB and a core for tens of milliseconds. Running at most one fewer than the
+# cores at once keeps a core for the event loop and bounds memory under a burst of sign-ins.
+_HASHING_SLOTS = max(1, (os.cpu_count() or 2) - 1)
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _off_the_loop(work: Callable[..., T], *args: str) -> T:
+    # A semaphore belongs to one event loop; tests and the CLI run several loops in turn.
+    slots = _slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(_HASHING_SLOTS))
+    async with slots:
+        return await asyncio.to_thread(work, *args)
+
+
 async def get_password_hash(password: str) -> str:
     """Hash a password off the event loop."""
-    return await asyncio.to_thread(_context.hash, password)
+    return await _off_the_loop(_context.hash, password)
 
 
 async def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
@@ -31,6 +52,6 @@ async def verify_password(password: str, stored_hash: str | None) -> tuple[bool,
     store. With no stored hash (unknown account) a dummy hash is checked so timing tells nothing.
     """
     if stored_hash is None:
-        await asyncio.to_thread(_context.verify, password, _DUMMY_HASH)
+        await _off_the_loop(_context.verify, password, _DUMMY_HASH)
         return False, None
-    return await asyncio.to_thread(_context.verify_and_update, password, stored_hash)
+    return await _off_the_loop(_context.verify_and_update, password, stored_hash)
