@@ -27,6 +27,11 @@ class Config:
     session_days: int = 30
     rate_limit_storage: str = "memory://"
     data_dir: Path = field(default_factory=lambda: Path("data"))
+    # Where people reach the API: the base of links in emails (unsubscribe, export downloads).
+    public_url: str = "http://127.0.0.1:8000"
+    deletion_grace_days: int = 30
+    request_due_days: int = 30
+    export_valid_hours: int = 24
 
     @property
     def production(self) -> bool:
@@ -68,16 +73,24 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
         if origin.strip()
     )
-    try:
-        session_days = int(env.get("PRIVACY_API_SESSION_DAYS", "30"))
-    except ValueError as exc:
-        raise ConfigError("PRIVACY_API_SESSION_DAYS must be a whole number") from exc
+    numbers = {}
+    for name, variable, default in (
+        ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
+        ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
+        ("request_due_days", "PRIVACY_API_REQUEST_DUE_DAYS", 30),
+        ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
+    ):
+        raw = env.get(variable, str(default))
+        if not raw.strip().isdigit():
+            raise ConfigError(f"{variable} must be a whole number of 0 or more")
+        numbers[name] = int(raw)
     return Config(
         database_url=database_url,
         secret_key=secret_key,
         environment=environment,
         allowed_origins=origins,
-        session_days=session_days,
         rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
         data_dir=data_dir,
+        public_url=env.get("PRIVACY_API_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        **numbers,
     )

@@ -42,8 +42,32 @@ class Account(Base):
     ledger_head: Mapped[str | None] = mapped_column(String(64))
     # When a Global Privacy Control signal first switched settings off.
     gpc_applied_at: Mapped[datetime | None]
+    locale: Mapped[str | None] = mapped_column(String(16))
+    # A new address waits here until the person redeems the token sent to it.
+    pending_email: Mapped[str | None] = mapped_column(String(254))
+    email_token_hash: Mapped[str | None] = mapped_column(String(64))
+    email_token_expires_at: Mapped[datetime | None]
+    deletion_requested_at: Mapped[datetime | None]
+    deletion_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set by a report of a child's account until a privacy officer reviews it: profile hidden.
+    restricted_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProfileChange(Base):
+    """Which personal field changed, when and by whom. Never the values themselves."""
+
+    __tablename__ = "profile_changes"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(32))
+    changed_by: Mapped[uuid.UUID | None]  # a staff member; None when the person did it
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuthSession(Base):
