@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -47,14 +47,23 @@ Settings = dict[str, CurrentValue]
 SettingsChange = Callable[..., Awaitable[int]]
 
 
-async def read_settings(session: AsyncSession, account_id: uuid.UUID) -> Settings:
-    """Every setting in the catalogue with the account's value (one statement)."""
+async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Settings]:
+    """Every setting in the catalogue for each account, in the order asked (one statement)."""
     rows = await session.execute(
-        select(AccountSetting.key, AccountSetting.value, AccountSetting.updated_at).where(
-            AccountSetting.account_id == account_id
-        )
+        select(
+            AccountSetting.account_id,
+            AccountSetting.key,
+            AccountSetting.value,
+            AccountSetting.updated_at,
+        ).where(AccountSetting.account_id.in_(account_ids))
     )
-    stored = {key: (value, updated_at) for key, value, updated_at in rows}
+    stored: dict[uuid.UUID, dict[str, tuple[str, datetime]]] = {}
+    for account_id, key, value, updated_at in rows:
+        stored.setdefault(account_id, {})[key] = (value, updated_at)
+    return [_with_defaults(stored.get(account_id, {})) for account_id in account_ids]
+
+
+def _with_defaults(stored: Mapping[str, tuple[str, datetime]]) -> Settings:
     result: Settings = {}
     for setting in catalogue.CATALOGUE:
         if setting.key in stored:

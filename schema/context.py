@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
+from strawberry.dataloader import DataLoader
 
 from auth.actor import Actor, Credentials, actor_for_token, credentials_from_request
 from auth.rate_limits import RateLimiter
@@ -51,7 +53,11 @@ class RequestContext:
         self._actor: Actor | None = None
         self._actor_loaded = False
         self._credentials: Credentials | None = None
-        self._settings: dict[uuid.UUID, settings.Settings] = {}
+        # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
+        # settings separately; the loader answers them all with one statement.
+        self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
+            self._load_settings
+        )
 
     @property
     def request_id(self) -> str:
@@ -100,15 +106,18 @@ class RequestContext:
             source = Source.WEB if via_cookie else Source.API
         return Provenance(ConsentActor.PERSON, source, request_id=self.request_id)
 
+    async def _load_settings(self, account_ids: list[uuid.UUID]) -> list[settings.Settings]:
+        async with self.db() as session:
+            return await settings.read_settings(session, account_ids)
+
     async def settings_of(self, account_id: uuid.UUID) -> settings.Settings:
         """Every setting of an account, read at most once per request."""
-        async with self.db() as session:
-            if account_id not in self._settings:
-                self._settings[account_id] = await settings.read_settings(session, account_id)
-        return self._settings[account_id]
+        return await self.settings_loader.load(account_id)
 
     def forget_settings(self, account_id: uuid.UUID) -> None:
-        self._settings.pop(account_id, None)
+        """After a change, the next read goes to the database again."""
+        with contextlib.suppress(KeyError):  # never read in this request
+            self.settings_loader.clear(account_id)
 
     @property
     def client(self) -> Client:
