@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -110,6 +111,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 def create_app(config: Config | None = None) -> Starlette:
     config = config or load_config()
+    # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     services = Services(
         config=config,
         database=Database(config.database_url),

@@ -16,6 +16,7 @@ from models.base import Base, utcnow, uuid_pk
 class NotificationKind(enum.Enum):
     POLICY_UPDATE = "policy_update"
     EMAIL_CONFIRMATION = "email_confirmation"
+    EMAIL_CHANGED = "email_changed"
     DELETION_SCHEDULED = "deletion_scheduled"
 
 

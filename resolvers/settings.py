@@ -159,7 +159,7 @@ async def change_settings(
     if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
         return 0
     try:
-        written = await _write(session, account.id, wanted, provenance)
+        written = await write_settings(session, account.id, wanted, provenance)
         if idempotency_key:
             session.add(
                 IdempotencyKey(account_id=account.id, key=idempotency_key, fingerprint=fingerprint)
@@ -174,12 +174,14 @@ async def change_settings(
     return written
 
 
-async def _write(
+async def write_settings(
     session: AsyncSession,
     account_id: uuid.UUID,
     wanted: Mapping[SettingDefinition, Value],
     provenance: Provenance,
 ) -> int:
+    """Store the values that differ and append their events, without committing: for callers
+    that change settings as part of a larger change. Checks no rules."""
     async with open_ledger(session, account_id, provenance) as ledger:
         rows = await session.execute(
             select(AccountSetting.key, AccountSetting.value).where(
@@ -406,6 +408,6 @@ async def apply_global_privacy_control(
     if not getattr(claimed, "rowcount", 0):
         await session.rollback()
         return
-    await _write(session, actor.account.id, wanted, provenance)
+    await write_settings(session, actor.account.id, wanted, provenance)
     await session.commit()
     set_committed_value(actor.account, "gpc_applied_at", now)

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 
 from schema.account import AccountMutation, AccountQuery
 from schema.policy import PolicyQuery
+from schema.profile import ProfileMutation
 from schema.settings import SettingsMutation, SettingsQuery
 
 MAX_DEPTH = 10
@@ -34,7 +35,7 @@ class Query(AccountQuery, PolicyQuery, SettingsQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation, SettingsMutation):
+class Mutation(AccountMutation, ProfileMutation, SettingsMutation):
     pass
 
 

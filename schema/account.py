@@ -13,6 +13,7 @@ from models import AuthSession, Role, utcnow
 from resolvers import account as accounts
 from resolvers.age import is_minor
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.errors import UserErrorType, to_user_errors
 from schema.settings import AccountSettingsFields
@@ -53,6 +54,10 @@ class AccountType(AccountSettingsFields):
         description="Below the age of digital consent in the account's country."
     )
     role: RoleEnum  # type: ignore[valid-type]
+    locale: str | None
+    pending_email: str | None = strawberry.field(
+        description="A new address waiting for its confirmation code to be redeemed."
+    )
     accepted_policy_version: str | None
     created_at: datetime
 
@@ -67,6 +72,8 @@ class AccountType(AccountSettingsFields):
             country=model.country,
             is_minor=is_minor(model.birth_date, model.country, utcnow().date()),
             role=model.role,
+            locale=model.locale,
+            pending_email=pending_email_of(model),
             accepted_policy_version=model.accepted_policy_version,
             created_at=model.created_at,
             _model_id=model.id,

@@ -1,0 +1,199 @@
+"""Correcting one's personal data, and changing the email address with a confirmation."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pycountry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.actor import Actor
+from auth.passwords import verify_password
+from auth.tokens import hash_token, new_session_token
+from models import Account, NotificationKind, ProfileChange, utcnow
+from resolvers import catalogue, notifications
+from resolvers.catalogue import Channel, SettingDefinition, Value
+from resolvers.consent import Provenance
+from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.settings import write_settings
+from resolvers.validation import (
+    country_errors,
+    display_name_errors,
+    email_errors,
+    phone_errors,
+)
+
+EMAIL_TOKEN_VALID = timedelta(hours=24)
+_LOCALE = re.compile(r"^([a-z]{2,3})(?:-([A-Z]{2}))?$")
+
+
+def _locale_errors(raw: str) -> tuple[str, list[UserError]]:
+    locale = raw.strip().replace("_", "-")
+    match = _LOCALE.match(locale)
+    language = match and (
+        pycountry.languages.get(alpha_2=match[1]) or pycountry.languages.get(alpha_3=match[1])
+    )
+    region_ok = not (match and match[2]) or pycountry.countries.get(alpha_2=match[2]) is not None
+    if not match or language is None or not region_ok:
+        message = "Use a language tag such as en, de or pt-BR."
+        return locale, [UserError("locale", message, ErrorCode.INVALID_INPUT)]
+    return locale, []
+
+
+def _record(
+    session: AsyncSession, account: Account, fields: list[str], actor: Actor, request_id: str | None
+) -> None:
+    changed_by = actor.account.id if actor.account.id != account.id else None
+    now = utcnow()
+    session.add_all(
+        ProfileChange(
+            account_id=account.id,
+            field=field,
+            changed_by=changed_by,
+            changed_at=now,
+            request_id=request_id,
+        )
+        for field in fields
+    )
+
+
+async def update_profile(
+    session: AsyncSession,
+    actor: Actor,
+    provenance: Provenance,
+    *,
+    display_name: str | None = None,
+    phone: str | None = None,
+    country: str | None = None,
+    locale: str | None = None,
+) -> Account:
+    """Change what is given; what is left out (None) stays. An empty phone removes it.
+
+    Each changed field is recorded by name, never with its values. Removing the phone switches
+    text messages off, since they cannot reach the person any more.
+    """
+    account = actor.account
+    errors: list[UserError] = []
+    wanted: dict[str, object] = {}
+    if display_name is not None:
+        name, problems = display_name_errors(display_name)
+        errors += problems
+        wanted["display_name"] = name
+    if country is not None:
+        code, problems = country_errors(country)
+        errors += problems
+        wanted["country"] = code
+    if phone is not None:
+        region = str(wanted.get("country", account.country) or "") or None
+        number, problems = phone_errors(phone, region)
+        errors += problems
+        wanted["phone"] = number
+    if locale is not None:
+        tag, problems = _locale_errors(locale)
+        errors += problems
+        wanted["locale"] = tag or None
+    if errors:
+        raise Rejected(*errors)
+    changed = {field: value for field, value in wanted.items() if getattr(account, field) != value}
+    if not changed:
+        return account
+    if "phone" in changed and changed["phone"] is None:
+        texts_off: dict[SettingDefinition, Value] = {
+            setting: False for setting in catalogue.CATALOGUE if setting.channel is Channel.SMS
+        }
+        await write_settings(session, account.id, texts_off, provenance)
+    for field, value in changed.items():
+        setattr(account, field, value)
+    _record(session, account, sorted(changed), actor, provenance.request_id)
+    await session.commit()
+    return account
+
+
+async def request_email_change(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    new_email: str,
+    current_password: str,
+    public_url: str,
+) -> Account:
+    """Keep the new address pending and send it a token; the current address stays in use
+    until the token is redeemed."""
+    account = actor.account
+    matched, _ = await verify_password(current_password[:1024], account.password_hash)
+    if not matched:
+        raise Rejected.one(
+            ErrorCode.INVALID_CREDENTIALS, "Your current password is incorrect.", "currentPassword"
+        )
+    email, errors = email_errors(new_email)
+    if errors:
+        raise Rejected(*errors)
+    assert email is not None
+    if email == account.email:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This is already your email address.", "email")
+    if await session.scalar(select(Account.id).where(Account.email == email)):
+        raise Rejected.one(
+            ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used.", "email"
+        )
+    token = new_session_token()
+    account.pending_email = email
+    account.email_token_hash = hash_token(token)
+    account.email_token_expires_at = utcnow() + EMAIL_TOKEN_VALID
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.EMAIL_CONFIRMATION,
+        "Confirm your new email address",
+        "Someone, hopefully you, asked to use this address for their account. To confirm, open "
+        f"{public_url}/confirm-email?token={token} or enter this code in the app: {token}\n"
+        "The code works for 24 hours. If it was not you, ignore this message.",
+        recipient=email,
+    )
+    await session.commit()
+    return account
+
+
+async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
+    """Redeem the token sent to the new address: it becomes the account's email."""
+    invalid = Rejected.one(
+        ErrorCode.NOT_FOUND, "This confirmation code is not valid or has expired.", "token"
+    )
+    if not token or len(token) > 256:
+        raise invalid
+    account = await session.scalar(
+        select(Account).where(
+            Account.email_token_hash == hash_token(token),
+            Account.email_token_expires_at > utcnow(),
+        )
+    )
+    if account is None or account.pending_email is None:
+        raise invalid
+    if await session.scalar(select(Account.id).where(Account.email == account.pending_email)):
+        raise Rejected.one(
+            ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used any more.", "token"
+        )
+    previous = account.email
+    account.email = account.pending_email
+    account.pending_email = None
+    account.email_token_hash = None
+    account.email_token_expires_at = None
+    session.add(ProfileChange(account_id=account.id, field="email", changed_at=utcnow()))
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.EMAIL_CHANGED,
+        "Your email address was changed",
+        "The email address of your account was changed. If you did not do this, contact us "
+        "at once: your account may be in someone else's hands.",
+        recipient=previous,
+    )
+    await session.commit()
+    return account
+
+
+def pending_email_of(account: Account) -> str | None:
+    """The address awaiting confirmation, while its token is still valid."""
+    expires = account.email_token_expires_at
+    return account.pending_email if expires and expires > utcnow() else None

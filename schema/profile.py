@@ -1,0 +1,97 @@
+"""Correcting personal data and changing the email address."""
+
+from __future__ import annotations
+
+import strawberry
+
+from auth.permissions import IsAuthenticated
+from resolvers import profile
+from resolvers.errors import Rejected
+from schema.account import AccountPayload, AccountType
+from schema.context import RequestContext
+from schema.errors import UserErrorType, to_user_errors
+
+Info = strawberry.Info[RequestContext]
+
+
+@strawberry.input(description="Fields left out stay as they are; an empty phone removes it.")
+class UpdateProfileInput:
+    display_name: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    locale: str | None = strawberry.field(default=None, description="Such as en, de or pt-BR.")
+
+
+@strawberry.input
+class EmailChangeInput:
+    new_email: str
+    current_password: str
+
+
+@strawberry.input
+class ConfirmEmailInput:
+    token: str
+
+
+@strawberry.type
+class EmailChangePayload:
+    email: str | None = strawberry.field(description="The address now in use.")
+    errors: list[UserErrorType]
+
+
+@strawberry.type
+class ProfileMutation:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated], description="Correct your personal data."
+    )
+    async def update_profile(self, info: Info, input: UpdateProfileInput) -> AccountPayload:
+        context = info.context
+        actor = await context.actor()
+        assert actor is not None
+        try:
+            async with context.db() as session:
+                account = await profile.update_profile(
+                    session,
+                    actor,
+                    context.provenance(),
+                    display_name=input.display_name,
+                    phone=input.phone,
+                    country=input.country,
+                    locale=input.locale,
+                )
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        context.forget_settings(account.id)
+        return AccountPayload(account=AccountType.from_model(account), errors=[])
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Send a confirmation code to a new address; the old one stays until then.",
+    )
+    async def request_email_change(self, info: Info, input: EmailChangeInput) -> AccountPayload:
+        context = info.context
+        actor = await context.actor()
+        assert actor is not None
+        try:
+            async with context.db() as session:
+                account = await profile.request_email_change(
+                    session,
+                    actor,
+                    new_email=input.new_email,
+                    current_password=input.current_password,
+                    public_url=context.services.config.public_url,
+                )
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        return AccountPayload(account=AccountType.from_model(account), errors=[])
+
+    @strawberry.mutation(description="Redeem the code sent to the new address. No sign-in needed.")
+    async def confirm_email_change(
+        self, info: Info, input: ConfirmEmailInput
+    ) -> EmailChangePayload:
+        try:
+            async with info.context.db() as session:
+                account = await profile.confirm_email_change(session, token=input.token)
+        except Rejected as rejected:
+            return EmailChangePayload(email=None, errors=to_user_errors(rejected.errors))
+        return EmailChangePayload(email=account.email, errors=[])
