@@ -1,4 +1,4 @@
-"""Rate limits on the doors an attacker knocks on: sign-in and sign-up.
+"""Rate limits on the doors an attacker knocks on: sign-in, sign-up, and anonymous reports.
 
 Counters live in the storage configured (memory for one process; Redis for several processes),
 keyed by a hash so that no email address reaches the store.
@@ -18,6 +18,7 @@ class Door(Enum):
     LOGIN_PER_ACCOUNT = parse("10/15 minutes")
     LOGIN_PER_CLIENT = parse("50/15 minutes")
     SIGNUP_PER_CLIENT = parse("20/hour")
+    REPORT_PER_CLIENT = parse("5/hour")
 
 
 def _key(value: str) -> str:

@@ -23,10 +23,8 @@ class PublicProfile:
     search_engine_indexing: bool
 
 
-def _may_see(audience: Audience, viewer: Actor | None, owner_id: uuid.UUID) -> bool:
-    if viewer is not None and (viewer.account.id == owner_id or viewer.is_staff):
-        return True
-    if audience is Audience.PUBLIC:
+def _may_see(audience: Audience, viewer: Actor | None, trusted: bool) -> bool:
+    if trusted or audience is Audience.PUBLIC:
         return True
     return audience is Audience.MEMBERS and viewer is not None
 
@@ -39,6 +37,9 @@ async def public_profile(
     account = await session.get(Account, account_id)
     if account is None or account.role is not Role.USER:
         return None
+    trusted = viewer is not None and (viewer.account.id == account_id or viewer.is_staff)
+    if account.restricted_at is not None and not trusted:
+        return None  # reported as a child's account, until a privacy officer reviews it
     keys = {catalogue.visibility(field).key: field for field in VisibilityField}
     rows = await session.execute(
         select(AccountSetting.key, AccountSetting.value).where(
@@ -52,7 +53,7 @@ async def public_profile(
 
     def visible(field: VisibilityField) -> bool:
         audience = values[field]
-        return isinstance(audience, Audience) and _may_see(audience, viewer, account_id)
+        return isinstance(audience, Audience) and _may_see(audience, viewer, trusted)
 
     if not visible(VisibilityField.PROFILE):
         return None

@@ -6,9 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PrivacyRequest, RequestKind, RequestStatus, utcnow
+from auth.actor import Actor
+from auth.rate_limits import Door, RateLimiter
+from models import Account, PrivacyRequest, RequestKind, RequestStatus, Role, utcnow
+from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.validation import email_errors
 
 
 def open_request(
@@ -39,3 +44,88 @@ def open_request(
     )
     session.add(request)
     return request
+
+
+SUBJECT_MAX = 200
+DETAILS_MAX = 5000
+
+
+def _text_errors(field: str, value: str, maximum: int) -> list[UserError]:
+    if not value.strip() or len(value) > maximum:
+        message = f"Write 1 to {maximum} characters."
+        return [UserError(field, message, ErrorCode.INVALID_INPUT)]
+    return []
+
+
+async def file_complaint(
+    session: AsyncSession, actor: Actor, *, subject: str, details: str, due_days: int
+) -> PrivacyRequest:
+    """A complaint about how the person's data was handled, answered within the due date."""
+    errors = _text_errors("subject", subject, SUBJECT_MAX)
+    errors += _text_errors("details", details, DETAILS_MAX)
+    if errors:
+        raise Rejected(*errors)
+    request = open_request(
+        session,
+        kind=RequestKind.COMPLAINT,
+        due_days=due_days,
+        account_id=actor.account.id,
+        requested_by=actor.account.id,
+        subject=subject.strip(),
+        details=details.strip(),
+    )
+    await session.commit()
+    return request
+
+
+async def report_child_account(
+    session: AsyncSession,
+    limiter: RateLimiter,
+    client_address: str,
+    *,
+    account_id: uuid.UUID,
+    details: str,
+    contact_email: str | None,
+    due_days: int,
+) -> PrivacyRequest:
+    """Anyone may report an account they believe belongs to a child under 13. Its profile is
+    hidden at once, until a privacy officer reviews the report."""
+    if not await limiter.allow(Door.REPORT_PER_CLIENT, client_address):
+        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many reports from here; try later.")
+    errors = _text_errors("details", details, DETAILS_MAX)
+    email = None
+    if contact_email is not None and contact_email.strip():
+        email, problems = email_errors(contact_email)
+        errors += [UserError("contactEmail", p.message, p.code) for p in problems]
+    if errors:
+        raise Rejected(*errors)
+    now = utcnow()
+    restricted = await session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.role == Role.USER)
+        .values(restricted_at=func.coalesce(Account.restricted_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(restricted, "rowcount", 0):
+        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
+    request = open_request(
+        session,
+        kind=RequestKind.CHILD_REPORT,
+        due_days=due_days,
+        account_id=account_id,
+        requested_by=None,
+        details=details.strip(),
+        contact_email=email,
+    )
+    await session.commit()
+    return request
+
+
+async def requests_about(session: AsyncSession, account_id: uuid.UUID) -> list[PrivacyRequest]:
+    """The person's own requests, newest first (reports by others about them are not shown)."""
+    rows = await session.scalars(
+        select(PrivacyRequest)
+        .where(PrivacyRequest.account_id == account_id, PrivacyRequest.requested_by == account_id)
+        .order_by(PrivacyRequest.created_at.desc())
+    )
+    return list(rows)

@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 from schema.account import AccountMutation, AccountQuery
 from schema.policy import PolicyQuery
 from schema.profile import ProfileMutation
+from schema.requests import RequestsMutation, RequestsQuery
 from schema.settings import SettingsMutation, SettingsQuery
 
 MAX_DEPTH = 10
@@ -30,12 +31,12 @@ CACHE_SIZE = 512
 
 
 @strawberry.type
-class Query(AccountQuery, PolicyQuery, SettingsQuery):
+class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutation, ProfileMutation, SettingsMutation):
+class Mutation(AccountMutation, ProfileMutation, RequestsMutation, SettingsMutation):
     pass
 
 

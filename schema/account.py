@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -11,12 +12,16 @@ from auth.permissions import IsAuthenticated
 from models import Account as AccountModel
 from models import AuthSession, Role, utcnow
 from resolvers import account as accounts
+from resolvers import requests
 from resolvers.age import is_minor
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.errors import UserErrorType, to_user_errors
 from schema.settings import AccountSettingsFields
+
+if TYPE_CHECKING:
+    from schema.requests import PrivacyRequestType
 
 RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
 
@@ -79,6 +84,16 @@ class AccountType(AccountSettingsFields):
             _model_id=model.id,
             _gpc_applied=model.gpc_applied_at is not None,
         )
+
+    @strawberry.field(description="Requests the person made: exports, deletion, complaints.")
+    async def privacy_requests(
+        self, info: strawberry.Info[RequestContext]
+    ) -> list[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
+        from schema.requests import PrivacyRequestType
+
+        async with info.context.db() as session:
+            rows = await requests.requests_about(session, self._model_id)
+        return [PrivacyRequestType.from_model(row) for row in rows]
 
     @strawberry.field(description="Where the account is signed in, most recently used first.")
     async def sessions(self, info: strawberry.Info[RequestContext]) -> list[SessionType]:

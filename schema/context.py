@@ -18,8 +18,8 @@ from auth.actor import Actor, Credentials, actor_for_token, credentials_from_req
 from auth.rate_limits import RateLimiter
 from auth.tokens import SESSION_COOKIE, MarkerSigner
 from config import Config
-from models import ConsentActor, Database, Source, utcnow
-from resolvers import settings
+from models import Account, ConsentActor, Database, Source, utcnow
+from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance
 
@@ -58,6 +58,7 @@ class RequestContext:
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
             self._load_settings
         )
+        self.account_loader: DataLoader[uuid.UUID, Account | None] = DataLoader(self._load_accounts)
 
     @property
     def request_id(self) -> str:
@@ -109,6 +110,10 @@ class RequestContext:
     async def _load_settings(self, account_ids: list[uuid.UUID]) -> list[settings.Settings]:
         async with self.db() as session:
             return await settings.read_settings(session, account_ids)
+
+    async def _load_accounts(self, account_ids: list[uuid.UUID]) -> list[Account | None]:
+        async with self.db() as session:
+            return await staff.accounts_by_id(session, account_ids)
 
     async def settings_of(self, account_id: uuid.UUID) -> settings.Settings:
         """Every setting of an account, read at most once per request."""

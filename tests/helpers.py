@@ -110,3 +110,17 @@ def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def staff_token(client: httpx.AsyncClient, database: Any, role: Any, email: str) -> str:
+    """Create a staff member of the given role (as the CLI would) and sign them in."""
+    from resolvers.account import create_staff
+
+    async with database.session() as session:
+        await create_staff(
+            session, email=email, password=PASSWORD, display_name="Staff Member", role=role
+        )
+    body = await gql(client, LOGIN, {"input": {"email": email, "password": PASSWORD}})
+    client.cookies.clear()  # the staff member acts through the token only
+    token: str = body["data"]["login"]["token"]
+    return token

@@ -1,0 +1,255 @@
+"""What support staff and privacy officers do with people's data. Every read or change of an
+account's data by staff writes an audit entry saying who, what, which account and why."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.actor import Actor
+from models import (
+    Account,
+    AuditEntry,
+    AuthSession,
+    PrivacyRequest,
+    RequestKind,
+    RequestStatus,
+    Role,
+    utcnow,
+)
+from resolvers.errors import ErrorCode, Rejected
+from resolvers.validation import normalize_email
+
+REASON_MIN, REASON_MAX = 5, 500
+MAX_LIST = 100
+
+
+class ChildReportDecision(enum.Enum):
+    CLEAR = "clear"  # not a child's account: the restriction is lifted
+    DELETE = "delete"  # a child's account: erased without a grace period
+
+
+def _checked_reason(reason: str) -> str:
+    text = reason.strip()
+    if not REASON_MIN <= len(text) <= REASON_MAX:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            f"Say why, in {REASON_MIN} to {REASON_MAX} characters: it goes in the audit log.",
+            "reason",
+        )
+    return text
+
+
+async def audit(
+    session: AsyncSession,
+    staff: Actor,
+    action: str,
+    account_ids: Sequence[uuid.UUID | None],
+    reason: str,
+    request_id: str | None,
+) -> None:
+    """One audit entry per account touched, in a single statement; committed by the caller."""
+    now = utcnow()
+    rows = [
+        {
+            "staff_id": staff.account.id,
+            "action": action,
+            "account_id": account_id,
+            "reason": reason,
+            "occurred_at": now,
+            "request_id": request_id,
+        }
+        for account_id in dict.fromkeys(account_ids) or [None]
+    ]
+    await session.execute(insert(AuditEntry), rows)
+
+
+def _page(first: int) -> int:
+    if not 1 <= first <= MAX_LIST:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_LIST} at a time.", "first")
+    return first
+
+
+async def look_up_account(
+    session: AsyncSession,
+    staff: Actor,
+    *,
+    account_id: uuid.UUID | None,
+    email: str | None,
+    reason: str,
+    request_id: str | None,
+) -> Account | None:
+    """One person's account, by id or email, for support."""
+    reason = _checked_reason(reason)
+    if (account_id is None) == (email is None):
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "Give either an id or an email.", "id")
+    query = select(Account)
+    if account_id is not None:
+        query = query.where(Account.id == account_id)
+    else:
+        query = query.where(Account.email == (normalize_email(email or "") or ""))
+    account = await session.scalar(query)
+    await audit(
+        session, staff, "account.read", [account.id if account else None], reason, request_id
+    )
+    await session.commit()
+    return account
+
+
+async def search_accounts(
+    session: AsyncSession,
+    staff: Actor,
+    *,
+    email_contains: str,
+    first: int,
+    reason: str,
+    request_id: str | None,
+) -> list[Account]:
+    """Accounts whose email contains the text, for support; each one found is audited."""
+    reason = _checked_reason(reason)
+    needle = email_contains.strip().lower()
+    if not 3 <= len(needle) <= 254:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, "Search with 3 to 254 characters.", "emailContains"
+        )
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    accounts = list(
+        await session.scalars(
+            select(Account)
+            .where(Account.email.like(f"%{escaped}%", escape="\\"))
+            .order_by(Account.email)
+            .limit(_page(first))
+        )
+    )
+    await audit(session, staff, "account.search", [a.id for a in accounts], reason, request_id)
+    await session.commit()
+    return accounts
+
+
+async def accounts_by_id(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID]
+) -> list[Account | None]:
+    """For batch loading: the accounts in the order asked, None where one is gone."""
+    found = {
+        a.id: a for a in await session.scalars(select(Account).where(Account.id.in_(account_ids)))
+    }
+    return [found.get(account_id) for account_id in account_ids]
+
+
+async def list_requests(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    status: RequestStatus | None,
+    kind: RequestKind | None,
+    first: int,
+    reason: str,
+    request_id: str | None,
+) -> list[PrivacyRequest]:
+    """Privacy requests, the soonest due first."""
+    reason = _checked_reason(reason)
+    query = select(PrivacyRequest)
+    if status is not None:
+        query = query.where(PrivacyRequest.status == status)
+    if kind is not None:
+        query = query.where(PrivacyRequest.kind == kind)
+    requests = list(
+        await session.scalars(
+            query.order_by(PrivacyRequest.due_at, PrivacyRequest.id).limit(_page(first))
+        )
+    )
+    await audit(
+        session, officer, "requests.read", [r.account_id for r in requests], reason, request_id
+    )
+    await session.commit()
+    return requests
+
+
+async def _open_request(session: AsyncSession, request_id: uuid.UUID) -> PrivacyRequest:
+    request = await session.get(PrivacyRequest, request_id)
+    if request is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such request.", "id")
+    if request.status is not RequestStatus.OPEN:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This request is already closed.", "id")
+    return request
+
+
+def _close(request: PrivacyRequest, officer: Actor, status: RequestStatus, resolution: str) -> None:
+    request.status = status
+    request.handled_by = officer.account.id
+    request.handled_at = utcnow()
+    request.resolution = resolution
+
+
+async def process_request(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    privacy_request_id: uuid.UUID,
+    status: RequestStatus,
+    resolution: str,
+    reason: str,
+    request_id: str | None,
+) -> PrivacyRequest:
+    """Close a request as completed or rejected, saying how."""
+    reason = _checked_reason(reason)
+    if status not in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, "Close a request as COMPLETED or REJECTED.", "status"
+        )
+    request = await _open_request(session, privacy_request_id)
+    if request.kind is RequestKind.CHILD_REPORT:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, "Review a report of a child's account instead.", "id"
+        )
+    _close(request, officer, status, resolution.strip()[:2000])
+    await audit(session, officer, "request.process", [request.account_id], reason, request_id)
+    await session.commit()
+    return request
+
+
+async def review_child_report(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    privacy_request_id: uuid.UUID,
+    decision: ChildReportDecision,
+    reason: str,
+    request_id: str | None,
+) -> PrivacyRequest:
+    """Lift the restriction, or schedule the account's erasure at once and sign it out."""
+    reason = _checked_reason(reason)
+    request = await _open_request(session, privacy_request_id)
+    if request.kind is not RequestKind.CHILD_REPORT or request.account_id is None:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This is not a report of a child.", "id")
+    account = await session.get(Account, request.account_id)
+    if account is None or account.role is not Role.USER:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "The reported account is gone.", "id")
+    now = utcnow()
+    if decision is ChildReportDecision.CLEAR:
+        account.restricted_at = None
+        _close(request, officer, RequestStatus.COMPLETED, "Reviewed: not a child's account.")
+    else:
+        account.deletion_requested_at = now
+        account.deletion_due_at = now
+        await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
+        _close(request, officer, RequestStatus.COMPLETED, "A child's account: erased.")
+    await audit(
+        session, officer, f"child_report.{decision.value}", [account.id], reason, request_id
+    )
+    await session.commit()
+    return request
+
+
+async def audit_log(
+    session: AsyncSession, *, account_id: uuid.UUID | None, first: int
+) -> list[AuditEntry]:
+    """Newest first, optionally only entries about one account."""
+    query = select(AuditEntry)
+    if account_id is not None:
+        query = query.where(AuditEntry.account_id == account_id)
+    return list(await session.scalars(query.order_by(AuditEntry.id.desc()).limit(_page(first))))
