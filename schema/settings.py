@@ -369,6 +369,7 @@ class SettingsQuery:
         try:
             account_id = uuid.UUID(str(id))
         except ValueError:
+            info.context.response.headers["X-Robots-Tag"] = "noindex"
             return None
         viewer = await info.context.actor()
         async with info.context.db() as session:
