@@ -25,6 +25,8 @@ from resolvers.policy import current_policy
 
 POLICY_KEY = "policy"
 MAX_PAGE = 100
+# consent_events.seq is a 32-bit INTEGER; a cursor past it can point at no event.
+_LARGEST_SEQ = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def _encode_cursor(seq: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         prefix, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if prefix == "consent" and number.isdigit():
+        if prefix == "consent" and number.isdigit() and int(number) <= _LARGEST_SEQ:
             return int(number)
     except (ValueError, UnicodeDecodeError):
         pass
@@ -202,6 +204,9 @@ async def consent_history(
         query = query.where(ConsentEvent.key == key)
     if after is not None:
         query = query.where(ConsentEvent.seq < _decode_cursor(after))
+    if key is not None and "\x00" in key:
+        # No key holds a NUL, and PostgreSQL text cannot take one: there is nothing to find.
+        return HistoryPage(events=[], has_next_page=False)
     rows = list(await session.scalars(query.order_by(ConsentEvent.seq.desc()).limit(first + 1)))
     return HistoryPage(events=rows[:first], has_next_page=len(rows) > first)
 
