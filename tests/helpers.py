@@ -8,9 +8,10 @@ from datetime import date
 from typing import Any
 
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models import ConsentEvent, Database, utcnow
 from tests.conftest import SEED_POLICY_VERSION
 
 ACCOUNT_FIELDS = """
@@ -42,6 +43,25 @@ ME = f"query {{ me {{ {ACCOUNT_FIELDS} sessions {{ id userAgent current }} }} }}
 PASSWORD = "correct horse battery"
 
 
+async def post(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST a GraphQL operation as JSON and return the response, for its headers (always 200)."""
+    all_headers = dict(headers or {})
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
 async def gql(
     client: httpx.AsyncClient,
     query: str,
@@ -51,13 +71,7 @@ async def gql(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST a GraphQL operation as JSON and return the decoded body (always HTTP 200)."""
-    all_headers = dict(headers or {})
-    if token:
-        all_headers["Authorization"] = f"Bearer {token}"
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
-    )
-    assert response.status_code == 200, response.text
+    response = await post(client, query, variables, token=token, headers=headers)
     body: dict[str, Any] = response.json()
     return body
 
@@ -93,6 +107,11 @@ async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
     return token
 
 
+def birth_date_for_age(years: int) -> date:
+    """A date of birth that makes a person `years` old today, whatever today is."""
+    return date(utcnow().date().year - years, 1, 1)
+
+
 def codes(payload: dict[str, Any]) -> list[str]:
     return [error["code"] for error in payload["errors"]]
 
@@ -124,3 +143,144 @@ async def staff_token(client: httpx.AsyncClient, database: Any, role: Any, email
     client.cookies.clear()  # the staff member acts through the token only
     token: str = body["data"]["login"]["token"]
     return token
+
+
+async def logged_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    """Sign in successfully and return the bearer token."""
+    body = await gql(client, LOGIN, {"input": {"email": email, "password": password}})
+    payload: dict[str, Any] = body["data"]["login"]
+    assert payload["errors"] == [], payload["errors"]
+    token: str = payload["token"]
+    return token
+
+
+def assert_unauthenticated(body: dict[str, Any]) -> None:
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+    assert body["data"] is None
+
+
+SETTINGS_FIELDS = """
+    communicationPreferences { channel topic enabled locked updatedAt }
+    dataSharing { purpose enabled updatedAt }
+    visibility { profile email phone searchEngineIndexing }
+    cookieConsent { strictlyNecessary functional analytics advertising gpcApplied updatedAt }
+"""
+
+ME_SETTINGS = f"query {{ me {{ id isMinor {SETTINGS_FIELDS} }} }}"
+
+_SETTINGS_INPUTS = {
+    "setCommunicationPreference": "CommunicationPreferenceInput!",
+    "updateCommunicationPreferences": "CommunicationPreferencesInput!",
+    "setDataSharing": "DataSharingInput!",
+    "updateVisibility": "VisibilityInput!",
+    "setCookieConsent": "CookieConsentInput!",
+    "optOutOfMarketing": "OptOutInput",
+}
+
+
+def settings_mutation(operation: str) -> str:
+    """The document for one settings mutation, answering with every setting and the errors."""
+    return f"""
+    mutation Change($input: {_SETTINGS_INPUTS[operation]}) {{
+      {operation}(input: $input) {{
+        account {{ id {SETTINGS_FIELDS} }}
+        errors {{ field message code }}
+      }}
+    }}
+    """
+
+
+async def change(
+    client: httpx.AsyncClient,
+    operation: str,
+    input: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a settings mutation that must reach its resolver and return its payload."""
+    body = await gql(
+        client, settings_mutation(operation), {"input": input}, token=token, headers=headers
+    )
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"][operation]
+    return payload
+
+
+async def changed(
+    client: httpx.AsyncClient, operation: str, input: dict[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """Run a settings mutation that must succeed and return the account it answers with."""
+    payload = await change(client, operation, input, **kwargs)
+    assert payload["errors"] == [], payload["errors"]
+    account: dict[str, Any] = payload["account"]
+    return account
+
+
+async def my_settings(
+    client: httpx.AsyncClient, token: str | None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The signed-in person's `me` with every setting."""
+    body = await gql(client, ME_SETTINGS, token=token, headers=headers)
+    assert "errors" not in body, body
+    me: dict[str, Any] = body["data"]["me"]
+    return me
+
+
+def preference(account: dict[str, Any], channel: str, topic: str) -> bool:
+    """Whether one channel and topic is on, in an account answered with SETTINGS_FIELDS."""
+    matches = [
+        p["enabled"]
+        for p in account["communicationPreferences"]
+        if p["channel"] == channel and p["topic"] == topic
+    ]
+    assert len(matches) == 1, matches
+    return bool(matches[0])
+
+
+def sharing(account: dict[str, Any], purpose: str) -> bool:
+    matches = [s["enabled"] for s in account["dataSharing"] if s["purpose"] == purpose]
+    assert len(matches) == 1, matches
+    return bool(matches[0])
+
+
+HISTORY = """
+query History($first: Int!, $after: String, $key: String) {
+  me {
+    consentHistory(first: $first, after: $after, key: $key) {
+      edges { cursor node { key oldValue newValue actor source policyVersion requestId } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+
+async def history(
+    client: httpx.AsyncClient,
+    token: str,
+    *,
+    first: int = 100,
+    after: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """One page of the signed-in person's consent history: `edges` and `pageInfo`."""
+    variables = {"first": first, "after": after, "key": key}
+    body = await gql(client, HISTORY, variables, token=token)
+    assert "errors" not in body, body
+    page: dict[str, Any] = body["data"]["me"]["consentHistory"]
+    return page
+
+
+async def events(
+    client: httpx.AsyncClient, token: str, *, key: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest 100 consent events of the signed-in person, newest first."""
+    page = await history(client, token, key=key)
+    return [edge["node"] for edge in page["edges"]]
+
+
+async def count_events(database: Database) -> int:
+    """Every consent event stored, of every account."""
+    async with database.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(ConsentEvent)) or 0)
