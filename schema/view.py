@@ -57,7 +57,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return parsed
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
-        return RequestContext(request, response, request.state.db_session, self.services)
+        context = RequestContext(request, response, request.state.db_session, self.services)
+        if request.headers.get("sec-gpc", "").strip() == "1":
+            # Honour the signal whatever the request asks for, not only when it reads the person.
+            await context.actor()
+        return context
 
     async def process_result(
         self, request: Request, result: ExecutionResult

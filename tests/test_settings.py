@@ -753,3 +753,15 @@ class TestConsentHistory:
 
         assert await history(client, token, first=5, after=cursor) == following
         assert (await events(client, token))[0]["key"] == EMAIL_MARKETING
+
+
+async def test_gpc_applies_even_when_the_request_does_not_read_the_person(client) -> None:
+    token = await signed_up(client)
+    client.cookies.clear()
+    turn_on = """mutation { setCookieConsent(input: {advertising: true}) { errors { code } } }"""
+    await gql(client, turn_on, token=token)
+
+    await gql(client, "{ privacyCatalogue { key } }", token=token, headers={"Sec-GPC": "1"})
+
+    body = await gql(client, "{ me { cookieConsent { advertising gpcApplied } } }", token=token)
+    assert body["data"]["me"]["cookieConsent"] == {"advertising": False, "gpcApplied": True}
