@@ -1,0 +1,416 @@
+"""Deleting an account: the request and its grace period, legal holds, and the purge that erases
+everything except the proof of consent, which it keeps under a pseudonym."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.expression import ColumnElement, Exists
+
+from auth.actor import Actor
+from auth.passwords import verify_password
+from models import (
+    Account,
+    AuditEntry,
+    AuthSession,
+    Base,
+    ConsentEvent,
+    LegalHold,
+    NotificationKind,
+    PrivacyRequest,
+    RequestKind,
+    RequestStatus,
+    Role,
+    utcnow,
+)
+from resolvers import notifications
+from resolvers.errors import ErrorCode, Rejected
+from resolvers.requests import open_request
+
+logger = logging.getLogger("privacy_api.erasure")
+
+HOLD_REASON_MAX = 2000
+PSEUDONYM_CONTEXT = b"erased-account:"
+COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseudonym."
+
+# The columns outside the ledger's hashed fields that name the account, in records that outlive it.
+PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
+    (ConsentEvent, "account_id"),
+    (PrivacyRequest, "account_id"),
+    (PrivacyRequest, "requested_by"),
+    (LegalHold, "account_id"),
+    (AuditEntry, "account_id"),
+)
+
+
+def pseudonym(secret_key: str, account_id: uuid.UUID) -> uuid.UUID:
+    """The id an erased account's kept records carry instead of its own.
+
+    A keyed hash: the same account and key always give the same pseudonym, so the records stay
+    together, and without the key nobody can tell which account it was. Marked as a version 8
+    (custom) UUID so it is never mistaken for a live account's random one.
+    """
+    digest = hmac.new(
+        secret_key.encode(), PSEUDONYM_CONTEXT + account_id.bytes, hashlib.sha256
+    ).digest()
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x80
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return uuid.UUID(bytes=bytes(raw))
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def _when(moment: datetime) -> str:
+    return f"{_day(moment)} at {moment:%H:%M} UTC"
+
+
+async def _lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    """The account, read after taking its row lock (SQLite: the write lock).
+
+    Requesting, cancelling, scheduling, setting a hold and purging then happen one after another
+    for one account, never interleaved.
+    """
+    locked = await session.scalar(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(updated_at=Account.updated_at)
+        .returning(Account.id)
+        .execution_options(synchronize_session=False)
+    )
+    if locked is None:
+        return None
+    return await session.get(Account, account_id, populate_existing=True)
+
+
+async def _sign_out_everywhere(session: AsyncSession, account_id: uuid.UUID) -> None:
+    await session.execute(delete(AuthSession).where(AuthSession.account_id == account_id))
+
+
+def _schedule(
+    session: AsyncSession,
+    account: Account,
+    *,
+    now: datetime,
+    due_at: datetime,
+    requested_by: uuid.UUID,
+) -> None:
+    """Set the deletion date (the earlier one, if one is set already) and record who asked."""
+    if account.deletion_due_at is None or due_at < account.deletion_due_at:
+        account.deletion_due_at = due_at
+    account.deletion_requested_at = account.deletion_requested_at or now
+    request = open_request(
+        session,
+        kind=RequestKind.DELETION,
+        due_days=0,
+        account_id=account.id,
+        requested_by=requested_by,
+    )
+    # The request is fulfilled when the purge erases the account, on the deletion date.
+    request.due_at = account.deletion_due_at
+
+
+async def request_account_deletion(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    password: str,
+    grace_days: int,
+    now: datetime | None = None,
+) -> Account:
+    """Schedule the person's own account for erasure after a grace period; sign out everywhere.
+
+    Asking again while a deletion is pending keeps the date already set.
+    """
+    matched, _ = await verify_password(password[:1024], actor.account.password_hash)
+    if not matched:
+        raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", "password")
+    now = now or utcnow()
+    account = await _lock_account(session, actor.account.id)
+    if account is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "This account no longer exists.")
+    if account.deletion_due_at is None:
+        _schedule(
+            session,
+            account,
+            now=now,
+            due_at=now + timedelta(days=grace_days),
+            requested_by=account.id,
+        )
+        assert account.deletion_due_at is not None
+        notifications.queue(
+            session,
+            account,
+            NotificationKind.DELETION_SCHEDULED,
+            f"Your account will be deleted on {_day(account.deletion_due_at)}",
+            f"You asked us to delete your account. We will erase it on "
+            f"{_when(account.deletion_due_at)}, and we have signed you out on every device.\n\n"
+            "Changed your mind? Sign in before then and cancel the deletion; everything stays "
+            "as it was.\n\n"
+            "On that date your profile, settings, sign-ins and messages are erased for good. "
+            "We keep only the record of the consent choices you made, which we must be able to "
+            "show, and it will no longer carry your name or contact details.\n\n"
+            "If you did not ask for this, sign in, cancel the deletion and change your password.",
+        )
+    await _sign_out_everywhere(session, account.id)
+    await session.commit()
+    return account
+
+
+async def _open_deletion_requests(
+    session: AsyncSession, account_id: uuid.UUID
+) -> list[PrivacyRequest]:
+    rows = await session.scalars(
+        select(PrivacyRequest).where(
+            PrivacyRequest.account_id == account_id,
+            PrivacyRequest.kind == RequestKind.DELETION,
+            PrivacyRequest.status == RequestStatus.OPEN,
+        )
+    )
+    return list(rows)
+
+
+async def cancel_account_deletion(
+    session: AsyncSession, actor: Actor, *, now: datetime | None = None
+) -> Account:
+    """Keep the account after all: possible before the deletion date, and only for a deletion the
+    person asked for themself (not one staff decided on)."""
+    now = now or utcnow()
+    account = await _lock_account(session, actor.account.id)
+    if account is None or account.deletion_due_at is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "No deletion is scheduled for your account.")
+    if account.deletion_due_at <= now:
+        raise Rejected.one(
+            ErrorCode.DELETION_NOT_CANCELLABLE,
+            "The deletion date has passed, so the deletion can no longer be cancelled.",
+        )
+    pending = await _open_deletion_requests(session, account.id)
+    if any(request.requested_by != account.id for request in pending):
+        raise Rejected.one(
+            ErrorCode.DELETION_NOT_CANCELLABLE,
+            "Our privacy team scheduled this deletion. Contact them if you think it is a mistake.",
+        )
+    account.deletion_requested_at = None
+    account.deletion_due_at = None
+    for request in pending:
+        request.status = RequestStatus.CANCELLED
+        request.handled_at = now
+    await session.commit()
+    return account
+
+
+async def schedule_deletion(
+    session: AsyncSession, account_id: uuid.UUID, *, due_at: datetime, requested_by: uuid.UUID
+) -> Account:
+    """Schedule an erasure staff decided on, such as after reviewing a report of a child's account.
+
+    `due_at` may be now: no grace period. The person cannot cancel it; their sessions end at once
+    and a message tells them the date. Nothing is committed: the caller's transaction writes this
+    together with its own changes (the review's outcome, the audit entry).
+    """
+    account = await _lock_account(session, account_id)
+    if account is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
+    _schedule(session, account, now=utcnow(), due_at=due_at, requested_by=requested_by)
+    assert account.deletion_due_at is not None
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.DELETION_SCHEDULED,
+        f"Your account will be deleted on {_day(account.deletion_due_at)}",
+        f"Our privacy team has decided that your account must be deleted. We will erase it on "
+        f"{_when(account.deletion_due_at)}, and we have signed you out on every device.\n\n"
+        "We keep only the record of the consent choices made on the account, which we must be "
+        "able to show, and it will no longer carry your name or contact details.\n\n"
+        "If you think this is a mistake, contact our privacy team.",
+    )
+    await _sign_out_everywhere(session, account.id)
+    return account
+
+
+def _require_privacy_officer(actor: Actor) -> None:
+    # The GraphQL field checks this too; a use case must not rely on its caller alone.
+    if actor.role is not Role.PRIVACY_OFFICER:
+        raise PermissionError("only a privacy officer may set or release a legal hold")
+
+
+async def set_legal_hold(
+    session: AsyncSession, officer: Actor, account_id: uuid.UUID, reason: str
+) -> LegalHold:
+    """Keep an account from being erased, deletion requested or not, until the hold is released.
+
+    An account may carry several holds (one per legal matter); it is erased only when none is in
+    force.
+    """
+    _require_privacy_officer(officer)
+    reason = reason.strip()
+    if not 1 <= len(reason) <= HOLD_REASON_MAX:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            f"Give a reason of 1 to {HOLD_REASON_MAX} characters.",
+            "reason",
+        )
+    # The lock makes a hold set while a purge runs wait for it: either the account is erased
+    # first (and the hold is refused), or the purge sees the hold.
+    if await _lock_account(session, account_id) is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
+    hold = LegalHold(
+        account_id=account_id, reason=reason, set_by=officer.account.id, set_at=utcnow()
+    )
+    session.add(hold)
+    await session.commit()
+    return hold
+
+
+async def release_legal_hold(
+    session: AsyncSession, officer: Actor, hold_id: uuid.UUID
+) -> LegalHold:
+    """End a hold; the next purge erases the account if it is due and no other hold remains."""
+    _require_privacy_officer(officer)
+    hold = await session.scalar(
+        update(LegalHold)
+        .where(LegalHold.id == hold_id, LegalHold.released_at.is_(None))
+        .values(released_by=officer.account.id, released_at=utcnow())
+        .returning(LegalHold)
+    )
+    if hold is None:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "No legal hold in force with this id.", "id")
+    await session.commit()
+    return hold
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What a purge run did, in numbers only."""
+
+    purged: int
+    held: int  # due, but kept by a legal hold in force
+    failed: int  # left intact after an error; the next run tries again
+
+
+class _Outcome(enum.Enum):
+    ERASED = "erased"
+    HELD = "held"
+    GONE = "gone"  # cancelled, or erased by another run, since the list was read
+
+
+def _hold_in_force(
+    account_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID] | uuid.UUID,
+) -> Exists:
+    return exists().where(LegalHold.account_id == account_id, LegalHold.released_at.is_(None))
+
+
+async def purge_due_accounts(
+    session: AsyncSession, secret_key: str, now: datetime | None = None
+) -> PurgeReport:
+    """Erase every account whose deletion date has passed and that no legal hold keeps.
+
+    Each account is erased in a transaction of its own, so an interruption leaves every account
+    either erased or intact, and the next run picks up what is left. An account that fails is
+    logged (by id) and left intact; the others go ahead.
+    """
+    now = now or utcnow()
+    due = (
+        await session.execute(
+            select(Account.id, _hold_in_force(Account.id).label("held"))
+            .where(Account.deletion_due_at <= now)
+            .order_by(Account.deletion_due_at, Account.id)
+        )
+    ).all()
+    await session.commit()
+    purged = held = failed = 0
+    for account_id, is_held in due:
+        if is_held:
+            held += 1
+            continue
+        try:
+            outcome = await _purge_account(session, account_id, secret_key, now)
+        except Exception:
+            await session.rollback()
+            failed += 1
+            logger.exception("Could not purge account %s; it is left intact.", account_id)
+            continue
+        purged += outcome is _Outcome.ERASED
+        held += outcome is _Outcome.HELD
+    return PurgeReport(purged=purged, held=held, failed=failed)
+
+
+async def _purge_account(
+    session: AsyncSession, account_id: uuid.UUID, secret_key: str, now: datetime
+) -> _Outcome:
+    """Erase one account in one transaction, after checking again under its lock."""
+    email = await session.scalar(
+        update(Account)
+        .where(Account.id == account_id, Account.deletion_due_at <= now)
+        .values(updated_at=Account.updated_at)
+        .returning(Account.email)
+        .execution_options(synchronize_session=False)
+    )
+    if email is None:
+        await session.rollback()
+        return _Outcome.GONE
+    if await session.scalar(select(_hold_in_force(account_id))):
+        await session.rollback()
+        return _Outcome.HELD
+    await _complete_deletion_requests(session, account_id, now)
+    await _clear_request_texts(session, account_id, email)
+    await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
+    await _delete_account(session, account_id)
+    await session.commit()
+    return _Outcome.ERASED
+
+
+async def _complete_deletion_requests(
+    session: AsyncSession, account_id: uuid.UUID, now: datetime
+) -> None:
+    await session.execute(
+        update(PrivacyRequest)
+        .where(
+            PrivacyRequest.account_id == account_id,
+            PrivacyRequest.kind == RequestKind.DELETION,
+            PrivacyRequest.status == RequestStatus.OPEN,
+        )
+        .values(status=RequestStatus.COMPLETED, handled_at=now, resolution=COMPLETED_RESOLUTION)
+    )
+
+
+async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, email: str) -> None:
+    """What the person wrote, or was written about them, in requests they made or that concern
+    them, and any request that gave their address as the contact (such as a signed-out report)."""
+    await session.execute(
+        update(PrivacyRequest)
+        .where(
+            or_(
+                PrivacyRequest.account_id == account_id,
+                PrivacyRequest.requested_by == account_id,
+                func.lower(PrivacyRequest.contact_email) == email,
+            )
+        )
+        .values(subject=None, details=None, contact_email=None)
+    )
+
+
+async def _pseudonymise_references(
+    session: AsyncSession, account_id: uuid.UUID, alias: uuid.UUID
+) -> None:
+    for model, column in PSEUDONYMISED:
+        await session.execute(
+            update(model).where(getattr(model, column) == account_id).values({column: alias})
+        )
+
+
+async def _delete_account(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """The account row; the database's cascades take its sessions, settings, idempotency keys,
+    exports, notifications and profile changes with it."""
+    await session.execute(delete(Account).where(Account.id == account_id))
