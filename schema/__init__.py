@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.account import AccountMutation, AccountQuery
+from schema.erasure import ErasureMutation
 from schema.policy import PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
@@ -36,7 +37,9 @@ class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation, ProfileMutation, RequestsMutation, SettingsMutation):
+class Mutation(
+    AccountMutation, ErasureMutation, ProfileMutation, RequestsMutation, SettingsMutation
+):
     pass
 
 

@@ -17,6 +17,7 @@ from resolvers.age import is_minor
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
+from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType, to_user_errors
 from schema.settings import AccountSettingsFields
 
@@ -65,6 +66,9 @@ class AccountType(AccountSettingsFields):
     )
     accepted_policy_version: str | None
     created_at: datetime
+    deletion: AccountDeletion | None = strawberry.field(
+        description="Set while the account is scheduled for deletion."
+    )
 
     @classmethod
     def from_model(cls, model: AccountModel) -> AccountType:
@@ -81,6 +85,7 @@ class AccountType(AccountSettingsFields):
             pending_email=pending_email_of(model),
             accepted_policy_version=model.accepted_policy_version,
             created_at=model.created_at,
+            deletion=AccountDeletion.of(model),
             _model_id=model.id,
             _gpc_applied=model.gpc_applied_at is not None,
         )

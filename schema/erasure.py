@@ -1,0 +1,88 @@
+"""Deleting one's account: asking for it, changing one's mind, and seeing when it is due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from auth.permissions import IsAuthenticated
+from models import Account as AccountModel
+from resolvers import erasure
+from resolvers.errors import Rejected
+from schema.context import RequestContext
+from schema.errors import to_user_errors
+
+if TYPE_CHECKING:
+    from schema.account import AccountPayload
+
+Info = strawberry.Info[RequestContext]
+
+
+@strawberry.type(description="The account is scheduled for deletion.")
+class AccountDeletion:
+    requested_at: datetime
+    due_at: datetime = strawberry.field(
+        description="When the account is erased. Until then, `cancelAccountDeletion` keeps it."
+    )
+
+    @classmethod
+    def of(cls, account: AccountModel) -> AccountDeletion | None:
+        if account.deletion_requested_at is None or account.deletion_due_at is None:
+            return None
+        return cls(requested_at=account.deletion_requested_at, due_at=account.deletion_due_at)
+
+
+@strawberry.input
+class RequestAccountDeletionInput:
+    password: str = strawberry.field(description="Your current password, to confirm it is you.")
+
+
+@strawberry.type
+class ErasureMutation:
+    @strawberry.mutation(
+        description=(
+            "Delete your account after a grace period (`Account.deletion.dueAt`). You are signed "
+            "out on every device; sign in again before the date to cancel."
+        ),
+        permission_classes=[IsAuthenticated],
+    )
+    async def request_account_deletion(
+        self, info: Info, input: RequestAccountDeletionInput
+    ) -> Annotated[AccountPayload, strawberry.lazy("schema.account")]:
+        from schema.account import AccountPayload, AccountType
+
+        context = info.context
+        actor = await context.actor()
+        assert actor is not None
+        try:
+            async with context.db() as session:
+                account = await erasure.request_account_deletion(
+                    session,
+                    actor,
+                    password=input.password,
+                    grace_days=context.services.config.deletion_grace_days,
+                )
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        context.end_web_session()
+        return AccountPayload(account=AccountType.from_model(account), errors=[])
+
+    @strawberry.mutation(
+        description="Keep your account: cancels a deletion you asked for, before its date.",
+        permission_classes=[IsAuthenticated],
+    )
+    async def cancel_account_deletion(
+        self, info: Info
+    ) -> Annotated[AccountPayload, strawberry.lazy("schema.account")]:
+        from schema.account import AccountPayload, AccountType
+
+        actor = await info.context.actor()
+        assert actor is not None
+        try:
+            async with info.context.db() as session:
+                account = await erasure.cancel_account_deletion(session, actor)
+        except Rejected as rejected:
+            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
+        return AccountPayload(account=AccountType.from_model(account), errors=[])
