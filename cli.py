@@ -1,4 +1,4 @@
-"""The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger."""
+"""The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from sqlalchemy.engine import Connection
 
 from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
-from models import Database, Role
+from models import Database, Role, utcnow
 from resolvers import account as accounts
-from resolvers import consent, policy
+from resolvers import consent, erasure, policy
 from resolvers.account import Client
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
@@ -102,6 +102,15 @@ async def verify_ledger(config: Config) -> tuple[int, BrokenLink | None]:
         await database.dispose()
 
 
+async def purge(config: Config) -> erasure.PurgeReport:
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            return await erasure.purge_due_accounts(session, config.secret_key, utcnow())
+    finally:
+        await database.dispose()
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     asyncio.run(migrate(config.database_url))
     if not config.production:
@@ -151,6 +160,22 @@ def cmd_verify_ledger(args: argparse.Namespace, config: Config) -> int:
     return 1
 
 
+def cmd_purge(args: argparse.Namespace, config: Config) -> int:
+    report = asyncio.run(purge(config))
+    print(
+        f"Accounts due for deletion: {report.purged} purged, "
+        f"{report.held} held back by a legal hold."
+    )
+    if report.failed:
+        print(
+            f"{report.failed} could not be purged and were left intact (see the log above); "
+            "the next run tries them again.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -171,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "verify-ledger", help="check every account's consent hash chain"
     ).set_defaults(handler=cmd_verify_ledger)
+
+    commands.add_parser(
+        "purge", help="erase accounts whose deletion date has passed (run it daily)"
+    ).set_defaults(handler=cmd_purge)
 
     staff = commands.add_parser(
         "create-staff",
