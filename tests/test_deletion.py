@@ -1,0 +1,678 @@
+"""Deleting an account: the request, the grace period, cancelling, legal holds, and the purge that
+erases everything but the pseudonymised proof of consent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from app import create_app
+from auth.actor import Actor
+from auth.tokens import SESSION_COOKIE, hash_token
+from models import (
+    Account,
+    AuditEntry,
+    AuthSession,
+    ConsentEvent,
+    Database,
+    DataExport,
+    LegalHold,
+    Notification,
+    NotificationKind,
+    PrivacyRequest,
+    ProfileChange,
+    RequestKind,
+    RequestStatus,
+    Role,
+    utcnow,
+)
+from resolvers import account as accounts
+from resolvers import consent, erasure
+from resolvers.erasure import PurgeReport
+from resolvers.errors import Rejected
+from resolvers.requests import open_request
+from tests.conftest import TEST_SECRET, make_config
+from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
+from tests.test_cli import COMMAND, PROJECT_ROOT, run_cli
+from tests.test_signup import table_dump
+
+REQUEST_DELETION = """
+mutation Delete($password: String!) {
+  requestAccountDeletion(input: {password: $password}) {
+    account { id deletion { requestedAt dueAt } }
+    errors { field code message }
+  }
+}
+"""
+CANCEL_DELETION = """
+mutation { cancelAccountDeletion { account { deletion { dueAt } } errors { code message } } }
+"""
+ME_DELETION = "{ me { id deletion { requestedAt dueAt } } }"
+TOGGLE = """
+mutation Toggle($enabled: Boolean!, $key: String) {
+  setCommunicationPreference(
+    input: {channel: SMS, topic: NEWSLETTER, enabled: $enabled, idempotencyKey: $key}
+  ) { errors { code } }
+}
+"""
+
+ADA = {"email": "ada@example.com", "displayName": "Ada Lovelace", "phone": "+447400123456"}
+# Everything that identifies Ada, as stored and as she might have typed it.
+ADA_TRACES = (
+    "ada@example.com",
+    "Ada Lovelace",
+    "Lovelace",
+    "+447400123456",
+    "7400123456",
+    "ada.new@example.com",
+)
+
+
+async def login(client: httpx.AsyncClient, email: str = "ada@example.com", **headers: str) -> str:
+    body = await gql(
+        client, LOGIN, {"input": {"email": email, "password": PASSWORD}}, headers=headers
+    )
+    payload = body["data"]["login"]
+    assert payload["errors"] == [], payload
+    token: str = payload["token"]
+    return token
+
+
+async def request_deletion(
+    client: httpx.AsyncClient, token: str, password: str = PASSWORD
+) -> dict[str, Any]:
+    body = await gql(client, REQUEST_DELETION, {"password": password}, token=token)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["requestAccountDeletion"]
+    return payload
+
+
+async def cancel_deletion(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    body = await gql(client, CANCEL_DELETION, token=token)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["cancelAccountDeletion"]
+    return payload
+
+
+async def account_id_of(database: Database, email: str = "ada@example.com") -> uuid.UUID:
+    async with database.session() as session:
+        return (await session.scalars(select(Account.id).where(Account.email == email))).one()
+
+
+async def account_exists(database: Database, account_id: uuid.UUID) -> bool:
+    async with database.session() as session:
+        return await session.get(Account, account_id) is not None
+
+
+async def make_due(database: Database, account_id: uuid.UUID, ago: timedelta) -> None:
+    """Let time pass: the deletion date is `ago` in the past."""
+    async with database.session() as session:
+        await session.execute(
+            update(Account).where(Account.id == account_id).values(deletion_due_at=utcnow() - ago)
+        )
+        await session.commit()
+
+
+async def purge(database: Database, now: datetime | None = None) -> PurgeReport:
+    async with database.session() as session:
+        return await erasure.purge_due_accounts(session, TEST_SECRET, now or utcnow())
+
+
+async def staff(database: Database, role: Role = Role.PRIVACY_OFFICER) -> Actor:
+    """A staff member as the lead's GraphQL layer would pass them in."""
+    async with database.session() as session:
+        account = await accounts.create_staff(
+            session,
+            email=f"{role.value}@example.com",
+            password="staff passphrase 1",
+            display_name="Olga Officer",
+            role=role,
+        )
+    return Actor(account=account, session_id=uuid.uuid4())
+
+
+async def deletion_requests(database: Database, account_id: uuid.UUID) -> list[PrivacyRequest]:
+    async with database.session() as session:
+        rows = await session.scalars(
+            select(PrivacyRequest)
+            .where(
+                PrivacyRequest.account_id == account_id,
+                PrivacyRequest.kind == RequestKind.DELETION,
+            )
+            .order_by(PrivacyRequest.created_at)
+        )
+        return list(rows)
+
+
+Link = tuple[int, str, str, str]
+
+
+async def ledger_of(database: Database, account_id: uuid.UUID) -> list[Link]:
+    """The account's chain, event by event: number, key, new value, hash."""
+    async with database.session() as session:
+        rows = await session.execute(
+            select(ConsentEvent.seq, ConsentEvent.key, ConsentEvent.new_value, ConsentEvent.hash)
+            .where(ConsentEvent.account_id == account_id)
+            .order_by(ConsentEvent.seq)
+        )
+        return [(row.seq, row.key, row.new_value, row.hash) for row in rows]
+
+
+async def verify_ledger(database: Database) -> tuple[int, consent.BrokenLink | None]:
+    async with database.session() as session:
+        return await consent.verify_ledger(session)
+
+
+async def deleting(client: httpx.AsyncClient, database: Database, email: str) -> uuid.UUID:
+    """Sign up, ask for deletion and let the grace period pass; returns the account id."""
+    token = await signed_up(client, email=email, displayName="Someone Else")
+    assert (await request_deletion(client, token))["errors"] == []
+    account_id = await account_id_of(database, email)
+    await make_due(database, account_id, timedelta(minutes=1))
+    return account_id
+
+
+class TestRequestAccountDeletion:
+    async def test_anonymous_caller_must_sign_in(self, client) -> None:
+        body = await gql(client, REQUEST_DELETION, {"password": PASSWORD})
+
+        assert body["data"] is None
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_a_wrong_password_is_refused_and_schedules_nothing(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+
+        payload = await request_deletion(client, token, password="not my password")
+
+        assert codes(payload) == ["INVALID_CREDENTIALS"]
+        assert payload["errors"][0]["field"] == "password"
+        assert payload["account"] is None
+        me = await gql(client, ME_DELETION, token=token)
+        assert me["data"]["me"]["deletion"] is None
+        assert await deletion_requests(database, await account_id_of(database)) == []
+
+    async def test_schedules_erasure_after_the_grace_period_and_tells_the_person(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        before = utcnow()
+
+        payload = await request_deletion(client, token)
+
+        assert payload["errors"] == []
+        deletion = payload["account"]["deletion"]
+        requested_at = datetime.fromisoformat(deletion["requestedAt"])
+        due_at = datetime.fromisoformat(deletion["dueAt"])
+        assert before <= requested_at <= utcnow()
+        assert due_at - requested_at == timedelta(days=30)
+        account_id = await account_id_of(database)
+        (request,) = await deletion_requests(database, account_id)
+        assert request.status is RequestStatus.OPEN
+        assert request.requested_by == account_id
+        assert request.due_at == due_at
+        async with database.session() as session:
+            (message,) = await session.scalars(select(Notification))
+        assert message.kind is NotificationKind.DELETION_SCHEDULED
+        assert message.recipient == "ada@example.com"
+        assert f"{due_at.day} {due_at:%B %Y}" in message.subject
+        assert f"{due_at:%H:%M} UTC" in message.body
+        assert "sign in before then and cancel" in message.body.lower()
+
+    async def test_signs_out_every_session_and_clears_the_web_cookie(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        phone = await login(client, **{"User-Agent": "Phone/1.0"})
+        assert client.cookies.get(SESSION_COOKIE)
+
+        payload = await request_deletion(client, token)
+
+        assert payload["errors"] == []
+        assert client.cookies.get(SESSION_COOKIE) is None
+        for old_token in (token, phone):
+            assert (await gql(client, ME, token=old_token))["data"]["me"] is None
+        async with database.session() as session:
+            assert await session.scalar(select(func.count()).select_from(AuthSession)) == 0
+
+    async def test_signing_in_again_shows_the_pending_deletion(self, client) -> None:
+        token = await signed_up(client)
+        scheduled = (await request_deletion(client, token))["account"]["deletion"]
+
+        again = await login(client)
+
+        me = await gql(client, ME_DELETION, token=again)
+        assert me["data"]["me"]["deletion"] == scheduled
+
+    async def test_asking_again_keeps_the_date_already_set(self, client, database) -> None:
+        token = await signed_up(client)
+        first = (await request_deletion(client, token))["account"]["deletion"]
+
+        second = await request_deletion(client, await login(client))
+
+        assert second["errors"] == []
+        assert second["account"]["deletion"] == first
+        assert len(await deletion_requests(database, await account_id_of(database))) == 1
+        async with database.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+class TestCancelAccountDeletion:
+    async def test_anonymous_caller_must_sign_in(self, client) -> None:
+        body = await gql(client, CANCEL_DELETION)
+
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_with_nothing_scheduled_there_is_nothing_to_cancel(self, client) -> None:
+        token = await signed_up(client)
+
+        payload = await cancel_deletion(client, token)
+
+        assert codes(payload) == ["NOT_FOUND"]
+
+    async def test_cancelling_in_the_grace_period_keeps_the_account(self, client, database) -> None:
+        await request_deletion(client, await signed_up(client))
+        token = await login(client)
+
+        payload = await cancel_deletion(client, token)
+
+        assert payload == {"account": {"deletion": None}, "errors": []}
+        me = await gql(client, ME_DELETION, token=token)
+        assert me["data"]["me"]["deletion"] is None
+        account_id = await account_id_of(database)
+        (request,) = await deletion_requests(database, account_id)
+        assert request.status is RequestStatus.CANCELLED
+        assert request.handled_at is not None
+        assert await purge(database, now=utcnow() + timedelta(days=365)) == PurgeReport(0, 0, 0)
+        assert await account_exists(database, account_id)
+
+    async def test_after_the_deletion_date_it_is_too_late(self, client, database) -> None:
+        await request_deletion(client, await signed_up(client))
+        token = await login(client)
+        account_id = await account_id_of(database)
+        await make_due(database, account_id, timedelta(seconds=1))
+
+        payload = await cancel_deletion(client, token)
+
+        assert codes(payload) == ["DELETION_NOT_CANCELLABLE"]
+        me = await gql(client, ME_DELETION, token=token)
+        assert me["data"]["me"]["deletion"] is not None
+        (request,) = await deletion_requests(database, account_id)
+        assert request.status is RequestStatus.OPEN
+
+    async def test_a_deletion_staff_decided_on_cannot_be_cancelled(self, client, database) -> None:
+        await signed_up(client)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        async with database.session() as session:
+            await erasure.schedule_deletion(
+                session,
+                account_id,
+                due_at=utcnow() + timedelta(days=7),
+                requested_by=officer.account.id,
+            )
+            await session.commit()
+
+        payload = await cancel_deletion(client, await login(client))
+
+        assert codes(payload) == ["DELETION_NOT_CANCELLABLE"]
+        assert "privacy team" in payload["errors"][0]["message"]
+
+
+class TestScheduleDeletion:
+    """What a review of a report of a child's account calls: no grace period."""
+
+    async def test_an_unknown_account_is_not_found(self, database) -> None:
+        async with database.session() as session:
+            with pytest.raises(Rejected) as rejected:
+                await erasure.schedule_deletion(
+                    session, uuid.uuid4(), due_at=utcnow(), requested_by=uuid.uuid4()
+                )
+        assert rejected.value.errors[0].code.value == "NOT_FOUND"
+
+    async def test_with_no_grace_period_the_next_purge_erases_the_account(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+
+        async with database.session() as session:
+            await erasure.schedule_deletion(
+                session, account_id, due_at=utcnow(), requested_by=officer.account.id
+            )
+            await session.commit()
+
+        assert (await gql(client, ME, token=token))["data"]["me"] is None
+        async with database.session() as session:
+            (message,) = await session.scalars(select(Notification))
+        assert "privacy team" in message.body
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+        assert not await account_exists(database, account_id)
+        alias = erasure.pseudonym(TEST_SECRET, account_id)
+        (request,) = await deletion_requests(database, alias)
+        assert request.status is RequestStatus.COMPLETED
+        assert request.requested_by == officer.account.id
+
+
+class TestPurge:
+    async def test_before_the_deletion_date_nothing_is_purged(self, client, database) -> None:
+        await request_deletion(client, await signed_up(client))
+        dump = await table_dump(database)
+
+        report = await purge(database)
+
+        assert report == PurgeReport(purged=0, held=0, failed=0)
+        assert await table_dump(database) == dump
+
+    async def test_after_the_deletion_date_nothing_personal_is_left(self, client, database) -> None:
+        token = await signed_up(client, **ADA)
+        bystander = await signed_up(client, email="bob@example.com", displayName="Bob Builder")
+        await login(client)  # a second device
+        for enabled, key in ((True, "k-1"), (False, None)):
+            await gql(client, TOGGLE, {"enabled": enabled, "key": key}, token=token)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        await self._fill_every_table(database, account_id, officer)
+        ledger_before = await ledger_of(database, account_id)
+        bob_id = await account_id_of(database, "bob@example.com")
+        bob_before = await ledger_of(database, bob_id)
+        assert (await request_deletion(client, token))["errors"] == []
+        await make_due(database, account_id, timedelta(minutes=1))
+
+        report = await purge(database)
+
+        assert report == PurgeReport(purged=1, held=0, failed=0)
+        stored = await table_dump(database)
+        for trace in ADA_TRACES:
+            assert trace not in stored
+        assert str(account_id) not in stored and account_id.hex not in stored
+        assert await ledger_of(database, account_id) == []
+        # The proof of consent stays, whole, under a pseudonym nobody can trace without the key.
+        alias = erasure.pseudonym(TEST_SECRET, account_id)
+        assert alias != account_id
+        assert await ledger_of(database, alias) == ledger_before
+        checked, broken = await verify_ledger(database)
+        assert broken is None
+        assert checked == len(ledger_before) + len(bob_before)
+        # The records of rights exercised and of staff access stay too, under the same pseudonym.
+        async with database.session() as session:
+            requests = list(await session.scalars(select(PrivacyRequest)))
+            assert {(r.kind, r.status) for r in requests} == {
+                (RequestKind.COMPLAINT, RequestStatus.OPEN),
+                (RequestKind.DELETION, RequestStatus.COMPLETED),
+            }
+            assert {(r.account_id, r.requested_by) for r in requests} == {(alias, alias)}
+            assert all(r.details is r.subject is r.contact_email is None for r in requests)
+            assert (await session.scalars(select(AuditEntry.account_id))).all() == [alias]
+            assert (await session.scalars(select(LegalHold.account_id))).all() == [alias]
+        # Bob is untouched, and Ada's address is free again.
+        assert await ledger_of(database, bob_id) == bob_before
+        assert (await gql(client, ME_DELETION, token=bystander))["data"]["me"]["id"]
+        assert await signed_up(client, email="ada@example.com")
+
+    @staticmethod
+    async def _fill_every_table(database: Database, account_id: uuid.UUID, officer: Actor) -> None:
+        """What the features built alongside this one would have stored about Ada."""
+        now = utcnow()
+        async with database.session() as session:
+            await session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(pending_email="ada.new@example.com", locale="en-GB")
+            )
+            open_request(
+                session,
+                kind=RequestKind.COMPLAINT,
+                due_days=30,
+                account_id=account_id,
+                requested_by=account_id,
+                subject="Complaint from Ada Lovelace",
+                details="Please call me on +447400123456 or write to ada@example.com.",
+                contact_email="ada@example.com",
+            )
+            session.add_all(
+                [
+                    DataExport(
+                        account_id=account_id,
+                        token_hash=hash_token("export"),
+                        expires_at=now + timedelta(hours=24),
+                    ),
+                    ProfileChange(account_id=account_id, field="phone"),
+                    AuditEntry(
+                        staff_id=officer.account.id,
+                        action="view_account",
+                        account_id=account_id,
+                        reason="Complaint ticket 42",
+                    ),
+                    LegalHold(
+                        account_id=account_id,
+                        reason="Tax audit 2026",
+                        set_by=officer.account.id,
+                        released_by=officer.account.id,
+                        released_at=now,
+                    ),
+                ]
+            )
+            await session.commit()
+
+    async def test_a_legal_hold_keeps_the_account_until_released(self, client, database) -> None:
+        account_id = await deleting(client, database, "held@example.com")
+        officer = await staff(database)
+        async with database.session() as session:
+            hold = await erasure.set_legal_hold(session, officer, account_id, "Court order 7")
+        dump = await table_dump(database)
+
+        held = await purge(database)
+
+        assert held == PurgeReport(purged=0, held=1, failed=0)
+        assert await table_dump(database) == dump
+        async with database.session() as session:
+            released = await erasure.release_legal_hold(session, officer, hold.id)
+        assert released.released_by == officer.account.id and released.released_at
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+        assert not await account_exists(database, account_id)
+
+    async def test_a_second_run_finds_nothing_to_do_and_changes_nothing(
+        self, client, database
+    ) -> None:
+        await deleting(client, database, "gone@example.com")
+        assert (await purge(database)).purged == 1
+        dump = await table_dump(database)
+
+        again = await purge(database)
+
+        assert again == PurgeReport(purged=0, held=0, failed=0)
+        assert await table_dump(database) == dump
+
+    async def test_a_failure_leaves_that_account_intact_and_a_rerun_finishes_it(
+        self, client, database, monkeypatch, caplog
+    ) -> None:
+        first, second, third = [
+            await deleting(client, database, f"{name}@example.com")
+            for name in ("first", "second", "third")
+        ]
+        for account_id, days in ((first, 3), (second, 2), (third, 1)):
+            await make_due(database, account_id, timedelta(days=days))
+        second_ledger = await ledger_of(database, second)
+        real_delete = erasure._delete_account
+
+        async def fails_for_the_second(session: Any, account_id: uuid.UUID) -> None:
+            # Every other step of the erasure has run by now: a failure in the middle.
+            if account_id == second:
+                raise RuntimeError("disk full")
+            await real_delete(session, account_id)
+
+        monkeypatch.setattr(erasure, "_delete_account", fails_for_the_second)
+
+        report = await purge(database)
+
+        assert report == PurgeReport(purged=2, held=0, failed=1)
+        assert str(second) in caplog.text and "second@example.com" not in caplog.text
+        assert not await account_exists(database, first)
+        assert not await account_exists(database, third)
+        await self._assert_intact(database, second, second_ledger)
+        assert (await verify_ledger(database))[1] is None
+
+        monkeypatch.undo()
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+        assert not await account_exists(database, second)
+        assert await ledger_of(database, erasure.pseudonym(TEST_SECRET, second)) == second_ledger
+
+    async def test_an_interrupted_run_leaves_each_account_erased_or_intact(
+        self, client, database, monkeypatch
+    ) -> None:
+        first, second, third = [
+            await deleting(client, database, f"{name}@example.com")
+            for name in ("first", "second", "third")
+        ]
+        for account_id, days in ((first, 3), (second, 2), (third, 1)):
+            await make_due(database, account_id, timedelta(days=days))
+        second_ledger = await ledger_of(database, second)
+        real_delete = erasure._delete_account
+
+        async def interrupted_at_the_second(session: Any, account_id: uuid.UUID) -> None:
+            if account_id == second:
+                raise asyncio.CancelledError  # as when the scheduler stops the command
+            await real_delete(session, account_id)
+
+        monkeypatch.setattr(erasure, "_delete_account", interrupted_at_the_second)
+
+        with pytest.raises(asyncio.CancelledError):
+            await purge(database)
+
+        assert not await account_exists(database, first)
+        await self._assert_intact(database, second, second_ledger)
+        assert await account_exists(database, third)
+        monkeypatch.undo()
+        assert await purge(database) == PurgeReport(purged=2, held=0, failed=0)
+        assert (await verify_ledger(database))[1] is None
+
+    @staticmethod
+    async def _assert_intact(database: Database, account_id: uuid.UUID, ledger: list[Link]) -> None:
+        """Nothing half-erased: the row, the ledger under the real id, the request as it was."""
+        async with database.session() as session:
+            account = await session.get_one(Account, account_id)
+            assert account.email == "second@example.com"
+            assert account.deletion_due_at is not None
+        assert await ledger_of(database, account_id) == ledger
+        (request,) = await deletion_requests(database, account_id)
+        assert request.status is RequestStatus.OPEN
+        alias = erasure.pseudonym(TEST_SECRET, account_id)
+        assert await ledger_of(database, alias) == []
+
+
+class TestLegalHolds:
+    async def test_only_a_privacy_officer_may_set_one(self, client, database) -> None:
+        await signed_up(client)
+        support = await staff(database, Role.SUPPORT)
+        async with database.session() as session:
+            with pytest.raises(PermissionError):
+                await erasure.set_legal_hold(
+                    session, support, await account_id_of(database), "Court order 7"
+                )
+
+    async def test_a_hold_needs_a_reason(self, client, database) -> None:
+        await signed_up(client)
+        officer = await staff(database)
+        async with database.session() as session:
+            with pytest.raises(Rejected) as rejected:
+                await erasure.set_legal_hold(session, officer, await account_id_of(database), " ")
+        assert rejected.value.errors[0].field == "reason"
+
+    async def test_a_hold_on_an_unknown_account_is_not_found(self, database) -> None:
+        officer = await staff(database)
+        async with database.session() as session:
+            with pytest.raises(Rejected) as rejected:
+                await erasure.set_legal_hold(session, officer, uuid.uuid4(), "Court order 7")
+        assert rejected.value.errors[0].code.value == "NOT_FOUND"
+
+    async def test_a_hold_released_already_cannot_be_released_again(self, client, database) -> None:
+        await signed_up(client)
+        officer = await staff(database)
+        async with database.session() as session:
+            hold = await erasure.set_legal_hold(
+                session, officer, await account_id_of(database), "Court order 7"
+            )
+            await erasure.release_legal_hold(session, officer, hold.id)
+            with pytest.raises(Rejected) as rejected:
+                await erasure.release_legal_hold(session, officer, hold.id)
+        assert rejected.value.errors[0].code.value == "NOT_FOUND"
+
+    async def test_the_account_stays_while_any_of_several_holds_is_in_force(
+        self, client, database
+    ) -> None:
+        account_id = await deleting(client, database, "held@example.com")
+        officer = await staff(database)
+        async with database.session() as session:
+            court = await erasure.set_legal_hold(session, officer, account_id, "Court order 7")
+            await erasure.set_legal_hold(session, officer, account_id, "Tax audit 2026")
+            await erasure.release_legal_hold(session, officer, court.id)
+
+        assert await purge(database) == PurgeReport(purged=0, held=1, failed=0)
+        assert await account_exists(database, account_id)
+
+
+def test_the_purge_command_prints_a_report_without_personal_data(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "migrate").returncode == 0
+    url = f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}"
+
+    async def two_due_accounts_one_held() -> None:
+        app = create_app(make_config(url))
+        database = Database(url)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                gone = await deleting(client, database, "gone@example.com")
+                held = await deleting(client, database, "held@example.com")
+            officer = await staff(database)
+            async with database.session() as session:
+                await erasure.set_legal_hold(session, officer, held, "Court order 7")
+            assert gone != held
+        finally:
+            await app.state.services.database.dispose()
+            await database.dispose()
+
+    asyncio.run(two_due_accounts_one_held())
+
+    first = run_cli(tmp_path, "purge")
+    second = run_cli(tmp_path, "purge")
+
+    assert first.returncode == 0, first.stderr
+    assert "1 purged, 1 held back by a legal hold" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "0 purged, 1 held back by a legal hold" in second.stdout
+    for output in (first.stdout + first.stderr, second.stdout + second.stderr):
+        assert "@example.com" not in output and "Someone Else" not in output
+
+
+async def test_the_erased_ledger_verifies_through_the_cli(client, database, database_url) -> None:
+    """`verify-ledger`, as an operator runs it, finds an erased account's chain intact."""
+    account_id = await deleting(client, database, "gone@example.com")
+    await signed_up(client)
+    assert (await purge(database)).purged == 1
+    async with database.session() as session:
+        total = await session.scalar(select(func.count()).select_from(ConsentEvent))
+    assert await ledger_of(database, account_id) == []
+
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "verify-ledger",
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PRIVACY_API_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+
+    assert process.returncode == 0, err.decode()
+    assert f"Checked {total} consent events" in out.decode()
