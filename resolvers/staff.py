@@ -7,20 +7,21 @@ import enum
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from models import (
     Account,
     AuditEntry,
-    AuthSession,
+    LegalHold,
     PrivacyRequest,
     RequestKind,
     RequestStatus,
     Role,
     utcnow,
 )
+from resolvers import erasure
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import normalize_email
 
@@ -234,15 +235,50 @@ async def review_child_report(
         account.restricted_at = None
         _close(request, officer, RequestStatus.COMPLETED, "Reviewed: not a child's account.")
     else:
-        account.deletion_requested_at = now
-        account.deletion_due_at = now
-        await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
-        _close(request, officer, RequestStatus.COMPLETED, "A child's account: erased.")
+        await erasure.schedule_deletion(
+            session, account.id, due_at=now, requested_by=officer.account.id
+        )
+        _close(request, officer, RequestStatus.COMPLETED, "A child's account: to be erased.")
     await audit(
         session, officer, f"child_report.{decision.value}", [account.id], reason, request_id
     )
     await session.commit()
     return request
+
+
+async def hold_account(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    account_id: uuid.UUID,
+    reason: str,
+    request_id: str | None,
+) -> LegalHold:
+    """Keep an account from erasure for a legal matter; the reason is the hold's and the audit's."""
+    reason = _checked_reason(reason)
+    await audit(session, officer, "legal_hold.set", [account_id], reason, request_id)
+    return await erasure.set_legal_hold(session, officer, account_id, reason)
+
+
+async def release_hold(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    hold_id: uuid.UUID,
+    reason: str,
+    request_id: str | None,
+) -> LegalHold:
+    reason = _checked_reason(reason)
+    hold = await session.get(LegalHold, hold_id)
+    await audit(
+        session,
+        officer,
+        "legal_hold.release",
+        [hold.account_id if hold else None],
+        reason,
+        request_id,
+    )
+    return await erasure.release_legal_hold(session, officer, hold_id)
 
 
 async def audit_log(

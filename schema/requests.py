@@ -11,6 +11,7 @@ import strawberry
 from auth.actor import Actor
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer, IsSupport
 from models import AuditEntry as AuditEntryModel
+from models import LegalHold as LegalHoldModel
 from models import PrivacyRequest as PrivacyRequestModel
 from models import RequestKind, RequestStatus
 from resolvers import requests, staff
@@ -110,6 +111,43 @@ class AuditEntryType:
             occurred_at=model.occurred_at,
             request_id=model.request_id,
         )
+
+
+@strawberry.type(name="LegalHold", description="While in force, the account is not erased.")
+class LegalHoldType:
+    id: strawberry.ID
+    account_id: strawberry.ID
+    reason: str
+    set_at: datetime
+    released_at: datetime | None
+
+    @classmethod
+    def from_model(cls, model: LegalHoldModel) -> LegalHoldType:
+        return cls(
+            id=strawberry.ID(str(model.id)),
+            account_id=strawberry.ID(str(model.account_id)),
+            reason=model.reason,
+            set_at=model.set_at,
+            released_at=model.released_at,
+        )
+
+
+@strawberry.type
+class LegalHoldPayload:
+    hold: LegalHoldType | None
+    errors: list[UserErrorType]
+
+
+@strawberry.input
+class SetLegalHoldInput:
+    account_id: strawberry.ID
+    reason: str = strawberry.field(description="The legal matter; also kept in the audit log.")
+
+
+@strawberry.input
+class ReleaseLegalHoldInput:
+    id: strawberry.ID
+    reason: str
 
 
 @strawberry.type
@@ -333,3 +371,38 @@ class RequestsMutation:
         except Rejected as rejected:
             return _refused(rejected)
         return _payload(request)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Keep an account from erasure, deletion requested or not, until released.",
+    )
+    async def set_legal_hold(self, info: Info, input: SetLegalHoldInput) -> LegalHoldPayload:
+        try:
+            async with info.context.db() as session:
+                hold = await staff.hold_account(
+                    session,
+                    await _actor(info),
+                    account_id=_id(input.account_id) or uuid.UUID(int=0),
+                    reason=input.reason,
+                    request_id=info.context.request_id,
+                )
+        except Rejected as rejected:
+            return LegalHoldPayload(hold=None, errors=to_user_errors(rejected.errors))
+        return LegalHoldPayload(hold=LegalHoldType.from_model(hold), errors=[])
+
+    @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
+    async def release_legal_hold(
+        self, info: Info, input: ReleaseLegalHoldInput
+    ) -> LegalHoldPayload:
+        try:
+            async with info.context.db() as session:
+                hold = await staff.release_hold(
+                    session,
+                    await _actor(info),
+                    hold_id=_id(input.id) or uuid.UUID(int=0),
+                    reason=input.reason,
+                    request_id=info.context.request_id,
+                )
+        except Rejected as rejected:
+            return LegalHoldPayload(hold=None, errors=to_user_errors(rejected.errors))
+        return LegalHoldPayload(hold=LegalHoldType.from_model(hold), errors=[])

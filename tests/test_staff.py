@@ -155,3 +155,52 @@ class TestAuditLog:
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         [entry] = body["data"]["auditLog"]
         assert entry["action"] == "account.read" and entry["reason"] == REASON
+
+
+class TestLegalHolds:
+    SET = """
+    mutation Hold($input: SetLegalHoldInput!) {
+      setLegalHold(input: $input) { hold { id accountId reason releasedAt } errors { field code } }
+    }
+    """
+    RELEASE = """
+    mutation Release($input: ReleaseLegalHoldInput!) {
+      releaseLegalHold(input: $input) { hold { releasedAt } errors { field code } }
+    }
+    """
+    MATTER = "Court order 2026/114: preserve records"
+
+    async def account_id(self, client) -> str:
+        token = await signed_up(client)
+        client.cookies.clear()
+        return str((await gql(client, "{ me { id } }", token=token))["data"]["me"]["id"])
+
+    async def test_support_may_not(self, client, support) -> None:
+        account_id = await self.account_id(client)
+        variables = {"input": {"accountId": account_id, "reason": self.MATTER}}
+        body = await gql(client, self.SET, variables, token=support)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    async def test_unknown_account(self, client, officer) -> None:
+        variables = {
+            "input": {"accountId": "00000000-0000-0000-0000-000000000009", "reason": self.MATTER}
+        }
+        body = await gql(client, self.SET, variables, token=officer)
+        assert body["data"]["setLegalHold"]["errors"][0]["code"] == "NOT_FOUND"
+
+    async def test_set_and_release_are_audited(self, client, officer, database) -> None:
+        account_id = await self.account_id(client)
+        variables = {"input": {"accountId": account_id, "reason": self.MATTER}}
+
+        held = await gql(client, self.SET, variables, token=officer)
+
+        hold = held["data"]["setLegalHold"]["hold"]
+        assert hold["accountId"] == account_id and hold["releasedAt"] is None
+        release = {"input": {"id": hold["id"], "reason": "Case closed by the court"}}
+        released = await gql(client, self.RELEASE, release, token=officer)
+        assert released["data"]["releaseLegalHold"]["hold"]["releasedAt"]
+        again = await gql(client, self.RELEASE, release, token=officer)
+        assert again["data"]["releaseLegalHold"]["errors"][0]["code"] == "NOT_FOUND"
+        actions = [(e.action, str(e.account_id)) for e in await audit_entries(database)]
+        assert ("legal_hold.set", account_id) in actions
+        assert ("legal_hold.release", account_id) in actions
