@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auth.rate_limits import RateLimiter
 from auth.tokens import MarkerSigner
 from config import Config, load_config
+from links import UnsubscribeLinks
 from models import Database
 from schema.context import Services
 from schema.view import GraphQLView
@@ -126,9 +127,12 @@ def create_app(config: Config | None = None) -> Starlette:
         await services.database.dispose()
 
     graphql = GraphQLView(services)
+    unsubscribe = UnsubscribeLinks(services.database, config.secret_key)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/unsubscribe", unsubscribe.confirm, methods=["GET"]),
+            Route("/unsubscribe", unsubscribe.unsubscribe, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

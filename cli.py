@@ -1,4 +1,5 @@
-"""The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge."""
+"""The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
+unsubscribe-link."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Role, utcnow
 from resolvers import account as accounts
-from resolvers import consent, erasure, policy
+from resolvers import consent, erasure, policy, unsubscribe
 from resolvers.account import Client
+from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
@@ -111,6 +113,21 @@ async def purge(config: Config) -> erasure.PurgeReport:
         await database.dispose()
 
 
+async def unsubscribe_link(config: Config, email: str, topic: Topic) -> unsubscribe.Link:
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            return await unsubscribe.unsubscribe_link(
+                session,
+                secret_key=config.secret_key,
+                public_url=config.public_url,
+                email=email,
+                topic=topic,
+            )
+    finally:
+        await database.dispose()
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     asyncio.run(migrate(config.database_url))
     if not config.production:
@@ -176,6 +193,20 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_unsubscribe_link(args: argparse.Namespace, config: Config) -> int:
+    try:
+        link = asyncio.run(unsubscribe_link(config, args.email, Topic[args.topic]))
+    except Rejected as rejected:
+        for error in rejected.errors:
+            print(f"{error.field}: {error.message}", file=sys.stderr)
+        return 1
+    print(link.url)
+    for name, value in link.headers.items():
+        print(f"{name}: {value}")
+    print(f"Valid until {link.valid_until:%Y-%m-%d}; it needs no sign-in.")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -209,6 +240,14 @@ def parser() -> argparse.ArgumentParser:
     staff.add_argument("--name", required=True)
     staff.add_argument("--role", choices=["support", "privacy-officer"], required=True)
     staff.set_defaults(handler=cmd_create_staff)
+
+    link = commands.add_parser(
+        "unsubscribe-link",
+        help="print an account's one-click unsubscribe link and the headers a mailer sends",
+    )
+    link.add_argument("--email", required=True)
+    link.add_argument("--topic", choices=[topic.name for topic in Topic], required=True)
+    link.set_defaults(handler=cmd_unsubscribe_link)
     return root
 
 
