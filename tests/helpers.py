@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +16,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import ConsentEvent, Database, utcnow
-from tests.conftest import SEED_POLICY_VERSION
+from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 ACCOUNT_FIELDS = """
     id email displayName phone birthDate country isMinor role acceptedPolicyVersion createdAt
@@ -284,3 +290,28 @@ async def count_events(database: Database) -> int:
     """Every consent event stored, of every account."""
     async with database.session() as session:
         return int(await session.scalar(select(func.count()).select_from(ConsentEvent)) or 0)
+
+
+async def run_cli(
+    database_url: str, data_dir: Path, *args: str, **env: str
+) -> tuple[int, str, str]:
+    """Run `privacy-api` on the test's database with the test's secret: exit code, out, err."""
+    environment = {
+        **os.environ,
+        "PRIVACY_API_DATABASE_URL": database_url,
+        "PRIVACY_API_DATA_DIR": str(data_dir),
+        "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        *args,
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
