@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Uuid, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from models import Account, Notification, NotificationKind, utcnow
+
+
+class _random_uuid(FunctionElement[uuid.UUID]):
+    """A version 4 UUID made by the database, for rows inserted by INSERT ... SELECT."""
+
+    type = Uuid()
+    inherit_cache = True
+
+
+@compiles(_random_uuid, "postgresql")
+def _random_uuid_postgresql(element: _random_uuid, compiler: SQLCompiler, **kw: Any) -> str:
+    return "gen_random_uuid()"
+
+
+@compiles(_random_uuid, "sqlite")
+def _random_uuid_sqlite(element: _random_uuid, compiler: SQLCompiler, **kw: Any) -> str:
+    # Uuid is stored as 32 hex digits here: 12 random, version 4, 3 random, the variant
+    # (8, 9, a or b), 3 random, 12 random.
+    return (
+        "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2)"
+        " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2)"
+        " || hex(randomblob(6)))"
+    )
 
 
 def queue(
@@ -54,4 +81,34 @@ async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
         .values(sent_at=utcnow())
     )
     await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def queue_for_accounts(
+    session: AsyncSession,
+    accounts: ColumnElement[bool],
+    kind: NotificationKind,
+    subject: str,
+    body: str,
+) -> int:
+    """The same message to every account matching `accounts`, at its email address.
+
+    One INSERT ... SELECT, so the cost does not grow with the number of accounts. Written when
+    the caller's transaction commits; returns how many messages were queued.
+    """
+    columns = Notification.__table__.c
+    messages = select(
+        _random_uuid(),
+        Account.id,
+        literal(kind, columns.kind.type),
+        Account.email,
+        literal(subject, columns.subject.type),
+        literal(body, columns.body.type),
+        literal(utcnow(), columns.created_at.type),
+    ).where(accounts)
+    result = await session.execute(
+        insert(Notification).from_select(
+            ["id", "account_id", "kind", "recipient", "subject", "body", "created_at"], messages
+        )
+    )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -1,11 +1,41 @@
-"""The privacy policy versions a person accepts."""
+"""The privacy policy: its published versions, which one each person accepted, and the notice
+people get when it changes materially."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from models import PolicyVersion
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
+
+from auth.actor import Actor
+from models import Account, NotificationKind, PolicyVersion, Role, utcnow
+from resolvers import notifications
+from resolvers.errors import ErrorCode, Rejected, UserError
+
+if TYPE_CHECKING:
+    from resolvers.consent import Provenance
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+SUMMARY_MAX_LENGTH = 5000
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    accepted_version: str | None
+    current_version: str
+    acceptance_required: bool
+
+
+@dataclass(frozen=True)
+class Published:
+    policy: PolicyVersion
+    notified: int  # messages queued in the outbox
 
 
 async def current_policy(session: AsyncSession) -> PolicyVersion:
@@ -15,3 +45,146 @@ async def current_policy(session: AsyncSession) -> PolicyVersion:
             select(PolicyVersion).order_by(PolicyVersion.published_at.desc()).limit(1)
         )
     ).one()
+
+
+async def policy_status(session: AsyncSession, accepted_version: str | None) -> PolicyStatus:
+    """Where a person stands, in one statement.
+
+    Acceptance is required once any material version has been published after the one they
+    accepted, even when a non-material update came after it: they have not yet agreed to that
+    material change. Non-material updates alone never require it. Someone who never accepted
+    any version (staff made by the CLI) is asked to.
+    """
+    accepted = aliased(PolicyVersion)
+    accepted_at = (
+        select(accepted.published_at).where(accepted.version == accepted_version).scalar_subquery()
+    )
+    current = (
+        select(PolicyVersion.version)
+        .order_by(PolicyVersion.published_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    material_since = exists().where(
+        PolicyVersion.material.is_(True), PolicyVersion.published_at > accepted_at
+    )
+    row = (await session.execute(select(current, material_since))).one()
+    return PolicyStatus(
+        accepted_version=accepted_version,
+        current_version=row[0],
+        acceptance_required=accepted_version is None or bool(row[1]),
+    )
+
+
+async def accept_policy(
+    session: AsyncSession, actor: Actor, provenance: Provenance, *, version: str
+) -> Account:
+    """Record that the person accepted the current version, as a ledger event (key `policy`).
+
+    Only the current version can be accepted; accepting it again changes nothing.
+    """
+    # consent imports this module for the policy in force, so it is imported here, when needed.
+    from resolvers.consent import POLICY_KEY, open_ledger
+
+    account = actor.account
+    try:
+        async with open_ledger(session, account.id, provenance) as ledger:
+            if version != ledger.policy_version:
+                raise Rejected.one(
+                    ErrorCode.POLICY_OUTDATED,
+                    f"Please read and accept the current privacy policy ({ledger.policy_version}).",
+                    "version",
+                )
+            # Read under the ledger's lock: another device may have just accepted.
+            previous = await session.scalar(
+                select(Account.accepted_policy_version).where(Account.id == account.id)
+            )
+            if previous != version:
+                ledger.append(POLICY_KEY, previous, version)
+                await session.execute(
+                    update(Account)
+                    .where(Account.id == account.id)
+                    .values(accepted_policy_version=version, policy_accepted_at=ledger.now)
+                    .execution_options(synchronize_session=False)
+                )
+    except Rejected:
+        await session.rollback()
+        raise
+    await session.commit()
+    if ledger.events:
+        set_committed_value(account, "accepted_policy_version", version)
+        set_committed_value(account, "policy_accepted_at", ledger.now)
+    return account
+
+
+def _publish_errors(version: str, summary: str) -> list[UserError]:
+    errors = []
+    if not VERSION_PATTERN.match(version):
+        errors.append(
+            UserError(
+                "version",
+                "Use 1 to 32 letters, digits, dots, dashes or underscores, such as 2026-01.",
+                ErrorCode.INVALID_INPUT,
+            )
+        )
+    if not 1 <= len(summary) <= SUMMARY_MAX_LENGTH:
+        errors.append(
+            UserError(
+                "summary",
+                f"Summarise what changed in 1 to {SUMMARY_MAX_LENGTH} characters.",
+                ErrorCode.INVALID_INPUT,
+            )
+        )
+    return errors
+
+
+def _notice(version: str, summary: str) -> tuple[str, str]:
+    subject = f"We have updated our privacy policy ({version})"
+    body = (
+        f"We have published a new version of our privacy policy, {version}. What changed:\n\n"
+        f"{summary}\n\n"
+        "Please read it and accept it the next time you sign in. You can see and change what "
+        "we do with your data at any time in your privacy settings."
+    )
+    return subject, body
+
+
+async def publish_policy_version(
+    session: AsyncSession, *, version: str, summary: str, material: bool
+) -> Published:
+    """Publish a new version; it is in force at once.
+
+    A material version is announced to every person whose account is not pending deletion,
+    one outbox message each, in the same transaction.
+    """
+    version, summary = version.strip(), summary.strip()
+    errors = _publish_errors(version, summary)
+    if errors:
+        raise Rejected(*errors)
+    exists_already = Rejected.one(
+        ErrorCode.POLICY_VERSION_EXISTS, f"Version {version} has already been published.", "version"
+    )
+    if await session.get(PolicyVersion, version) is not None:
+        raise exists_already
+    policy = PolicyVersion(
+        version=version, published_at=utcnow(), summary=summary, material=material
+    )
+    session.add(policy)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another officer published the same version between our check and this insert.
+        await session.rollback()
+        raise exists_already from None
+    notified = 0
+    if material:
+        subject, body = _notice(version, summary)
+        notified = await notifications.queue_for_accounts(
+            session,
+            (Account.role == Role.USER) & Account.deletion_due_at.is_(None),
+            NotificationKind.POLICY_UPDATE,
+            subject,
+            body,
+        )
+    await session.commit()
+    return Published(policy=policy, notified=notified)

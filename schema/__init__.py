@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 
 from schema.account import AccountMutation, AccountQuery
 from schema.erasure import ErasureMutation
-from schema.policy import PolicyQuery
+from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.settings import SettingsMutation, SettingsQuery
@@ -38,7 +38,12 @@ class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
 
 @strawberry.type
 class Mutation(
-    AccountMutation, ErasureMutation, ProfileMutation, RequestsMutation, SettingsMutation
+    AccountMutation,
+    ErasureMutation,
+    PolicyMutation,
+    ProfileMutation,
+    RequestsMutation,
+    SettingsMutation,
 ):
     pass
 

@@ -19,6 +19,7 @@ from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType, to_user_errors
+from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class AccountType(AccountSettingsFields):
     created_at: datetime
     deletion: AccountDeletion | None = strawberry.field(
         description="Set while the account is scheduled for deletion."
+    )
+    policy: AccountPolicy = strawberry.field(
+        resolver=account_policy, description="Whether a newer privacy policy needs accepting."
     )
 
     @classmethod

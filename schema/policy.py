@@ -1,13 +1,24 @@
-"""Privacy policy versions."""
+"""Privacy policy versions: the one in force, which one a person accepted, and publishing."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from auth.actor import Actor
+from auth.permissions import IsAuthenticated, IsPrivacyOfficer
 from models import PolicyVersion as PolicyVersionModel
 from resolvers import policy
+from resolvers.errors import Rejected
+from schema.context import RequestContext
+from schema.errors import UserErrorType, to_user_errors
+
+if TYPE_CHECKING:
+    from schema.account import AccountType
+
+Info = strawberry.Info[RequestContext]
 
 
 @strawberry.type(description="A published version of the privacy policy.")
@@ -15,15 +26,121 @@ class PolicyVersion:
     version: str
     published_at: datetime
     summary: str
+    material: bool = strawberry.field(
+        description="Whether it changes what people agreed to, so they must accept it again."
+    )
 
     @classmethod
     def from_model(cls, model: PolicyVersionModel) -> PolicyVersion:
-        return cls(version=model.version, published_at=model.published_at, summary=model.summary)
+        return cls(
+            version=model.version,
+            published_at=model.published_at,
+            summary=model.summary,
+            material=model.material,
+        )
+
+
+@strawberry.type(description="Which version of the privacy policy a person has accepted.")
+class AccountPolicy:
+    accepted_version: str | None
+    current_version: str
+    acceptance_required: bool = strawberry.field(
+        description=(
+            "A material version newer than the accepted one has been published: show "
+            "`currentPolicy` and ask for `acceptPolicy`. Updates that are not material never "
+            "set this."
+        )
+    )
+
+
+async def account_policy(root: Any, info: Info) -> AccountPolicy:
+    """`Account.policy`: the root is the Account being resolved."""
+    async with info.context.db() as session:
+        status = await policy.policy_status(session, root.accepted_policy_version)
+    return AccountPolicy(
+        accepted_version=status.accepted_version,
+        current_version=status.current_version,
+        acceptance_required=status.acceptance_required,
+    )
+
+
+@strawberry.input
+class AcceptPolicyInput:
+    version: str = strawberry.field(
+        description="The `currentPolicy.version` the person has read and accepts."
+    )
+
+
+@strawberry.input
+class PublishPolicyVersionInput:
+    version: str = strawberry.field(
+        description="New; letters, digits, dots, dashes, such as 2026-01."
+    )
+    summary: str = strawberry.field(description="What changed, in words people understand.")
+    material: bool = strawberry.field(
+        description="True: everyone must accept it again and is sent a notice by email."
+    )
+
+
+@strawberry.type
+class AcceptPolicyPayload:
+    account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
+    errors: list[UserErrorType]
+
+
+@strawberry.type
+class PublishPolicyVersionPayload:
+    policy: PolicyVersion | None
+    notified: int = strawberry.field(description="How many notices were queued for sending.")
+    errors: list[UserErrorType]
 
 
 @strawberry.type
 class PolicyQuery:
     @strawberry.field(description="The privacy policy in force. Needs no sign-in.")
-    async def current_policy(self, info: strawberry.Info) -> PolicyVersion:
+    async def current_policy(self, info: Info) -> PolicyVersion:
         async with info.context.db() as session:
             return PolicyVersion.from_model(await policy.current_policy(session))
+
+
+@strawberry.type
+class PolicyMutation:
+    @strawberry.mutation(
+        description="Accept the privacy policy in force.", permission_classes=[IsAuthenticated]
+    )
+    async def accept_policy(self, info: Info, input: AcceptPolicyInput) -> AcceptPolicyPayload:
+        from schema.account import AccountType
+
+        context = info.context
+        actor = await context.actor()
+        assert isinstance(actor, Actor)  # guaranteed by IsAuthenticated
+        try:
+            async with context.db() as session:
+                account = await policy.accept_policy(
+                    session, actor, context.provenance(), version=input.version
+                )
+        except Rejected as rejected:
+            return AcceptPolicyPayload(account=None, errors=to_user_errors(rejected.errors))
+        return AcceptPolicyPayload(account=AccountType.from_model(account), errors=[])
+
+    @strawberry.mutation(
+        description="Publish a new version of the privacy policy. Privacy officers only.",
+        permission_classes=[IsPrivacyOfficer],
+    )
+    async def publish_policy_version(
+        self, info: Info, input: PublishPolicyVersionInput
+    ) -> PublishPolicyVersionPayload:
+        try:
+            async with info.context.db() as session:
+                published = await policy.publish_policy_version(
+                    session, version=input.version, summary=input.summary, material=input.material
+                )
+        except Rejected as rejected:
+            return PublishPolicyVersionPayload(
+                policy=None, notified=0, errors=to_user_errors(rejected.errors)
+            )
+        return PublishPolicyVersionPayload(
+            policy=PolicyVersion.from_model(published.policy),
+            notified=published.notified,
+            errors=[],
+        )
