@@ -1,5 +1,5 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-unsubscribe-link."""
+unsubscribe-link, notifications."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from sqlalchemy.engine import Connection
 
 from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
-from models import Database, Role, utcnow
+from models import Database, Notification, Role, utcnow
 from resolvers import account as accounts
-from resolvers import consent, erasure, policy, unsubscribe
+from resolvers import consent, erasure, notifications, policy, unsubscribe
 from resolvers.account import Client
 from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
@@ -128,6 +128,22 @@ async def unsubscribe_link(config: Config, email: str, topic: Topic) -> unsubscr
         await database.dispose()
 
 
+async def unsent_notifications(
+    config: Config, *, limit: int, mark_sent: bool
+) -> tuple[list[Notification], int]:
+    """The oldest unsent messages and, when asked, how many of them were then marked sent."""
+    database = Database(config.database_url)
+    try:
+        async with database.session() as session:
+            waiting = list(await notifications.pending(session, limit=limit))
+            marked = 0
+            if mark_sent:
+                marked = await notifications.mark_sent(session, [n.id for n in waiting])
+            return waiting, marked
+    finally:
+        await database.dispose()
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     asyncio.run(migrate(config.database_url))
     if not config.production:
@@ -207,6 +223,29 @@ def cmd_unsubscribe_link(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_notifications(args: argparse.Namespace, config: Config) -> int:
+    waiting, marked = asyncio.run(
+        unsent_notifications(config, limit=args.limit, mark_sent=args.mark_sent)
+    )
+    if not waiting:
+        print("No unsent notifications.")
+        return 0
+    for message in waiting:
+        print(f"{message.recipient}\t{message.subject}")
+    if args.mark_sent:
+        print(f"Marked {marked} as sent.")
+    if len(waiting) == args.limit:
+        more = "run again for the next ones" if args.mark_sent else "raise --limit to see them"
+        print(f"There may be more than these {args.limit}: {more}.")
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("a whole number of 1 or more")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -248,6 +287,15 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--email", required=True)
     link.add_argument("--topic", choices=[topic.name for topic in Topic], required=True)
     link.set_defaults(handler=cmd_unsubscribe_link)
+
+    outbox = commands.add_parser(
+        "notifications", help="list unsent outbox messages (recipient, subject), oldest first"
+    )
+    outbox.add_argument("--limit", type=_positive, default=100)
+    outbox.add_argument(
+        "--mark-sent", action="store_true", help="then mark the listed messages as sent"
+    )
+    outbox.set_defaults(handler=cmd_notifications)
     return root
 
 

@@ -24,7 +24,7 @@ from models import (
 from resolvers import consent
 from resolvers.account import create_staff
 from tests.conftest import SEED_POLICY_VERSION
-from tests.helpers import LOGIN, codes, count_statements, gql, signed_up
+from tests.helpers import LOGIN, codes, count_statements, gql, run_cli, signed_up
 
 STAFF_PASSWORD = "staff passphrase 2026"
 
@@ -363,3 +363,48 @@ class TestStatementCount:
         assert len(await outbox(database)) == 330
         # Session lookup, version taken?, insert the version, one INSERT ... SELECT for notices.
         assert len(many) == len(few) == 4, many
+
+
+class TestNotificationsCommand:
+    async def test_lists_unsent_notices_and_marks_them_sent(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        await signed_up(client)
+        await signed_up(client, email="bob@example.com")
+        officer = await staff_token(client, database)
+        await published(client, officer, "2026-01")
+        subject = "We have updated our privacy policy (2026-01)"
+
+        code, out, err = await run_cli(database_url, tmp_path, "notifications")
+        assert code == 0, err
+        assert sorted(out.splitlines()) == [
+            f"ada@example.com\t{subject}",
+            f"bob@example.com\t{subject}",
+        ]
+        assert all(m.sent_at is None for m in await outbox(database))
+
+        code, out, err = await run_cli(database_url, tmp_path, "notifications", "--mark-sent")
+        assert code == 0, err
+        assert out.splitlines()[-1] == "Marked 2 as sent."
+        assert all(m.sent_at is not None for m in await outbox(database))
+
+        code, out, err = await run_cli(database_url, tmp_path, "notifications")
+        assert (code, out) == (0, "No unsent notifications.\n")
+
+    async def test_a_limit_marks_only_what_it_lists(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        await add_people(database, 3)
+        officer = await staff_token(client, database)
+        await published(client, officer, "2026-01")
+
+        code, out, err = await run_cli(
+            database_url, tmp_path, "notifications", "--mark-sent", "--limit", "2"
+        )
+
+        assert code == 0, err
+        lines = out.splitlines()
+        assert len([line for line in lines if "\t" in line]) == 2
+        assert "Marked 2 as sent." in lines
+        assert "There may be more" in lines[-1]
+        assert [m.sent_at is None for m in await outbox(database)].count(True) == 1
