@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from auth.actor import Actor
 from models import Account, NotificationKind, PolicyVersion, Role, utcnow
 from resolvers import notifications
+from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected, UserError
 
 if TYPE_CHECKING:
@@ -150,7 +151,13 @@ def _notice(version: str, summary: str) -> tuple[str, str]:
 
 
 async def publish_policy_version(
-    session: AsyncSession, *, version: str, summary: str, material: bool
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    version: str,
+    summary: str,
+    material: bool,
+    request_id: str | None = None,
 ) -> Published:
     """Publish a new version; it is in force at once.
 
@@ -186,5 +193,8 @@ async def publish_policy_version(
             subject,
             body,
         )
+    await audit(
+        session, officer, "policy.publish", [], f"Published policy version {version}", request_id
+    )
     await session.commit()
     return Published(policy=policy, notified=notified)

@@ -7,7 +7,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -22,6 +22,7 @@ from models import (
     utcnow,
 )
 from resolvers import erasure
+from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import normalize_email
 
@@ -43,30 +44,6 @@ def _checked_reason(reason: str) -> str:
             "reason",
         )
     return text
-
-
-async def audit(
-    session: AsyncSession,
-    staff: Actor,
-    action: str,
-    account_ids: Sequence[uuid.UUID | None],
-    reason: str,
-    request_id: str | None,
-) -> None:
-    """One audit entry per account touched, in a single statement; committed by the caller."""
-    now = utcnow()
-    rows = [
-        {
-            "staff_id": staff.account.id,
-            "action": action,
-            "account_id": account_id,
-            "reason": reason,
-            "occurred_at": now,
-            "request_id": request_id,
-        }
-        for account_id in dict.fromkeys(account_ids) or [None]
-    ]
-    await session.execute(insert(AuditEntry), rows)
 
 
 def _page(first: int) -> int:

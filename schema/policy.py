@@ -130,10 +130,17 @@ class PolicyMutation:
     async def publish_policy_version(
         self, info: Info, input: PublishPolicyVersionInput
     ) -> PublishPolicyVersionPayload:
+        officer = await info.context.actor()
+        assert officer is not None  # IsPrivacyOfficer made sure
         try:
             async with info.context.db() as session:
                 published = await policy.publish_policy_version(
-                    session, version=input.version, summary=input.summary, material=input.material
+                    session,
+                    officer,
+                    version=input.version,
+                    summary=input.summary,
+                    material=input.material,
+                    request_id=info.context.request_id,
                 )
         except Rejected as rejected:
             return PublishPolicyVersionPayload(

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 
 from models import (
     Account,
+    AuditEntry,
     ConsentActor,
     ConsentEvent,
     Database,
@@ -361,8 +362,12 @@ class TestStatementCount:
 
         assert (small["notified"], large["notified"]) == (30, 300)
         assert len(await outbox(database)) == 330
-        # Session lookup, version taken?, insert the version, one INSERT ... SELECT for notices.
-        assert len(many) == len(few) == 4, many
+        # Session lookup, version taken?, insert the version, one INSERT ... SELECT for notices,
+        # and the audit entry.
+        assert len(many) == len(few) == 5, many
+        async with database.session() as session:
+            audited = list(await session.scalars(select(AuditEntry.action)))
+        assert audited == ["policy.publish", "policy.publish"]
 
 
 class TestNotificationsCommand:
