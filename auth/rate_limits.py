@@ -1,4 +1,5 @@
-"""Rate limits on the doors an attacker knocks on: sign-in, sign-up, and anonymous reports.
+"""Rate limits on the doors an attacker knocks on (sign-in, sign-up, anonymous reports) and on
+costly work (exports).
 
 Counters live in the storage configured (memory for one process; Redis for several processes),
 keyed by a hash so that no email address reaches the store.
@@ -15,10 +16,17 @@ from limits.storage import storage_from_string
 
 
 class Door(Enum):
-    LOGIN_PER_ACCOUNT = parse("10/15 minutes")
-    LOGIN_PER_CLIENT = parse("50/15 minutes")
-    SIGNUP_PER_CLIENT = parse("20/hour")
-    REPORT_PER_CLIENT = parse("5/hour")
+    # Each value names its own counter: two doors with the same limit must not share one.
+    LOGIN_PER_ACCOUNT = ("login-per-account", "10/15 minutes")
+    LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
+    SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
+    REPORT_PER_CLIENT = ("report-per-client", "5/hour")
+    # Each export reads the whole account; a few an hour leave room to retry a failed download.
+    EXPORT_PER_ACCOUNT = ("export-per-account", "5/hour")
+
+    @property
+    def limit(self) -> RateLimitItem:
+        return parse(self.value[1])
 
 
 def _key(value: str) -> str:
@@ -33,5 +41,4 @@ class RateLimiter:
 
     async def allow(self, door: Door, identity: str) -> bool:
         """Count one attempt; False once the door's limit for that identity is used up."""
-        limit: RateLimitItem = door.value
-        return await self._limiter.hit(limit, door.name, _key(identity))
+        return await self._limiter.hit(door.limit, door.value[0], _key(identity))

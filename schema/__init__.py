@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 
 from schema.account import AccountMutation, AccountQuery
 from schema.erasure import ErasureMutation
+from schema.export import ExportMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
@@ -40,6 +41,7 @@ class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
 class Mutation(
     AccountMutation,
     ErasureMutation,
+    ExportMutation,
     PolicyMutation,
     ProfileMutation,
     RequestsMutation,
