@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auth.rate_limits import RateLimiter
 from auth.tokens import MarkerSigner
 from config import Config, load_config
+from exports import download_export
 from links import UnsubscribeLinks
 from models import Database
 from schema.context import Services
@@ -131,6 +132,7 @@ def create_app(config: Config | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/exports/{token}", download_export, methods=["GET"]),
             Route("/unsubscribe", unsubscribe.confirm, methods=["GET"]),
             Route("/unsubscribe", unsubscribe.unsubscribe, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -1,22 +1,52 @@
-"""Data portability: a single-use link to download everything held about a person."""
+"""Data portability: a single-use download link, and the JSON document behind it.
+
+The document's format is described by `docs/export-schema.json`; `FORMAT_VERSION` here and the
+schema's `version` constant change together. Every list in it is streamed from the database in
+batches, so an account with a long consent history exports in bounded memory.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
 import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Select, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from auth.rate_limits import Door, RateLimiter
 from auth.tokens import hash_token
-from models import DataExport, RequestKind, RequestStatus, utcnow
+from models import (
+    Account,
+    AuthSession,
+    ConsentEvent,
+    DataExport,
+    PrivacyRequest,
+    ProfileChange,
+    RequestKind,
+    RequestStatus,
+    utcnow,
+)
+from resolvers import catalogue
+from resolvers.consent import POLICY_KEY
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
+from resolvers.settings import CurrentValue, read_settings
 
+FORMAT = "privacy-settings-export"
+FORMAT_VERSION = "1.0"
 DOWNLOAD_PATH = "/exports"
 TOKEN_BYTES = 32
+MAX_TOKEN_LENGTH = 256
+# Rows fetched and written per step: the document's memory use grows with this, not the account.
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -68,3 +98,301 @@ async def request_data_export(
     )
     await session.commit()
     return ExportLink(url=download_url(public_url, token), expires_at=expires_at)
+
+
+class LinkProblem(enum.Enum):
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+class LinkUnusable(Exception):
+    """The download link cannot be used, and why."""
+
+    def __init__(self, problem: LinkProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+async def _problem_with(session: AsyncSession, token: str, now: datetime) -> LinkProblem | None:
+    if len(token) > MAX_TOKEN_LENGTH:
+        return LinkProblem.UNKNOWN
+    row = (
+        await session.execute(
+            select(DataExport.downloaded_at, DataExport.expires_at).where(
+                DataExport.token_hash == hash_token(token)
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return LinkProblem.UNKNOWN
+    if row.downloaded_at is not None:
+        return LinkProblem.USED
+    if row.expires_at <= now:
+        return LinkProblem.EXPIRED
+    return None
+
+
+async def check_download(session: AsyncSession, token: str, *, now: datetime) -> None:
+    """Raise LinkUnusable unless the link could be downloaded now; uses nothing up."""
+    problem = await _problem_with(session, token, now)
+    if problem is not None:
+        raise LinkUnusable(problem)
+
+
+async def claim_download(session: AsyncSession, token: str, *, now: datetime) -> uuid.UUID:
+    """Use up the link and return whose export it is; raises LinkUnusable.
+
+    One conditional UPDATE marks it downloaded, so of two downloads at once exactly one gets
+    a row back; the other is told the link was used.
+    """
+    account_id = None
+    if len(token) <= MAX_TOKEN_LENGTH:
+        account_id = (
+            await session.execute(
+                update(DataExport)
+                .where(
+                    DataExport.token_hash == hash_token(token),
+                    DataExport.downloaded_at.is_(None),
+                    DataExport.expires_at > now,
+                )
+                .values(downloaded_at=now)
+                .returning(DataExport.account_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalar_one_or_none()
+    if account_id is not None:
+        await session.commit()
+        return account_id
+    await session.rollback()
+    raise LinkUnusable(await _problem_with(session, token, now) or LinkProblem.USED)
+
+
+def _time(value: datetime | None) -> str | None:
+    """Timestamps in UTC to the microsecond, the form the consent hashes are computed over."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
+
+
+def _date(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
+def _json(value: Any) -> str:
+    return _encoder.encode(value)
+
+
+def _profile(account: Account) -> dict[str, Any]:
+    # Everything on the account row except secrets (password and email-change token hashes)
+    # and the ledger's bookkeeping, which the consent history carries in full.
+    return {
+        "id": str(account.id),
+        "email": account.email,
+        "pending_email": account.pending_email,
+        "pending_email_expires_at": _time(account.email_token_expires_at),
+        "display_name": account.display_name,
+        "phone": account.phone,
+        "birth_date": _date(account.birth_date),
+        "country": account.country,
+        "locale": account.locale,
+        "role": account.role.value,
+        "created_at": _time(account.created_at),
+        "updated_at": _time(account.updated_at),
+        "accepted_policy_version": account.accepted_policy_version,
+        "policy_accepted_at": _time(account.policy_accepted_at),
+        "gpc_applied_at": _time(account.gpc_applied_at),
+        "deletion_requested_at": _time(account.deletion_requested_at),
+        "deletion_due_at": _time(account.deletion_due_at),
+        "restricted_at": _time(account.restricted_at),
+    }
+
+
+def _setting(setting: catalogue.SettingDefinition, current: CurrentValue) -> dict[str, Any]:
+    value = current.value
+    return {
+        "key": setting.key,
+        "group": setting.group.value,
+        # Audiences by name, as the consent history records them.
+        "value": value.name if isinstance(value, catalogue.Audience) else value,
+        "legal_basis": setting.legal_basis.value,
+        "description": setting.description,
+        "updated_at": _time(current.updated_at),
+    }
+
+
+def _session(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "user_agent": row.user_agent,
+        "created_at": _time(row.created_at),
+        "last_used_at": _time(row.last_used_at),
+        "expires_at": _time(row.expires_at),
+    }
+
+
+def _request(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "kind": row.kind.value,
+        "status": row.status.value,
+        "created_at": _time(row.created_at),
+        "due_at": _time(row.due_at),
+        "handled_at": _time(row.handled_at),
+    }
+
+
+def _policy_acceptance(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "version": row.new_value,
+        "previous_version": row.old_value,
+        "accepted_at": _time(row.occurred_at),
+        "source": row.source.value,
+    }
+
+
+def _profile_change(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "field": row.field,
+        "changed_at": _time(row.changed_at),
+        "by_staff": row.changed_by is not None,
+    }
+
+
+def _consent_event(row: Row[Any]) -> dict[str, Any]:
+    # Values as stored, so that each hash can be recomputed from the export alone.
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "key": row.key,
+        "old_value": row.old_value,
+        "new_value": row.new_value,
+        "actor": row.actor.value,
+        "actor_id": str(row.actor_id) if row.actor_id else None,
+        "source": row.source.value,
+        "policy_version": row.policy_version,
+        "occurred_at": _time(row.occurred_at),
+        "request_id": row.request_id,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+Section = tuple[str, Select, Callable[[Row[Any]], dict[str, Any]]]
+
+
+def _sections(account_id: uuid.UUID) -> list[Section]:
+    """The lists after the settings: each a name, the query for it, and how a row is written."""
+    ledger = ConsentEvent.__table__
+    return [
+        (
+            "sessions",
+            select(
+                AuthSession.user_agent,
+                AuthSession.created_at,
+                AuthSession.last_used_at,
+                AuthSession.expires_at,
+            )
+            .where(AuthSession.account_id == account_id)
+            .order_by(AuthSession.created_at, AuthSession.id),
+            _session,
+        ),
+        (
+            "privacy_requests",
+            select(
+                PrivacyRequest.kind,
+                PrivacyRequest.status,
+                PrivacyRequest.created_at,
+                PrivacyRequest.due_at,
+                PrivacyRequest.handled_at,
+            )
+            .where(PrivacyRequest.account_id == account_id)
+            .order_by(PrivacyRequest.created_at, PrivacyRequest.id),
+            _request,
+        ),
+        (
+            "policy_acceptances",
+            select(
+                ConsentEvent.new_value,
+                ConsentEvent.old_value,
+                ConsentEvent.occurred_at,
+                ConsentEvent.source,
+            )
+            .where(ConsentEvent.account_id == account_id, ConsentEvent.key == POLICY_KEY)
+            .order_by(ConsentEvent.seq),
+            _policy_acceptance,
+        ),
+        (
+            "profile_changes",
+            select(ProfileChange.field, ProfileChange.changed_at, ProfileChange.changed_by)
+            .where(ProfileChange.account_id == account_id)
+            .order_by(ProfileChange.changed_at, ProfileChange.id),
+            _profile_change,
+        ),
+        (
+            "consent_history",
+            # A plain table query: rows need no ORM objects or identity tracking, which for a
+            # long history is most of the work.
+            select(*(column for column in ledger.columns if column.name != "account_id"))
+            .where(ledger.c.account_id == account_id)
+            .order_by(ledger.c.seq),
+            _consent_event,
+        ),
+    ]
+
+
+def _member(name: str, value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+    return f"  {json.dumps(name)}: {text}"
+
+
+def _list(name: str, items: Sequence[Any]) -> str:
+    """`"name": [...]` with one item a line."""
+    if not items:
+        return f"  {json.dumps(name)}: []"
+    return f"  {json.dumps(name)}: [" + _items(items, first=True) + "\n  ]"
+
+
+def _items(items: Sequence[Any], first: bool) -> str:
+    lead = "\n    " if first else ",\n    "
+    return lead + ",\n    ".join(_json(item) for item in items)
+
+
+async def _streamed_list(session: AsyncSession, section: Section) -> AsyncIterator[str]:
+    """Like `_list`, read from the database and written a batch at a time."""
+    name, statement, to_json = section
+    yield f"  {json.dumps(name)}: ["
+    empty = True
+    result = await session.stream(statement.execution_options(yield_per=BATCH))
+    async for rows in result.partitions():
+        yield _items([to_json(row) for row in rows], first=empty)
+        empty = False
+    yield "]" if empty else "\n  ]"
+
+
+async def write_export(
+    session: AsyncSession, account_id: uuid.UUID, *, generated_at: datetime
+) -> AsyncIterator[str]:
+    """The export document as pieces of JSON text, in the order they belong in the file.
+
+    Everything is read in one transaction; on PostgreSQL it is REPEATABLE READ, so a change
+    made while the export streams cannot show in one part and be missing from another.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise LookupError("the account was erased after its export link was used")
+    settings = await read_settings(session, account_id)
+    head = [
+        _member("format", FORMAT),
+        _member("version", FORMAT_VERSION),
+        _member("generated_at", _time(generated_at)),
+        _member("profile", _profile(account)),
+        _list("settings", [_setting(s, settings[s.key]) for s in catalogue.CATALOGUE]),
+    ]
+    yield "{\n" + ",\n".join(head)
+    for section in _sections(account_id):
+        yield ",\n"
+        async for piece in _streamed_list(session, section):
+            yield piece
+    yield "\n}\n"

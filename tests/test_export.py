@@ -1,30 +1,64 @@
-"""Data portability: asking for an export."""
+"""Data portability: asking for an export, downloading it once, and what it holds."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, select
+import jsonschema
+from sqlalchemy import func, select, update
 
 from app import create_app
 from auth.tokens import hash_token
 from models import (
     Account,
+    ConsentEvent,
     Database,
     DataExport,
     PrivacyRequest,
+    ProfileChange,
     RequestKind,
     RequestStatus,
     utcnow,
 )
-from tests.conftest import make_config
+from resolvers import catalogue, export
+from tests.conftest import SEED_POLICY_VERSION, make_config
 from tests.helpers import codes, gql, signed_up
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((PROJECT_ROOT / "docs" / "export-schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+SIGNUP_EVENTS = 1 + len(catalogue.CATALOGUE)  # the policy, then every default
 
 REQUEST_EXPORT = """
 mutation { requestDataExport { url expiresAt errors { field message code } } }
+"""
+TOGGLE = """
+mutation Toggle($channel: Channel!, $topic: Topic!, $enabled: Boolean!) {
+  setCommunicationPreference(input: {channel: $channel, topic: $topic, enabled: $enabled}) {
+    errors { code }
+  }
+}
+"""
+SHARE = """
+mutation Share($purpose: Purpose!, $enabled: Boolean!) {
+  setDataSharing(input: {purpose: $purpose, enabled: $enabled}) { errors { code } }
+}
+"""
+VISIBILITY = """
+mutation { updateVisibility(input: {profile: MEMBERS, email: MEMBERS}) { errors { code } } }
+"""
+COOKIES = """
+mutation { setCookieConsent(input: {analytics: true}) { errors { code } } }
 """
 
 
@@ -41,9 +75,52 @@ async def export_url(client: httpx.AsyncClient, token: str) -> str:
     return url
 
 
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+async def download(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    """Ask for an export, download it, and check it against the published JSON Schema."""
+    response = await client.get(path_of(await export_url(client, token)))
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    VALIDATOR.validate(document)
+    return document
+
+
 async def account_id_of(database: Database, email: str) -> uuid.UUID:
     async with database.session() as session:
         return (await session.scalars(select(Account.id).where(Account.email == email))).one()
+
+
+def documented_hash(event: dict[str, Any]) -> str:
+    """The hash as the schema tells a reader to compute it, independently of the API's code."""
+    fields = [
+        event[name]
+        for name in (
+            "seq",
+            "key",
+            "old_value",
+            "new_value",
+            "actor",
+            "actor_id",
+            "source",
+            "policy_version",
+            "occurred_at",
+            "request_id",
+        )
+    ]
+    text = (event["prev_hash"] or "") + "|" + json.dumps(fields, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class TestTheFormat:
+    def test_the_schema_is_valid_draft_2020_12(self) -> None:
+        jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+    def test_the_schema_and_the_code_name_the_same_version(self) -> None:
+        assert SCHEMA["properties"]["format"]["const"] == export.FORMAT
+        assert SCHEMA["properties"]["version"]["const"] == export.FORMAT_VERSION
 
 
 class TestRequestDataExport:
@@ -110,3 +187,231 @@ class TestRequestDataExport:
         assert request.account_id == request.requested_by == account_id
         assert request.handled_at is not None
         assert request.due_at - request.created_at == timedelta(days=30)
+
+
+class TestDownloadExport:
+    async def test_unknown_token_is_404(self, client) -> None:
+        response = await client.get("/exports/no-such-token-at-all-0123456789abcdefghijklm")
+
+        assert response.status_code == 404
+        assert response.headers["cache-control"] == "no-store"
+
+    async def test_tampered_token_is_404_and_leaves_the_real_one_usable(self, client) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+        tampered = path[:-1] + ("A" if path[-1] != "A" else "B")
+
+        assert (await client.get(tampered)).status_code == 404
+        assert (await client.get(path + "x")).status_code == 404
+        assert (await client.get(path)).status_code == 200
+
+    async def test_a_second_download_is_gone(self, client) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+
+        first = await client.get(path)
+        second = await client.get(path)
+
+        assert first.status_code == 200
+        assert second.status_code == 410
+        assert "already been used" in second.text
+        assert "requestDataExport" in second.text
+
+    async def test_two_downloads_at_once_succeed_only_once(self, client, database) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+
+        responses = await asyncio.gather(client.get(path), client.get(path), client.get(path))
+
+        assert sorted(r.status_code for r in responses) == [200, 410, 410]
+        winner = next(r for r in responses if r.status_code == 200)
+        assert winner.json()["format"] == export.FORMAT
+
+    async def test_an_expired_link_is_gone(self, client, database) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+        async with database.session() as session:
+            await session.execute(
+                update(DataExport).values(expires_at=utcnow() - timedelta(minutes=1))
+            )
+            await session.commit()
+
+        response = await client.get(path)
+
+        assert response.status_code == 410
+        assert "expired" in response.text
+        async with database.session() as session:
+            assert (await session.scalars(select(DataExport))).one().downloaded_at is None
+
+    async def test_head_does_not_use_the_link_up(self, client) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+
+        assert (await client.head(path)).status_code == 200
+        assert (await client.get(path)).status_code == 200
+        assert (await client.head(path)).status_code == 410
+
+    async def test_needs_no_sign_in_and_is_a_private_attachment(self, client, database) -> None:
+        token = await signed_up(client)
+        path = path_of(await export_url(client, token))
+
+        response = await client.get(path)  # no bearer token, no cookie
+
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["cache-control"] == "no-store"
+        generated = response.json()["generated_at"][:10]
+        assert response.headers["content-disposition"] == (
+            f'attachment; filename="privacy-export-{generated}.json"'
+        )
+        async with database.session() as session:
+            assert (await session.scalars(select(DataExport))).one().downloaded_at is not None
+
+
+class TestExportContent:
+    async def test_holds_what_was_set_and_the_history_of_it(self, client, database) -> None:
+        token = await signed_up(client, phone="+447400123456")
+        changes = [
+            (TOGGLE, {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": True}),
+            (TOGGLE, {"channel": "SMS", "topic": "SERVICE_UPDATES", "enabled": True}),
+            (SHARE, {"purpose": "RESEARCH", "enabled": True}),
+            (VISIBILITY, {}),
+            (COOKIES, {}),
+            (TOGGLE, {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": False}),
+        ]
+        for query, variables in changes:
+            body = await gql(client, query, variables, token=token)
+            assert next(iter(body["data"].values()))["errors"] == [], body
+
+        document = await download(client, token)
+
+        assert document["format"] == "privacy-settings-export"
+        assert document["version"] == export.FORMAT_VERSION
+        profile = document["profile"]
+        assert profile["id"] == str(await account_id_of(database, "ada@example.com"))
+        assert (profile["email"], profile["display_name"]) == ("ada@example.com", "Ada Lovelace")
+        assert (profile["phone"], profile["birth_date"]) == ("+447400123456", "1990-12-10")
+        assert (profile["country"], profile["role"]) == ("GB", "user")
+        assert profile["accepted_policy_version"] == SEED_POLICY_VERSION
+        assert profile["pending_email"] is None
+
+        settings = {s["key"]: s for s in document["settings"]}
+        assert list(settings) == [s.key for s in catalogue.CATALOGUE]
+        assert settings["communication.email.newsletter"]["value"] is False
+        assert settings["communication.sms.service_updates"]["value"] is True
+        assert settings["data_sharing.research"]["value"] is True
+        assert settings["visibility.profile"]["value"] == "MEMBERS"
+        assert settings["visibility.email"]["value"] == "MEMBERS"
+        assert settings["visibility.phone"]["value"] == "PRIVATE"
+        assert settings["cookies.analytics"]["value"] is True
+        assert settings["cookies.advertising"]["value"] is False
+        assert settings["communication.email.security_alerts"]["value"] is True
+        for setting in catalogue.CATALOGUE:
+            exported = settings[setting.key]
+            assert exported["group"] == setting.group.value
+            assert exported["legal_basis"] == setting.legal_basis.value
+            assert exported["description"] == setting.description
+
+        history = document["consent_history"]
+        assert [event["seq"] for event in history] == list(range(1, len(history) + 1))
+        assert history[0]["key"] == "policy" and history[0]["actor"] == "signup"
+        changed = [(e["key"], e["old_value"], e["new_value"]) for e in history[SIGNUP_EVENTS:]]
+        assert changed == [
+            ("communication.email.newsletter", "false", "true"),
+            ("communication.sms.service_updates", "false", "true"),
+            ("data_sharing.research", "false", "true"),
+            ("visibility.profile", "PRIVATE", "MEMBERS"),
+            ("visibility.email", "PRIVATE", "MEMBERS"),
+            ("cookies.analytics", "false", "true"),
+            ("communication.email.newsletter", "true", "false"),
+        ]
+        assert {(e["actor"], e["source"]) for e in history[SIGNUP_EVENTS:]} == {("person", "api")}
+        for before, event in zip([None, *history], history, strict=False):
+            assert event["prev_hash"] == (before["hash"] if before else None)
+            assert event["hash"] == documented_hash(event)
+        async with database.session() as session:
+            stored = list(await session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)))
+        assert [(e.id, e.hash) for e in stored] == [(e["id"], e["hash"]) for e in history]
+
+        assert document["policy_acceptances"] == [
+            {
+                "version": SEED_POLICY_VERSION,
+                "previous_version": None,
+                "accepted_at": history[0]["occurred_at"],
+                "source": "signup",
+            }
+        ]
+
+    async def test_includes_this_export_as_a_privacy_request(self, client) -> None:
+        token = await signed_up(client)
+
+        document = await download(client, token)
+
+        [request] = document["privacy_requests"]
+        assert (request["kind"], request["status"]) == ("export", "completed")
+        assert request["handled_at"] is not None
+
+    async def test_sessions_are_listed_without_their_tokens(self, client) -> None:
+        token = await signed_up(client)
+        response = await client.get(path_of(await export_url(client, token)))
+        document = response.json()
+
+        [session] = document["sessions"]
+        assert session["user_agent"].startswith("python-httpx")
+        assert set(session) == {"user_agent", "created_at", "last_used_at", "expires_at"}
+        assert token not in response.text
+        assert hash_token(token) not in response.text
+
+    async def test_lists_profile_changes_without_values(self, client, database) -> None:
+        token = await signed_up(client)
+        account_id = await account_id_of(database, "ada@example.com")
+        now = utcnow()
+        async with database.session() as session:
+            session.add_all(
+                [
+                    ProfileChange(account_id=account_id, field="display_name", changed_at=now),
+                    ProfileChange(
+                        account_id=account_id,
+                        field="phone",
+                        changed_at=now + timedelta(seconds=1),
+                        changed_by=uuid.uuid4(),
+                    ),
+                ]
+            )
+            await session.commit()
+
+        document = await download(client, token)
+
+        assert [(c["field"], c["by_staff"]) for c in document["profile_changes"]] == [
+            ("display_name", False),
+            ("phone", True),
+        ]
+
+    async def test_holds_nothing_of_another_account(self, client, database) -> None:
+        ada = await signed_up(client)
+        bob = await signed_up(
+            client, email="bob@example.com", displayName="Bob Marley", phone="+447400999888"
+        )
+        await gql(
+            client, TOGGLE, {"channel": "PUSH", "topic": "MARKETING", "enabled": True}, token=bob
+        )
+        await export_url(client, bob)
+        bob_id = await account_id_of(database, "bob@example.com")
+        async with database.session() as session:
+            bob_hashes = set(
+                await session.scalars(
+                    select(ConsentEvent.hash).where(ConsentEvent.account_id == bob_id)
+                )
+            )
+            session.add(ProfileChange(account_id=bob_id, field="email", changed_at=utcnow()))
+            await session.commit()
+
+        response = await client.get(path_of(await export_url(client, ada)))
+        document = response.json()
+
+        for trace in ("bob", "Bob", "+447400999888", str(bob_id)):
+            assert trace not in response.text
+        assert not bob_hashes & {event["hash"] for event in document["consent_history"]}
+        assert len(document["consent_history"]) == SIGNUP_EVENTS
+        assert len(document["sessions"]) == len(document["privacy_requests"]) == 1
+        assert document["profile_changes"] == []
