@@ -382,7 +382,7 @@ async def write_export(
     account = await session.get(Account, account_id)
     if account is None:
         raise LookupError("the account was erased after its export link was used")
-    settings = await read_settings(session, account_id)
+    [settings] = await read_settings(session, [account_id])
     head = [
         _member("format", FORMAT),
         _member("version", FORMAT_VERSION),
