@@ -14,17 +14,19 @@ from models import AuthSession, Role, utcnow
 from resolvers import account as accounts
 from resolvers import requests
 from resolvers.age import is_minor
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.errors import ErrorCode
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.erasure import AccountDeletion
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
+from schema.ids import parse_id
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
 if TYPE_CHECKING:
     from schema.requests import PrivacyRequestType
 
+Info = strawberry.Info[RequestContext]
 RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
 
 
@@ -127,6 +129,10 @@ class AccountPayload:
     account: AccountType | None
     errors: list[UserErrorType]
 
+    @classmethod
+    def of(cls, account: AccountModel | None, errors: list[UserErrorType]) -> AccountPayload:
+        return cls(account=AccountType.from_model(account) if account else None, errors=errors)
+
 
 @strawberry.type
 class LogoutPayload:
@@ -159,7 +165,11 @@ class ChangePasswordInput:
     new_password: str
 
 
-def _signed_in(info: strawberry.Info[RequestContext], signed: accounts.SignedIn) -> AuthPayload:
+def _signed_in(
+    info: Info, signed: accounts.SignedIn | None, errors: list[UserErrorType]
+) -> AuthPayload:
+    if signed is None:
+        return AuthPayload(token=None, account=None, errors=errors)
     info.context.start_web_session(signed.token)
     return AuthPayload(
         token=signed.token, account=AccountType.from_model(signed.account), errors=[]
@@ -177,53 +187,45 @@ class AccountQuery:
 @strawberry.type
 class AccountMutation:
     @strawberry.mutation(description="Create an account. A date of birth is asked, never an age.")
-    async def signup(
-        self, info: strawberry.Info[RequestContext], input: SignupInput
-    ) -> AuthPayload:
+    async def signup(self, info: Info, input: SignupInput) -> AuthPayload:
         context = info.context
-        try:
-            async with context.db() as session:
-                signed = await accounts.signup(
-                    session,
-                    context.services.limiter,
-                    context.client,
-                    refused_recently=context.age_gate_refused_recently,
-                    email=input.email,
-                    password=input.password,
-                    display_name=input.display_name,
-                    birth_date=input.birth_date,
-                    country=input.country,
-                    accept_policy_version=input.accept_policy_version,
-                    phone=input.phone,
-                )
-        except Rejected as rejected:
-            if any(error.code is ErrorCode.AGE_RESTRICTED for error in rejected.errors):
-                context.remember_age_refusal()
-            return AuthPayload(token=None, account=None, errors=to_user_errors(rejected.errors))
-        return _signed_in(info, signed)
+        signed, errors = await context.attempt(
+            lambda session: accounts.signup(
+                session,
+                context.services.limiter,
+                context.client,
+                refused_recently=context.age_gate_refused_recently,
+                email=input.email,
+                password=input.password,
+                display_name=input.display_name,
+                birth_date=input.birth_date,
+                country=input.country,
+                accept_policy_version=input.accept_policy_version,
+                phone=input.phone,
+            )
+        )
+        if any(error.code is ErrorCode.AGE_RESTRICTED for error in errors):
+            context.remember_age_refusal()
+        return _signed_in(info, signed, errors)
 
     @strawberry.mutation(description="Sign in with email and password.")
-    async def login(self, info: strawberry.Info[RequestContext], input: LoginInput) -> AuthPayload:
+    async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         context = info.context
-        try:
-            async with context.db() as session:
-                signed = await accounts.login(
-                    session,
-                    context.services.limiter,
-                    context.client,
-                    email=input.email,
-                    password=input.password,
-                )
-        except Rejected as rejected:
-            return AuthPayload(token=None, account=None, errors=to_user_errors(rejected.errors))
-        return _signed_in(info, signed)
+        signed, errors = await context.attempt(
+            lambda session: accounts.login(
+                session,
+                context.services.limiter,
+                context.client,
+                email=input.email,
+                password=input.password,
+            )
+        )
+        return _signed_in(info, signed, errors)
 
     @strawberry.mutation(description="End this session.", permission_classes=[IsAuthenticated])
-    async def logout(self, info: strawberry.Info[RequestContext]) -> LogoutPayload:
-        actor = await info.context.actor()
-        assert actor is not None
-        async with info.context.db() as session:
-            await accounts.logout(session, actor)
+    async def logout(self, info: Info) -> LogoutPayload:
+        actor = await info.context.signed_in()
+        await info.context.attempt(lambda session: accounts.logout(session, actor))
         info.context.end_web_session()
         return LogoutPayload(ok=True, errors=[])
 
@@ -231,39 +233,25 @@ class AccountMutation:
         description="Set a new password; every other session is signed out.",
         permission_classes=[IsAuthenticated],
     )
-    async def change_password(
-        self, info: strawberry.Info[RequestContext], input: ChangePasswordInput
-    ) -> AccountPayload:
-        actor = await info.context.actor()
-        assert actor is not None
-        try:
-            async with info.context.db() as session:
-                account = await accounts.change_password(
-                    session,
-                    actor,
-                    current_password=input.current_password,
-                    new_password=input.new_password,
-                )
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        return AccountPayload(account=AccountType.from_model(account), errors=[])
+    async def change_password(self, info: Info, input: ChangePasswordInput) -> AccountPayload:
+        actor = await info.context.signed_in()
+        account, errors = await info.context.attempt(
+            lambda session: accounts.change_password(
+                session,
+                actor,
+                current_password=input.current_password,
+                new_password=input.new_password,
+            )
+        )
+        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
         description="Sign out one of your sessions, such as a lost phone.",
         permission_classes=[IsAuthenticated],
     )
-    async def revoke_session(
-        self, info: strawberry.Info[RequestContext], id: strawberry.ID
-    ) -> AccountPayload:
-        actor = await info.context.actor()
-        assert actor is not None
-        try:
-            session_id = uuid.UUID(str(id))
-        except ValueError:
-            session_id = uuid.UUID(int=0)
-        try:
-            async with info.context.db() as session:
-                await accounts.revoke_session(session, actor, session_id=session_id)
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        return AccountPayload(account=AccountType.from_model(actor.account), errors=[])
+    async def revoke_session(self, info: Info, id: strawberry.ID) -> AccountPayload:
+        actor = await info.context.signed_in()
+        _, errors = await info.context.attempt(
+            lambda session: accounts.revoke_session(session, actor, session_id=parse_id(id))
+        )
+        return AccountPayload.of(None if errors else actor.account, errors)

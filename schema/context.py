@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
+from strawberry.exceptions import StrawberryGraphQLError
 
 from auth.actor import Actor, Credentials, actor_for_token, credentials_from_request
 from auth.rate_limits import RateLimiter
@@ -22,9 +24,12 @@ from models import Account, ConsentActor, Database, Source, utcnow
 from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance
+from resolvers.errors import Rejected
+from schema.errors import UserErrorType, to_user_errors
 
 SOURCE_HEADER = "x-client-source"
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
+T = TypeVar("T")
 AGE_GATE_COOKIE = "privacy_age_gate"
 AGE_GATE_SECONDS = 24 * 60 * 60
 _AGE_GATE_VALUE = "refused"
@@ -74,6 +79,29 @@ class RequestContext:
                 await self._session.rollback()
                 raise
 
+    async def attempt(
+        self, use_case: Callable[[AsyncSession], Awaitable[T]]
+    ) -> tuple[T | None, list[UserErrorType]]:
+        """Run one use case on the request's session. A refusal comes back as payload errors,
+        with everything it started rolled back; success comes back with no errors."""
+        try:
+            async with self.db() as session:
+                return await use_case(session), []
+        except Rejected as rejected:
+            return None, to_user_errors(rejected.errors)
+
+    async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run one use case for a query, which has no payload for errors: a refusal becomes a
+        GraphQL error with code BAD_USER_INPUT."""
+        try:
+            async with self.db() as session:
+                return await use_case(session)
+        except Rejected as rejected:
+            error = rejected.errors[0]
+            raise StrawberryGraphQLError(
+                error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+            ) from None
+
     async def actor(self) -> Actor | None:
         """The signed-in account, looked up once per request."""
         if not self._actor_loaded:
@@ -87,6 +115,12 @@ class RequestContext:
                         )
             self._actor_loaded = True
         return self._actor
+
+    async def signed_in(self) -> Actor:
+        """The actor, in fields whose permission class has already required one."""
+        actor = await self.actor()
+        assert actor is not None, "guard this field with a permission class"
+        return actor
 
     def _sends_global_privacy_control(self) -> bool:
         return (

@@ -10,9 +10,7 @@ import strawberry
 from auth.permissions import IsAuthenticated
 from models import Account as AccountModel
 from resolvers import erasure
-from resolvers.errors import Rejected
 from schema.context import RequestContext
-from schema.errors import to_user_errors
 
 if TYPE_CHECKING:
     from schema.account import AccountPayload
@@ -51,23 +49,21 @@ class ErasureMutation:
     async def request_account_deletion(
         self, info: Info, input: RequestAccountDeletionInput
     ) -> Annotated[AccountPayload, strawberry.lazy("schema.account")]:
-        from schema.account import AccountPayload, AccountType
+        from schema.account import AccountPayload
 
         context = info.context
-        actor = await context.actor()
-        assert actor is not None
-        try:
-            async with context.db() as session:
-                account = await erasure.request_account_deletion(
-                    session,
-                    actor,
-                    password=input.password,
-                    grace_days=context.services.config.deletion_grace_days,
-                )
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        context.end_web_session()
-        return AccountPayload(account=AccountType.from_model(account), errors=[])
+        actor = await context.signed_in()
+        account, errors = await context.attempt(
+            lambda session: erasure.request_account_deletion(
+                session,
+                actor,
+                password=input.password,
+                grace_days=context.services.config.deletion_grace_days,
+            )
+        )
+        if account is not None:
+            context.end_web_session()
+        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
         description="Keep your account: cancels a deletion you asked for, before its date.",
@@ -76,13 +72,10 @@ class ErasureMutation:
     async def cancel_account_deletion(
         self, info: Info
     ) -> Annotated[AccountPayload, strawberry.lazy("schema.account")]:
-        from schema.account import AccountPayload, AccountType
+        from schema.account import AccountPayload
 
-        actor = await info.context.actor()
-        assert actor is not None
-        try:
-            async with info.context.db() as session:
-                account = await erasure.cancel_account_deletion(session, actor)
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        return AccountPayload(account=AccountType.from_model(account), errors=[])
+        actor = await info.context.signed_in()
+        account, errors = await info.context.attempt(
+            lambda session: erasure.cancel_account_deletion(session, actor)
+        )
+        return AccountPayload.of(account, errors)

@@ -6,12 +6,10 @@ from datetime import datetime
 
 import strawberry
 
-from auth.actor import Actor
 from auth.permissions import IsAuthenticated
 from resolvers import export
-from resolvers.errors import Rejected
 from schema.context import RequestContext
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
 
 
 @strawberry.type
@@ -34,21 +32,18 @@ class ExportMutation:
     )
     async def request_data_export(self, info: strawberry.Info[RequestContext]) -> DataExportPayload:
         context = info.context
-        actor = await context.actor()
-        assert isinstance(actor, Actor)  # guaranteed by IsAuthenticated
+        actor = await context.signed_in()
         config = context.services.config
-        try:
-            async with context.db() as session:
-                link = await export.request_data_export(
-                    session,
-                    context.services.limiter,
-                    actor,
-                    public_url=config.public_url,
-                    valid_hours=config.export_valid_hours,
-                    due_days=config.request_due_days,
-                )
-        except Rejected as rejected:
-            return DataExportPayload(
-                url=None, expires_at=None, errors=to_user_errors(rejected.errors)
+        link, errors = await context.attempt(
+            lambda session: export.request_data_export(
+                session,
+                context.services.limiter,
+                actor,
+                public_url=config.public_url,
+                valid_hours=config.export_valid_hours,
+                due_days=config.request_due_days,
             )
+        )
+        if link is None:
+            return DataExportPayload(url=None, expires_at=None, errors=errors)
         return DataExportPayload(url=link.url, expires_at=link.expires_at, errors=[])

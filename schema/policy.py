@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from auth.actor import Actor
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer
 from models import PolicyVersion as PolicyVersionModel
 from resolvers import policy
-from resolvers.errors import Rejected
 from schema.context import RequestContext
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
 
 if TYPE_CHECKING:
     from schema.account import AccountType
@@ -112,16 +110,15 @@ class PolicyMutation:
         from schema.account import AccountType
 
         context = info.context
-        actor = await context.actor()
-        assert isinstance(actor, Actor)  # guaranteed by IsAuthenticated
-        try:
-            async with context.db() as session:
-                account = await policy.accept_policy(
-                    session, actor, context.provenance(), version=input.version
-                )
-        except Rejected as rejected:
-            return AcceptPolicyPayload(account=None, errors=to_user_errors(rejected.errors))
-        return AcceptPolicyPayload(account=AccountType.from_model(account), errors=[])
+        actor = await context.signed_in()
+        account, errors = await context.attempt(
+            lambda session: policy.accept_policy(
+                session, actor, context.provenance(), version=input.version
+            )
+        )
+        return AcceptPolicyPayload(
+            account=AccountType.from_model(account) if account else None, errors=errors
+        )
 
     @strawberry.mutation(
         description="Publish a new version of the privacy policy. Privacy officers only.",
@@ -130,22 +127,19 @@ class PolicyMutation:
     async def publish_policy_version(
         self, info: Info, input: PublishPolicyVersionInput
     ) -> PublishPolicyVersionPayload:
-        officer = await info.context.actor()
-        assert officer is not None  # IsPrivacyOfficer made sure
-        try:
-            async with info.context.db() as session:
-                published = await policy.publish_policy_version(
-                    session,
-                    officer,
-                    version=input.version,
-                    summary=input.summary,
-                    material=input.material,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            return PublishPolicyVersionPayload(
-                policy=None, notified=0, errors=to_user_errors(rejected.errors)
+        officer = await info.context.signed_in()
+        published, errors = await info.context.attempt(
+            lambda session: policy.publish_policy_version(
+                session,
+                officer,
+                version=input.version,
+                summary=input.summary,
+                material=input.material,
+                request_id=info.context.request_id,
             )
+        )
+        if published is None:
+            return PublishPolicyVersionPayload(policy=None, notified=0, errors=errors)
         return PublishPolicyVersionPayload(
             policy=PolicyVersion.from_model(published.policy),
             notified=published.notified,

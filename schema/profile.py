@@ -6,10 +6,9 @@ import strawberry
 
 from auth.permissions import IsAuthenticated
 from resolvers import profile
-from resolvers.errors import Rejected
-from schema.account import AccountPayload, AccountType
+from schema.account import AccountPayload
 from schema.context import RequestContext
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
 
 Info = strawberry.Info[RequestContext]
 
@@ -46,23 +45,20 @@ class ProfileMutation:
     )
     async def update_profile(self, info: Info, input: UpdateProfileInput) -> AccountPayload:
         context = info.context
-        actor = await context.actor()
-        assert actor is not None
-        try:
-            async with context.db() as session:
-                account = await profile.update_profile(
-                    session,
-                    actor,
-                    context.provenance(),
-                    display_name=input.display_name,
-                    phone=input.phone,
-                    country=input.country,
-                    locale=input.locale,
-                )
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        context.forget_settings(account.id)
-        return AccountPayload(account=AccountType.from_model(account), errors=[])
+        actor = await context.signed_in()
+        account, errors = await context.attempt(
+            lambda session: profile.update_profile(
+                session,
+                actor,
+                context.provenance(),
+                display_name=input.display_name,
+                phone=input.phone,
+                country=input.country,
+                locale=input.locale,
+            )
+        )
+        context.forget_settings(actor.account.id)
+        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -70,28 +66,23 @@ class ProfileMutation:
     )
     async def request_email_change(self, info: Info, input: EmailChangeInput) -> AccountPayload:
         context = info.context
-        actor = await context.actor()
-        assert actor is not None
-        try:
-            async with context.db() as session:
-                account = await profile.request_email_change(
-                    session,
-                    actor,
-                    new_email=input.new_email,
-                    current_password=input.current_password,
-                    public_url=context.services.config.public_url,
-                )
-        except Rejected as rejected:
-            return AccountPayload(account=None, errors=to_user_errors(rejected.errors))
-        return AccountPayload(account=AccountType.from_model(account), errors=[])
+        actor = await context.signed_in()
+        account, errors = await context.attempt(
+            lambda session: profile.request_email_change(
+                session,
+                actor,
+                new_email=input.new_email,
+                current_password=input.current_password,
+                public_url=context.services.config.public_url,
+            )
+        )
+        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(description="Redeem the code sent to the new address. No sign-in needed.")
     async def confirm_email_change(
         self, info: Info, input: ConfirmEmailInput
     ) -> EmailChangePayload:
-        try:
-            async with info.context.db() as session:
-                account = await profile.confirm_email_change(session, token=input.token)
-        except Rejected as rejected:
-            return EmailChangePayload(email=None, errors=to_user_errors(rejected.errors))
-        return EmailChangePayload(email=account.email, errors=[])
+        account, errors = await info.context.attempt(
+            lambda session: profile.confirm_email_change(session, token=input.token)
+        )
+        return EmailChangePayload(email=account.email if account else None, errors=errors)

@@ -8,18 +8,17 @@ from typing import Annotated
 
 import strawberry
 
-from auth.actor import Actor
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer, IsSupport
 from models import AuditEntry as AuditEntryModel
 from models import LegalHold as LegalHoldModel
 from models import PrivacyRequest as PrivacyRequestModel
 from models import RequestKind, RequestStatus
 from resolvers import requests, staff
-from resolvers.errors import Rejected
 from resolvers.staff import ChildReportDecision
 from schema.account import AccountType
 from schema.context import RequestContext
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
+from schema.ids import parse_id
 
 Info = strawberry.Info[RequestContext]
 RequestKindEnum = strawberry.enum(RequestKind, name="RequestKind")
@@ -28,22 +27,6 @@ ChildReportDecisionEnum = strawberry.enum(ChildReportDecision, name="ChildReport
 Reason = Annotated[
     str, strawberry.argument(description="Why you need this: kept in the audit log.")
 ]
-
-
-def _id(raw: strawberry.ID | None) -> uuid.UUID | None:
-    """An id from a client; a malformed one matches nothing (the nil UUID)."""
-    if raw is None:
-        return None
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        return uuid.UUID(int=0)
-
-
-async def _actor(info: Info) -> Actor:
-    actor = await info.context.actor()
-    assert actor is not None  # the field's permission class made sure
-    return actor
 
 
 @strawberry.type(name="PrivacyRequest")
@@ -186,20 +169,16 @@ class ChildReportReviewInput:
     reason: str
 
 
-def _payload(request: PrivacyRequestModel) -> PrivacyRequestPayload:
-    return PrivacyRequestPayload(request=PrivacyRequestType.from_model(request), errors=[])
-
-
-def _refused(rejected: Rejected) -> PrivacyRequestPayload:
-    return PrivacyRequestPayload(request=None, errors=to_user_errors(rejected.errors))
-
-
-def _bad_input(rejected: Rejected) -> strawberry.exceptions.StrawberryGraphQLError:
-    """Queries have no payload to carry a UserError: bad arguments become a GraphQL error."""
-    error = rejected.errors[0]
-    return strawberry.exceptions.StrawberryGraphQLError(
-        error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+def _request_payload(
+    request: PrivacyRequestModel | None, errors: list[UserErrorType]
+) -> PrivacyRequestPayload:
+    return PrivacyRequestPayload(
+        request=PrivacyRequestType.from_model(request) if request else None, errors=errors
     )
+
+
+def _hold_payload(hold: LegalHoldModel | None, errors: list[UserErrorType]) -> LegalHoldPayload:
+    return LegalHoldPayload(hold=LegalHoldType.from_model(hold) if hold else None, errors=errors)
 
 
 @strawberry.type
@@ -214,18 +193,18 @@ class RequestsQuery:
         id: strawberry.ID | None = None,
         email: str | None = None,
     ) -> AccountType | None:
-        try:
-            async with info.context.db() as session:
-                account = await staff.look_up_account(
-                    session,
-                    await _actor(info),
-                    account_id=_id(id),
-                    email=email,
-                    reason=reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            raise _bad_input(rejected) from None
+        context = info.context
+        support = await context.signed_in()
+        account = await context.answer(
+            lambda session: staff.look_up_account(
+                session,
+                support,
+                account_id=parse_id(id) if id is not None else None,
+                email=email,
+                reason=reason,
+                request_id=context.request_id,
+            )
+        )
         return AccountType.from_model(account) if account else None
 
     @strawberry.field(
@@ -234,18 +213,18 @@ class RequestsQuery:
     async def staff_accounts(
         self, info: Info, email_contains: str, reason: Reason, first: int = 20
     ) -> list[AccountType]:
-        try:
-            async with info.context.db() as session:
-                found = await staff.search_accounts(
-                    session,
-                    await _actor(info),
-                    email_contains=email_contains,
-                    first=first,
-                    reason=reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            raise _bad_input(rejected) from None
+        context = info.context
+        support = await context.signed_in()
+        found = await context.answer(
+            lambda session: staff.search_accounts(
+                session,
+                support,
+                email_contains=email_contains,
+                first=first,
+                reason=reason,
+                request_id=context.request_id,
+            )
+        )
         return [AccountType.from_model(account) for account in found]
 
     @strawberry.field(
@@ -259,30 +238,32 @@ class RequestsQuery:
         kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
         first: int = 50,
     ) -> list[PrivacyRequestType]:
-        try:
-            async with info.context.db() as session:
-                found = await staff.list_requests(
-                    session,
-                    await _actor(info),
-                    status=status,
-                    kind=kind,
-                    first=first,
-                    reason=reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            raise _bad_input(rejected) from None
+        context = info.context
+        officer = await context.signed_in()
+        found = await context.answer(
+            lambda session: staff.list_requests(
+                session,
+                officer,
+                status=status,
+                kind=kind,
+                first=first,
+                reason=reason,
+                request_id=context.request_id,
+            )
+        )
         return [PrivacyRequestType.from_model(request) for request in found]
 
     @strawberry.field(permission_classes=[IsPrivacyOfficer], description="Newest first.")
     async def audit_log(
         self, info: Info, account_id: strawberry.ID | None = None, first: int = 50
     ) -> list[AuditEntryType]:
-        try:
-            async with info.context.db() as session:
-                entries = await staff.audit_log(session, account_id=_id(account_id), first=first)
-        except Rejected as rejected:
-            raise _bad_input(rejected) from None
+        entries = await info.context.answer(
+            lambda session: staff.audit_log(
+                session,
+                account_id=parse_id(account_id) if account_id is not None else None,
+                first=first,
+            )
+        )
         return [AuditEntryType.from_model(entry) for entry in entries]
 
 
@@ -293,19 +274,18 @@ class RequestsMutation:
         description="Complain about how your data was handled; answered by the due date.",
     )
     async def file_complaint(self, info: Info, input: ComplaintInput) -> PrivacyRequestPayload:
-        actor = await _actor(info)
-        try:
-            async with info.context.db() as session:
-                request = await requests.file_complaint(
-                    session,
-                    actor,
-                    subject=input.subject,
-                    details=input.details,
-                    due_days=info.context.services.config.request_due_days,
-                )
-        except Rejected as rejected:
-            return _refused(rejected)
-        return _payload(request)
+        context = info.context
+        actor = await context.signed_in()
+        request, errors = await context.attempt(
+            lambda session: requests.file_complaint(
+                session,
+                actor,
+                subject=input.subject,
+                details=input.details,
+                due_days=context.services.config.request_due_days,
+            )
+        )
+        return _request_payload(request, errors)
 
     @strawberry.mutation(
         description="Report an account you believe belongs to a child under 13. No sign-in "
@@ -315,41 +295,37 @@ class RequestsMutation:
         self, info: Info, input: ChildReportInput
     ) -> PrivacyRequestPayload:
         context = info.context
-        account_id = _id(input.account_id)
-        assert account_id is not None
-        try:
-            async with context.db() as session:
-                request = await requests.report_child_account(
-                    session,
-                    context.services.limiter,
-                    context.client.address,
-                    account_id=account_id,
-                    details=input.details,
-                    contact_email=input.contact_email,
-                    due_days=context.services.config.request_due_days,
-                )
-        except Rejected as rejected:
-            return _refused(rejected)
-        return _payload(request)
+        request, errors = await context.attempt(
+            lambda session: requests.report_child_account(
+                session,
+                context.services.limiter,
+                context.client.address,
+                account_id=parse_id(input.account_id),
+                details=input.details,
+                contact_email=input.contact_email,
+                due_days=context.services.config.request_due_days,
+            )
+        )
+        return _request_payload(request, errors)
 
     @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
     async def process_privacy_request(
         self, info: Info, input: ProcessRequestInput
     ) -> PrivacyRequestPayload:
-        try:
-            async with info.context.db() as session:
-                request = await staff.process_request(
-                    session,
-                    await _actor(info),
-                    privacy_request_id=_id(input.id) or uuid.UUID(int=0),
-                    status=input.status,
-                    resolution=input.resolution,
-                    reason=input.reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            return _refused(rejected)
-        return _payload(request)
+        context = info.context
+        officer = await context.signed_in()
+        request, errors = await context.attempt(
+            lambda session: staff.process_request(
+                session,
+                officer,
+                privacy_request_id=parse_id(input.id),
+                status=input.status,
+                resolution=input.resolution,
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -358,51 +334,51 @@ class RequestsMutation:
     async def review_child_report(
         self, info: Info, input: ChildReportReviewInput
     ) -> PrivacyRequestPayload:
-        try:
-            async with info.context.db() as session:
-                request = await staff.review_child_report(
-                    session,
-                    await _actor(info),
-                    privacy_request_id=_id(input.request_id) or uuid.UUID(int=0),
-                    decision=input.decision,
-                    reason=input.reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            return _refused(rejected)
-        return _payload(request)
+        context = info.context
+        officer = await context.signed_in()
+        request, errors = await context.attempt(
+            lambda session: staff.review_child_report(
+                session,
+                officer,
+                privacy_request_id=parse_id(input.request_id),
+                decision=input.decision,
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Keep an account from erasure, deletion requested or not, until released.",
     )
     async def set_legal_hold(self, info: Info, input: SetLegalHoldInput) -> LegalHoldPayload:
-        try:
-            async with info.context.db() as session:
-                hold = await staff.hold_account(
-                    session,
-                    await _actor(info),
-                    account_id=_id(input.account_id) or uuid.UUID(int=0),
-                    reason=input.reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            return LegalHoldPayload(hold=None, errors=to_user_errors(rejected.errors))
-        return LegalHoldPayload(hold=LegalHoldType.from_model(hold), errors=[])
+        context = info.context
+        officer = await context.signed_in()
+        hold, errors = await context.attempt(
+            lambda session: staff.hold_account(
+                session,
+                officer,
+                account_id=parse_id(input.account_id),
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        return _hold_payload(hold, errors)
 
     @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
     async def release_legal_hold(
         self, info: Info, input: ReleaseLegalHoldInput
     ) -> LegalHoldPayload:
-        try:
-            async with info.context.db() as session:
-                hold = await staff.release_hold(
-                    session,
-                    await _actor(info),
-                    hold_id=_id(input.id) or uuid.UUID(int=0),
-                    reason=input.reason,
-                    request_id=info.context.request_id,
-                )
-        except Rejected as rejected:
-            return LegalHoldPayload(hold=None, errors=to_user_errors(rejected.errors))
-        return LegalHoldPayload(hold=LegalHoldType.from_model(hold), errors=[])
+        context = info.context
+        officer = await context.signed_in()
+        hold, errors = await context.attempt(
+            lambda session: staff.release_hold(
+                session,
+                officer,
+                hold_id=parse_id(input.id),
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        return _hold_payload(hold, errors)

@@ -7,9 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from graphql import GraphQLError
 
-from auth.actor import Actor
 from auth.permissions import IsAuthenticated
 from models import ConsentActor, ConsentEvent, Source
 from resolvers import catalogue, consent, profiles
@@ -26,9 +24,9 @@ from resolvers.catalogue import (
     Topic,
     VisibilityField,
 )
-from resolvers.errors import Rejected
 from schema.context import RequestContext
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import UserErrorType
+from schema.ids import parse_id
 
 if TYPE_CHECKING:
     from schema.account import AccountType
@@ -247,14 +245,11 @@ class AccountSettingsFields:
             strawberry.argument(description="Only events of this catalogue key (or `policy`)."),
         ] = None,
     ) -> ConsentEventConnection:
-        try:
-            async with info.context.db() as session:
-                page = await consent.consent_history(
-                    session, self._model_id, first=first, after=after, key=key
-                )
-        except Rejected as rejected:
-            error = rejected.errors[0]
-            raise GraphQLError(error.message, extensions={"code": "BAD_USER_INPUT"}) from None
+        page = await info.context.answer(
+            lambda session: consent.consent_history(
+                session, self._model_id, first=first, after=after, key=key
+            )
+        )
         edges = [
             ConsentEventEdge(cursor=page.cursor(event), node=ConsentEventType.from_model(event))
             for event in page.events
@@ -344,13 +339,12 @@ async def _change(
     from schema.account import AccountType
 
     context = info.context
-    actor = await context.actor()
-    assert isinstance(actor, Actor)  # guaranteed by IsAuthenticated
-    try:
-        async with context.db() as session:
-            await apply(session, actor, context.provenance(), **arguments)
-    except Rejected as rejected:
-        return SettingsPayload(account=None, errors=to_user_errors(rejected.errors))
+    actor = await context.signed_in()
+    _, errors = await context.attempt(
+        lambda session: apply(session, actor, context.provenance(), **arguments)
+    )
+    if errors:
+        return SettingsPayload(account=None, errors=errors)
     context.forget_settings(actor.account.id)
     return SettingsPayload(account=AccountType.from_model(actor.account), errors=[])
 
@@ -366,11 +360,7 @@ class SettingsQuery:
 
     @strawberry.field(description="A profile as you may see it, or null when you may not.")
     async def public_profile(self, info: Info, id: strawberry.ID) -> PublicProfile | None:
-        try:
-            account_id = uuid.UUID(str(id))
-        except ValueError:
-            info.context.response.headers["X-Robots-Tag"] = "noindex"
-            return None
+        account_id = parse_id(id)
         viewer = await info.context.actor()
         async with info.context.db() as session:
             profile = await profiles.public_profile(session, viewer, account_id)
