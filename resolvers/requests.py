@@ -57,17 +57,29 @@ def _text_errors(field: str, value: str, maximum: int) -> list[UserError]:
     return []
 
 
-async def file_complaint(
-    session: AsyncSession, actor: Actor, *, subject: str, details: str, due_days: int
+# What a person may ask staff for in their own words; the rest has its own use case.
+PERSONAL_REQUESTS = frozenset({RequestKind.COMPLAINT, RequestKind.CORRECTION})
+
+
+async def file_request(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    kind: RequestKind,
+    subject: str,
+    details: str,
+    due_days: int,
 ) -> PrivacyRequest:
-    """A complaint about how the person's data was handled, answered within the due date."""
+    """A complaint about how the person's data was handled, or a correction they cannot make
+    themself (such as a wrong date of birth), answered by staff within the due date."""
+    assert kind in PERSONAL_REQUESTS
     errors = _text_errors("subject", subject, SUBJECT_MAX)
     errors += _text_errors("details", details, DETAILS_MAX)
     if errors:
         raise Rejected(*errors)
     request = open_request(
         session,
-        kind=RequestKind.COMPLAINT,
+        kind=kind,
         due_days=due_days,
         account_id=actor.account.id,
         requested_by=actor.account.id,

@@ -140,7 +140,7 @@ class PrivacyRequestPayload:
 
 
 @strawberry.input
-class ComplaintInput:
+class PrivacyRequestInput:
     subject: str
     details: str
 
@@ -179,6 +179,22 @@ def _request_payload(
 
 def _hold_payload(hold: LegalHoldModel | None, errors: list[UserErrorType]) -> LegalHoldPayload:
     return LegalHoldPayload(hold=LegalHoldType.from_model(hold) if hold else None, errors=errors)
+
+
+async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> PrivacyRequestPayload:
+    context = info.context
+    actor = await context.signed_in()
+    request, errors = await context.attempt(
+        lambda session: requests.file_request(
+            session,
+            actor,
+            kind=kind,
+            subject=input.subject,
+            details=input.details,
+            due_days=context.services.config.request_due_days,
+        )
+    )
+    return _request_payload(request, errors)
 
 
 @strawberry.type
@@ -273,19 +289,18 @@ class RequestsMutation:
         permission_classes=[IsAuthenticated],
         description="Complain about how your data was handled; answered by the due date.",
     )
-    async def file_complaint(self, info: Info, input: ComplaintInput) -> PrivacyRequestPayload:
-        context = info.context
-        actor = await context.signed_in()
-        request, errors = await context.attempt(
-            lambda session: requests.file_complaint(
-                session,
-                actor,
-                subject=input.subject,
-                details=input.details,
-                due_days=context.services.config.request_due_days,
-            )
-        )
-        return _request_payload(request, errors)
+    async def file_complaint(self, info: Info, input: PrivacyRequestInput) -> PrivacyRequestPayload:
+        return await _file(info, RequestKind.COMPLAINT, input)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Ask staff to correct what you cannot change yourself, such as your date of "
+        "birth; answered by the due date.",
+    )
+    async def request_correction(
+        self, info: Info, input: PrivacyRequestInput
+    ) -> PrivacyRequestPayload:
+        return await _file(info, RequestKind.CORRECTION, input)
 
     @strawberry.mutation(
         description="Report an account you believe belongs to a child under 13. No sign-in "

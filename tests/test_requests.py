@@ -11,7 +11,7 @@ from models import AuditEntry, PrivacyRequest, RequestKind, Role
 from tests.helpers import count_statements, gql, signed_up, staff_token
 
 COMPLAIN = """
-mutation Complain($input: ComplaintInput!) {
+mutation Complain($input: PrivacyRequestInput!) {
   fileComplaint(input: $input) {
     request { id kind status createdAt dueAt subject }
     errors { field code }
@@ -103,6 +103,27 @@ class TestFileComplaint:
         await gql(client, COMPLAIN, variables, token=token)
         body = await gql(client, "{ me { privacyRequests { account { id } } } }", token=token)
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+class TestRequestCorrection:
+    CORRECT = """
+    mutation Correct($input: PrivacyRequestInput!) {
+      requestCorrection(input: $input) { request { kind status } errors { field code } }
+    }
+    """
+
+    async def test_needs_sign_in(self, client) -> None:
+        body = await gql(client, self.CORRECT, {"input": {"subject": "s", "details": "d"}})
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_asks_staff_to_fix_what_the_person_cannot(self, client) -> None:
+        token = await signed_up(client)
+        variables = {"input": {"subject": "Date of birth", "details": "It is 1990-12-01."}}
+        body = await gql(client, self.CORRECT, variables, token=token)
+        assert body["data"]["requestCorrection"]["request"] == {
+            "kind": "CORRECTION",
+            "status": "OPEN",
+        }
 
 
 class TestReportChildAccount:
