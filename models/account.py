@@ -6,10 +6,10 @@ import enum
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow, uuid_pk
+from models.base import Base, text_enum, utcnow, uuid_pk
 
 
 class Role(enum.Enum):
@@ -29,10 +29,7 @@ class Account(Base):
     # Staff accounts are made by the CLI without an age screen, so these two may be empty.
     birth_date: Mapped[date | None]
     country: Mapped[str | None] = mapped_column(String(2))
-    role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
-        default=Role.USER,
-    )
+    role: Mapped[Role] = mapped_column(text_enum(Role, length=20), default=Role.USER)
     accepted_policy_version: Mapped[str | None] = mapped_column(
         ForeignKey("policy_versions.version")
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid
+from sqlalchemy import DateTime, Enum, MetaData, TypeDecorator, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,6 +47,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, uuid.UUID: Uuid}
+
+
+def text_enum(kind: type[enum.Enum], length: int = 16) -> Enum:
+    """A Python enum stored by its values as plain text: readable in the database, and a new
+    member needs no migration."""
+    return Enum(
+        kind, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

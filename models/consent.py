@@ -6,10 +6,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, text_enum
 
 
 class ConsentActor(enum.Enum):
@@ -34,10 +34,6 @@ class Source(enum.Enum):
     SIGNUP = "signup"
 
 
-def _enum(kind: type[enum.Enum]) -> Enum:
-    return Enum(kind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
-
-
 class ConsentEvent(Base):
     __tablename__ = "consent_events"
     __table_args__ = (
@@ -54,9 +50,9 @@ class ConsentEvent(Base):
     key: Mapped[str] = mapped_column(String(64))
     old_value: Mapped[str | None] = mapped_column(String(64))
     new_value: Mapped[str] = mapped_column(String(64))
-    actor: Mapped[ConsentActor] = mapped_column(_enum(ConsentActor))
+    actor: Mapped[ConsentActor] = mapped_column(text_enum(ConsentActor))
     actor_id: Mapped[uuid.UUID | None]  # the staff member, if one acted
-    source: Mapped[Source] = mapped_column(_enum(Source))
+    source: Mapped[Source] = mapped_column(text_enum(Source))
     policy_version: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime]
     request_id: Mapped[str | None] = mapped_column(String(64))

@@ -7,10 +7,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow, uuid_pk
+from models.base import Base, text_enum, utcnow, uuid_pk
 
 
 class NotificationKind(enum.Enum):
@@ -27,14 +27,7 @@ class Notification(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[NotificationKind] = mapped_column(
-        Enum(
-            NotificationKind,
-            native_enum=False,
-            length=32,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    kind: Mapped[NotificationKind] = mapped_column(text_enum(NotificationKind, length=32))
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)

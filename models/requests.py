@@ -7,10 +7,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow, uuid_pk
+from models.base import Base, text_enum, utcnow, uuid_pk
 
 
 class RequestKind(enum.Enum):
@@ -29,16 +29,12 @@ class RequestStatus(enum.Enum):
     CANCELLED = "cancelled"
 
 
-def _enum(kind: type[enum.Enum]) -> Enum:
-    return Enum(kind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
-
-
 class PrivacyRequest(Base):
     __tablename__ = "privacy_requests"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind))
-    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus), index=True)
+    kind: Mapped[RequestKind] = mapped_column(text_enum(RequestKind))
+    status: Mapped[RequestStatus] = mapped_column(text_enum(RequestStatus), index=True)
     # No foreign keys: the record of how a request was handled outlives an erased account, with
     # the id pseudonymised like the consent ledger's.
     account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # whom it is about

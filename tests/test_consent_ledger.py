@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import random
-import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +21,7 @@ from app import create_app
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Database, Source, utcnow
 from resolvers import consent
 from tests.conftest import make_config
-from tests.helpers import LOGIN, PASSWORD, count_statements, gql, signed_up
+from tests.helpers import LOGIN, PASSWORD, count_statements, gql, run_cli, signed_up
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,25 +152,9 @@ class TestVerification:
         self, client, database, database_url, tmp_path
     ) -> None:
         await signed_up(client)
-        env = {
-            **os.environ,
-            "PRIVACY_API_DATABASE_URL": database_url,
-            "PRIVACY_API_DATA_DIR": str(tmp_path),
-        }
 
         async def verify_ledger() -> tuple[int, str, str]:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "cli",
-                "verify-ledger",
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await process.communicate()
-            return process.returncode or 0, out.decode(), err.decode()
+            return await run_cli(database_url, tmp_path, "verify-ledger")
 
         code, out, err = await verify_ledger()
         assert code == 0, err
