@@ -266,10 +266,6 @@ def in_group(group: SettingGroup) -> tuple[SettingDefinition, ...]:
     return tuple(setting for setting in CATALOGUE if setting.group is group)
 
 
-def defaults() -> dict[str, Value]:
-    return {setting.key: setting.default for setting in CATALOGUE}
-
-
 # Signals that switch off these settings without the person's explicit action.
 GPC_OPT_OUTS: tuple[SettingDefinition, ...] = (
     cookie(CookieCategory.ADVERTISING),

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -244,16 +244,6 @@ class ChainVerifier:
                 event.id, event.account_id, event.seq, "its contents do not match its hash"
             )
         return None
-
-
-def verify_chain(events: Iterable[ConsentEvent]) -> BrokenLink | None:
-    """The first event that does not follow from the one before it, or None when intact."""
-    verifier = ChainVerifier()
-    for event in events:
-        broken = verifier.check(event)
-        if broken is not None:
-            return broken
-    return None
 
 
 async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
