@@ -128,7 +128,7 @@ async def _replayed(
 async def change_settings(
     session: AsyncSession,
     actor: Actor,
-    wanted: Mapping[SettingDefinition, Value],
+    asked: Mapping[SettingDefinition, Value | None],
     provenance: Provenance,
     *,
     operation: str,
@@ -136,10 +136,12 @@ async def change_settings(
     check_rules: bool = True,
 ) -> int:
     """Apply a set of changes all or nothing, one ledger event per value that really changes.
+    Settings asked as None (left out by the client) stay as they are.
 
     Returns the number of events written (0 for a retry or when nothing changed).
     """
     account = actor.account
+    wanted = {setting: value for setting, value in asked.items() if value is not None}
     # A NUL is refused too: PostgreSQL text cannot hold one, so looking it up would fail.
     if idempotency_key is not None and (
         not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or "\x00" in idempotency_key
@@ -158,6 +160,8 @@ async def change_settings(
         ]
         if errors:
             raise Rejected(*errors)
+    if not wanted:
+        return 0
     fingerprint = _fingerprint(operation, wanted)
     if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
         return 0
@@ -321,19 +325,16 @@ async def update_visibility(
     idempotency_key: str | None = None,
 ) -> int:
     """Fields left out (None) stay as they are."""
-    asked: dict[VisibilityField, Value | None] = {
-        VisibilityField.PROFILE: profile,
-        VisibilityField.EMAIL: email,
-        VisibilityField.PHONE: phone,
-        VisibilityField.SEARCH_ENGINE_INDEXING: search_engine_indexing,
+    asked: dict[SettingDefinition, Value | None] = {
+        catalogue.visibility(VisibilityField.PROFILE): profile,
+        catalogue.visibility(VisibilityField.EMAIL): email,
+        catalogue.visibility(VisibilityField.PHONE): phone,
+        catalogue.visibility(VisibilityField.SEARCH_ENGINE_INDEXING): search_engine_indexing,
     }
-    wanted = {catalogue.visibility(f): v for f, v in asked.items() if v is not None}
-    if not wanted:
-        return 0
     return await change_settings(
         session,
         actor,
-        wanted,
+        asked,
         provenance,
         operation="updateVisibility",
         idempotency_key=idempotency_key,
@@ -351,20 +352,15 @@ async def set_cookie_consent(
     idempotency_key: str | None = None,
 ) -> int:
     """Strictly necessary cookies are always on; categories left out stay as they are."""
-    asked = {
-        CookieCategory.FUNCTIONAL: functional,
-        CookieCategory.ANALYTICS: analytics,
-        CookieCategory.ADVERTISING: advertising,
+    asked: dict[SettingDefinition, Value | None] = {
+        catalogue.cookie(CookieCategory.FUNCTIONAL): functional,
+        catalogue.cookie(CookieCategory.ANALYTICS): analytics,
+        catalogue.cookie(CookieCategory.ADVERTISING): advertising,
     }
-    wanted: dict[SettingDefinition, Value] = {
-        catalogue.cookie(c): v for c, v in asked.items() if v is not None
-    }
-    if not wanted:
-        return 0
     return await change_settings(
         session,
         actor,
-        wanted,
+        asked,
         provenance,
         operation="setCookieConsent",
         idempotency_key=idempotency_key,
