@@ -18,6 +18,9 @@ from limits.storage import storage_from_string
 class Door(Enum):
     # Each value names its own counter: two doors with the same limit must not share one.
     LOGIN_PER_ACCOUNT = ("login-per-account", "10/15 minutes")
+    # Re-entering the password to change something sensitive: a stolen session must not be a
+    # way to guess it.
+    PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")

@@ -186,21 +186,33 @@ async def login(
     return signed_in
 
 
+async def confirm_password(
+    limiter: RateLimiter, actor: Actor, password: str, field: str = "currentPassword"
+) -> None:
+    """The signed-in person proves it is them before something sensitive; guesses are limited."""
+    if not await limiter.allow(Door.PASSWORD_CONFIRMATION, str(actor.account.id)):
+        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", field)
+    matched, _ = await verify_password(password[:1024], actor.account.password_hash)
+    if not matched:
+        raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", field)
+
+
 async def logout(session: AsyncSession, actor: Actor) -> None:
     await session.execute(delete(AuthSession).where(AuthSession.id == actor.session_id))
     await session.commit()
 
 
 async def change_password(
-    session: AsyncSession, actor: Actor, *, current_password: str, new_password: str
+    session: AsyncSession,
+    limiter: RateLimiter,
+    actor: Actor,
+    *,
+    current_password: str,
+    new_password: str,
 ) -> Account:
     """Set a new password and sign out every other device."""
-    account = await session.get_one(Account, actor.account.id)
-    matched, _ = await verify_password(current_password[:1024], account.password_hash)
-    if not matched:
-        raise Rejected.one(
-            ErrorCode.INVALID_CREDENTIALS, "Your current password is incorrect.", "currentPassword"
-        )
+    await confirm_password(limiter, actor, current_password)
+    account = actor.account
     problems = password_errors(new_password, account.email, field="newPassword")
     if problems:
         raise Rejected(*problems)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import ColumnElement, Exists
 
 from auth.actor import Actor
-from auth.passwords import verify_password
+from auth.rate_limits import RateLimiter
 from models import (
     Account,
     AuditEntry,
@@ -33,6 +33,7 @@ from models import (
     utcnow,
 )
 from resolvers import notifications
+from resolvers.account import confirm_password
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
 
@@ -123,6 +124,7 @@ def _schedule(
 
 async def request_account_deletion(
     session: AsyncSession,
+    limiter: RateLimiter,
     actor: Actor,
     *,
     password: str,
@@ -133,9 +135,7 @@ async def request_account_deletion(
 
     Asking again while a deletion is pending keeps the date already set.
     """
-    matched, _ = await verify_password(password[:1024], actor.account.password_hash)
-    if not matched:
-        raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", "password")
+    await confirm_password(limiter, actor, password, field="password")
     now = now or utcnow()
     account = await _lock_account(session, actor.account.id)
     if account is None:

@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
-from auth.passwords import verify_password
+from auth.rate_limits import RateLimiter
 from auth.tokens import hash_token, new_session_token
 from models import Account, NotificationKind, ProfileChange, utcnow
 from resolvers import catalogue, notifications
+from resolvers.account import confirm_password
 from resolvers.catalogue import Channel, SettingDefinition, Value
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
@@ -113,6 +114,7 @@ async def update_profile(
 
 async def request_email_change(
     session: AsyncSession,
+    limiter: RateLimiter,
     actor: Actor,
     *,
     new_email: str,
@@ -122,11 +124,7 @@ async def request_email_change(
     """Keep the new address pending and send it a token; the current address stays in use
     until the token is redeemed."""
     account = actor.account
-    matched, _ = await verify_password(current_password[:1024], account.password_hash)
-    if not matched:
-        raise Rejected.one(
-            ErrorCode.INVALID_CREDENTIALS, "Your current password is incorrect.", "currentPassword"
-        )
+    await confirm_password(limiter, actor, current_password)
     email, errors = email_errors(new_email)
     if errors:
         raise Rejected(*errors)

@@ -238,6 +238,7 @@ class AccountMutation:
         account, errors = await info.context.attempt(
             lambda session: accounts.change_password(
                 session,
+                info.context.services.limiter,
                 actor,
                 current_password=input.current_password,
                 new_password=input.new_password,

@@ -56,6 +56,7 @@ class ErasureMutation:
         account, errors = await context.attempt(
             lambda session: erasure.request_account_deletion(
                 session,
+                context.services.limiter,
                 actor,
                 password=input.password,
                 grace_days=context.services.config.deletion_grace_days,

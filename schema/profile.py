@@ -70,6 +70,7 @@ class ProfileMutation:
         account, errors = await context.attempt(
             lambda session: profile.request_email_change(
                 session,
+                context.services.limiter,
                 actor,
                 new_email=input.new_email,
                 current_password=input.current_password,

@@ -163,6 +163,23 @@ class TestChangePassword:
         assert errors == [{"field": "newPassword", "code": "WEAK_PASSWORD"}]
         assert (await login(client, "ada@example.com", PASSWORD))["errors"] == []
 
+    async def test_guessing_the_current_password_is_rate_limited(self, client) -> None:
+        token = await signed_up(client)
+        variables = {"input": {"currentPassword": "a wrong guess", "newPassword": "x" * 12}}
+        answers = [
+            (await gql(client, CHANGE_PASSWORD, variables, token=token))["data"]["changePassword"][
+                "errors"
+            ][0]["code"]
+            for _ in range(11)
+        ]
+        assert answers[:10] == ["INVALID_CREDENTIALS"] * 10
+        assert answers[10] == "RATE_LIMITED"
+        # The same limit guards every other place that asks for the password again.
+        delete = """mutation { requestAccountDeletion(input: {password: "correct horse battery"})
+                    { errors { code } } }"""
+        body = await gql(client, delete, token=token)
+        assert body["data"]["requestAccountDeletion"]["errors"][0]["code"] == "RATE_LIMITED"
+
     async def test_changes_it_and_signs_out_other_devices(self, client) -> None:
         token = await signed_up(client)
         other = (await login(client, "ada@example.com", PASSWORD))["token"]
