@@ -59,7 +59,7 @@ async def marketing(client: httpx.AsyncClient, token: str) -> dict[str, bool]:
 async def marketing_events(database: Database) -> list[ConsentEvent]:
     async with database.session() as session:
         rows = await session.scalars(
-            select(ConsentEvent).where(ConsentEvent.key == MARKETING_KEY).order_by(ConsentEvent.seq)
+            select(ConsentEvent).where(ConsentEvent.key == MARKETING_KEY).order_by(ConsentEvent.id)
         )
         return list(rows)
 
