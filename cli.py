@@ -104,11 +104,13 @@ async def verify_ledger(config: Config) -> tuple[int, BrokenLink | None]:
         await database.dispose()
 
 
-async def purge(config: Config) -> erasure.PurgeReport:
+async def purge(config: Config) -> tuple[erasure.PurgeReport, erasure.Pruned]:
     database = Database(config.database_url)
     try:
         async with database.session() as session:
-            return await erasure.purge_due_accounts(session, config.secret_key, utcnow())
+            now = utcnow()
+            report = await erasure.purge_due_accounts(session, config.secret_key, now)
+            return report, await erasure.prune_expired(session, now)
     finally:
         await database.dispose()
 
@@ -194,10 +196,15 @@ def cmd_verify_ledger(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_purge(args: argparse.Namespace, config: Config) -> int:
-    report = asyncio.run(purge(config))
+    report, pruned = asyncio.run(purge(config))
     print(
         f"Accounts due for deletion: {report.purged} purged, "
         f"{report.held} held back by a legal hold."
+    )
+    print(
+        f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "
+        f"or expired export links, {pruned.idempotency_keys} idempotency keys, "
+        f"{pruned.notifications} sent messages."
     )
     if report.failed:
         print(
@@ -268,7 +275,9 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_verify_ledger)
 
     commands.add_parser(
-        "purge", help="erase accounts whose deletion date has passed (run it daily)"
+        "purge",
+        help="erase accounts whose deletion date has passed and data kept past its use "
+        "(run it daily)",
     ).set_defaults(handler=cmd_purge)
 
     staff = commands.add_parser(

@@ -73,6 +73,12 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
         if origin.strip()
     )
+    public_url = env.get("PRIVACY_API_PUBLIC_URL", "").strip().rstrip("/")
+    if not public_url:
+        if environment == PRODUCTION:
+            # Links in messages (unsubscribe, exports) would point at the developer's machine.
+            raise ConfigError("PRIVACY_API_PUBLIC_URL is required in production")
+        public_url = "http://127.0.0.1:8000"
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
@@ -91,6 +97,6 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         allowed_origins=origins,
         rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
         data_dir=data_dir,
-        public_url=env.get("PRIVACY_API_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        public_url=public_url,
         **numbers,
     )

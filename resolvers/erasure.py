@@ -10,6 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +25,10 @@ from models import (
     AuthSession,
     Base,
     ConsentEvent,
+    DataExport,
+    IdempotencyKey,
     LegalHold,
+    Notification,
     NotificationKind,
     PrivacyRequest,
     RequestKind,
@@ -414,3 +418,43 @@ async def _delete_account(session: AsyncSession, account_id: uuid.UUID) -> None:
     """The account row; the database's cascades take its sessions, settings, idempotency keys,
     exports, notifications and profile changes with it."""
     await session.execute(delete(Account).where(Account.id == account_id))
+
+
+# How long what only served a moment is kept once it has served.
+IDEMPOTENCY_KEYS_KEPT = timedelta(days=1)
+SENT_NOTIFICATIONS_KEPT = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    sessions: int
+    exports: int
+    idempotency_keys: int
+    notifications: int
+
+
+async def prune_expired(session: AsyncSession, now: datetime) -> Pruned:
+    """Delete what is no longer needed, as the policy promises to keep data only that long:
+    expired sign-ins, used or expired export links, old idempotency keys (a retry comes within
+    minutes) and messages a mailer sent a month ago."""
+
+    async def removed(statement: Any) -> int:
+        result = await session.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    pruned = Pruned(
+        sessions=await removed(delete(AuthSession).where(AuthSession.expires_at <= now)),
+        exports=await removed(
+            delete(DataExport).where(
+                DataExport.downloaded_at.is_not(None) | (DataExport.expires_at <= now)
+            )
+        ),
+        idempotency_keys=await removed(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at <= now - IDEMPOTENCY_KEYS_KEPT)
+        ),
+        notifications=await removed(
+            delete(Notification).where(Notification.sent_at <= now - SENT_NOTIFICATIONS_KEPT)
+        ),
+    )
+    await session.commit()
+    return pruned

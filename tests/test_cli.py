@@ -175,3 +175,19 @@ def test_the_demo_account_is_made_only_on_an_empty_database(tmp_path: Path) -> N
 
     assert first is not None and first[0] == "demo@example.com"
     assert second is None
+
+
+def test_production_needs_the_public_url_for_links(tmp_path: Path) -> None:
+    secret = "s" * 40
+    missing = run_cli(
+        tmp_path, "migrate", PRIVACY_API_ENV="production", PRIVACY_API_SECRET_KEY=secret
+    )
+    given = run_cli(
+        tmp_path,
+        "migrate",
+        PRIVACY_API_ENV="production",
+        PRIVACY_API_SECRET_KEY=secret,
+        PRIVACY_API_PUBLIC_URL="https://privacy.example.com/",
+    )
+    assert missing.returncode == 2 and "PRIVACY_API_PUBLIC_URL" in missing.stderr
+    assert given.returncode == 0, given.stderr

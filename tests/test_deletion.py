@@ -24,6 +24,7 @@ from models import (
     ConsentEvent,
     Database,
     DataExport,
+    IdempotencyKey,
     LegalHold,
     Notification,
     NotificationKind,
@@ -36,8 +37,9 @@ from models import (
 )
 from resolvers import account as accounts
 from resolvers import consent, erasure
-from resolvers.erasure import PurgeReport
+from resolvers.erasure import PurgeReport, prune_expired
 from resolvers.errors import Rejected
+from resolvers.notifications import queue
 from resolvers.requests import open_request
 from tests.conftest import TEST_SECRET, make_config
 from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
@@ -676,3 +678,58 @@ async def test_the_erased_ledger_verifies_through_the_cli(client, database, data
 
     assert process.returncode == 0, err.decode()
     assert f"Checked {total} consent events" in out.decode()
+
+
+class TestPruneExpired:
+    async def test_deletes_only_what_has_served_its_purpose(self, client, database) -> None:
+        token = await signed_up(client)
+        toggle = """mutation { setCommunicationPreference(input: {channel: EMAIL,
+            topic: NEWSLETTER, enabled: true, idempotencyKey: "retry-1"}) { errors { code } } }"""
+        await gql(client, toggle, token=token)
+        now = utcnow()
+        async with database.session() as session:
+            account = (await session.scalars(select(Account))).one()
+            old = now - timedelta(days=40)
+            session.add_all(
+                [
+                    AuthSession(
+                        account_id=account.id,
+                        token_hash="a" * 64,
+                        created_at=old,
+                        last_used_at=old,
+                        expires_at=now - timedelta(days=1),
+                    ),
+                    DataExport(account_id=account.id, token_hash="b" * 64, expires_at=old),
+                    DataExport(
+                        account_id=account.id,
+                        token_hash="c" * 64,
+                        expires_at=now + timedelta(hours=1),
+                    ),
+                ]
+            )
+            sent = queue(session, account, NotificationKind.POLICY_UPDATE, "Old", "Sent long ago")
+            queue(session, account, NotificationKind.POLICY_UPDATE, "New", "Not sent yet")
+            await session.flush()
+            sent.sent_at = old
+            await session.execute(update(IdempotencyKey).values(created_at=now - timedelta(days=2)))
+            await session.commit()
+
+            pruned = await prune_expired(session, now)
+
+            assert (
+                pruned.sessions,
+                pruned.exports,
+                pruned.idempotency_keys,
+                pruned.notifications,
+            ) == (
+                1,
+                1,
+                1,
+                1,
+            )
+            left = {
+                model.__name__: await session.scalar(select(func.count()).select_from(model))
+                for model in (AuthSession, DataExport, IdempotencyKey, Notification)
+            }
+        assert left == {"AuthSession": 1, "DataExport": 1, "IdempotencyKey": 0, "Notification": 1}
+        assert (await gql(client, "{ me { id } }", token=token))["data"]["me"] is not None
