@@ -127,7 +127,7 @@ async def _replayed(
 
 async def change_settings(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     asked: Mapping[SettingDefinition, Value | None],
     provenance: Provenance,
     *,
@@ -140,7 +140,6 @@ async def change_settings(
 
     Returns the number of events written (0 for a retry or when nothing changed).
     """
-    account = actor.account
     wanted = {setting: value for setting, value in asked.items() if value is not None}
     # A NUL is refused too: PostgreSQL text cannot hold one, so looking it up would fail.
     if idempotency_key is not None and (
@@ -243,7 +242,7 @@ async def record_initial_state(
 
 async def set_communication_preference(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     channel: Channel,
@@ -253,7 +252,7 @@ async def set_communication_preference(
 ) -> int:
     return await change_settings(
         session,
-        actor,
+        account,
         {catalogue.communication(channel, topic): enabled},
         provenance,
         operation="setCommunicationPreference",
@@ -263,7 +262,7 @@ async def set_communication_preference(
 
 async def update_communication_preferences(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     changes: list[tuple[Channel, Topic, bool]],
@@ -286,7 +285,7 @@ async def update_communication_preferences(
         wanted[setting] = enabled
     return await change_settings(
         session,
-        actor,
+        account,
         wanted,
         provenance,
         operation="updateCommunicationPreferences",
@@ -296,7 +295,7 @@ async def update_communication_preferences(
 
 async def set_data_sharing(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     purpose: Purpose,
@@ -305,7 +304,7 @@ async def set_data_sharing(
 ) -> int:
     return await change_settings(
         session,
-        actor,
+        account,
         {catalogue.data_sharing(purpose): enabled},
         provenance,
         operation="setDataSharing",
@@ -315,7 +314,7 @@ async def set_data_sharing(
 
 async def update_visibility(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     profile: Audience | None = None,
@@ -333,7 +332,7 @@ async def update_visibility(
     }
     return await change_settings(
         session,
-        actor,
+        account,
         asked,
         provenance,
         operation="updateVisibility",
@@ -343,7 +342,7 @@ async def update_visibility(
 
 async def set_cookie_consent(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     functional: bool | None = None,
@@ -359,7 +358,7 @@ async def set_cookie_consent(
     }
     return await change_settings(
         session,
-        actor,
+        account,
         asked,
         provenance,
         operation="setCookieConsent",
@@ -369,7 +368,7 @@ async def set_cookie_consent(
 
 async def opt_out_of_marketing(
     session: AsyncSession,
-    actor: Actor,
+    account: Account,
     provenance: Provenance,
     *,
     idempotency_key: str | None = None,
@@ -380,7 +379,7 @@ async def opt_out_of_marketing(
     )
     return await change_settings(
         session,
-        actor,
+        account,
         wanted,
         provenance,
         operation="optOutOfMarketing",

@@ -14,15 +14,18 @@ from auth.actor import Actor
 from models import (
     Account,
     AuditEntry,
+    ConsentActor,
     LegalHold,
     PrivacyRequest,
     RequestKind,
     RequestStatus,
     Role,
+    Source,
     utcnow,
 )
-from resolvers import erasure
+from resolvers import erasure, settings
 from resolvers.audit import audit
+from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import normalize_email
 
@@ -221,6 +224,29 @@ async def review_child_report(
     )
     await session.commit()
     return request
+
+
+async def opt_out_for(
+    session: AsyncSession,
+    staff: Actor,
+    *,
+    account_id: uuid.UUID,
+    reason: str,
+    request_id: str | None,
+) -> Account:
+    """A person asked support (by phone, by letter) to stop marketing: every consent-based
+    message off, recorded in their ledger as done by this staff member through the admin."""
+    reason = _checked_reason(reason)
+    account = await session.get(Account, account_id)
+    if account is None or account.role is not Role.USER:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
+    provenance = Provenance(
+        ConsentActor.STAFF, Source.ADMIN, actor_id=staff.account.id, request_id=request_id
+    )
+    await audit(session, staff, "settings.marketing_opt_out", [account.id], reason, request_id)
+    # change_settings commits the audit entry together with the change.
+    await settings.opt_out_of_marketing(session, account, provenance)
+    return account
 
 
 async def hold_account(

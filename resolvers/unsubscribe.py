@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.actor import Actor
 from auth.tokens import LinkSigner
 from models import Account, ConsentActor, Source, utcnow
 from resolvers import catalogue
@@ -31,9 +30,6 @@ LINK_VALID_DAYS = 180
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 INVALID_LINK = "This unsubscribe link is not valid."
 _PURPOSE = "unsubscribe"
-# The link is the credential and no session stands behind it; change_settings reads only the
-# account from its actor.
-_NO_SESSION = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ async def unsubscribe(
     await session.commit()
     await change_settings(
         session,
-        Actor(account=target.account, session_id=_NO_SESSION),
+        target.account,
         {target.setting: False},
         Provenance(ConsentActor.LINK, Source.LINK, request_id=request_id),
         operation="unsubscribe",

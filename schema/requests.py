@@ -15,7 +15,7 @@ from models import PrivacyRequest as PrivacyRequestModel
 from models import RequestKind, RequestStatus
 from resolvers import requests, staff
 from resolvers.staff import ChildReportDecision
-from schema.account import AccountType
+from schema.account import AccountPayload, AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
@@ -125,6 +125,12 @@ class LegalHoldPayload:
 class SetLegalHoldInput:
     account_id: strawberry.ID
     reason: str = strawberry.field(description="The legal matter; also kept in the audit log.")
+
+
+@strawberry.input
+class StaffOptOutInput:
+    account_id: strawberry.ID
+    reason: str = strawberry.field(description="Such as the ticket of the person's request.")
 
 
 @strawberry.input
@@ -397,3 +403,26 @@ class RequestsMutation:
             )
         )
         return _hold_payload(hold, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsSupport],
+        description="For a person who asked support to stop marketing: every consent-based "
+        "message off, recorded as done by you. Audited.",
+    )
+    async def staff_opt_out_of_marketing(
+        self, info: Info, input: StaffOptOutInput
+    ) -> AccountPayload:
+        context = info.context
+        support = await context.signed_in()
+        account, errors = await context.attempt(
+            lambda session: staff.opt_out_for(
+                session,
+                support,
+                account_id=parse_id(input.account_id),
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        if account is not None:
+            context.forget_settings(account.id)
+        return AccountPayload.of(account, errors)

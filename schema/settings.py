@@ -341,7 +341,7 @@ async def _change(
     context = info.context
     actor = await context.signed_in()
     _, errors = await context.attempt(
-        lambda session: apply(session, actor, context.provenance(), **arguments)
+        lambda session: apply(session, actor.account, context.provenance(), **arguments)
     )
     if errors:
         return SettingsPayload(account=None, errors=errors)

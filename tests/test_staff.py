@@ -204,3 +204,54 @@ class TestLegalHolds:
         actions = [(e.action, str(e.account_id)) for e in await audit_entries(database)]
         assert ("legal_hold.set", account_id) in actions
         assert ("legal_hold.release", account_id) in actions
+
+
+class TestStaffOptOutOfMarketing:
+    OPT_OUT = """
+    mutation OptOut($input: StaffOptOutInput!) {
+      staffOptOutOfMarketing(input: $input) {
+        account { communicationPreferences { channel topic enabled } }
+        errors { field code }
+      }
+    }
+    """
+    HISTORY = """{ me { consentHistory(first: 1, key: "communication.email.marketing")
+        { edges { node { newValue actor source } } } } }"""
+
+    async def person(self, client) -> tuple[str, str]:
+        token = await signed_up(client)
+        client.cookies.clear()
+        on = """mutation { setCommunicationPreference(input: {channel: EMAIL, topic: MARKETING,
+            enabled: true}) { errors { code } } }"""
+        await gql(client, on, token=token)
+        me = await gql(client, "{ me { id } }", token=token)
+        return token, me["data"]["me"]["id"]
+
+    async def test_users_may_not(self, client) -> None:
+        token, account_id = await self.person(client)
+        variables = {"input": {"accountId": account_id, "reason": REASON}}
+        body = await gql(client, self.OPT_OUT, variables, token=token)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    async def test_unknown_account(self, client, support) -> None:
+        variables = {"input": {"accountId": "not-an-id", "reason": REASON}}
+        body = await gql(client, self.OPT_OUT, variables, token=support)
+        assert body["data"]["staffOptOutOfMarketing"]["errors"][0]["code"] == "NOT_FOUND"
+
+    async def test_recorded_as_staff_through_the_admin_and_audited(
+        self, client, support, database
+    ) -> None:
+        token, account_id = await self.person(client)
+        variables = {"input": {"accountId": account_id, "reason": REASON}}
+
+        body = await gql(client, self.OPT_OUT, variables, token=support)
+
+        preferences = body["data"]["staffOptOutOfMarketing"]["account"]["communicationPreferences"]
+        marketing = [p for p in preferences if p["topic"] == "MARKETING"]
+        assert marketing and not any(p["enabled"] for p in marketing)
+        node = (await gql(client, self.HISTORY, token=token))["data"]["me"]["consentHistory"][
+            "edges"
+        ][0]["node"]
+        assert node == {"newValue": "false", "actor": "STAFF", "source": "ADMIN"}
+        [entry] = await audit_entries(database)
+        assert entry.action == "settings.marketing_opt_out" and str(entry.account_id) == account_id
