@@ -30,8 +30,18 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+# Sent with every response: no content sniffing, no framing (clickjacking of the playground or
+# the unsubscribe page), and no Referer carrying tokens from our URLs to other sites.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 class RequestIdMiddleware:
-    """Tags each request with an id (the caller's, if well formed) and echoes it in the response."""
+    """Tags each request with an id (the caller's, if well formed) and echoes it in the response,
+    with the security headers every response carries."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,10 +56,12 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
+                given = list(message.get("headers", []))
+                present = {name.lower() for name, _ in given}
                 message["headers"] = [
-                    *message["headers"],
+                    *given,
                     (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                    *(header for header in SECURITY_HEADERS if header[0] not in present),
                 ]
             await send(message)
 

@@ -111,3 +111,14 @@ async def test_each_role_permission(permission, role, expected) -> None:
     with pytest.raises(StrawberryGraphQLError) as raised:
         await check.has_permission(None, _info_for(role))
     assert raised.value.extensions == {"code": expected}
+
+
+async def test_every_response_carries_the_security_headers(client) -> None:
+    for response in (
+        await client.get("/healthz"),
+        await client.post("/graphql", json={"query": "{ currentPolicy { version } }"}),
+        await client.get("/graphql", headers={"Accept": "text/html"}),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
