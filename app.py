@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.rate_limits import RateLimiter
-from auth.tokens import MarkerSigner
+from auth.tokens import Signer
 from config import Config, load_config
 from exports import download_export
 from links import UnsubscribeLinks
@@ -131,7 +131,7 @@ def create_app(config: Config | None = None) -> Starlette:
         config=config,
         database=Database(config.database_url),
         limiter=RateLimiter(config.rate_limit_storage),
-        age_gate=MarkerSigner(config.secret_key, purpose="age-gate"),
+        age_gate=Signer(config.secret_key, purpose="age-gate"),
     )
 
     @asynccontextmanager

@@ -18,7 +18,7 @@ from resolvers import export
 from resolvers.export import LinkProblem, LinkUnusable
 
 # The document holds personal data: no proxy or browser cache may keep a copy.
-PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+PRIVATE = {"Cache-Control": "no-store"}
 _REFUSALS = {
     LinkProblem.UNKNOWN: (404, "No export is available at this link."),
     LinkProblem.USED: (

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.actor import Actor
 from auth.passwords import get_password_hash, verify_password
 from auth.rate_limits import Door, RateLimiter
-from auth.tokens import hash_token, new_session_token
+from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, Role, utcnow
 from resolvers import age
 from resolvers.errors import ErrorCode, Rejected, UserError
@@ -67,7 +67,7 @@ def check_age(birth_date: date, today: date, *, refused_recently: bool = False) 
 
 
 async def _open_session(session: AsyncSession, account: Account, client: Client) -> SignedIn:
-    token = new_session_token()
+    token = new_token()
     now = utcnow()
     auth_session = AuthSession(
         account_id=account.id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from auth.rate_limits import Door, RateLimiter
-from auth.tokens import hash_token
+from auth.tokens import hash_token, new_token
 from models import (
     Account,
     AuthSession,
@@ -43,7 +42,6 @@ from resolvers.settings import CurrentValue, read_settings
 FORMAT = "privacy-settings-export"
 FORMAT_VERSION = "1.0"
 DOWNLOAD_PATH = "/exports"
-TOKEN_BYTES = 32
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -77,7 +75,7 @@ async def request_data_export(
         raise Rejected.one(
             ErrorCode.RATE_LIMITED, "You have asked for several exports recently; try later."
         )
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
     now = utcnow()
     expires_at = now + timedelta(hours=valid_hours)
     session.add(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from auth.rate_limits import RateLimiter
-from auth.tokens import hash_token, new_session_token
+from auth.tokens import hash_token, new_token
 from models import Account, NotificationKind, ProfileChange, utcnow
 from resolvers import catalogue, notifications
 from resolvers.account import confirm_password
@@ -135,7 +135,7 @@ async def request_email_change(
         raise Rejected.one(
             ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used.", "email"
         )
-    token = new_session_token()
+    token = new_token()
     account.pending_email = email
     account.email_token_hash = hash_token(token)
     account.email_token_expires_at = utcnow() + EMAIL_TOKEN_VALID

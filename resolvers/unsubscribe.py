@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.tokens import LinkSigner
+from auth.tokens import Signer
 from models import Account, ConsentActor, Source, utcnow
 from resolvers import catalogue
 from resolvers.catalogue import Channel, SettingDefinition, Topic
@@ -57,8 +57,8 @@ class Target:
 
 
 @cache
-def _signer(secret_key: str) -> LinkSigner:
-    return LinkSigner(secret_key, purpose=_PURPOSE)
+def _signer(secret_key: str) -> Signer:
+    return Signer(secret_key, purpose=_PURPOSE)
 
 
 def link_token(secret_key: str, account_id: uuid.UUID, topic: Topic) -> str:

@@ -18,7 +18,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 
 from auth.actor import Actor, Credentials, actor_for_token, credentials_from_request
 from auth.rate_limits import RateLimiter
-from auth.tokens import SESSION_COOKIE, MarkerSigner
+from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
 from models import Account, ConsentActor, Database, Source, utcnow
 from resolvers import settings, staff
@@ -42,7 +42,7 @@ class Services:
     config: Config
     database: Database
     limiter: RateLimiter
-    age_gate: MarkerSigner
+    age_gate: Signer
 
 
 class RequestContext:
@@ -186,7 +186,7 @@ class RequestContext:
     @property
     def age_gate_refused_recently(self) -> bool:
         marker = self.request.cookies.get(AGE_GATE_COOKIE)
-        return self.services.age_gate.is_valid(marker, _AGE_GATE_VALUE, AGE_GATE_SECONDS)
+        return self.services.age_gate.load(marker, AGE_GATE_SECONDS) == _AGE_GATE_VALUE
 
     def remember_age_refusal(self) -> None:
         """A signed marker with nothing about the person in it, so a retry is refused too."""

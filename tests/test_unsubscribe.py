@@ -13,7 +13,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from auth.tokens import MarkerSigner
+from auth.tokens import Signer
 from models import ConsentActor, ConsentEvent, Database, Source
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
@@ -228,7 +228,7 @@ class TestLinksThatAreNotValid:
 
     async def test_a_marker_signed_for_another_purpose(self, client, database) -> None:
         token, _ = await subscribed_person(client)
-        marker = MarkerSigner(TEST_SECRET, purpose="age-gate").sign("refused")
+        marker = Signer(TEST_SECRET, purpose="age-gate").sign("refused")
 
         await self.assert_refused(client, database, token, marker, 400)
 
