@@ -16,8 +16,8 @@ from auth.rate_limits import Door, RateLimiter
 from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, Role, utcnow
 from resolvers import age
-from resolvers.errors import ErrorCode, Rejected, UserError
-from resolvers.policy import current_policy
+from resolvers.errors import ErrorCode, Rejected
+from resolvers.policy import acceptance_error, current_policy
 from resolvers.settings import record_initial_state
 from resolvers.validation import (
     country_errors,
@@ -114,14 +114,9 @@ async def signup(
     errors += name_problems + country_problems + phone_problems
     errors += password_errors(password, normalized_email)
     policy = await current_policy(session)
-    if accept_policy_version != policy.version:
-        errors.append(
-            UserError(
-                "acceptPolicyVersion",
-                f"Please read and accept the current privacy policy ({policy.version}).",
-                ErrorCode.POLICY_OUTDATED,
-            )
-        )
+    outdated = acceptance_error(accept_policy_version, policy.version, "acceptPolicyVersion")
+    if outdated is not None:
+        errors.append(outdated)
     if errors:
         raise Rejected(*errors)
     assert normalized_email is not None

@@ -48,6 +48,17 @@ async def current_policy(session: AsyncSession) -> PolicyVersion:
     ).one()
 
 
+def acceptance_error(version: str, current_version: str, field: str) -> UserError | None:
+    """Only the version in force can be accepted (at signup, and later with acceptPolicy)."""
+    if version == current_version:
+        return None
+    return UserError(
+        field,
+        f"Please read and accept the current privacy policy ({current_version}).",
+        ErrorCode.POLICY_OUTDATED,
+    )
+
+
 async def policy_status(session: AsyncSession, accepted_version: str | None) -> PolicyStatus:
     """Where a person stands, in one statement.
 
@@ -90,12 +101,9 @@ async def accept_policy(
     account = actor.account
     try:
         async with open_ledger(session, account.id, provenance) as ledger:
-            if version != ledger.policy_version:
-                raise Rejected.one(
-                    ErrorCode.POLICY_OUTDATED,
-                    f"Please read and accept the current privacy policy ({ledger.policy_version}).",
-                    "version",
-                )
+            outdated = acceptance_error(version, ledger.policy_version, "version")
+            if outdated is not None:
+                raise Rejected(outdated)
             # Read under the ledger's lock: another device may have just accepted.
             previous = await session.scalar(
                 select(Account.accepted_policy_version).where(Account.id == account.id)
