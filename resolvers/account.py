@@ -82,9 +82,9 @@ async def _open_session(session: AsyncSession, account: Account, client: Client)
     return SignedIn(account=account, token=token, session_id=auth_session.id)
 
 
-async def _email_taken(session: AsyncSession, email: str) -> bool:
-    found = await session.scalar(select(func.count()).where(Account.email == email))
-    return bool(found)
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    """Whether an account already uses this (normalised) address."""
+    return await session.scalar(select(Account.id).where(Account.email == email)) is not None
 
 
 async def signup(
@@ -123,7 +123,7 @@ async def signup(
     email_unavailable = Rejected.one(
         ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used to sign up.", "email"
     )
-    if await _email_taken(session, normalized_email):
+    if await email_taken(session, normalized_email):
         raise email_unavailable
 
     now = utcnow()
@@ -255,7 +255,7 @@ async def create_staff(
     if errors:
         raise Rejected(*errors)
     assert normalized_email is not None
-    if await _email_taken(session, normalized_email):
+    if await email_taken(session, normalized_email):
         raise Rejected.one(ErrorCode.EMAIL_UNAVAILABLE, "This email is already in use.", "email")
     now = utcnow()
     account = Account(

@@ -14,7 +14,7 @@ from auth.rate_limits import RateLimiter
 from auth.tokens import hash_token, new_token
 from models import Account, NotificationKind, ProfileChange, utcnow
 from resolvers import catalogue, notifications
-from resolvers.account import confirm_password
+from resolvers.account import confirm_password, email_taken
 from resolvers.catalogue import Channel, SettingDefinition, Value
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
@@ -131,7 +131,7 @@ async def request_email_change(
     assert email is not None
     if email == account.email:
         raise Rejected.one(ErrorCode.INVALID_INPUT, "This is already your email address.", "email")
-    if await session.scalar(select(Account.id).where(Account.email == email)):
+    if await email_taken(session, email):
         raise Rejected.one(
             ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used.", "email"
         )
@@ -168,7 +168,7 @@ async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
     )
     if account is None or account.pending_email is None:
         raise invalid
-    if await session.scalar(select(Account.id).where(Account.email == account.pending_email)):
+    if await email_taken(session, account.pending_email):
         raise Rejected.one(
             ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used any more.", "token"
         )
