@@ -27,6 +27,8 @@ from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
+from web.routes import PublicLinks
+from workers import purge as purge_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEMO_EMAIL = "demo@example.com"
@@ -62,7 +64,7 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
     """In development, on an empty database, an adult account to try the API with."""
     database = Database(config.database_url)
     try:
-        async with database.session() as session:
+        async with database.transaction() as session:
             if await accounts.count_accounts(session):
                 return None
             password = secrets.token_urlsafe(12)
@@ -87,7 +89,7 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
 async def create_staff(config: Config, email: str, name: str, role: Role, password: str) -> None:
     database = Database(config.database_url)
     try:
-        async with database.session() as session:
+        async with database.transaction() as session:
             await accounts.create_staff(
                 session, email=email, password=password, display_name=name, role=role
             )
@@ -104,13 +106,12 @@ async def verify_ledger(config: Config) -> tuple[int, BrokenLink | None]:
         await database.dispose()
 
 
-async def purge(config: Config) -> tuple[erasure.PurgeReport, erasure.Pruned]:
+async def purge(config: Config) -> tuple[purge_worker.PurgeReport, erasure.Pruned]:
     database = Database(config.database_url)
     try:
-        async with database.session() as session:
-            now = utcnow()
-            report = await erasure.purge_due_accounts(session, config.secret_key, now)
-            return report, await erasure.prune_expired(session, now)
+        now = utcnow()
+        report = await purge_worker.purge_due_accounts(database, config.secret_key, now)
+        return report, await purge_worker.prune_expired(database, now)
     finally:
         await database.dispose()
 
@@ -122,7 +123,7 @@ async def unsubscribe_link(config: Config, email: str, topic: Topic) -> unsubscr
             return await unsubscribe.unsubscribe_link(
                 session,
                 secret_key=config.secret_key,
-                public_url=config.public_url,
+                unsubscribe_link=PublicLinks(config.public_url).unsubscribe,
                 email=email,
                 topic=topic,
             )
@@ -136,7 +137,7 @@ async def unsent_notifications(
     """The oldest unsent messages and, when asked, how many of them were then marked sent."""
     database = Database(config.database_url)
     try:
-        async with database.session() as session:
+        async with database.transaction() as session:
             waiting = list(await notifications.pending(session, limit=limit))
             marked = 0
             if mark_sent:
@@ -153,7 +154,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         if demo:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
     print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
-    uvicorn.run("app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        "web.app:create_app", factory=True, host=args.host, port=args.port, log_level="info"
+    )
     return 0
 
 

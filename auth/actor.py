@@ -27,16 +27,25 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Actor:
-    account: Account
-    session_id: uuid.UUID
+    """Who is calling: plain values read once per request, so no rollback can expire them."""
 
-    @property
-    def role(self) -> Role:
-        return self.account.role
+    account_id: uuid.UUID
+    session_id: uuid.UUID
+    role: Role
+    gpc_applied: bool = False
+    session_last_used_at: datetime | None = None
 
     @property
     def is_staff(self) -> bool:
-        return self.account.role in STAFF_ROLES
+        return self.role in STAFF_ROLES
+
+
+@dataclass(frozen=True)
+class SignedInAccount:
+    """The actor and the account row read with it, for the request that looked them up."""
+
+    actor: Actor
+    account: Account
 
 
 def _cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
@@ -59,8 +68,13 @@ def credentials_from_request(
     return None
 
 
-async def actor_for_token(session: AsyncSession, token: str, now: datetime) -> Actor | None:
-    """The signed-in account for a session token, or None when it is unknown or expired."""
+async def actor_for_token(
+    session: AsyncSession, token: str, now: datetime
+) -> SignedInAccount | None:
+    """The signed-in account for a session token, or None when it is unknown or expired.
+
+    Only reads: keeping the session's last use up to date is `note_session_use`, a step of its own.
+    """
     if len(token) > 256:
         return None
     row = (
@@ -70,13 +84,29 @@ async def actor_for_token(session: AsyncSession, token: str, now: datetime) -> A
             .where(AuthSession.token_hash == hash_token(token), AuthSession.expires_at > now)
         )
     ).one_or_none()
-    if row is not None and now - row.last_used_at > LAST_USED_PRECISION:
-        await session.execute(
-            update(AuthSession).where(AuthSession.id == row.id).values(last_used_at=now)
-        )
-    # End the lookup's transaction: a later write then starts from a fresh snapshot, which
-    # SQLite needs to take its write lock without failing under concurrent requests.
-    await session.commit()
     if row is None:
         return None
-    return Actor(account=row.Account, session_id=row.id)
+    account: Account = row.Account
+    actor = Actor(
+        account_id=account.id,
+        session_id=row.id,
+        role=account.role,
+        gpc_applied=account.gpc_applied_at is not None,
+        session_last_used_at=row.last_used_at,
+    )
+    return SignedInAccount(actor=actor, account=account)
+
+
+def session_use_is_stale(actor: Actor, now: datetime) -> bool:
+    """Whether the session's last use is older than the precision the sessions list shows."""
+    last = actor.session_last_used_at
+    return last is None or now - last > LAST_USED_PRECISION
+
+
+async def note_session_use(session: AsyncSession, actor: Actor, now: datetime) -> None:
+    """Record that the session was used now (written at most every few minutes)."""
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == actor.session_id, AuthSession.last_used_at < now)
+        .values(last_used_at=now)
+    )

@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, select
 
-from app import create_app
 from auth.rate_limits import RateLimiter
 from cli import migrate
 from config import Config
 from models import Account, ConsentActor, ConsentEvent, Database, Source, utcnow
+from web.app import create_app
 
 ME = """{ me { id sessions { id } communicationPreferences { enabled } dataSharing { enabled }
   visibility { profile } cookieConsent { advertising }

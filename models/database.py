@@ -1,4 +1,9 @@
-"""The engine and the session factory: one engine per process, one session per request."""
+"""The engine and the session factory: one engine per process, one transaction per unit of work.
+
+`Database.transaction()` is the one place a transaction is committed or rolled back. Each edge
+(a GraphQL mutation field, an HTTP route, one step of a CLI loop) opens one; the use cases it
+calls only add and flush.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,8 +20,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# Set on the engine that write transactions use; SQLite then begins them IMMEDIATE.
+_WRITES = "privacy_api_writes"
 
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off, so that `_begin_sqlite` decides how each
+    # transaction starts (and so that SAVEPOINTs work as SQLAlchemy expects).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -23,24 +35,44 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_sqlite(connection: Connection) -> None:
+    """Writes take SQLite's write lock when they begin, waiting for it (busy_timeout) rather
+    than failing when a read snapshot taken earlier would have to be upgraded; reads begin
+    deferred and never block a writer."""
+    immediate = connection.get_execution_options().get(_WRITES, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def create_engine(url: str) -> AsyncEngine:
     # hide_parameters keeps emails and names out of error messages and logs.
     engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        event.listen(engine.sync_engine, "begin", _begin_sqlite)
     return engine
 
 
 class Database:
-    """Owns the engine and hands out sessions."""
+    """Owns the engine; hands out read sessions and write transactions."""
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
+        # Objects stay readable after commit: an edge answers from what its use case returned.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = async_sessionmaker(
+            self.engine.execution_options(**{_WRITES: True}), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading. Whatever it reads is never committed."""
         async with self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back when it raises."""
+        async with self._writers() as session, session.begin():
             yield session
 
     async def ping(self) -> bool:

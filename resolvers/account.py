@@ -140,17 +140,14 @@ async def signup(
         created_at=now,
         updated_at=now,
     )
-    session.add(account)
     try:
-        await session.flush()
+        async with session.begin_nested():
+            session.add(account)
     except IntegrityError:
         # Another request signed up the same address between our check and this insert.
-        await session.rollback()
         raise email_unavailable from None
     await record_initial_state(session, account.id, policy.version, client.request_id)
-    signed_in = await _open_session(session, account, client)
-    await session.commit()
-    return signed_in
+    return await _open_session(session, account, client)
 
 
 async def login(
@@ -176,25 +173,29 @@ async def login(
         raise invalid
     if new_hash is not None:
         account.password_hash = new_hash
-    signed_in = await _open_session(session, account, client)
-    await session.commit()
-    return signed_in
+    return await _open_session(session, account, client)
 
 
 async def confirm_password(
-    limiter: RateLimiter, actor: Actor, password: str, field: str = "currentPassword"
+    session: AsyncSession,
+    limiter: RateLimiter,
+    actor: Actor,
+    password: str,
+    field: str = "currentPassword",
 ) -> None:
     """The signed-in person proves it is them before something sensitive; guesses are limited."""
-    if not await limiter.allow(Door.PASSWORD_CONFIRMATION, str(actor.account.id)):
+    if not await limiter.allow(Door.PASSWORD_CONFIRMATION, str(actor.account_id)):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", field)
-    matched, _ = await verify_password(password[:1024], actor.account.password_hash)
+    stored = await session.scalar(
+        select(Account.password_hash).where(Account.id == actor.account_id)
+    )
+    matched, _ = await verify_password(password[:1024], stored)
     if not matched:
         raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", field)
 
 
 async def logout(session: AsyncSession, actor: Actor) -> None:
     await session.execute(delete(AuthSession).where(AuthSession.id == actor.session_id))
-    await session.commit()
 
 
 async def change_password(
@@ -206,8 +207,8 @@ async def change_password(
     new_password: str,
 ) -> Account:
     """Set a new password and sign out every other device."""
-    await confirm_password(limiter, actor, current_password)
-    account = actor.account
+    await confirm_password(session, limiter, actor, current_password)
+    account = await session.get_one(Account, actor.account_id)
     problems = password_errors(new_password, account.email, field="newPassword")
     if problems:
         raise Rejected(*problems)
@@ -217,7 +218,6 @@ async def change_password(
             AuthSession.account_id == account.id, AuthSession.id != actor.session_id
         )
     )
-    await session.commit()
     return account
 
 
@@ -235,12 +235,11 @@ async def revoke_session(session: AsyncSession, actor: Actor, *, session_id: uui
     """End one of the person's own sessions; another person's is reported as not found."""
     result = await session.execute(
         delete(AuthSession).where(
-            AuthSession.id == session_id, AuthSession.account_id == actor.account.id
+            AuthSession.id == session_id, AuthSession.account_id == actor.account_id
         )
     )
     if not getattr(result, "rowcount", 0):
         raise Rejected.one(ErrorCode.NOT_FOUND, "No such session.", "id")
-    await session.commit()
 
 
 async def create_staff(
@@ -267,7 +266,7 @@ async def create_staff(
         updated_at=now,
     )
     session.add(account)
-    await session.commit()
+    await session.flush()
     return account
 
 

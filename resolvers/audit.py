@@ -24,7 +24,7 @@ async def audit(
     now = utcnow()
     rows = [
         {
-            "staff_id": staff.account.id,
+            "staff_id": staff.account_id,
             "action": action,
             "account_id": account_id,
             "reason": reason,

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,6 +100,10 @@ class Ledger:
     seq: int
     head: str | None
     now: datetime
+    # Read with the lock, for rules that depend on who the account holder is.
+    birth_date: date | None = None
+    country: str | None = None
+    phone: str | None = None
     events: list[ConsentEvent] = field(default_factory=list)
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
@@ -139,7 +143,13 @@ async def open_ledger(
             update(Account)
             .where(Account.id == account_id)
             .values(updated_at=now)
-            .returning(Account.ledger_seq, Account.ledger_head)
+            .returning(
+                Account.ledger_seq,
+                Account.ledger_head,
+                Account.birth_date,
+                Account.country,
+                Account.phone,
+            )
             .execution_options(synchronize_session=False)
         )
     ).one()
@@ -151,6 +161,9 @@ async def open_ledger(
         seq=row.ledger_seq,
         head=row.ledger_head,
         now=now,
+        birth_date=row.birth_date,
+        country=row.country,
+        phone=row.phone,
     )
     yield ledger
     if ledger.events:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,8 +39,6 @@ from resolvers import notifications
 from resolvers.account import confirm_password
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
-
-logger = logging.getLogger("privacy_api.erasure")
 
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
@@ -139,9 +136,9 @@ async def request_account_deletion(
 
     Asking again while a deletion is pending keeps the date already set.
     """
-    await confirm_password(limiter, actor, password, field="password")
+    await confirm_password(session, limiter, actor, password, field="password")
     now = now or utcnow()
-    account = await _lock_account(session, actor.account.id)
+    account = await _lock_account(session, actor.account_id)
     if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "This account no longer exists.")
     if account.deletion_due_at is None:
@@ -168,7 +165,7 @@ async def request_account_deletion(
             "If you did not ask for this, sign in, cancel the deletion and change your password.",
         )
     await _sign_out_everywhere(session, account.id)
-    await session.commit()
+    await session.flush()
     return account
 
 
@@ -191,7 +188,7 @@ async def cancel_account_deletion(
     """Keep the account after all: possible before the deletion date, and only for a deletion the
     person asked for themself (not one staff decided on)."""
     now = now or utcnow()
-    account = await _lock_account(session, actor.account.id)
+    account = await _lock_account(session, actor.account_id)
     if account is None or account.deletion_due_at is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No deletion is scheduled for your account.")
     if account.deletion_due_at <= now:
@@ -210,7 +207,7 @@ async def cancel_account_deletion(
     for request in pending:
         request.status = RequestStatus.CANCELLED
         request.handled_at = now
-    await session.commit()
+    await session.flush()
     return account
 
 
@@ -270,10 +267,10 @@ async def set_legal_hold(
     if await _lock_account(session, account_id) is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
     hold = LegalHold(
-        account_id=account_id, reason=reason, set_by=officer.account.id, set_at=utcnow()
+        account_id=account_id, reason=reason, set_by=officer.account_id, set_at=utcnow()
     )
     session.add(hold)
-    await session.commit()
+    await session.flush()
     return hold
 
 
@@ -285,25 +282,16 @@ async def release_legal_hold(
     hold = await session.scalar(
         update(LegalHold)
         .where(LegalHold.id == hold_id, LegalHold.released_at.is_(None))
-        .values(released_by=officer.account.id, released_at=utcnow())
+        .values(released_by=officer.account_id, released_at=utcnow())
         .returning(LegalHold)
     )
     if hold is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No legal hold in force with this id.", "id")
-    await session.commit()
+    await session.flush()
     return hold
 
 
-@dataclass(frozen=True)
-class PurgeReport:
-    """What a purge run did, in numbers only."""
-
-    purged: int
-    held: int  # due, but kept by a legal hold in force
-    failed: int  # left intact after an error; the next run tries again
-
-
-class _Outcome(enum.Enum):
+class PurgeOutcome(enum.Enum):
     ERASED = "erased"
     HELD = "held"
     GONE = "gone"  # cancelled, or erased by another run, since the list was read
@@ -315,45 +303,21 @@ def _hold_in_force(
     return exists().where(LegalHold.account_id == account_id, LegalHold.released_at.is_(None))
 
 
-async def purge_due_accounts(
-    session: AsyncSession, secret_key: str, now: datetime | None = None
-) -> PurgeReport:
-    """Erase every account whose deletion date has passed and that no legal hold keeps.
-
-    Each account is erased in a transaction of its own, so an interruption leaves every account
-    either erased or intact, and the next run picks up what is left. An account that fails is
-    logged (by id) and left intact; the others go ahead.
-    """
-    now = now or utcnow()
-    due = (
-        await session.execute(
-            select(Account.id, _hold_in_force(Account.id).label("held"))
-            .where(Account.deletion_due_at <= now)
-            .order_by(Account.deletion_due_at, Account.id)
-        )
-    ).all()
-    await session.commit()
-    purged = held = failed = 0
-    for account_id, is_held in due:
-        if is_held:
-            held += 1
-            continue
-        try:
-            outcome = await _purge_account(session, account_id, secret_key, now)
-        except Exception:
-            await session.rollback()
-            failed += 1
-            logger.exception("Could not purge account %s; it is left intact.", account_id)
-            continue
-        purged += outcome is _Outcome.ERASED
-        held += outcome is _Outcome.HELD
-    return PurgeReport(purged=purged, held=held, failed=failed)
+async def due_for_purge(session: AsyncSession, now: datetime) -> list[tuple[uuid.UUID, bool]]:
+    """The accounts whose deletion date has passed, oldest first, and whether a hold keeps each."""
+    rows = await session.execute(
+        select(Account.id, _hold_in_force(Account.id).label("held"))
+        .where(Account.deletion_due_at <= now)
+        .order_by(Account.deletion_due_at, Account.id)
+    )
+    return [(account_id, bool(held)) for account_id, held in rows]
 
 
-async def _purge_account(
+async def purge_account(
     session: AsyncSession, account_id: uuid.UUID, secret_key: str, now: datetime
-) -> _Outcome:
-    """Erase one account in one transaction, after checking again under its lock."""
+) -> PurgeOutcome:
+    """Erase one account, after checking again under its lock. The caller runs this in a
+    transaction of its own, so an interruption leaves the account either erased or intact."""
     email = await session.scalar(
         update(Account)
         .where(Account.id == account_id, Account.deletion_due_at <= now)
@@ -362,17 +326,14 @@ async def _purge_account(
         .execution_options(synchronize_session=False)
     )
     if email is None:
-        await session.rollback()
-        return _Outcome.GONE
+        return PurgeOutcome.GONE
     if await session.scalar(select(_hold_in_force(account_id))):
-        await session.rollback()
-        return _Outcome.HELD
+        return PurgeOutcome.HELD
     await _complete_deletion_requests(session, account_id, now)
     await _clear_request_texts(session, account_id, email)
     await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
     await _delete_account(session, account_id)
-    await session.commit()
-    return _Outcome.ERASED
+    return PurgeOutcome.ERASED
 
 
 async def _complete_deletion_requests(
@@ -456,5 +417,4 @@ async def prune_expired(session: AsyncSession, now: datetime) -> Pruned:
             delete(Notification).where(Notification.sent_at <= now - SENT_NOTIFICATIONS_KEPT)
         ),
     )
-    await session.commit()
     return pruned

@@ -41,7 +41,6 @@ from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
 FORMAT_VERSION = "1.0"
-DOWNLOAD_PATH = "/exports"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -53,16 +52,12 @@ class ExportLink:
     expires_at: datetime
 
 
-def download_url(public_url: str, token: str) -> str:
-    return f"{public_url}{DOWNLOAD_PATH}/{token}"
-
-
 async def request_data_export(
     session: AsyncSession,
     limiter: RateLimiter,
     actor: Actor,
     *,
-    public_url: str,
+    download_link: Callable[[str], str],
     valid_hours: int,
     due_days: int,
 ) -> ExportLink:
@@ -70,7 +65,7 @@ async def request_data_export(
 
     The token is kept only as its hash; the link in the answer is the one place it appears.
     """
-    account_id = actor.account.id
+    account_id = actor.account_id
     if not await limiter.allow(Door.EXPORT_PER_ACCOUNT, str(account_id)):
         raise Rejected.one(
             ErrorCode.RATE_LIMITED, "You have asked for several exports recently; try later."
@@ -94,8 +89,8 @@ async def request_data_export(
         account_id=account_id,
         requested_by=account_id,
     )
-    await session.commit()
-    return ExportLink(url=download_url(public_url, token), expires_at=expires_at)
+    await session.flush()
+    return ExportLink(url=download_link(token), expires_at=expires_at)
 
 
 class LinkProblem(enum.Enum):
@@ -160,9 +155,7 @@ async def claim_download(session: AsyncSession, token: str, *, now: datetime) ->
             )
         ).scalar_one_or_none()
     if account_id is not None:
-        await session.commit()
         return account_id
-    await session.rollback()
     raise LinkUnusable(await _problem_with(session, token, now) or LinkProblem.USED)
 
 

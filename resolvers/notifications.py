@@ -80,7 +80,7 @@ async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
         .where(Notification.id.in_(ids), Notification.sent_at.is_(None))
         .values(sent_at=utcnow())
     )
-    await session.commit()
+    await session.flush()
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -7,11 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.actor import Actor
 from models import Account, NotificationKind, PolicyVersion, Role, utcnow
@@ -98,31 +97,17 @@ async def accept_policy(
     # consent imports this module for the policy in force, so it is imported here, when needed.
     from resolvers.consent import POLICY_KEY, open_ledger
 
-    account = actor.account
-    try:
-        async with open_ledger(session, account.id, provenance) as ledger:
-            outdated = acceptance_error(version, ledger.policy_version, "version")
-            if outdated is not None:
-                raise Rejected(outdated)
-            # Read under the ledger's lock: another device may have just accepted.
-            previous = await session.scalar(
-                select(Account.accepted_policy_version).where(Account.id == account.id)
-            )
-            if previous != version:
-                ledger.append(POLICY_KEY, previous, version)
-                await session.execute(
-                    update(Account)
-                    .where(Account.id == account.id)
-                    .values(accepted_policy_version=version, policy_accepted_at=ledger.now)
-                    .execution_options(synchronize_session=False)
-                )
-    except Rejected:
-        await session.rollback()
-        raise
-    await session.commit()
-    if ledger.events:
-        set_committed_value(account, "accepted_policy_version", version)
-        set_committed_value(account, "policy_accepted_at", ledger.now)
+    async with open_ledger(session, actor.account_id, provenance) as ledger:
+        outdated = acceptance_error(version, ledger.policy_version, "version")
+        if outdated is not None:
+            raise Rejected(outdated)
+        # Read under the ledger's lock: another device may have just accepted.
+        account = await session.get_one(Account, actor.account_id, populate_existing=True)
+        if account.accepted_policy_version != version:
+            ledger.append(POLICY_KEY, account.accepted_policy_version, version)
+            account.accepted_policy_version = version
+            account.policy_accepted_at = ledger.now
+    await session.flush()
     return account
 
 
@@ -184,12 +169,11 @@ async def publish_policy_version(
     policy = PolicyVersion(
         version=version, published_at=utcnow(), summary=summary, material=material
     )
-    session.add(policy)
     try:
-        await session.flush()
+        async with session.begin_nested():
+            session.add(policy)
     except IntegrityError:
         # Another officer published the same version between our check and this insert.
-        await session.rollback()
         raise exists_already from None
     notified = 0
     if material:
@@ -204,5 +188,5 @@ async def publish_policy_version(
     await audit(
         session, officer, "policy.publish", [], f"Published policy version {version}", request_id
     )
-    await session.commit()
+    await session.flush()
     return Published(policy=policy, notified=notified)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 
 import pycountry
@@ -46,7 +47,7 @@ def _locale_errors(raw: str) -> tuple[str, list[UserError]]:
 def _record(
     session: AsyncSession, account: Account, fields: list[str], actor: Actor, request_id: str | None
 ) -> None:
-    changed_by = actor.account.id if actor.account.id != account.id else None
+    changed_by = actor.account_id if actor.account_id != account.id else None
     now = utcnow()
     session.add_all(
         ProfileChange(
@@ -75,7 +76,7 @@ async def update_profile(
     Each changed field is recorded by name, never with its values. Removing the phone switches
     text messages off, since they cannot reach the person any more.
     """
-    account = actor.account
+    account = await session.get_one(Account, actor.account_id)
     errors: list[UserError] = []
     wanted: dict[str, object] = {}
     if display_name is not None:
@@ -108,7 +109,7 @@ async def update_profile(
     for field, value in changed.items():
         setattr(account, field, value)
     _record(session, account, sorted(changed), actor, provenance.request_id)
-    await session.commit()
+    await session.flush()
     return account
 
 
@@ -119,12 +120,12 @@ async def request_email_change(
     *,
     new_email: str,
     current_password: str,
-    public_url: str,
+    confirmation_link: Callable[[str], str],
 ) -> Account:
     """Keep the new address pending and send it a token; the current address stays in use
     until the token is redeemed."""
-    account = actor.account
-    await confirm_password(limiter, actor, current_password)
+    account = await session.get_one(Account, actor.account_id)
+    await confirm_password(session, limiter, actor, current_password)
     email, errors = email_errors(new_email)
     if errors:
         raise Rejected(*errors)
@@ -145,11 +146,11 @@ async def request_email_change(
         NotificationKind.EMAIL_CONFIRMATION,
         "Confirm your new email address",
         "Someone, hopefully you, asked to use this address for their account. To confirm, open "
-        f"{public_url}/confirm-email?token={token} or enter this code in the app: {token}\n"
+        f"{confirmation_link(token)} or enter this code in the app: {token}\n"
         "The code works for 24 hours. If it was not you, ignore this message.",
         recipient=email,
     )
-    await session.commit()
+    await session.flush()
     return account
 
 
@@ -187,7 +188,7 @@ async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
         "at once: your account may be in someone else's hands.",
         recipient=previous,
     )
-    await session.commit()
+    await session.flush()
     return account
 
 

@@ -37,7 +37,7 @@ async def public_profile(
     account = await session.get(Account, account_id)
     if account is None or account.role is not Role.USER:
         return None
-    trusted = viewer is not None and (viewer.account.id == account_id or viewer.is_staff)
+    trusted = viewer is not None and (viewer.account_id == account_id or viewer.is_staff)
     if account.restricted_at is not None and not trusted:
         return None  # reported as a child's account, until a privacy officer reviews it
     keys = {catalogue.visibility(field).key: field for field in VisibilityField}

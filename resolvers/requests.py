@@ -81,12 +81,12 @@ async def file_request(
         session,
         kind=kind,
         due_days=due_days,
-        account_id=actor.account.id,
-        requested_by=actor.account.id,
+        account_id=actor.account_id,
+        requested_by=actor.account_id,
         subject=subject.strip(),
         details=details.strip(),
     )
-    await session.commit()
+    await session.flush()
     return request
 
 
@@ -129,7 +129,7 @@ async def report_child_account(
         details=details.strip(),
         contact_email=email,
     )
-    await session.commit()
+    await session.flush()
     return request
 
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.actor import Actor
 from models import Account, AccountSetting, ConsentActor, IdempotencyKey, Source, utcnow
@@ -29,7 +27,7 @@ from resolvers.catalogue import (
     Value,
     VisibilityField,
 )
-from resolvers.consent import POLICY_KEY, Provenance, open_ledger
+from resolvers.consent import POLICY_KEY, Ledger, Provenance, open_ledger
 from resolvers.errors import ErrorCode, Rejected, UserError
 
 IDEMPOTENCY_KEY_MAX = 100
@@ -75,13 +73,13 @@ def _with_defaults(stored: Mapping[str, tuple[str, datetime]]) -> Settings:
 
 
 def _choice_error(
-    setting: SettingDefinition, value: Value, account: Account, today: date
+    setting: SettingDefinition, value: Value, holder: Ledger, today: date
 ) -> UserError | None:
-    """Whether this account may give this setting this value: the rules in one place."""
+    """Whether the account holder may give this setting this value: the rules in one place."""
     field = setting.key
     if setting.locked and value != setting.default:
         return UserError(field, "This setting cannot be changed.", ErrorCode.SETTING_LOCKED)
-    if setting.withheld(value) and is_minor(account.birth_date, account.country, today):
+    if setting.withheld(value) and is_minor(holder.birth_date, holder.country, today):
         if setting.group is SettingGroup.VISIBILITY:
             return UserError(
                 field, "Your profile can't be made public at your age.", ErrorCode.MINOR_PROTECTED
@@ -91,7 +89,7 @@ def _choice_error(
             "A parent or guardian must agree before this can be switched on.",
             ErrorCode.PARENTAL_CONSENT_REQUIRED,
         )
-    if setting.needs_phone and value is True and not account.phone:
+    if setting.needs_phone and value is True and not holder.phone:
         return UserError(
             field, "Add a phone number to your account first.", ErrorCode.PHONE_REQUIRED
         )
@@ -127,7 +125,7 @@ async def _replayed(
 
 async def change_settings(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     asked: Mapping[SettingDefinition, Value | None],
     provenance: Provenance,
     *,
@@ -150,33 +148,28 @@ async def change_settings(
             f"An idempotency key has 1 to {IDEMPOTENCY_KEY_MAX} characters, none of them NUL.",
             "idempotencyKey",
         )
-    if check_rules:
-        today = utcnow().date()
-        errors = [
-            error
-            for setting, value in wanted.items()
-            if (error := _choice_error(setting, value, account, today)) is not None
-        ]
-        if errors:
-            raise Rejected(*errors)
     if not wanted:
         return 0
     fingerprint = _fingerprint(operation, wanted)
-    if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
-        return 0
-    try:
-        written = await write_settings(session, account.id, wanted, provenance)
+    async with open_ledger(session, account_id, provenance) as ledger:
+        # Checked under the account's lock: a retry that waited for the first request to commit
+        # sees its key here, and answers as it did.
+        if idempotency_key and await _replayed(session, account_id, idempotency_key, fingerprint):
+            return 0
+        if check_rules:
+            today = utcnow().date()
+            errors = [
+                error
+                for setting, value in wanted.items()
+                if (error := _choice_error(setting, value, ledger, today)) is not None
+            ]
+            if errors:
+                raise Rejected(*errors)
+        written = await _store(session, ledger, wanted)
         if idempotency_key:
             session.add(
-                IdempotencyKey(account_id=account.id, key=idempotency_key, fingerprint=fingerprint)
+                IdempotencyKey(account_id=account_id, key=idempotency_key, fingerprint=fingerprint)
             )
-        await session.commit()
-    except IntegrityError:
-        # The same key raced in from a retry that won; answer as that retry did.
-        await session.rollback()
-        if idempotency_key and await _replayed(session, account.id, idempotency_key, fingerprint):
-            return 0
-        raise
     return written
 
 
@@ -186,36 +179,43 @@ async def write_settings(
     wanted: Mapping[SettingDefinition, Value],
     provenance: Provenance,
 ) -> int:
-    """Store the values that differ and append their events, without committing: for callers
-    that change settings as part of a larger change. Checks no rules."""
+    """Store the values that differ and append their events, for callers that change settings as
+    part of a larger change. Checks no rules."""
     async with open_ledger(session, account_id, provenance) as ledger:
-        rows = await session.execute(
-            select(AccountSetting.key, AccountSetting.value).where(
-                AccountSetting.account_id == account_id,
-                AccountSetting.key.in_([setting.key for setting in wanted]),
-            )
+        return await _store(session, ledger, wanted)
+
+
+async def _store(
+    session: AsyncSession, ledger: Ledger, wanted: Mapping[SettingDefinition, Value]
+) -> int:
+    """Within an open ledger: write the values that differ and append one event for each."""
+    rows = await session.execute(
+        select(AccountSetting.key, AccountSetting.value).where(
+            AccountSetting.account_id == ledger.account_id,
+            AccountSetting.key.in_([setting.key for setting in wanted]),
         )
-        stored: dict[str, str] = dict(rows.all())
-        updates: list[dict[str, object]] = []
-        inserts: list[dict[str, object]] = []
-        for setting, value in wanted.items():
-            new = setting.encode(value)
-            old = stored.get(setting.key, setting.encode(setting.default))
-            if new == old:
-                continue
-            ledger.append(setting.key, old, new)
-            row = {
-                "account_id": account_id,
-                "key": setting.key,
-                "value": new,
-                "updated_at": ledger.now,
-            }
-            (updates if setting.key in stored else inserts).append(row)
-        if updates:
-            await session.execute(update(AccountSetting), updates)
-        if inserts:
-            await session.execute(insert(AccountSetting), inserts)
-        return len(ledger.events)
+    )
+    stored: dict[str, str] = dict(rows.all())
+    updates: list[dict[str, object]] = []
+    inserts: list[dict[str, object]] = []
+    for setting, value in wanted.items():
+        new = setting.encode(value)
+        old = stored.get(setting.key, setting.encode(setting.default))
+        if new == old:
+            continue
+        ledger.append(setting.key, old, new)
+        row = {
+            "account_id": ledger.account_id,
+            "key": setting.key,
+            "value": new,
+            "updated_at": ledger.now,
+        }
+        (updates if setting.key in stored else inserts).append(row)
+    if updates:
+        await session.execute(update(AccountSetting), updates)
+    if inserts:
+        await session.execute(insert(AccountSetting), inserts)
+    return len(ledger.events)
 
 
 async def record_initial_state(
@@ -242,7 +242,7 @@ async def record_initial_state(
 
 async def set_communication_preference(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     channel: Channel,
@@ -252,7 +252,7 @@ async def set_communication_preference(
 ) -> int:
     return await change_settings(
         session,
-        account,
+        account_id,
         {catalogue.communication(channel, topic): enabled},
         provenance,
         operation="setCommunicationPreference",
@@ -262,7 +262,7 @@ async def set_communication_preference(
 
 async def update_communication_preferences(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     changes: list[tuple[Channel, Topic, bool]],
@@ -285,7 +285,7 @@ async def update_communication_preferences(
         wanted[setting] = enabled
     return await change_settings(
         session,
-        account,
+        account_id,
         wanted,
         provenance,
         operation="updateCommunicationPreferences",
@@ -295,7 +295,7 @@ async def update_communication_preferences(
 
 async def set_data_sharing(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     purpose: Purpose,
@@ -304,7 +304,7 @@ async def set_data_sharing(
 ) -> int:
     return await change_settings(
         session,
-        account,
+        account_id,
         {catalogue.data_sharing(purpose): enabled},
         provenance,
         operation="setDataSharing",
@@ -314,7 +314,7 @@ async def set_data_sharing(
 
 async def update_visibility(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     profile: Audience | None = None,
@@ -332,7 +332,7 @@ async def update_visibility(
     }
     return await change_settings(
         session,
-        account,
+        account_id,
         asked,
         provenance,
         operation="updateVisibility",
@@ -342,7 +342,7 @@ async def update_visibility(
 
 async def set_cookie_consent(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     functional: bool | None = None,
@@ -358,7 +358,7 @@ async def set_cookie_consent(
     }
     return await change_settings(
         session,
-        account,
+        account_id,
         asked,
         provenance,
         operation="setCookieConsent",
@@ -368,7 +368,7 @@ async def set_cookie_consent(
 
 async def opt_out_of_marketing(
     session: AsyncSession,
-    account: Account,
+    account_id: uuid.UUID,
     provenance: Provenance,
     *,
     idempotency_key: str | None = None,
@@ -379,7 +379,7 @@ async def opt_out_of_marketing(
     )
     return await change_settings(
         session,
-        account,
+        account_id,
         wanted,
         provenance,
         operation="optOutOfMarketing",
@@ -389,23 +389,21 @@ async def opt_out_of_marketing(
 
 async def apply_global_privacy_control(
     session: AsyncSession, actor: Actor, request_id: str | None
-) -> None:
+) -> int:
     """The first request carrying `Sec-GPC: 1` switches advertising and third-party sharing off.
 
-    Once: a later explicit choice by the person stands.
+    Once: a later explicit choice by the person stands. Of several requests racing with the
+    signal, one claims it and writes the events; the others change nothing. Returns the number
+    of events written.
     """
     provenance = Provenance(ConsentActor.GPC, Source.GPC, request_id=request_id)
     wanted: dict[SettingDefinition, Value] = dict.fromkeys(catalogue.GPC_OPT_OUTS, False)
-    now = utcnow()
     claimed = await session.execute(
         update(Account)
-        .where(Account.id == actor.account.id, Account.gpc_applied_at.is_(None))
-        .values(gpc_applied_at=now)
+        .where(Account.id == actor.account_id, Account.gpc_applied_at.is_(None))
+        .values(gpc_applied_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if not getattr(claimed, "rowcount", 0):
-        await session.rollback()
-        return
-    await write_settings(session, actor.account.id, wanted, provenance)
-    await session.commit()
-    set_committed_value(actor.account, "gpc_applied_at", now)
+        return 0
+    return await write_settings(session, actor.account_id, wanted, provenance)

@@ -77,7 +77,7 @@ async def look_up_account(
     await audit(
         session, staff, "account.read", [account.id if account else None], reason, request_id
     )
-    await session.commit()
+    await session.flush()
     return account
 
 
@@ -107,7 +107,7 @@ async def search_accounts(
         )
     )
     await audit(session, staff, "account.search", [a.id for a in accounts], reason, request_id)
-    await session.commit()
+    await session.flush()
     return accounts
 
 
@@ -146,7 +146,7 @@ async def list_requests(
     await audit(
         session, officer, "requests.read", [r.account_id for r in requests], reason, request_id
     )
-    await session.commit()
+    await session.flush()
     return requests
 
 
@@ -161,7 +161,7 @@ async def _open_request(session: AsyncSession, request_id: uuid.UUID) -> Privacy
 
 def _close(request: PrivacyRequest, officer: Actor, status: RequestStatus, resolution: str) -> None:
     request.status = status
-    request.handled_by = officer.account.id
+    request.handled_by = officer.account_id
     request.handled_at = utcnow()
     request.resolution = resolution
 
@@ -189,7 +189,7 @@ async def process_request(
         )
     _close(request, officer, status, resolution.strip()[:2000])
     await audit(session, officer, "request.process", [request.account_id], reason, request_id)
-    await session.commit()
+    await session.flush()
     return request
 
 
@@ -216,13 +216,13 @@ async def review_child_report(
         _close(request, officer, RequestStatus.COMPLETED, "Reviewed: not a child's account.")
     else:
         await erasure.schedule_deletion(
-            session, account.id, due_at=now, requested_by=officer.account.id
+            session, account.id, due_at=now, requested_by=officer.account_id
         )
         _close(request, officer, RequestStatus.COMPLETED, "A child's account: to be erased.")
     await audit(
         session, officer, f"child_report.{decision.value}", [account.id], reason, request_id
     )
-    await session.commit()
+    await session.flush()
     return request
 
 
@@ -241,11 +241,10 @@ async def opt_out_for(
     if account is None or account.role is not Role.USER:
         raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
     provenance = Provenance(
-        ConsentActor.STAFF, Source.ADMIN, actor_id=staff.account.id, request_id=request_id
+        ConsentActor.STAFF, Source.ADMIN, actor_id=staff.account_id, request_id=request_id
     )
     await audit(session, staff, "settings.marketing_opt_out", [account.id], reason, request_id)
-    # change_settings commits the audit entry together with the change.
-    await settings.opt_out_of_marketing(session, account, provenance)
+    await settings.opt_out_of_marketing(session, account.id, provenance)
     return account
 
 

@@ -9,10 +9,10 @@ link stops working. Following it turns that topic off on the email channel, thro
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,7 +78,12 @@ def _read_token(secret_key: str, token: str) -> tuple[uuid.UUID, Topic]:
 
 
 async def unsubscribe_link(
-    session: AsyncSession, *, secret_key: str, public_url: str, email: str, topic: Topic
+    session: AsyncSession,
+    *,
+    secret_key: str,
+    unsubscribe_link: Callable[[str], str],
+    email: str,
+    topic: Topic,
 ) -> Link:
     """The link for messages about `topic` to the account with this email."""
     setting = catalogue.communication(Channel.EMAIL, topic)
@@ -96,7 +101,7 @@ async def unsubscribe_link(
         raise Rejected.one(ErrorCode.NOT_FOUND, "No account has this email address.", "email")
     token = link_token(secret_key, account_id, topic)
     return Link(
-        url=f"{public_url}/unsubscribe?{urlencode({'token': token})}",
+        url=unsubscribe_link(token),
         valid_until=utcnow() + timedelta(days=LINK_VALID_DAYS),
     )
 
@@ -115,11 +120,9 @@ async def unsubscribe(
 ) -> Target:
     """Turn the link's topic off on email. Following it again changes nothing more."""
     target = await check_link(session, secret_key=secret_key, token=token)
-    # End the lookup's transaction, so SQLite takes its write lock from a fresh snapshot.
-    await session.commit()
     await change_settings(
         session,
-        target.account,
+        target.account.id,
         {target.setting: False},
         Provenance(ConsentActor.LINK, Source.LINK, request_id=request_id),
         operation="unsubscribe",

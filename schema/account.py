@@ -102,14 +102,14 @@ class AccountType(AccountSettingsFields):
     ) -> list[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
         from schema.requests import PrivacyRequestType
 
-        async with info.context.db() as session:
+        async with info.context.reading() as session:
             rows = await requests.requests_about(session, self._model_id)
         return [PrivacyRequestType.from_model(row) for row in rows]
 
     @strawberry.field(description="Where the account is signed in, most recently used first.")
     async def sessions(self, info: strawberry.Info[RequestContext]) -> list[SessionType]:
         actor = await info.context.actor()
-        async with info.context.db() as session:
+        async with info.context.reading() as session:
             rows = await accounts.list_sessions(session, self._model_id)
         current = actor.session_id if actor else None
         return [SessionType.from_model(row, current) for row in rows]
@@ -181,7 +181,9 @@ class AccountQuery:
     @strawberry.field(description="The signed-in person, or null when not signed in.")
     async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
         actor = await info.context.actor()
-        return AccountType.from_model(actor.account) if actor else None
+        if actor is None:
+            return None
+        return AccountType.from_model(await info.context.account_of(actor.account_id))
 
 
 @strawberry.type
@@ -255,4 +257,6 @@ class AccountMutation:
         _, errors = await info.context.attempt(
             lambda session: accounts.revoke_session(session, actor, session_id=parse_id(id))
         )
-        return AccountPayload.of(None if errors else actor.account, errors)
+        if errors:
+            return AccountPayload.of(None, errors)
+        return AccountPayload.of(await info.context.account_of(actor.account_id), errors)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -16,7 +17,14 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 from strawberry.exceptions import StrawberryGraphQLError
 
-from auth.actor import Actor, Credentials, actor_for_token, credentials_from_request
+from auth.actor import (
+    Actor,
+    Credentials,
+    actor_for_token,
+    credentials_from_request,
+    note_session_use,
+    session_use_is_stale,
+)
 from auth.rate_limits import RateLimiter
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -35,6 +43,14 @@ AGE_GATE_SECONDS = 24 * 60 * 60
 _AGE_GATE_VALUE = "refused"
 
 
+class Links(Protocol):
+    """Absolute links to the API's own pages, for what leaves the API (built by the edge)."""
+
+    def export_download(self, token: str) -> str: ...
+    def unsubscribe(self, token: str) -> str: ...
+    def confirm_email(self, token: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Services:
     """What lives as long as the process: built once by the app."""
@@ -43,9 +59,17 @@ class Services:
     database: Database
     limiter: RateLimiter
     age_gate: Signer
+    links: Links
 
 
 class RequestContext:
+    """Built by the HTTP edge for each GraphQL request.
+
+    Reads share one session, which is never committed. Every use case that writes runs in a unit
+    of work of its own (`attempt`, `answer_audited`), committed when it succeeds and rolled back
+    when it is refused or fails, so one field's refusal never undoes another's change.
+    """
+
     def __init__(
         self, request: Request, response: Response, session: AsyncSession, services: Services
     ) -> None:
@@ -70,49 +94,67 @@ class RequestContext:
         return str(getattr(self.request.state, "request_id", ""))
 
     @asynccontextmanager
-    async def db(self) -> AsyncIterator[AsyncSession]:
-        """The request's session, for one resolver at a time; a failed step is rolled back."""
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """The request's read session, for one resolver at a time."""
         async with self._lock:
             try:
                 yield self._session
             except BaseException:
-                await self._session.rollback()
+                # A failed read (PostgreSQL then refuses the rest of its transaction) ends it.
+                await self._session.close()
                 raise
+
+    async def _end_reads(self) -> None:
+        # Reads after a write must see it: SQLite keeps a read snapshot until its transaction
+        # ends. Closing (not rolling back) leaves what was read detached but readable.
+        async with self._lock:
+            await self._session.close()
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """One transaction for one use case that writes: committed, or rolled back on error."""
+        await self._end_reads()
+        try:
+            async with self.services.database.transaction() as session:
+                yield session
+        finally:
+            await self._end_reads()
 
     async def attempt(
         self, use_case: Callable[[AsyncSession], Awaitable[T]]
     ) -> tuple[T | None, list[UserErrorType]]:
-        """Run one use case on the request's session. A refusal comes back as payload errors,
+        """Run one use case in its own unit of work. A refusal comes back as payload errors,
         with everything it started rolled back; success comes back with no errors."""
         try:
-            async with self.db() as session:
+            async with self.unit_of_work() as session:
                 return await use_case(session), []
         except Rejected as rejected:
             return None, to_user_errors(rejected.errors)
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run one use case for a query, which has no payload for errors: a refusal becomes a
-        GraphQL error with code BAD_USER_INPUT."""
-        try:
-            async with self.db() as session:
+        """Run a read-only use case for a query, which has no payload for errors: a refusal
+        becomes a GraphQL error with code BAD_USER_INPUT."""
+        with _refusal_as_graphql_error():
+            async with self.reading() as session:
                 return await use_case(session)
-        except Rejected as rejected:
-            error = rejected.errors[0]
-            raise StrawberryGraphQLError(
-                error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
-            ) from None
+
+    async def answer_audited(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """As `answer`, for a staff read that records itself in the audit log: the read and its
+        audit entry are one unit of work."""
+        with _refusal_as_graphql_error():
+            async with self.unit_of_work() as session:
+                return await use_case(session)
 
     async def actor(self) -> Actor | None:
-        """The signed-in account, looked up once per request."""
+        """Who is calling, looked up once per request. Only reads."""
         if not self._actor_loaded:
             self._credentials = credentials_from_request(self.request.headers, self.request.cookies)
             if self._credentials is not None:
-                async with self.db() as session:
-                    self._actor = await actor_for_token(session, self._credentials.token, utcnow())
-                    if self._actor is not None and self._sends_global_privacy_control():
-                        await settings.apply_global_privacy_control(
-                            session, self._actor, self.request_id
-                        )
+                async with self.reading() as session:
+                    found = await actor_for_token(session, self._credentials.token, utcnow())
+                if found is not None:
+                    self._actor = found.actor
+                    self.account_loader.prime(found.actor.account_id, found.account)
             self._actor_loaded = True
         return self._actor
 
@@ -122,12 +164,29 @@ class RequestContext:
         assert actor is not None, "guard this field with a permission class"
         return actor
 
+    async def apply_caller_signals(self) -> None:
+        """A named step before the operation runs: note that the session was used (every few
+        minutes) and honour a Global Privacy Control signal, in one short unit of work committed
+        before the operation reads anything."""
+        actor = await self.actor()
+        if actor is None:
+            return
+        now = utcnow()
+        gpc = self._sends_global_privacy_control() and not actor.gpc_applied
+        stale = session_use_is_stale(actor, now)
+        if not (gpc or stale):
+            return
+        async with self.unit_of_work() as session:
+            if stale:
+                await note_session_use(session, actor, now)
+            if gpc:
+                await settings.apply_global_privacy_control(session, actor, self.request_id)
+        if gpc:
+            self._actor = dataclasses.replace(actor, gpc_applied=True)
+            self.forget_account(actor.account_id)
+
     def _sends_global_privacy_control(self) -> bool:
-        return (
-            self.request.headers.get("sec-gpc", "").strip() == "1"
-            and self._actor is not None
-            and self._actor.account.gpc_applied_at is None
-        )
+        return self.request.headers.get("sec-gpc", "").strip() == "1"
 
     def provenance(self) -> Provenance:
         """A change made by the signed-in person, through the client the request says it is.
@@ -142,12 +201,24 @@ class RequestContext:
         return Provenance(ConsentActor.PERSON, source, request_id=self.request_id)
 
     async def _load_settings(self, account_ids: list[uuid.UUID]) -> list[settings.Settings]:
-        async with self.db() as session:
+        async with self.reading() as session:
             return await settings.read_settings(session, account_ids)
 
     async def _load_accounts(self, account_ids: list[uuid.UUID]) -> list[Account | None]:
-        async with self.db() as session:
+        async with self.reading() as session:
             return await staff.accounts_by_id(session, account_ids)
+
+    async def account_of(self, account_id: uuid.UUID) -> Account:
+        """An account's row, read at most once per request (the caller's comes with the actor)."""
+        account = await self.account_loader.load(account_id)
+        if account is None:
+            raise LookupError("the account is gone")
+        return account
+
+    def forget_account(self, account_id: uuid.UUID) -> None:
+        """After a change to the account row, the next read goes to the database again."""
+        with contextlib.suppress(KeyError):
+            self.account_loader.clear(account_id)
 
     async def settings_of(self, account_id: uuid.UUID) -> settings.Settings:
         """Every setting of an account, read at most once per request."""
@@ -198,3 +269,14 @@ class RequestContext:
             samesite="lax",
             secure=self.services.config.production,
         )
+
+
+@contextmanager
+def _refusal_as_graphql_error() -> Iterator[None]:
+    try:
+        yield
+    except Rejected as rejected:
+        error = rejected.errors[0]
+        raise StrawberryGraphQLError(
+            error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+        ) from None

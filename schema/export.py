@@ -39,7 +39,7 @@ class ExportMutation:
                 session,
                 context.services.limiter,
                 actor,
-                public_url=config.public_url,
+                download_link=context.services.links.export_download,
                 valid_hours=config.export_valid_hours,
                 due_days=config.request_due_days,
             )

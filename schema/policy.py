@@ -53,7 +53,7 @@ class AccountPolicy:
 
 async def account_policy(root: Any, info: Info) -> AccountPolicy:
     """`Account.policy`: the root is the Account being resolved."""
-    async with info.context.db() as session:
+    async with info.context.reading() as session:
         status = await policy.policy_status(session, root.accepted_policy_version)
     return AccountPolicy(
         accepted_version=status.accepted_version,
@@ -97,7 +97,7 @@ class PublishPolicyVersionPayload:
 class PolicyQuery:
     @strawberry.field(description="The privacy policy in force. Needs no sign-in.")
     async def current_policy(self, info: Info) -> PolicyVersion:
-        async with info.context.db() as session:
+        async with info.context.reading() as session:
             return PolicyVersion.from_model(await policy.current_policy(session))
 
 

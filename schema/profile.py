@@ -57,7 +57,7 @@ class ProfileMutation:
                 locale=input.locale,
             )
         )
-        context.forget_settings(actor.account.id)
+        context.forget_settings(actor.account_id)
         return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
@@ -74,7 +74,7 @@ class ProfileMutation:
                 actor,
                 new_email=input.new_email,
                 current_password=input.current_password,
-                public_url=context.services.config.public_url,
+                confirmation_link=context.services.links.confirm_email,
             )
         )
         return AccountPayload.of(account, errors)

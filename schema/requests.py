@@ -217,7 +217,7 @@ class RequestsQuery:
     ) -> AccountType | None:
         context = info.context
         support = await context.signed_in()
-        account = await context.answer(
+        account = await context.answer_audited(
             lambda session: staff.look_up_account(
                 session,
                 support,
@@ -237,7 +237,7 @@ class RequestsQuery:
     ) -> list[AccountType]:
         context = info.context
         support = await context.signed_in()
-        found = await context.answer(
+        found = await context.answer_audited(
             lambda session: staff.search_accounts(
                 session,
                 support,
@@ -262,7 +262,7 @@ class RequestsQuery:
     ) -> list[PrivacyRequestType]:
         context = info.context
         officer = await context.signed_in()
-        found = await context.answer(
+        found = await context.answer_audited(
             lambda session: staff.list_requests(
                 session,
                 officer,

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.permission import BasePermission
 
 from auth.permissions import IsAuthenticated
 from models import ConsentActor, ConsentEvent, Source
@@ -341,15 +342,16 @@ async def _change(
     context = info.context
     actor = await context.signed_in()
     _, errors = await context.attempt(
-        lambda session: apply(session, actor.account, context.provenance(), **arguments)
+        lambda session: apply(session, actor.account_id, context.provenance(), **arguments)
     )
     if errors:
         return SettingsPayload(account=None, errors=errors)
-    context.forget_settings(actor.account.id)
-    return SettingsPayload(account=AccountType.from_model(actor.account), errors=[])
+    context.forget_settings(actor.account_id)
+    account = await context.account_of(actor.account_id)
+    return SettingsPayload(account=AccountType.from_model(account), errors=[])
 
 
-PERSON = [IsAuthenticated]
+PERSON: list[type[BasePermission]] = [IsAuthenticated]
 
 
 @strawberry.type
@@ -362,7 +364,7 @@ class SettingsQuery:
     async def public_profile(self, info: Info, id: strawberry.ID) -> PublicProfile | None:
         account_id = parse_id(id)
         viewer = await info.context.actor()
-        async with info.context.db() as session:
+        async with info.context.reading() as session:
             profile = await profiles.public_profile(session, viewer, account_id)
         if profile is None or not profile.search_engine_indexing:
             info.context.response.headers["X-Robots-Tag"] = "noindex"

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
-from app import create_app
 from cli import migrate
 from config import Config
 from models import Base, Database, PolicyVersion
+from web.app import create_app
 
 SEED_POLICY_VERSION = "2025-07"
 POSTGRES_ENV = "PRIVACY_API_TEST_POSTGRES_URL"

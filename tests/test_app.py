@@ -9,11 +9,11 @@ import httpx
 import pytest
 from strawberry.exceptions import StrawberryGraphQLError
 
-from app import create_app
 from auth.actor import Actor
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer, IsSupport
-from models import Account, Role
+from models import Role
 from tests.conftest import make_config
+from web.app import create_app
 
 
 class TestProbes:
@@ -81,7 +81,7 @@ class TestCors:
 def _info_for(role: Role | None) -> SimpleNamespace:
     actor = None
     if role is not None:
-        actor = Actor(account=Account(role=role), session_id=uuid.uuid4())
+        actor = Actor(account_id=uuid.uuid4(), session_id=uuid.uuid4(), role=role)
 
     async def current_actor() -> Actor | None:
         return actor

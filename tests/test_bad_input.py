@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
 from models import Account, AuthSession, Database
 from schema import MAX_ALIASES, MAX_DEPTH
-from schema.view import MASKED_MESSAGE
 from tests.conftest import make_config
 from tests.helpers import LOGIN, ME, PASSWORD, SIGNUP, codes, gql, signed_up, signup_input
+from web.app import create_app
+from web.graphql import MASKED_MESSAGE
 
 SQL_AND_SCRIPT = [
     "'; DROP TABLE accounts; --",

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app import create_app
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Database, Source, utcnow
 from resolvers import consent
 from tests.conftest import make_config
 from tests.helpers import LOGIN, PASSWORD, count_statements, gql, run_cli, signed_up
+from web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

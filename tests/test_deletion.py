@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from app import create_app
 from auth.actor import Actor
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import (
@@ -37,7 +36,7 @@ from models import (
 )
 from resolvers import account as accounts
 from resolvers import consent, erasure
-from resolvers.erasure import PurgeReport, prune_expired
+from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
 from resolvers.notifications import queue
 from resolvers.requests import open_request
@@ -45,6 +44,8 @@ from tests.conftest import TEST_SECRET, make_config
 from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
 from tests.test_cli import COMMAND, PROJECT_ROOT, run_cli
 from tests.test_signup import table_dump
+from web.app import create_app
+from workers.purge import PurgeReport, purge_due_accounts
 
 REQUEST_DELETION = """
 mutation Delete($password: String!) {
@@ -105,32 +106,30 @@ async def cancel_deletion(client: httpx.AsyncClient, token: str) -> dict[str, An
 
 
 async def account_id_of(database: Database, email: str = "ada@example.com") -> uuid.UUID:
-    async with database.session() as session:
+    async with database.transaction() as session:
         return (await session.scalars(select(Account.id).where(Account.email == email))).one()
 
 
 async def account_exists(database: Database, account_id: uuid.UUID) -> bool:
-    async with database.session() as session:
+    async with database.transaction() as session:
         return await session.get(Account, account_id) is not None
 
 
 async def make_due(database: Database, account_id: uuid.UUID, ago: timedelta) -> None:
     """Let time pass: the deletion date is `ago` in the past."""
-    async with database.session() as session:
+    async with database.transaction() as session:
         await session.execute(
             update(Account).where(Account.id == account_id).values(deletion_due_at=utcnow() - ago)
         )
-        await session.commit()
 
 
 async def purge(database: Database, now: datetime | None = None) -> PurgeReport:
-    async with database.session() as session:
-        return await erasure.purge_due_accounts(session, TEST_SECRET, now or utcnow())
+    return await purge_due_accounts(database, TEST_SECRET, now or utcnow())
 
 
 async def staff(database: Database, role: Role = Role.PRIVACY_OFFICER) -> Actor:
     """A staff member as the lead's GraphQL layer would pass them in."""
-    async with database.session() as session:
+    async with database.transaction() as session:
         account = await accounts.create_staff(
             session,
             email=f"{role.value}@example.com",
@@ -138,11 +137,11 @@ async def staff(database: Database, role: Role = Role.PRIVACY_OFFICER) -> Actor:
             display_name="Olga Officer",
             role=role,
         )
-    return Actor(account=account, session_id=uuid.uuid4())
+    return Actor(account_id=account.id, session_id=uuid.uuid4(), role=account.role)
 
 
 async def deletion_requests(database: Database, account_id: uuid.UUID) -> list[PrivacyRequest]:
-    async with database.session() as session:
+    async with database.transaction() as session:
         rows = await session.scalars(
             select(PrivacyRequest)
             .where(
@@ -159,7 +158,7 @@ Link = tuple[int, str, str, str]
 
 async def ledger_of(database: Database, account_id: uuid.UUID) -> list[Link]:
     """The account's chain, event by event: number, key, new value, hash."""
-    async with database.session() as session:
+    async with database.transaction() as session:
         rows = await session.execute(
             select(ConsentEvent.seq, ConsentEvent.key, ConsentEvent.new_value, ConsentEvent.hash)
             .where(ConsentEvent.account_id == account_id)
@@ -169,7 +168,7 @@ async def ledger_of(database: Database, account_id: uuid.UUID) -> list[Link]:
 
 
 async def verify_ledger(database: Database) -> tuple[int, consent.BrokenLink | None]:
-    async with database.session() as session:
+    async with database.transaction() as session:
         return await consent.verify_ledger(session)
 
 
@@ -222,7 +221,7 @@ class TestRequestAccountDeletion:
         assert request.status is RequestStatus.OPEN
         assert request.requested_by == account_id
         assert request.due_at == due_at
-        async with database.session() as session:
+        async with database.transaction() as session:
             (message,) = await session.scalars(select(Notification))
         assert message.kind is NotificationKind.DELETION_SCHEDULED
         assert message.recipient == "ada@example.com"
@@ -243,7 +242,7 @@ class TestRequestAccountDeletion:
         assert client.cookies.get(SESSION_COOKIE) is None
         for old_token in (token, phone):
             assert (await gql(client, ME, token=old_token))["data"]["me"] is None
-        async with database.session() as session:
+        async with database.transaction() as session:
             assert await session.scalar(select(func.count()).select_from(AuthSession)) == 0
 
     async def test_signing_in_again_shows_the_pending_deletion(self, client) -> None:
@@ -264,7 +263,7 @@ class TestRequestAccountDeletion:
         assert second["errors"] == []
         assert second["account"]["deletion"] == first
         assert len(await deletion_requests(database, await account_id_of(database))) == 1
-        async with database.session() as session:
+        async with database.transaction() as session:
             assert await session.scalar(select(func.count()).select_from(Notification)) == 1
 
 
@@ -315,14 +314,13 @@ class TestCancelAccountDeletion:
         await signed_up(client)
         officer = await staff(database)
         account_id = await account_id_of(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             await erasure.schedule_deletion(
                 session,
                 account_id,
                 due_at=utcnow() + timedelta(days=7),
-                requested_by=officer.account.id,
+                requested_by=officer.account_id,
             )
-            await session.commit()
 
         payload = await cancel_deletion(client, await login(client))
 
@@ -334,7 +332,7 @@ class TestScheduleDeletion:
     """What a review of a report of a child's account calls: no grace period."""
 
     async def test_an_unknown_account_is_not_found(self, database) -> None:
-        async with database.session() as session:
+        async with database.transaction() as session:
             with pytest.raises(Rejected) as rejected:
                 await erasure.schedule_deletion(
                     session, uuid.uuid4(), due_at=utcnow(), requested_by=uuid.uuid4()
@@ -348,14 +346,13 @@ class TestScheduleDeletion:
         officer = await staff(database)
         account_id = await account_id_of(database)
 
-        async with database.session() as session:
+        async with database.transaction() as session:
             await erasure.schedule_deletion(
-                session, account_id, due_at=utcnow(), requested_by=officer.account.id
+                session, account_id, due_at=utcnow(), requested_by=officer.account_id
             )
-            await session.commit()
 
         assert (await gql(client, ME, token=token))["data"]["me"] is None
-        async with database.session() as session:
+        async with database.transaction() as session:
             (message,) = await session.scalars(select(Notification))
         assert "privacy team" in message.body
         assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
@@ -363,7 +360,7 @@ class TestScheduleDeletion:
         alias = erasure.pseudonym(TEST_SECRET, account_id)
         (request,) = await deletion_requests(database, alias)
         assert request.status is RequestStatus.COMPLETED
-        assert request.requested_by == officer.account.id
+        assert request.requested_by == officer.account_id
 
 
 class TestPurge:
@@ -407,7 +404,7 @@ class TestPurge:
         assert broken is None
         assert checked == len(ledger_before) + len(bob_before)
         # The records of rights exercised and of staff access stay too, under the same pseudonym.
-        async with database.session() as session:
+        async with database.transaction() as session:
             requests = list(await session.scalars(select(PrivacyRequest)))
             assert {(r.kind, r.status) for r in requests} == {
                 (RequestKind.COMPLAINT, RequestStatus.OPEN),
@@ -426,7 +423,7 @@ class TestPurge:
     async def _fill_every_table(database: Database, account_id: uuid.UUID, officer: Actor) -> None:
         """What the features built alongside this one would have stored about Ada."""
         now = utcnow()
-        async with database.session() as session:
+        async with database.transaction() as session:
             await session.execute(
                 update(Account)
                 .where(Account.id == account_id)
@@ -451,7 +448,7 @@ class TestPurge:
                     ),
                     ProfileChange(account_id=account_id, field="phone"),
                     AuditEntry(
-                        staff_id=officer.account.id,
+                        staff_id=officer.account_id,
                         action="view_account",
                         account_id=account_id,
                         reason="Complaint ticket 42",
@@ -459,18 +456,17 @@ class TestPurge:
                     LegalHold(
                         account_id=account_id,
                         reason="Tax audit 2026",
-                        set_by=officer.account.id,
-                        released_by=officer.account.id,
+                        set_by=officer.account_id,
+                        released_by=officer.account_id,
                         released_at=now,
                     ),
                 ]
             )
-            await session.commit()
 
     async def test_a_legal_hold_keeps_the_account_until_released(self, client, database) -> None:
         account_id = await deleting(client, database, "held@example.com")
         officer = await staff(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             hold = await erasure.set_legal_hold(session, officer, account_id, "Court order 7")
         dump = await table_dump(database)
 
@@ -478,9 +474,9 @@ class TestPurge:
 
         assert held == PurgeReport(purged=0, held=1, failed=0)
         assert await table_dump(database) == dump
-        async with database.session() as session:
+        async with database.transaction() as session:
             released = await erasure.release_legal_hold(session, officer, hold.id)
-        assert released.released_by == officer.account.id and released.released_at
+        assert released.released_by == officer.account_id and released.released_at
         assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
         assert not await account_exists(database, account_id)
 
@@ -562,7 +558,7 @@ class TestPurge:
     @staticmethod
     async def _assert_intact(database: Database, account_id: uuid.UUID, ledger: list[Link]) -> None:
         """Nothing half-erased: the row, the ledger under the real id, the request as it was."""
-        async with database.session() as session:
+        async with database.transaction() as session:
             account = await session.get_one(Account, account_id)
             assert account.email == "second@example.com"
             assert account.deletion_due_at is not None
@@ -577,7 +573,7 @@ class TestLegalHolds:
     async def test_only_a_privacy_officer_may_set_one(self, client, database) -> None:
         await signed_up(client)
         support = await staff(database, Role.SUPPORT)
-        async with database.session() as session:
+        async with database.transaction() as session:
             with pytest.raises(PermissionError):
                 await erasure.set_legal_hold(
                     session, support, await account_id_of(database), "Court order 7"
@@ -586,14 +582,14 @@ class TestLegalHolds:
     async def test_a_hold_needs_a_reason(self, client, database) -> None:
         await signed_up(client)
         officer = await staff(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             with pytest.raises(Rejected) as rejected:
                 await erasure.set_legal_hold(session, officer, await account_id_of(database), " ")
         assert rejected.value.errors[0].field == "reason"
 
     async def test_a_hold_on_an_unknown_account_is_not_found(self, database) -> None:
         officer = await staff(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             with pytest.raises(Rejected) as rejected:
                 await erasure.set_legal_hold(session, officer, uuid.uuid4(), "Court order 7")
         assert rejected.value.errors[0].code.value == "NOT_FOUND"
@@ -601,7 +597,7 @@ class TestLegalHolds:
     async def test_a_hold_released_already_cannot_be_released_again(self, client, database) -> None:
         await signed_up(client)
         officer = await staff(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             hold = await erasure.set_legal_hold(
                 session, officer, await account_id_of(database), "Court order 7"
             )
@@ -615,7 +611,7 @@ class TestLegalHolds:
     ) -> None:
         account_id = await deleting(client, database, "held@example.com")
         officer = await staff(database)
-        async with database.session() as session:
+        async with database.transaction() as session:
             court = await erasure.set_legal_hold(session, officer, account_id, "Court order 7")
             await erasure.set_legal_hold(session, officer, account_id, "Tax audit 2026")
             await erasure.release_legal_hold(session, officer, court.id)
@@ -637,7 +633,7 @@ def test_the_purge_command_prints_a_report_without_personal_data(tmp_path: Path)
                 gone = await deleting(client, database, "gone@example.com")
                 held = await deleting(client, database, "held@example.com")
             officer = await staff(database)
-            async with database.session() as session:
+            async with database.transaction() as session:
                 await erasure.set_legal_hold(session, officer, held, "Court order 7")
             assert gone != held
         finally:
@@ -662,7 +658,7 @@ async def test_the_erased_ledger_verifies_through_the_cli(client, database, data
     account_id = await deleting(client, database, "gone@example.com")
     await signed_up(client)
     assert (await purge(database)).purged == 1
-    async with database.session() as session:
+    async with database.transaction() as session:
         total = await session.scalar(select(func.count()).select_from(ConsentEvent))
     assert await ledger_of(database, account_id) == []
 
@@ -687,7 +683,7 @@ class TestPruneExpired:
             topic: NEWSLETTER, enabled: true, idempotencyKey: "retry-1"}) { errors { code } } }"""
         await gql(client, toggle, token=token)
         now = utcnow()
-        async with database.session() as session:
+        async with database.transaction() as session:
             account = (await session.scalars(select(Account))).one()
             old = now - timedelta(days=40)
             session.add_all(
@@ -712,7 +708,6 @@ class TestPruneExpired:
             await session.flush()
             sent.sent_at = old
             await session.execute(update(IdempotencyKey).values(created_at=now - timedelta(days=2)))
-            await session.commit()
 
             pruned = await prune_expired(session, now)
 

@@ -20,7 +20,6 @@ import jsonschema
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from app import create_app
 from auth.tokens import hash_token
 from models import (
     Account,
@@ -38,6 +37,7 @@ from models import (
 from resolvers import catalogue, export
 from tests.conftest import SEED_POLICY_VERSION, make_config
 from tests.helpers import codes, gql, signed_up
+from web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((PROJECT_ROOT / "docs" / "export-schema.json").read_text())

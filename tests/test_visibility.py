@@ -46,7 +46,7 @@ class People:
 async def people(client: httpx.AsyncClient, database: Database) -> People:
     owner = await signup(client, email=OWNER_EMAIL, phone=OWNER_PHONE)
     member = await signed_up(client, email="bob@example.com", displayName="Bob")
-    async with database.session() as session:
+    async with database.transaction() as session:
         staff_account = await create_staff(
             session,
             email="sam@example.com",

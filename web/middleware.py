@@ -1,29 +1,12 @@
-"""The Starlette application: routes, middleware, and what starts and stops with the process."""
+"""Pure ASGI middleware that every request passes through."""
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from auth.rate_limits import RateLimiter
-from auth.tokens import Signer
-from config import Config, load_config
-from exports import download_export
-from links import UnsubscribeLinks
-from models import Database
-from schema.context import Services
-from schema.view import GraphQLView
 
 MAX_BODY_BYTES = 64 * 1024
 REQUEST_ID_HEADER = "x-request-id"
@@ -108,61 +91,3 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
-
-
-async def healthz(request: Request) -> JSONResponse:
-    """The process is up."""
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> JSONResponse:
-    """The database answers; a load balancer sends traffic only then."""
-    services: Services = request.app.state.services
-    if await services.database.ping():
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)
-
-
-def create_app(config: Config | None = None) -> Starlette:
-    config = config or load_config()
-    # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
-    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
-    services = Services(
-        config=config,
-        database=Database(config.database_url),
-        limiter=RateLimiter(config.rate_limit_storage),
-        age_gate=Signer(config.secret_key, purpose="age-gate"),
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.database.dispose()
-
-    graphql = GraphQLView(services)
-    unsubscribe = UnsubscribeLinks(services.database, config.secret_key)
-    app = Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            Route("/exports/{token}", download_export, methods=["GET"]),
-            Route("/unsubscribe", unsubscribe.confirm, methods=["GET"]),
-            Route("/unsubscribe", unsubscribe.unsubscribe, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(BodySizeLimitMiddleware),
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(config.allowed_origins),
-                allow_credentials=True,
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Requested-With"],
-                expose_headers=["X-Request-ID"],
-            ),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.services = services
-    return app

@@ -57,10 +57,12 @@ async def download_export(request: Request) -> Response:
     token = request.path_params["token"]
     now = utcnow()
     try:
-        async with database.session() as session:
-            if request.method == "HEAD":
+        if request.method == "HEAD":
+            async with database.session() as session:
                 await export.check_download(session, token, now=now)
-                return Response(media_type="application/json", headers=_download_headers(now))
+            return Response(media_type="application/json", headers=_download_headers(now))
+        # Used up in a transaction of its own, committed before the first byte is sent.
+        async with database.transaction() as session:
             account_id = await export.claim_download(session, token, now=now)
     except LinkUnusable as unusable:
         return _refusal(unusable.problem)

@@ -1,4 +1,4 @@
-"""The HTTP face of the schema: one database session per request, errors logged and masked."""
+"""The GraphQL endpoint: builds each request's context, logs and masks unexpected errors."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The session connects lazily, so requests that never touch the database cost nothing.
+        # The read session connects lazily, so requests that never read cost nothing; each
+        # mutation field opens a unit of work of its own (RequestContext.attempt).
         async with self.services.database.session() as session:
             scope.setdefault("state", {})["db_session"] = session
             await super().__call__(scope, receive, send)
@@ -58,9 +59,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         context = RequestContext(request, response, request.state.db_session, self.services)
-        if request.headers.get("sec-gpc", "").strip() == "1":
-            # Honour the signal whatever the request asks for, not only when it reads the person.
-            await context.actor()
+        # Before the operation runs, whatever it asks for: committed on its own.
+        await context.apply_caller_signals()
         return context
 
     async def process_result(

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from models import Database
 from resolvers import unsubscribe as use_cases
 from resolvers.errors import ErrorCode, Rejected
+from schema.context import Services
 
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -60,12 +60,12 @@ def _topic_name(target: use_cases.Target) -> str:
     return target.topic.value.replace("_", " ")
 
 
-class UnsubscribeLinks:
+class UnsubscribePages:
     """The two handlers behind `/unsubscribe`."""
 
-    def __init__(self, database: Database, secret_key: str) -> None:
-        self.database = database
-        self.secret_key = secret_key
+    def __init__(self, services: Services) -> None:
+        self.database = services.database
+        self.secret_key = services.config.secret_key
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """GET: a page with a button that unsubscribes. Changes nothing itself."""
@@ -101,7 +101,7 @@ class UnsubscribeLinks:
                 status_code=400,
             )
         try:
-            async with self.database.session() as session:
+            async with self.database.transaction() as session:
                 target = await use_cases.unsubscribe(
                     session,
                     secret_key=self.secret_key,

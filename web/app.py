@@ -1,0 +1,88 @@
+"""The Starlette application: routes, middleware, and what starts and stops with the process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from auth.rate_limits import RateLimiter
+from auth.tokens import Signer
+from config import Config, load_config
+from models import Database
+from schema.context import Services
+from web import routes
+from web.exports import download_export
+from web.graphql import GraphQLView
+from web.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from web.unsubscribe import UnsubscribePages
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """The process is up."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers; a load balancer sends traffic only then."""
+    services: Services = request.app.state.services
+    if await services.database.ping():
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+def build_services(config: Config) -> Services:
+    """What lives as long as the process."""
+    return Services(
+        config=config,
+        database=Database(config.database_url),
+        limiter=RateLimiter(config.rate_limit_storage),
+        age_gate=Signer(config.secret_key, purpose="age-gate"),
+        links=routes.PublicLinks(config.public_url),
+    )
+
+
+def create_app(config: Config | None = None) -> Starlette:
+    config = config or load_config()
+    # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    services = build_services(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.database.dispose()
+
+    unsubscribe = UnsubscribePages(services)
+    app = Starlette(
+        routes=[
+            Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
+            Route(routes.EXPORT_DOWNLOAD, download_export, methods=["GET"]),
+            Route(routes.UNSUBSCRIBE, unsubscribe.confirm, methods=["GET"]),
+            Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
+            Route(routes.HEALTHZ, healthz, methods=["GET"]),
+            Route(routes.READYZ, readyz, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodySizeLimitMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.allowed_origins),
+                allow_credentials=True,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Requested-With"],
+                expose_headers=["X-Request-ID"],
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,29 @@
+"""Every path the API serves, and the links to them that messages carry, built from one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+GRAPHQL = "/graphql"
+EXPORT_DOWNLOAD = "/exports/{token}"
+UNSUBSCRIBE = "/unsubscribe"
+CONFIRM_EMAIL = "/confirm-email"
+HEALTHZ = "/healthz"
+READYZ = "/readyz"
+
+
+@dataclass(frozen=True)
+class PublicLinks:
+    """Absolute links to our pages, for messages and answers that leave the API."""
+
+    public_url: str
+
+    def export_download(self, token: str) -> str:
+        return self.public_url + EXPORT_DOWNLOAD.format(token=quote(token, safe=""))
+
+    def unsubscribe(self, token: str) -> str:
+        return f"{self.public_url}{UNSUBSCRIBE}?{urlencode({'token': token})}"
+
+    def confirm_email(self, token: str) -> str:
+        return f"{self.public_url}{CONFIRM_EMAIL}?{urlencode({'token': token})}"

@@ -1,0 +1,1 @@
+"""Work that runs outside requests: each loop owns its transactions, one unit of work per step."""

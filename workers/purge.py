@@ -1,0 +1,54 @@
+"""The purge loop: erase each account that is due in a transaction of its own, then prune."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from models import Database
+from resolvers import erasure
+from resolvers.erasure import Pruned, PurgeOutcome
+
+logger = logging.getLogger("privacy_api.purge")
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What a purge run did, in numbers only."""
+
+    purged: int
+    held: int  # due, but kept by a legal hold in force
+    failed: int  # left intact after an error; the next run tries again
+
+
+async def purge_due_accounts(database: Database, secret_key: str, now: datetime) -> PurgeReport:
+    """Erase every account whose deletion date has passed and that no legal hold keeps.
+
+    One transaction per account: an interruption leaves every account either erased or intact,
+    and the next run picks up what is left. An account that fails is logged (by id) and left
+    intact; the others go ahead.
+    """
+    async with database.session() as session:
+        due = await erasure.due_for_purge(session, now)
+    purged = held = failed = 0
+    for account_id, is_held in due:
+        if is_held:
+            held += 1
+            continue
+        try:
+            async with database.transaction() as session:
+                outcome = await erasure.purge_account(session, account_id, secret_key, now)
+        except Exception:
+            failed += 1
+            logger.exception("Could not purge account %s; it is left intact.", account_id)
+            continue
+        purged += outcome is PurgeOutcome.ERASED
+        held += outcome is PurgeOutcome.HELD
+    return PurgeReport(purged=purged, held=held, failed=failed)
+
+
+async def prune_expired(database: Database, now: datetime) -> Pruned:
+    """Delete what has served its purpose, in one transaction."""
+    async with database.transaction() as session:
+        return await erasure.prune_expired(session, now)
