@@ -16,13 +16,14 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auth.actor import CREDENTIAL_HEADERS
 from auth.rate_limits import RateLimiter
 from auth.tokens import Signer
 from config import Config, load_config
 from exports import download_export
 from links import UnsubscribeLinks
 from models import Database
-from schema.context import Services
+from schema.context import SOURCE_HEADER, Services
 from schema.view import GraphQLView
 
 MAX_BODY_BYTES = 64 * 1024
@@ -158,7 +159,9 @@ def create_app(config: Config | None = None) -> Starlette:
                 allow_origins=list(config.allowed_origins),
                 allow_credentials=True,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Requested-With"],
+                # Every header the API reads that a page may set; Sec-GPC, Cookie and User-Agent
+                # are set by the browser itself and need no permission.
+                allow_headers=[*CREDENTIAL_HEADERS, SOURCE_HEADER, REQUEST_ID_HEADER],
                 expose_headers=["X-Request-ID"],
             ),
         ],
