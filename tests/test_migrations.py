@@ -8,17 +8,23 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
 from cli import alembic_config
-from models import Base, Database
+from models import Base, Database, Notification
+from resolvers import notifications
 from tests.conftest import DEFAULT_POSTGRES, POSTGRES_ENV, _asyncpg_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +121,90 @@ async def _version(url: str) -> list[str]:
 
 def _head() -> list[str]:
     return list(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+_accounts = sa.table(
+    "accounts",
+    *(sa.column(name) for name in ("email", "password_hash", "display_name", "role")),
+    sa.column("id", sa.Uuid()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+_outbox = sa.table(
+    "notifications",
+    *(sa.column(name) for name in ("kind", "recipient", "subject", "body", "secret")),
+    sa.column("id", sa.Uuid()),
+    sa.column("account_id", sa.Uuid()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("sent_at", sa.DateTime(timezone=True)),
+)
+
+
+def _queue_codes_as_0003_did(connection: Connection) -> None:
+    """One account with an email confirmation waiting and one already sent, each with its code
+    in the body, as messages were stored before codes were kept apart."""
+    now = datetime.now(UTC)
+    account = uuid.uuid4()
+    connection.execute(
+        _accounts.insert().values(
+            id=account,
+            email="ada@example.com",
+            password_hash="x",
+            display_name="Ada",
+            role="user",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    for code, sent_at in (("waiting-code", None), ("sent-code", now)):
+        connection.execute(
+            _outbox.insert().values(
+                id=uuid.uuid4(),
+                account_id=account,
+                kind="email_confirmation",
+                recipient="new@example.com",
+                subject="Confirm",
+                created_at=now,
+                sent_at=sent_at,
+                body=f"open https://x/confirm-email?token={code} or enter this code in the app: "
+                f"{code}\nThe code works for 24 hours.",
+            )
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with no tables at all, of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+        return
+    request.getfixturevalue("postgresql_url")  # reachable, or skipped (failed in CI)
+    admin_url = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES)
+    name = f"privacy_migrations_{uuid.uuid4().hex[:10]}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_upgrade_keeps_queued_codes_only_until_sent(empty_url: str) -> None:
+    database = Database(empty_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "0003")
+            await connection.run_sync(_queue_codes_as_0003_did)
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "head")
+        async with database.session() as session:
+            messages = {m.sent_at is None: m for m in await session.scalars(select(Notification))}
+    finally:
+        await database.dispose()
+    waiting, sent = messages[True], messages[False]
+    assert "waiting-code" not in waiting.body and waiting.secret == "waiting-code"
+    assert notifications.render(waiting).endswith(
+        "token=waiting-code or enter this code in the app: waiting-code\n"
+        "The code works for 24 hours."
+    )
+    assert "sent-code" not in sent.body + notifications.render(sent)
+    assert sent.secret is None
