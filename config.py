@@ -6,9 +6,11 @@ The variables and their defaults are listed in README.md ("Configuration").
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -16,6 +18,11 @@ PRODUCTION = "production"
 
 class ConfigError(RuntimeError):
     """The environment does not describe a configuration the API can run with."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
+_IPV6 = re.compile(r"[0-9a-f:.]+")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,41 @@ def _development_secret(data_dir: Path) -> str:
     return secret
 
 
+def _origin(given: str) -> str:
+    """One allowed origin as a browser writes it in `Origin`: scheme://host[:port], lower case,
+    without the default port or a trailing slash; anything else is refused by name."""
+    variable = "PRIVACY_API_ALLOWED_ORIGINS"
+    if "*" in given:
+        raise ConfigError(
+            f"{variable} may not contain {given!r}: with credentials allowed, every matching "
+            "site could call the API as its signed-in visitor; list each origin, such as "
+            "https://cms.example.com"
+        )
+    refused = ConfigError(
+        f"{variable}: {given!r} is not an origin; write each as scheme://host or "
+        "scheme://host:port with nothing after it, such as https://cms.example.com"
+    )
+    try:
+        parts = urlsplit(given)
+        port = parts.port
+    except ValueError:
+        raise refused from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    is_name = _HOST_NAME.fullmatch(host) is not None
+    is_ipv6 = parts.netloc.startswith("[") and _IPV6.fullmatch(host) is not None
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not (is_name or is_ipv6)
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or "?" in given
+        or "#" in given
+    ):
+        raise refused
+    origin = f"{scheme}://[{host}]" if is_ipv6 else f"{scheme}://{host}"
+    return origin if port in (None, _DEFAULT_PORTS[scheme]) else f"{origin}:{port}"
+
+
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Build the configuration from the environment (or the mapping given, for tests)."""
     env = dict(os.environ if env is None else env)
@@ -69,9 +111,11 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     elif len(secret_key) < 32:
         raise ConfigError("PRIVACY_API_SECRET_KEY must be at least 32 characters")
     origins = tuple(
-        origin.strip()
-        for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
-        if origin.strip()
+        dict.fromkeys(
+            _origin(origin.strip())
+            for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
+            if origin.strip()
+        )
     )
     public_url = env.get("PRIVACY_API_PUBLIC_URL", "").strip().rstrip("/")
     if not public_url:

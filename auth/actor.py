@@ -48,6 +48,10 @@ class SignedInAccount:
     account: Account
 
 
+# The request headers read here, which a web frontend on another origin must be allowed to send.
+CREDENTIAL_HEADERS = ("Authorization", "Content-Type", "X-Requested-With")
+
+
 def _cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
     """A cross-site HTML form can send neither a JSON content type nor a custom header."""
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()

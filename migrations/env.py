@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from config import load_config
@@ -12,8 +13,23 @@ from models import Base, Database
 
 target_metadata = Base.metadata
 
+# Any fixed number, the same in every process: "privacy!" in ASCII.
+MIGRATION_LOCK_KEY = 0x7072697661637921
+
+
+def wait_for_other_migrations(connection: Connection) -> None:
+    """On PostgreSQL, let one process migrate at a time: several API instances starting at once
+    would otherwise all create the same tables and all but one crash.
+
+    The lock belongs to the migration's transaction, so it is released when that commits or
+    rolls back, even if the process dies. SQLite has no such lock: there, one process migrates.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
 
 def run_with_connection(connection: Connection) -> None:
+    wait_for_other_migrations(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -31,5 +31,8 @@ class Notification(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    # A code or token the message carries, kept only until the message is sent: the body holds a
+    # placeholder where it goes, filled in when the message is rendered for delivery.
+    secret: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -38,6 +38,12 @@ def _random_uuid_sqlite(element: _random_uuid, compiler: SQLCompiler, **kw: Any)
     )
 
 
+# Where a message's secret goes in its body. The secret itself is stored beside the body only
+# until the message is sent, so the outbox keeps no working code or link once it has done its job.
+PLACEHOLDER = "{secret}"
+REMOVED = "[removed once sent]"
+
+
 def queue(
     session: AsyncSession,
     account: Account,
@@ -46,18 +52,28 @@ def queue(
     body: str,
     *,
     recipient: str | None = None,
+    secret: str | None = None,
 ) -> Notification:
-    """Add a message to the outbox; it is written when the caller's transaction commits."""
+    """Add a message to the outbox; it is written when the caller's transaction commits.
+
+    A code or token goes in `secret`, never in `body`, which says where with PLACEHOLDER.
+    """
     notification = Notification(
         account_id=account.id,
         kind=kind,
         recipient=recipient or account.email,
         subject=subject,
         body=body,
+        secret=secret,
         created_at=utcnow(),
     )
     session.add(notification)
     return notification
+
+
+def render(notification: Notification) -> str:
+    """The body as a mailer sends it: with its secret while unsent, without once sent."""
+    return notification.body.replace(PLACEHOLDER, notification.secret or REMOVED)
 
 
 async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notification]:
@@ -72,13 +88,14 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
 
 
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
-    """Record that a mailer delivered these; returns how many were still unsent."""
+    """Record that a mailer delivered these, and forget their secrets; returns how many were
+    still unsent."""
     if not ids:
         return 0
     result = await session.execute(
         update(Notification)
         .where(Notification.id.in_(ids), Notification.sent_at.is_(None))
-        .values(sent_at=utcnow())
+        .values(sent_at=utcnow(), secret=None)
     )
     await session.flush()
     return int(getattr(result, "rowcount", 0) or 0)

@@ -146,9 +146,11 @@ async def request_email_change(
         NotificationKind.EMAIL_CONFIRMATION,
         "Confirm your new email address",
         "Someone, hopefully you, asked to use this address for their account. To confirm, open "
-        f"{confirmation_link(token)} or enter this code in the app: {token}\n"
+        f"{confirmation_link(notifications.PLACEHOLDER)} or enter this code in the "
+        f"app: {notifications.PLACEHOLDER}\n"
         "The code works for 24 hours. If it was not you, ignore this message.",
         recipient=email,
+        secret=token,
     )
     await session.flush()
     return account

@@ -191,3 +191,13 @@ def test_production_needs_the_public_url_for_links(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "PRIVACY_API_PUBLIC_URL" in missing.stderr
     assert given.returncode == 0, given.stderr
+
+
+def test_serve_refuses_any_origin_in_one_line(tmp_path: Path) -> None:
+    # "*" with credentials would let every site act with a signed-in person's cookie.
+    result = run_cli(tmp_path, "serve", "--port", str(free_port()), PRIVACY_API_ALLOWED_ORIGINS="*")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Configuration error: PRIVACY_API_ALLOWED_ORIGINS")
+    assert "'*'" in line
+    assert not (tmp_path / "privacy.db").exists()

@@ -8,8 +8,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from models import Notification, NotificationKind, ProfileChange
-from tests.helpers import LOGIN, PASSWORD, gql, signed_up
+from models import Base, Notification, NotificationKind, ProfileChange
+from resolvers import notifications
+from tests.helpers import LOGIN, PASSWORD, gql, run_cli, signed_up
 
 UPDATE = """
 mutation Update($input: UpdateProfileInput!) {
@@ -38,6 +39,17 @@ async def changes_recorded(database) -> list[tuple[str, object]]:
             select(ProfileChange.field, ProfileChange.changed_by).order_by(ProfileChange.field)
         )
         return [tuple(row) for row in rows]
+
+
+async def tables_holding(database, text: str) -> list[str]:
+    """The tables with a value that contains `text`, in any column of any row."""
+    found = []
+    async with database.session() as session:
+        for table in Base.metadata.sorted_tables:
+            rows = await session.execute(select(table))
+            if any(text in str(value) for row in rows for value in row):
+                found.append(table.name)
+    return found
 
 
 class TestUpdateProfile:
@@ -152,7 +164,7 @@ class TestEmailChange:
         }
         [message] = await self.outbox(database, NotificationKind.EMAIL_CONFIRMATION)
         assert message.recipient == "ada.new@example.com"
-        code = re.search(r"code in the app: (\S+)", message.body)
+        code = re.search(r"code in the app: (\S+)", notifications.render(message))
         assert code
         # Until redeemed, the old address still signs in.
         login = {"input": {"email": "ada@example.com", "password": PASSWORD}}
@@ -170,6 +182,27 @@ class TestEmailChange:
         assert warning.recipient == "ada@example.com"
         again = await gql(client, CONFIRM, {"token": code[1]})
         assert again["data"]["confirmEmailChange"]["errors"][0]["code"] == "NOT_FOUND"
+
+    async def test_the_code_is_kept_only_until_the_message_is_sent(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        token = await signed_up(client)
+        variables = {"input": {"newEmail": "new@example.com", "currentPassword": PASSWORD}}
+        await gql(client, REQUEST_CHANGE, variables, token=token)
+        async with database.session() as session:
+            [message] = await notifications.pending(session)
+            delivered = notifications.render(message)
+        code = re.search(r"code in the app: (\S+)", delivered)
+        assert code and f"confirm-email?token={code[1]}" in delivered
+
+        status, out, err = await run_cli(database_url, tmp_path, "notifications", "--mark-sent")
+
+        assert status == 0, err
+        assert out.splitlines()[-1] == "Marked 1 as sent."
+        assert await tables_holding(database, code[1]) == []
+        # Still the person's code: the message they received confirms the change.
+        confirmed = await gql(client, CONFIRM, {"token": code[1]})
+        assert confirmed["data"]["confirmEmailChange"]["errors"] == []
 
     async def test_a_wrong_or_expired_code_changes_nothing(self, client, database) -> None:
         token = await signed_up(client)

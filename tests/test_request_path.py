@@ -121,9 +121,9 @@ class TestSeveralMutationsInOneRequest:
         token = await signed_up(client)
         document = """
         mutation {
-          on: setCommunicationPreference(input: {channel: EMAIL, topic: RECOMMENDATIONS, enabled: true}) {
-            errors { code }
-          }
+          on: setCommunicationPreference(
+            input: {channel: EMAIL, topic: RECOMMENDATIONS, enabled: true}
+          ) { errors { code } }
           locked: setCommunicationPreference(
             input: {channel: EMAIL, topic: SECURITY_ALERTS, enabled: false}
           ) { errors { code } }

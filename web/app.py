@@ -13,15 +13,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from auth.actor import CREDENTIAL_HEADERS
 from auth.rate_limits import RateLimiter
 from auth.tokens import Signer
 from config import Config, load_config
 from models import Database
-from schema.context import Services
+from schema.context import SOURCE_HEADER, Services
 from web import routes
 from web.exports import download_export
 from web.graphql import GraphQLView
-from web.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.unsubscribe import UnsubscribePages
 
 
@@ -78,7 +79,9 @@ def create_app(config: Config | None = None) -> Starlette:
                 allow_origins=list(config.allowed_origins),
                 allow_credentials=True,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Requested-With"],
+                # Every header the API reads that a page may set; Sec-GPC, Cookie and User-Agent
+                # are set by the browser itself and need no permission.
+                allow_headers=[*CREDENTIAL_HEADERS, SOURCE_HEADER, REQUEST_ID_HEADER],
                 expose_headers=["X-Request-ID"],
             ),
         ],

@@ -26,4 +26,6 @@ class PublicLinks:
         return f"{self.public_url}{UNSUBSCRIBE}?{urlencode({'token': token})}"
 
     def confirm_email(self, token: str) -> str:
-        return f"{self.public_url}{CONFIRM_EMAIL}?{urlencode({'token': token})}"
+        # Our tokens are URL-safe already; left as they are, a message template's placeholder
+        # for the code survives too.
+        return f"{self.public_url}{CONFIRM_EMAIL}?token={token}"
