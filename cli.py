@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
+import access_log
 from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Notification, Role, utcnow
@@ -153,7 +154,18 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         if demo:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
     print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
-    uvicorn.run("app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        "app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        log_config=access_log.log_config(),
+        # The client address that per-client rate limits count is the peer's, unless the peer
+        # is a proxy the operator named (uvicorn would otherwise believe anyone on loopback).
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
+    )
     return 0
 
 
