@@ -135,6 +135,9 @@ class TestAccessLog:
         credentials = {"input": {"email": email, "password": PASSWORD}}
         second_token = server.graphql(LOGIN, credentials)["data"]["login"]["token"]
         assert session_token and second_token
+        # GraphQL echoes a variable it refuses in its error message; that goes to the client only.
+        mistyped = {"input": {**credentials["input"], "remember": True}}
+        assert "errors" in server.graphql(LOGIN, mistyped)
         # A client may send an operation in the query string; the log must not keep it.
         http.get("/graphql", params={"query": LOGIN, "variables": json.dumps(credentials)})
         bearer = {"Authorization": f"Bearer {session_token}"}
