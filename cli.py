@@ -27,6 +27,7 @@ from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
+from web import access_log
 from web.routes import PublicLinks
 from workers import purge as purge_worker
 
@@ -155,7 +156,16 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
     print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
     uvicorn.run(
-        "web.app:create_app", factory=True, host=args.host, port=args.port, log_level="info"
+        "web.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        log_config=access_log.log_config(),
+        # The client address that per-client rate limits count is the peer's, unless the peer
+        # is a proxy the operator named (uvicorn would otherwise believe anyone on loopback).
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
     )
     return 0
 

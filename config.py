@@ -5,6 +5,7 @@ The variables and their defaults are listed in README.md ("Configuration").
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -39,6 +40,8 @@ class Config:
     deletion_grace_days: int = 30
     request_due_days: int = 30
     export_valid_hours: int = 24
+    # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -93,6 +96,23 @@ def _origin(given: str) -> str:
     return origin if port in (None, _DEFAULT_PORTS[scheme]) else f"{origin}:{port}"
 
 
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    """Addresses (`10.0.0.7`) and networks (`10.0.0.0/8`), comma-separated."""
+    proxies = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            parsed = ipaddress.ip_network(entry, strict=False) if "/" in entry else None
+            proxies.append(str(parsed or ipaddress.ip_address(entry)))
+        except ValueError:
+            raise ConfigError(
+                f"PRIVACY_API_TRUSTED_PROXIES: {entry!r} is not an IP address or network "
+                "(such as 10.0.0.7 or 10.0.0.0/8)"
+            ) from None
+    return tuple(proxies)
+
+
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Build the configuration from the environment (or the mapping given, for tests)."""
     env = dict(os.environ if env is None else env)
@@ -142,5 +162,6 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
         data_dir=data_dir,
         public_url=public_url,
+        trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         **numbers,
     )

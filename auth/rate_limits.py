@@ -8,6 +8,7 @@ keyed by a hash so that no email address reaches the store.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from enum import Enum
 
 from limits import RateLimitItem, parse
@@ -17,7 +18,15 @@ from limits.storage import storage_from_string
 
 class Door(Enum):
     # Each value names its own counter: two doors with the same limit must not share one.
-    LOGIN_PER_ACCOUNT = ("login-per-account", "10/15 minutes")
+    # Password guesses at one account from one place (see `client_key`): the owner elsewhere
+    # keeps signing in while a guesser is refused.
+    LOGIN_PER_ACCOUNT_AND_CLIENT = ("login-per-account-and-client", "10/15 minutes")
+    # Guesses at one account from every place it has not signed in from lately, together: a
+    # guess spread over many addresses is slowed, and the owner's usual places stay open.
+    LOGIN_PER_ACCOUNT = ("login-per-account", "100/hour")
+    # Not a limit but a memory: this account signed in from this place in the last 30 to 60
+    # days (one hit fills the window; the sliding window forgets it during the next).
+    SIGNED_IN_FROM = ("signed-in-from", "1/30 days")
     # Re-entering the password to change something sensitive: a stolen session must not be a
     # way to guess it.
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
@@ -36,6 +45,20 @@ def _key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+def client_key(address: str) -> str:
+    """The place a request comes from, as per-client limits count it: an IPv4 address, or the
+    /64 network of an IPv6 address, as one home or server is usually given a whole /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class RateLimiter:
     def __init__(self, storage_url: str) -> None:
         if not storage_url.startswith("async+"):
@@ -45,3 +68,11 @@ class RateLimiter:
     async def allow(self, door: Door, identity: str) -> bool:
         """Count one attempt; False once the door's limit for that identity is used up."""
         return await self._limiter.hit(door.limit, door.value[0], _key(identity))
+
+    async def remember(self, door: Door, identity: str) -> None:
+        """Mark the identity, for a door whose limit is one: a memory that expires."""
+        await self._limiter.hit(door.limit, door.value[0], _key(identity))
+
+    async def remembers(self, door: Door, identity: str) -> bool:
+        """Whether `remember` marked the identity within the door's window (counts nothing)."""
+        return not await self._limiter.test(door.limit, door.value[0], _key(identity))

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from auth.passwords import get_password_hash, verify_password
-from auth.rate_limits import Door, RateLimiter
+from auth.rate_limits import Door, RateLimiter, client_key
 from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, Role, utcnow
 from resolvers import age
@@ -104,7 +104,7 @@ async def signup(
 ) -> SignedIn:
     """Create an account and sign it in. Under-13s are refused before anything is stored."""
     check_age(birth_date, today or utcnow().date(), refused_recently=refused_recently)
-    if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client.address):
+    if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-ups from here; try later.")
 
     normalized_email, errors = email_errors(email)
@@ -150,16 +150,35 @@ async def signup(
     return await _open_session(session, account, client)
 
 
+def _from_place(email: str, place: str) -> str:
+    return f"{email} from {place}"
+
+
+async def _may_try_password(limiter: RateLimiter, email: str, place: str) -> bool:
+    """Count a sign-in attempt at the doors it passes, in turn. An attempt refused at one door
+    counts at no later one, so guesses from one place cannot use up the allowance the account
+    has across all places; places it signed in from lately skip that allowance."""
+    if not await limiter.allow(Door.LOGIN_PER_CLIENT, place):
+        return False
+    if not await limiter.allow(Door.LOGIN_PER_ACCOUNT_AND_CLIENT, _from_place(email, place)):
+        return False
+    if await limiter.remembers(Door.SIGNED_IN_FROM, _from_place(email, place)):
+        return True
+    return await limiter.allow(Door.LOGIN_PER_ACCOUNT, email)
+
+
 async def login(
     session: AsyncSession, limiter: RateLimiter, client: Client, *, email: str, password: str
 ) -> SignedIn:
-    """Sign in. An unknown email and a wrong password are the same answer in the same time."""
+    """Sign in. An unknown email and a wrong password are the same answer in the same time.
+
+    Rate limits are checked first: a refused attempt costs no hashing and no query.
+    """
     invalid = Rejected.one(ErrorCode.INVALID_CREDENTIALS, "The email or password is incorrect.")
     valid_email = normalize_email(email)
     normalized = valid_email or email.strip().lower()
-    allowed = await limiter.allow(Door.LOGIN_PER_CLIENT, client.address)
-    allowed = await limiter.allow(Door.LOGIN_PER_ACCOUNT, normalized) and allowed
-    if not allowed:
+    place = client_key(client.address)
+    if not await _may_try_password(limiter, normalized, place):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-in attempts; try again later.")
     account = None
     # Every stored email is a valid one; anything else (such as a NUL byte, which PostgreSQL
@@ -173,7 +192,9 @@ async def login(
         raise invalid
     if new_hash is not None:
         account.password_hash = new_hash
-    return await _open_session(session, account, client)
+    signed_in = await _open_session(session, account, client)
+    await limiter.remember(Door.SIGNED_IN_FROM, _from_place(normalized, place))
+    return signed_in
 
 
 async def confirm_password(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
-from auth.rate_limits import Door, RateLimiter
+from auth.rate_limits import Door, RateLimiter, client_key
 from models import Account, PrivacyRequest, RequestKind, RequestStatus, Role, utcnow
 from resolvers.errors import ErrorCode, Rejected, UserError
 from resolvers.validation import email_errors
@@ -102,7 +102,7 @@ async def report_child_account(
 ) -> PrivacyRequest:
     """Anyone may report an account they believe belongs to a child under 13. Its profile is
     hidden at once, until a privacy officer reviews the report."""
-    if not await limiter.allow(Door.REPORT_PER_CLIENT, client_address):
+    if not await limiter.allow(Door.REPORT_PER_CLIENT, client_key(client_address)):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many reports from here; try later.")
     errors = _text_errors("details", details, DETAILS_MAX)
     email = None

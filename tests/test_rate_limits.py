@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from auth.rate_limits import Door, RateLimiter
+import pytest
+
+from auth.rate_limits import Door, RateLimiter, client_key
 
 
 async def test_doors_with_the_same_limit_count_separately() -> None:
@@ -28,3 +30,30 @@ async def test_two_processes_share_counters_through_redis() -> None:
 
     assert not await first.allow(Door.SIGNUP_PER_CLIENT, identity)
     assert not await second.allow(Door.SIGNUP_PER_CLIENT, identity)
+
+
+async def test_a_sign_in_place_is_remembered_by_every_process() -> None:
+    first = RateLimiter("redis://127.0.0.1:6379")
+    second = RateLimiter("redis://127.0.0.1:6379")
+    place = f"someone@example.com from {uuid.uuid4()}"
+    assert not await second.remembers(Door.SIGNED_IN_FROM, place)
+
+    await first.remember(Door.SIGNED_IN_FROM, place)
+    await first.remember(Door.SIGNED_IN_FROM, place)
+
+    assert await second.remembers(Door.SIGNED_IN_FROM, place)
+    assert not await second.remembers(Door.SIGNED_IN_FROM, f"{place} elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("address", "place"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:1::1", "2001:db8:1:1::/64"),
+        ("2001:db8:1:1:ffff:ffff:ffff:ffff", "2001:db8:1:1::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_ipv6_network_is_one_place(address: str, place: str) -> None:
+    assert client_key(address) == place

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
+from auth.rate_limits import Door
 from auth.tokens import SESSION_COOKIE
 from models import Account, AuthSession, utcnow
-from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
+from resolvers import account as account_use_cases
+from tests.helpers import LOGIN, ME, PASSWORD, codes, count_statements, gql, signed_up
 
 LOGOUT = "mutation { logout { ok errors { code } } }"
 CHANGE_PASSWORD = """
@@ -30,6 +33,12 @@ async def login(client: httpx.AsyncClient, email: str, password: str, **headers:
     )
     payload: dict = body["data"]["login"]
     return payload
+
+
+def from_address(app: object, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from the given address (as uvicorn reports the peer)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 class TestLogin:
@@ -71,6 +80,86 @@ class TestLogin:
         async with database.session() as session:
             stored = await session.scalar(select(Account.password_hash))
         assert stored is not None and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+class TestLoginLockout:
+    """Guessing is slowed where it comes from, and across places, without locking the owner
+    out."""
+
+    async def test_guesses_from_one_place_leave_the_owner_in_elsewhere(self, app, client) -> None:
+        await signed_up(client)
+        async with from_address(app, "198.51.100.7") as guesser:
+            answers = [codes(await login(guesser, "ada@example.com", "wrong")) for _ in range(11)]
+            async with from_address(app, "203.0.113.9") as owner:
+                elsewhere = await login(owner, "ada@example.com", PASSWORD)
+            right_password_from_there = await login(guesser, "ada@example.com", PASSWORD)
+
+        assert answers[:10] == [["INVALID_CREDENTIALS"]] * 10
+        assert answers[10] == ["RATE_LIMITED"]
+        assert elsewhere["errors"] == [] and elsewhere["token"]
+        assert codes(right_password_from_there) == ["RATE_LIMITED"]
+
+    async def test_addresses_of_one_ipv6_network_are_one_place(self, app, client) -> None:
+        # Anyone holding an IPv6 /64 (the usual grant to one home or server) has billions of
+        # addresses to rotate through.
+        await signed_up(client)
+        answers = []
+        for host in range(1, 12):
+            async with from_address(app, f"2001:db8:1:1::{host:x}") as guesser:
+                answers.append(codes(await login(guesser, "ada@example.com", "wrong")))
+        async with from_address(app, "2001:db8:1:2::1") as owner:
+            next_network = await login(owner, "ada@example.com", PASSWORD)
+
+        assert answers[:10] == [["INVALID_CREDENTIALS"]] * 10
+        assert answers[10] == ["RATE_LIMITED"]
+        assert next_network["errors"] == []
+
+    # A hundred password checks: once is enough, as the counters are not in the database.
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    async def test_a_guess_spread_over_many_places_is_refused(self, app, client) -> None:
+        await signed_up(client)
+        async with from_address(app, "203.0.113.9") as owner:
+            assert (await login(owner, "ada@example.com", PASSWORD))["errors"] == []
+        account_wide = Door.LOGIN_PER_ACCOUNT.limit.amount
+        answered: list[list[str]] = []
+        for place in range(1, account_wide // 10 + 2):
+            async with from_address(app, f"198.51.{place}.1") as guesser:
+                for _ in range(10):
+                    answered.append(codes(await login(guesser, "ada@example.com", "wrong")))
+            if answered[-1] == ["RATE_LIMITED"]:
+                break
+        async with from_address(app, "192.0.2.1") as newcomer:
+            from_a_new_place = await login(newcomer, "ada@example.com", PASSWORD)
+        async with from_address(app, "203.0.113.9") as owner:
+            from_where_the_owner_signed_in = await login(owner, "ada@example.com", PASSWORD)
+
+        checked = answered.count(["INVALID_CREDENTIALS"])
+        assert checked == account_wide - 1  # the owner's own sign-in was one try
+        assert answered[checked:] == [["RATE_LIMITED"]] * (len(answered) - checked)
+        assert codes(from_a_new_place) == ["RATE_LIMITED"]
+        assert from_where_the_owner_signed_in["errors"] == []
+
+    async def test_a_refused_attempt_costs_no_hashing_and_no_query(
+        self, app, client, monkeypatch
+    ) -> None:
+        await signed_up(client)
+        client.cookies.clear()
+        for _ in range(10):
+            await login(client, "ada@example.com", "wrong")
+        checked: list[object] = []
+        verify = account_use_cases.verify_password
+
+        async def counted(*args: str | None) -> tuple[bool, str | None]:
+            checked.append(args)
+            return await verify(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(account_use_cases, "verify_password", counted)
+        with count_statements(app.state.services.database.engine) as statements:
+            refused = await login(client, "ada@example.com", PASSWORD)
+
+        assert codes(refused) == ["RATE_LIMITED"]
+        assert checked == []
+        assert statements == []
 
 
 class TestSessionCredentials:
