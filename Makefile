@@ -18,7 +18,7 @@ run: install
 	$(BIN)/privacy-api serve
 
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: install
 	$(BIN)/ruff check .
