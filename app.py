@@ -22,6 +22,7 @@ from config import Config, load_config
 from exports import download_export
 from links import UnsubscribeLinks
 from models import Database
+from outage import DatabaseOutageMiddleware
 from schema.context import Services
 from schema.view import GraphQLView
 
@@ -129,7 +130,7 @@ def create_app(config: Config | None = None) -> Starlette:
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     services = Services(
         config=config,
-        database=Database(config.database_url),
+        database=Database(config.database_url, config.database_timeouts),
         limiter=RateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
     )
@@ -152,6 +153,7 @@ def create_app(config: Config | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(DatabaseOutageMiddleware),
             Middleware(BodySizeLimitMiddleware),
             Middleware(
                 CORSMiddleware,

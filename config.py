@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.database import DatabaseTimeouts
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
@@ -32,6 +34,7 @@ class Config:
     deletion_grace_days: int = 30
     request_due_days: int = 30
     export_valid_hours: int = 24
+    database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
 
     @property
     def production(self) -> bool:
@@ -98,5 +101,23 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
         data_dir=data_dir,
         public_url=public_url,
+        database_timeouts=_database_timeouts(env),
         **numbers,
     )
+
+
+def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:
+    """PRIVACY_API_DB_*_TIMEOUT: seconds (decimals allowed) before a wait on the database ends."""
+    defaults = DatabaseTimeouts()
+    seconds = {}
+    for name in ("connect", "command", "statement", "pool"):
+        variable = f"PRIVACY_API_DB_{name.upper()}_TIMEOUT"
+        raw = env.get(variable, "").strip()
+        try:
+            value = float(raw) if raw else getattr(defaults, name)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 24 * 60 * 60:
+            raise ConfigError(f"{variable} must be a number of seconds above 0")
+        seconds[name] = value
+    return DatabaseTimeouts(**seconds)

@@ -15,6 +15,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from outage import retryable_error
 from schema import build_schema
 from schema.context import RequestContext, Services
 
@@ -70,6 +71,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request_id = getattr(request.state, "request_id", "")
             shown = []
             for error in result.errors:
+                if retryable := retryable_error(error, request_id):
+                    shown.append(retryable)
+                    continue
                 if not _is_unexpected(error):
                     shown.append(error)
                     continue
