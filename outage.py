@@ -22,12 +22,14 @@ RETRY_AFTER_SECONDS = 5
 
 
 def _log(error: BaseException, where: str, request_id: str) -> None:
-    # The type says which wait ran out; the message may hold SQL, so it stays out.
+    # The type says which wait ran out (the pool's or the driver's); the message may hold SQL.
+    kind = type(error)
     logger.warning(
-        "database unavailable in %s (request id %s): %s",
+        "database unavailable in %s (request id %s): %s.%s",
         where,
         request_id,
-        type(error).__name__,
+        kind.__module__,
+        kind.__qualname__,
     )
 
 

@@ -31,10 +31,10 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
 class DatabaseTimeouts:
     """How long, in seconds, the API waits on the database before it gives up on a request."""
 
-    connect: float = 5  # to open a connection, handshake included
+    connect: float = 10  # to open a connection, handshake included
     command: float = 15  # for any answer on an open connection (a dead link never answers)
     statement: float = 10  # for one statement to run, locks waited on included
-    pool: float = 10  # for a free connection from the pool
+    pool: float = 30  # for a free connection from the pool
 
 
 def _timeout_arguments(url: str, timeouts: DatabaseTimeouts) -> dict[str, Any]:

@@ -231,7 +231,7 @@ class TestTimeoutSettings:
     def test_defaults_bound_every_wait(self, tmp_path) -> None:
         config = load_config({"PRIVACY_API_DATA_DIR": str(tmp_path)})
         assert config.database_timeouts == DatabaseTimeouts(
-            connect=5, command=15, statement=10, pool=10
+            connect=10, command=15, statement=10, pool=30
         )
 
     def test_each_is_settable_in_seconds(self, tmp_path) -> None:
