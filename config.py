@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from models.database import DatabaseTimeouts
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
@@ -42,6 +44,7 @@ class Config:
     export_valid_hours: int = 24
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
+    database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
 
     @property
     def production(self) -> bool:
@@ -163,5 +166,23 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         data_dir=data_dir,
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
+        database_timeouts=_database_timeouts(env),
         **numbers,
     )
+
+
+def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:
+    """PRIVACY_API_DB_*_TIMEOUT: seconds (decimals allowed) before a wait on the database ends."""
+    defaults = DatabaseTimeouts()
+    seconds = {}
+    for name in ("connect", "command", "statement", "pool"):
+        variable = f"PRIVACY_API_DB_{name.upper()}_TIMEOUT"
+        raw = env.get(variable, "").strip()
+        try:
+            value = float(raw) if raw else getattr(defaults, name)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 24 * 60 * 60:
+            raise ConfigError(f"{variable} must be a number of seconds above 0")
+        seconds[name] = value
+    return DatabaseTimeouts(**seconds)

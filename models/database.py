@@ -7,18 +7,22 @@ calls only add and flush.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 
 # Set on the engine that write transactions use; SQLite then begins them IMMEDIATE.
 _WRITES = "privacy_api_writes"
@@ -31,7 +35,6 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
@@ -43,9 +46,45 @@ def _begin_sqlite(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str) -> AsyncEngine:
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long, in seconds, the API waits on the database before it gives up on a request."""
+
+    connect: float = 10  # to open a connection, handshake included
+    command: float = 15  # for any answer on an open connection (a dead link never answers)
+    statement: float = 10  # for one statement to run, locks waited on included
+    pool: float = 30  # for a free connection from the pool
+
+
+def _timeout_arguments(url: str, timeouts: DatabaseTimeouts) -> dict[str, Any]:
+    """The engine and driver arguments that bound every wait on the database."""
+    parsed = make_url(url)
+    arguments: dict[str, Any] = {}
+    dialect = parsed.get_dialect()
+    # Only a queue of connections has a checkout to wait on (in-memory SQLite has one connection).
+    if issubclass(dialect, DefaultDialect) and issubclass(
+        dialect.get_pool_class(parsed), QueuePool
+    ):
+        arguments["pool_timeout"] = timeouts.pool
+    driver = parsed.get_driver_name()
+    if driver == "asyncpg":
+        arguments["connect_args"] = {
+            "timeout": timeouts.connect,
+            "command_timeout": timeouts.command,
+            # The server ends the statement itself, and its locks with it, not only the client.
+            "server_settings": {"statement_timeout": str(round(timeouts.statement * 1000))},
+        }
+    elif driver in ("aiosqlite", "pysqlite"):
+        # sqlite3's timeout is its busy timeout: how long a write waits for another's lock.
+        arguments["connect_args"] = {"timeout": timeouts.statement}
+    return arguments
+
+
+def create_engine(url: str, timeouts: DatabaseTimeouts | None = None) -> AsyncEngine:
+    """The engine for `url`; with `timeouts`, no request waits on the database for longer."""
+    bounds = _timeout_arguments(url, timeouts) if timeouts is not None else {}
     # hide_parameters keeps emails and names out of error messages and logs.
-    engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True)
+    engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True, **bounds)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _begin_sqlite)
@@ -55,8 +94,9 @@ def create_engine(url: str) -> AsyncEngine:
 class Database:
     """Owns the engine; hands out read sessions and write transactions."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+    def __init__(self, url: str, timeouts: DatabaseTimeouts | None = None) -> None:
+        self.engine = create_engine(url, timeouts)
+        self.timeouts = timeouts
         # Objects stay readable after commit: an edge answers from what its use case returned.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writers = async_sessionmaker(
@@ -76,13 +116,17 @@ class Database:
             yield session
 
     async def ping(self) -> bool:
-        """True when the database answers a trivial query."""
+        """True when the database answers a trivial query (within the connect timeout, if set)."""
+        limit = self.timeouts.connect if self.timeouts is not None else None
         try:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await asyncio.wait_for(self._select_one(), limit)
         except Exception:
             return False
         return True
+
+    async def _select_one(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

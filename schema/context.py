@@ -100,8 +100,10 @@ class RequestContext:
             try:
                 yield self._session
             except BaseException:
-                # A failed read (PostgreSQL then refuses the rest of its transaction) ends it.
-                await self._session.close()
+                # A failed read ends its transaction (PostgreSQL refuses the rest of it), and
+                # its connection is not trusted again: after a timeout it may be half-way
+                # through an answer that arrives later.
+                await self._session.invalidate()
                 raise
 
     async def _end_reads(self) -> None:

@@ -23,6 +23,7 @@ from web import routes
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
+from web.outage import DatabaseOutageMiddleware
 from web.unsubscribe import UnsubscribePages
 
 
@@ -43,7 +44,7 @@ def build_services(config: Config) -> Services:
     """What lives as long as the process."""
     return Services(
         config=config,
-        database=Database(config.database_url),
+        database=Database(config.database_url, config.database_timeouts),
         limiter=RateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
@@ -73,6 +74,7 @@ def create_app(config: Config | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(DatabaseOutageMiddleware),
             Middleware(BodySizeLimitMiddleware),
             Middleware(
                 CORSMiddleware,

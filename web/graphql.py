@@ -15,8 +15,10 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from models.availability import is_unavailable
 from schema import build_schema
 from schema.context import RequestContext, Services
+from web.outage import retryable_error
 
 logger = logging.getLogger("privacy_api.graphql")
 
@@ -60,7 +62,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         context = RequestContext(request, response, request.state.db_session, self.services)
         # Before the operation runs, whatever it asks for: committed on its own.
-        await context.apply_caller_signals()
+        try:
+            await context.apply_caller_signals()
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            # The operation reaches the database again and reports it as retryable.
         return context
 
     async def process_result(
@@ -70,6 +77,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request_id = getattr(request.state, "request_id", "")
             shown = []
             for error in result.errors:
+                if retryable := retryable_error(error, request_id):
+                    shown.append(retryable)
+                    continue
                 if not _is_unexpected(error):
                     shown.append(error)
                     continue
