@@ -149,6 +149,14 @@ async def unsent_notifications(
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
+        # Each process would count on its own: ten tries at a password become ten per process.
+        print(
+            "Configuration error: --workers above 1 needs rate limits the processes share; "
+            "set PRIVACY_API_RATE_LIMIT_STORAGE (such as redis://127.0.0.1:6379).",
+            file=sys.stderr,
+        )
+        return 2
     asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
@@ -160,6 +168,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         factory=True,
         host=args.host,
         port=args.port,
+        workers=args.workers,
         log_level="info",
         log_config=access_log.log_config(),
         # The client address that per-client rate limits count is the peer's, unless the peer
@@ -273,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="migrate, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="API processes (above 1 needs shared limits)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(

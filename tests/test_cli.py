@@ -193,6 +193,49 @@ def test_production_needs_the_public_url_for_links(tmp_path: Path) -> None:
     assert given.returncode == 0, given.stderr
 
 
+def test_serve_refuses_several_workers_without_shared_rate_limits(tmp_path: Path) -> None:
+    # With limits kept in each process's memory, every worker would allow its own ten guesses.
+    result = run_cli(tmp_path, "serve", "--port", str(free_port()), "--workers", "2")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "PRIVACY_API_RATE_LIMIT_STORAGE" in line
+    assert not (tmp_path / "privacy.db").exists()
+
+
+def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path) -> None:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PRIVACY_API_DATA_DIR": str(tmp_path),
+        "PRIVACY_API_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379",
+    }
+    environment.pop("PRIVACY_API_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [*COMMAND, "serve", "--port", str(port), "--workers", "2"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        answered = None
+        while time.monotonic() < deadline and answered is None:
+            try:
+                answered = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}
+                )
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answered is not None and answered.json() == {"data": {"__typename": "Query"}}
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    # uvicorn's supervisor names each worker process it started.
+    assert len(re.findall(r"Started server process", output)) == 2, output
+
+
 def test_serve_refuses_any_origin_in_one_line(tmp_path: Path) -> None:
     # "*" with credentials would let every site act with a signed-in person's cookie.
     result = run_cli(tmp_path, "serve", "--port", str(free_port()), PRIVACY_API_ALLOWED_ORIGINS="*")
