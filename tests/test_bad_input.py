@@ -11,11 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
 from models import Account, AuthSession, Database
 from schema import MAX_ALIASES, MAX_DEPTH
 from schema.view import MASKED_MESSAGE
-from tests.conftest import make_config
 from tests.helpers import LOGIN, ME, PASSWORD, SIGNUP, codes, gql, signed_up, signup_input
 
 SQL_AND_SCRIPT = [
@@ -53,17 +51,6 @@ def nested(levels: int) -> str:
     for level in range(levels - 2):
         selection = f"f{level} {{ {selection} }}"
     return f"{{ me {{ sessions {{ {selection} }} }} }}"
-
-
-@pytest.fixture
-async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(make_config(clean_database_url, environment="production"))
-    transport = httpx.ASGITransport(app=application)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
-    finally:
-        await application.state.services.database.dispose()
 
 
 class TestRequestBody:
