@@ -19,6 +19,7 @@ from schema.limits import (
     MAX_REPEATS,
     MAX_SELECTIONS,
     MAX_TOKENS,
+    ExecutorWithoutSuggestions,
     QueryValidator,
     ValidateOnce,
 )
@@ -78,6 +79,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=production),
+        execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -26,12 +27,14 @@ from graphql import (
     specified_rules,
     validate,
 )
+from graphql.execution import Executor
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -124,7 +127,8 @@ def too_complex(document: DocumentNode) -> GraphQLError | None:
 
 class QueryValidator:
     """Validates each distinct document once for one schema: its size first, then GraphQL's
-    rules with our depth and alias limits (and, in production, no introspection)."""
+    rules with our depth and alias limits (and, in production, no introspection), without
+    "Did you mean" hints in production."""
 
     def __init__(self, *, production: bool, cache_size: int) -> None:
         # Built once: the rule classes are part of the cache key, so new ones per request
@@ -137,12 +141,13 @@ class QueryValidator:
             *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
             *(DisableIntrospection().validation_rules if production else ()),
         )
+        self.hide_suggestions = production
         self.validate = functools.lru_cache(maxsize=cache_size)(self._validate)
 
     def _validate(self, schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
         if refusal := too_complex(document):
             return [refusal]
-        return validate(schema, document, self.rules)
+        return validate(schema, document, self.rules, hide_suggestions=self.hide_suggestions)
 
 
 class ValidateOnce(SchemaExtension):
@@ -157,3 +162,11 @@ class ValidateOnce(SchemaExtension):
         errors = self.validator.validate(context.schema._schema, context.graphql_document)
         context.pre_execution_errors = list(errors)
         yield
+
+
+class ExecutorWithoutSuggestions(StrawberryGraphQLCoreExecutionContext):
+    """Reads variables without "Did you mean" hints (a misspelt enum value or input field)."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | Executor:
+        return super().build(*args, **{**kwargs, "hide_suggestions": True})

@@ -381,6 +381,49 @@ class TestProductionMode:
         assert "Did you mean" not in " ".join(messages)
         assert "currentPolicy'" not in " ".join(messages)
 
+    @pytest.mark.parametrize(
+        ("query", "variables"),
+        [
+            ("{ currentPolicy { versin } }", None),
+            ('{ staffAccount(reasn: "x") { id } }', None),
+            ("query ($x: Strin) { currentPolicy { version } }", None),
+            ("{ ... on Querry { currentPolicy { version } } }", None),
+            ("fragment F on Acount { id } { me { ...F } }", None),
+            ('mutation { login(input: {emial: "a@b.co", password: "x"}) { token } }', None),
+            (LOGIN, {"input": {"emial": "a@b.co", "email": "a@b.co", "password": "x"}}),
+            ('{ privacyRequests(reason: "x", status: OPN) { id } }', None),
+            (
+                "mutation ($input: CommunicationPreferenceInput!) {"
+                " setCommunicationPreference(input: $input) { errors { code } } }",
+                {"input": {"channel": "EMAL", "topic": "NEWSLETTER", "enabled": True}},
+            ),
+        ],
+        ids=[
+            "field",
+            "argument",
+            "variable type",
+            "type condition",
+            "fragment type",
+            "input field",
+            "input field in a variable",
+            "enum value",
+            "enum value in a variable",
+        ],
+    )
+    async def test_no_suggestions_of_any_kind(
+        self,
+        production_client: httpx.AsyncClient,
+        client: httpx.AsyncClient,
+        query: str,
+        variables: dict[str, Any] | None,
+    ) -> None:
+        body = {"query": query, "variables": variables}
+        messages = graphql_errors(await production_client.post("/graphql", json=body))
+        assert not any("Did you mean" in message for message in messages), messages
+        # The same mistake in development is where a developer gets the hint.
+        hints = graphql_errors(await client.post("/graphql", json=body))
+        assert any("Did you mean" in message for message in hints), hints
+
     async def test_field_suggestions_in_development(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/graphql", json={"query": "{ currentPolicyy { version } }"})
         assert "Did you mean 'currentPolicy'" in " ".join(graphql_errors(response))
