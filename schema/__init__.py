@@ -9,8 +9,11 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
+from schema.arguments import guard_arguments
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
 from schema.limits import (
@@ -63,6 +66,10 @@ class _Schema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """The HTTP view logs errors with the request id and decides what the client sees."""
+
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        """Every field, each with its arguments checked before it resolves."""
+        return guard_arguments(super().get_fields(type_definition))
 
 
 def build_schema(*, production: bool = False) -> strawberry.Schema:
