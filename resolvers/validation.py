@@ -29,6 +29,16 @@ COMMON_PASSWORDS = frozenset(
 )
 
 
+NUL = "\x00"
+
+
+def nul_error(field: str) -> UserError:
+    """Text that holds a NUL character: no one types one, and PostgreSQL text cannot store it."""
+    return UserError(
+        field, "Remove the NUL character (\\0): text cannot contain one.", ErrorCode.INVALID_INPUT
+    )
+
+
 def _has_control_characters(value: str) -> bool:
     return any(unicodedata.category(char) in ("Cc", "Cf") for char in value)
 

@@ -6,29 +6,40 @@ from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
+from schema.arguments import guard_arguments
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
+from schema.limits import (
+    MAX_ALIASES,
+    MAX_DEPTH,
+    MAX_REPEATS,
+    MAX_SELECTIONS,
+    MAX_TOKENS,
+    ExecutorWithoutSuggestions,
+    QueryValidator,
+    ValidateOnce,
+)
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.settings import SettingsMutation, SettingsQuery
 
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 2000
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_REPEATS",
+    "MAX_SELECTIONS",
+    "build_schema",
+    "schema_sdl",
+]
+
 CACHE_SIZE = 512
 
 
@@ -56,24 +67,26 @@ class _Schema(strawberry.Schema):
     ) -> None:
         """The HTTP view logs errors with the request id and decides what the client sees."""
 
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        """Every field, each with its arguments checked before it resolves."""
+        return guard_arguments(super().get_fields(type_definition))
+
 
 def build_schema(*, production: bool = False) -> strawberry.Schema:
-    # Factories, so each request gets fresh extension instances; the parse and validation
-    # caches behind them are shared by the whole process.
+    # Factories, so each request gets fresh extension instances; the parse cache behind them is
+    # shared by the whole process, the validation cache by every request to this schema.
+    validator = QueryValidator(production=production, cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: ValidateOnce(validator),
     ]
-    if production:
-        extensions.append(DisableIntrospection)
     return _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=production),
+        execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
 
 

@@ -89,7 +89,9 @@ class AcceptPolicyPayload:
 @strawberry.type
 class PublishPolicyVersionPayload:
     policy: PolicyVersion | None
-    notified: int = strawberry.field(description="How many notices were queued for sending.")
+    notified: int = strawberry.field(
+        default=0, description="How many notices were queued for sending."
+    )
     errors: list[UserErrorType]
 
 

@@ -128,6 +128,18 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app as production runs it: no introspection, suggestions or GraphiQL."""
+    application = create_app(make_config(clean_database_url, environment="production"))
+    transport = httpx.ASGITransport(app=application)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+    finally:
+        await application.state.services.database.dispose()
+
+
+@pytest.fixture
 async def database(clean_database_url: str) -> AsyncIterator[Database]:
     """Direct access for assertions about what was (not) stored."""
     db = Database(clean_database_url)

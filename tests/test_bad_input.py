@@ -13,9 +13,7 @@ from sqlalchemy import func, select
 
 from models import Account, AuthSession, Database
 from schema import MAX_ALIASES, MAX_DEPTH
-from tests.conftest import make_config
 from tests.helpers import LOGIN, ME, PASSWORD, SIGNUP, codes, gql, signed_up, signup_input
-from web.app import create_app
 from web.graphql import MASKED_MESSAGE
 
 SQL_AND_SCRIPT = [
@@ -53,17 +51,6 @@ def nested(levels: int) -> str:
     for level in range(levels - 2):
         selection = f"f{level} {{ {selection} }}"
     return f"{{ me {{ sessions {{ {selection} }} }} }}"
-
-
-@pytest.fixture
-async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(make_config(clean_database_url, environment="production"))
-    transport = httpx.ASGITransport(app=application)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
-    finally:
-        await application.state.services.database.dispose()
 
 
 class TestRequestBody:
@@ -302,13 +289,17 @@ class TestLoginInjection:
         assert (await gql(client, LOGIN, {"input": credentials}))["data"]["login"]["token"]
 
     @pytest.mark.parametrize("email", ["ada\x00@example.com", "\x00", "ada@exa\x00mple.com"])
-    async def test_nul_byte_in_email_is_wrong_credentials(
+    async def test_nul_byte_in_email_is_invalid_input(
         self, client: httpx.AsyncClient, database: Database, email: str
     ) -> None:
-        # PostgreSQL refuses NUL in text, so such an email must never reach a query.
+        # PostgreSQL refuses NUL in text, so such an email must never reach a query. Refusing it
+        # says nothing about which emails are registered.
+        await signed_up(client)
+        client.cookies.clear()
         body = await gql(client, LOGIN, {"input": {"email": email, "password": PASSWORD}})
-        assert codes(body["data"]["login"]) == ["INVALID_CREDENTIALS"]
-        assert await count(database, AuthSession) == 0
+        assert codes(body["data"]["login"]) == ["INVALID_INPUT"]
+        assert body["data"]["login"]["token"] is None
+        assert await count(database, AuthSession) == 1
 
 
 class TestQueryLimits:
@@ -393,6 +384,49 @@ class TestProductionMode:
         messages = graphql_errors(response)
         assert "Did you mean" not in " ".join(messages)
         assert "currentPolicy'" not in " ".join(messages)
+
+    @pytest.mark.parametrize(
+        ("query", "variables"),
+        [
+            ("{ currentPolicy { versin } }", None),
+            ('{ staffAccount(reasn: "x") { id } }', None),
+            ("query ($x: Strin) { currentPolicy { version } }", None),
+            ("{ ... on Querry { currentPolicy { version } } }", None),
+            ("fragment F on Acount { id } { me { ...F } }", None),
+            ('mutation { login(input: {emial: "a@b.co", password: "x"}) { token } }', None),
+            (LOGIN, {"input": {"emial": "a@b.co", "email": "a@b.co", "password": "x"}}),
+            ('{ privacyRequests(reason: "x", status: OPN) { id } }', None),
+            (
+                "mutation ($input: CommunicationPreferenceInput!) {"
+                " setCommunicationPreference(input: $input) { errors { code } } }",
+                {"input": {"channel": "EMAL", "topic": "NEWSLETTER", "enabled": True}},
+            ),
+        ],
+        ids=[
+            "field",
+            "argument",
+            "variable type",
+            "type condition",
+            "fragment type",
+            "input field",
+            "input field in a variable",
+            "enum value",
+            "enum value in a variable",
+        ],
+    )
+    async def test_no_suggestions_of_any_kind(
+        self,
+        production_client: httpx.AsyncClient,
+        client: httpx.AsyncClient,
+        query: str,
+        variables: dict[str, Any] | None,
+    ) -> None:
+        body = {"query": query, "variables": variables}
+        messages = graphql_errors(await production_client.post("/graphql", json=body))
+        assert not any("Did you mean" in message for message in messages), messages
+        # The same mistake in development is where a developer gets the hint.
+        hints = graphql_errors(await client.post("/graphql", json=body))
+        assert any("Did you mean" in message for message in hints), hints
 
     async def test_field_suggestions_in_development(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/graphql", json={"query": "{ currentPolicyy { version } }"})

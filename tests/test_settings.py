@@ -740,9 +740,8 @@ class TestConsentHistory:
     async def test_a_key_no_setting_has_finds_nothing(self, client) -> None:
         token = await signed_up(client)
 
-        for key in ("communication.fax.marketing", "policy\x00"):
-            page = await history(client, token, key=key)
-            assert page == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
+        page = await history(client, token, key="communication.fax.marketing")
+        assert page == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
 
     async def test_a_cursor_keeps_its_place_when_new_events_arrive(self, client) -> None:
         token = await signed_up(client)

@@ -1,0 +1,172 @@
+"""What a query may cost, and validating each distinct query once per schema.
+
+Validation is the costly step an anonymous caller controls: one of GraphQL's rules compares every
+pair of fields that land on the same place in the response, and strawberry's depth and alias
+limiters expand every fragment spread afresh. So a query's size is measured first, in one pass
+that stops at the limit, and the verdict (refusal or validation errors) is cached per document.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    Node,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    specified_rules,
+    validate,
+)
+from graphql.execution import Executor
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
+# `me` with every field, nested ones included, is about 100 selections.
+MAX_SELECTIONS = 300
+# Fragments may bring the same field to one place more than once; a query that names it there
+# many times makes validation compare every pair.
+MAX_REPEATS = 10
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+Place = tuple[str, ...]
+
+
+def _refusal(message: str, node: Node) -> GraphQLError:
+    return GraphQLError(message, node, extensions={"code": TOO_COMPLEX})
+
+
+def too_complex(document: DocumentNode) -> GraphQLError | None:
+    """Why the document costs too much to validate or run, if it does.
+
+    Every selection counts (field, fragment spread, inline fragment), a fragment once each time it
+    is spread; and no place in the response (such as `me.sessions.id`) may be selected more than
+    MAX_REPEATS times. Fragments no operation uses are measured on their own, as validation still
+    reads them.
+    """
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    operations = [
+        definition.selection_set
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+    ]
+    spread: set[str] = set()
+    times_at: Counter[Place] = Counter()
+    budget = MAX_SELECTIONS
+
+    def measure(root: Place, selection_set: SelectionSetNode) -> GraphQLError | None:
+        nonlocal budget
+        # A stack rather than recursion: nesting is only limited later, by validation.
+        pending: list[tuple[SelectionSetNode, Place, frozenset[str]]] = [
+            (selection_set, root, frozenset())
+        ]
+        while pending:
+            selections, place, inside = pending.pop()
+            for selection in selections.selections:
+                budget -= 1
+                if budget < 0:
+                    return _refusal(
+                        f"This query makes more than {MAX_SELECTIONS} selections (a fragment "
+                        "counts each time it is spread). Ask for less in one request.",
+                        selection,
+                    )
+                if isinstance(selection, FieldNode):
+                    at = (*place, (selection.alias or selection.name).value)
+                    times_at[at] += 1
+                    if times_at[at] > MAX_REPEATS:
+                        return _refusal(
+                            f"This query selects '{'.'.join(at[1:])}' more than {MAX_REPEATS} "
+                            "times. Select each field once.",
+                            selection,
+                        )
+                    if selection.selection_set is not None:
+                        pending.append((selection.selection_set, at, inside))
+                elif isinstance(selection, InlineFragmentNode):
+                    pending.append((selection.selection_set, place, inside))
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    # Unknown and cyclic fragments are left for validation to report.
+                    if name in fragments and name not in inside:
+                        spread.add(name)
+                        pending.append((fragments[name].selection_set, place, inside | {name}))
+        return None
+
+    for number, selection_set in enumerate(operations):
+        if refusal := measure((f"operation {number}",), selection_set):
+            return refusal
+    for name, fragment in fragments.items():
+        if name not in spread and (
+            refusal := measure((f"fragment {name}",), fragment.selection_set)
+        ):
+            return refusal
+    return None
+
+
+class QueryValidator:
+    """Validates each distinct document once for one schema: its size first, then GraphQL's
+    rules with our depth and alias limits (and, in production, no introspection), without
+    "Did you mean" hints in production."""
+
+    def __init__(self, *, production: bool, cache_size: int) -> None:
+        # Built once: the rule classes are part of the cache key, so new ones per request
+        # would make every request miss.
+        self.rules = (
+            *specified_rules,
+            MaybeNullValidationRule,
+            OneOfInputValidationRule,
+            *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+            *(DisableIntrospection().validation_rules if production else ()),
+        )
+        self.hide_suggestions = production
+        self.validate = functools.lru_cache(maxsize=cache_size)(self._validate)
+
+    def _validate(self, schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
+        if refusal := too_complex(document):
+            return [refusal]
+        return validate(schema, document, self.rules, hide_suggestions=self.hide_suggestions)
+
+
+class ValidateOnce(SchemaExtension):
+    """The validation step of every request, answered from the schema's QueryValidator."""
+
+    def __init__(self, validator: QueryValidator) -> None:
+        self.validator = validator
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        errors = self.validator.validate(context.schema._schema, context.graphql_document)
+        context.pre_execution_errors = list(errors)
+        yield
+
+
+class ExecutorWithoutSuggestions(StrawberryGraphQLCoreExecutionContext):
+    """Reads variables without "Did you mean" hints (a misspelt enum value or input field)."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | Executor:
+        return super().build(*args, **{**kwargs, "hide_suggestions": True})
