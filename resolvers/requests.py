@@ -57,12 +57,17 @@ def _text_errors(field: str, value: str, maximum: int) -> list[UserError]:
     return []
 
 
-# What a person may ask staff for in their own words; the rest has its own use case.
-PERSONAL_REQUESTS = frozenset({RequestKind.COMPLAINT, RequestKind.CORRECTION})
+# What a person may ask staff for in their own words (the rest has its own use case), and how
+# often.
+PERSONAL_REQUESTS = {
+    RequestKind.COMPLAINT: Door.COMPLAINT_PER_ACCOUNT,
+    RequestKind.CORRECTION: Door.CORRECTION_PER_ACCOUNT,
+}
 
 
 async def file_request(
     session: AsyncSession,
+    limiter: RateLimiter,
     actor: Actor,
     *,
     kind: RequestKind,
@@ -77,6 +82,10 @@ async def file_request(
     errors += _text_errors("details", details, DETAILS_MAX)
     if errors:
         raise Rejected(*errors)
+    if not await limiter.allow(PERSONAL_REQUESTS[kind], str(actor.account.id)):
+        raise Rejected.one(
+            ErrorCode.RATE_LIMITED, "You have sent ten of these in the last hour; try later."
+        )
     request = open_request(
         session,
         kind=kind,

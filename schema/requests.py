@@ -193,6 +193,7 @@ async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> Pr
     request, errors = await context.attempt(
         lambda session: requests.file_request(
             session,
+            context.services.limiter,
             actor,
             kind=kind,
             subject=input.subject,
