@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 from schema.account import AccountMutation, AccountQuery
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
+from schema.limits import MaxObjectsLimiter
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
@@ -66,6 +67,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
+        MaxObjectsLimiter,
     ]
     if production:
         extensions.append(DisableIntrospection)

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from sqlalchemy import select
 
 from models import AuditEntry, Database, Role
@@ -138,9 +137,7 @@ class TestStaffReads:
         async with database.session() as session:
             assert list(await session.scalars(select(AuditEntry))) == []
 
-    async def test_the_audited_staff_field_shows_them_with_a_reason(
-        self, client, database
-    ) -> None:
+    async def test_the_audited_staff_field_shows_them_with_a_reason(self, client, database) -> None:
         everyone = await people(client, database)
         variables = {"id": everyone.owner_id, "reason": self.REASON}
 
@@ -155,9 +152,7 @@ class TestStaffReads:
         assert str(entry.account_id) == everyone.owner_id
         assert str(entry.staff_id) == everyone.staff_id and entry.reason == self.REASON
 
-    async def test_staff_do_not_see_a_reported_profile_through_it(
-        self, client, database
-    ) -> None:
+    async def test_staff_do_not_see_a_reported_profile_through_it(self, client, database) -> None:
         everyone = await people(client, database)
         await changed(client, "updateVisibility", {"profile": "PUBLIC"}, token=everyone.owner)
         report = """
