@@ -3,12 +3,15 @@ budget, each costs a fixed number of statements, and cursors reach every row exa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from models import (
@@ -490,3 +493,67 @@ async def test_a_second_mutation_in_a_request_sees_the_first_ones_change(client)
 
     assert len(body["data"]["a"]["account"]["sessions"]) == 2
     assert len(body["data"]["b"]["account"]["sessions"]) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    minutes=st.lists(st.integers(0, 3), max_size=30),
+    others=st.integers(0, 5),
+    first=st.integers(1, 7),
+    arriving=st.integers(0, 3),
+)
+def test_keyset_pages_read_each_row_once_whatever_the_ties(
+    minutes: list[int], others: int, first: int, arriving: int
+) -> None:
+    """Many requests share a timestamp, another person's are interleaved, and new ones arrive
+    between pages: paging still reads each of the person's requests once, newest first."""
+    from models import Base
+    from resolvers.pages import page_request
+    from resolvers.requests import BY_AUTHOR, requests_by_author
+
+    async def scenario() -> None:
+        database = Database("sqlite+aiosqlite:///:memory:")
+        async with database.engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        person, other = uuid.uuid4(), uuid.uuid4()
+        start = utcnow()
+
+        async def add(account_id: uuid.UUID, minute: int) -> None:
+            request = open_request(
+                session, kind=RequestKind.COMPLAINT, due_days=30,
+                account_id=account_id, requested_by=account_id,
+            )  # fmt: skip
+            request.created_at = start + timedelta(minutes=minute)
+            await session.flush()
+
+        async with database.session() as session:
+            for minute in minutes:
+                await add(person, minute)
+            for minute in range(others):
+                await add(other, minute % 4)
+            stored = sorted(
+                await session.scalars(
+                    select(PrivacyRequest).where(PrivacyRequest.account_id == person)
+                ),
+                key=lambda r: (r.created_at, r.id),
+                reverse=True,
+            )
+            seen: list[uuid.UUID] = []
+            after = None
+            while True:
+                page = (
+                    await requests_by_author(
+                        session, [person], page_request(first, after, BY_AUTHOR)
+                    )
+                )[person]
+                assert len(page.items) <= first
+                seen += [r.id for r in page.items]
+                for _ in range(arriving):
+                    await add(person, 10)  # newer than every row read so far
+                if not page.has_next_page:
+                    break
+                after = page.cursor(page.items[-1])
+        await database.dispose()
+        assert seen == [r.id for r in stored]
+
+    asyncio.run(scenario())
