@@ -1,5 +1,5 @@
 """Rate limits on the doors an attacker knocks on (sign-in, sign-up, anonymous reports) and on
-costly work (exports).
+costly work (exports) or work for staff (complaints, corrections).
 
 Counters live in the storage configured (memory for one process; Redis for several processes),
 keyed by a hash so that no email address reaches the store.
@@ -35,6 +35,10 @@ class Door(Enum):
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")
     # Each export reads the whole account; a few an hour leave room to retry a failed download.
     EXPORT_PER_ACCOUNT = ("export-per-account", "5/hour")
+    # A complaint or correction is read by a person on staff: ten an hour is more than anyone
+    # writes by hand, and stops a script from burying the queue.
+    COMPLAINT_PER_ACCOUNT = ("complaint-per-account", "10/hour")
+    CORRECTION_PER_ACCOUNT = ("correction-per-account", "10/hour")
 
     @property
     def limit(self) -> RateLimitItem:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -17,6 +18,7 @@ from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, Role, utcnow
 from resolvers import age
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, current_policy
 from resolvers.settings import record_initial_state
 from resolvers.validation import (
@@ -242,14 +244,39 @@ async def change_password(
     return account
 
 
-async def list_sessions(session: AsyncSession, account_id: uuid.UUID) -> list[AuthSession]:
+# The list shows the most recently used first; pages go by sign-in time, which never changes (the
+# time of last use does, which would move a session past a cursor).
+BY_LAST_USE = Keyset("sessions-used", (AuthSession.last_used_at, AuthSession.id), descending=True)
+BY_SIGN_IN = Keyset("sessions", (AuthSession.created_at, AuthSession.id), descending=True)
+
+
+async def _sessions(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], page: PageRequest, keyset: Keyset
+) -> dict[uuid.UUID, Page[AuthSession]]:
     now = utcnow()
-    result = await session.scalars(
-        select(AuthSession)
-        .where(AuthSession.account_id == account_id, AuthSession.expires_at > now)
-        .order_by(AuthSession.last_used_at.desc())
+    return await pages_per_account(
+        session,
+        AuthSession,
+        AuthSession.account_id,
+        account_ids,
+        keyset=keyset,
+        page=page,
+        where=lambda _: [AuthSession.expires_at > now],
     )
-    return list(result)
+
+
+async def sessions_by_last_use(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], page: PageRequest
+) -> dict[uuid.UUID, Page[AuthSession]]:
+    """Each account's sessions in force, the most recently used first."""
+    return await _sessions(session, account_ids, page, BY_LAST_USE)
+
+
+async def sessions_by_sign_in(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], page: PageRequest
+) -> dict[uuid.UUID, Page[AuthSession]]:
+    """Each account's sessions in force, the newest sign-in first."""
+    return await _sessions(session, account_ids, page, BY_SIGN_IN)
 
 
 async def revoke_session(session: AsyncSession, actor: Actor, *, session_id: uuid.UUID) -> None:

@@ -7,11 +7,10 @@ over its own fields, so an edited, removed or reordered event breaks the chain.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,13 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, ConsentActor, ConsentEvent, Source, utcnow
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import current_policy
 
 POLICY_KEY = "policy"
-MAX_PAGE = 100
-# consent_events.seq is a 32-bit INTEGER; a cursor past it can point at no event.
-_LARGEST_SEQ = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -176,49 +172,33 @@ async def open_ledger(
         )
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"consent:{seq}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        prefix, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if prefix == "consent" and number.isdigit() and int(number) <= _LARGEST_SEQ:
-            return int(number)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise Rejected.one(ErrorCode.INVALID_INPUT, "The cursor is not one this API gave out.", "after")
+# Sequence numbers only grow, so a cursor stays valid however many events arrive.
+HISTORY = Keyset("consent", (ConsentEvent.seq,), descending=True)
 
 
 @dataclass(frozen=True)
-class HistoryPage:
-    events: list[ConsentEvent]
-    has_next_page: bool
-
-    def cursor(self, event: ConsentEvent) -> str:
-        return _encode_cursor(event.seq)
+class HistoryQuery:
+    page: PageRequest
+    key: str | None = None
 
 
-async def consent_history(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    *,
-    first: int = 20,
-    after: str | None = None,
-    key: str | None = None,
-) -> HistoryPage:
-    """Newest first. Cursors are sequence numbers, so they stay valid as new events arrive."""
-    if not 1 <= first <= MAX_PAGE:
-        raise Rejected.one(
-            ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_PAGE} events at a time.", "first"
-        )
-    query = select(ConsentEvent).where(ConsentEvent.account_id == account_id)
-    if key is not None:
-        query = query.where(ConsentEvent.key == key)
-    if after is not None:
-        query = query.where(ConsentEvent.seq < _decode_cursor(after))
-    rows = list(await session.scalars(query.order_by(ConsentEvent.seq.desc()).limit(first + 1)))
-    return HistoryPage(events=rows[:first], has_next_page=len(rows) > first)
+async def consent_histories(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], query: HistoryQuery
+) -> dict[uuid.UUID, Page[ConsentEvent]]:
+    """A page of each account's history, newest first, optionally of one key only."""
+    key = query.key
+    if key is not None and "\x00" in key:
+        # No key holds a NUL, and PostgreSQL text cannot take one: there is nothing to find.
+        return {account_id: Page([], False, HISTORY) for account_id in account_ids}
+    return await pages_per_account(
+        session,
+        ConsentEvent,
+        ConsentEvent.account_id,
+        account_ids,
+        keyset=HISTORY,
+        page=query.page,
+        where=lambda _: [ConsentEvent.key == key] if key is not None else [],
+    )
 
 
 @dataclass(frozen=True)

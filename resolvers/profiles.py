@@ -23,8 +23,8 @@ class PublicProfile:
     search_engine_indexing: bool
 
 
-def _may_see(audience: Audience, viewer: Actor | None, trusted: bool) -> bool:
-    if trusted or audience is Audience.PUBLIC:
+def _may_see(audience: Audience, viewer: Actor | None, owner: bool) -> bool:
+    if owner or audience is Audience.PUBLIC:
         return True
     return audience is Audience.MEMBERS and viewer is not None
 
@@ -33,12 +33,15 @@ async def public_profile(
     session: AsyncSession, viewer: Actor | None, account_id: uuid.UUID
 ) -> PublicProfile | None:
     """The profile with every field the viewer may not see left out; None when the viewer may not
-    see the profile at all (or there is none: the two look the same)."""
+    see the profile at all (or there is none: the two look the same).
+
+    Staff see what any signed-in member sees: their reads of personal data go only through the
+    staff fields, which take a reason and write an audit entry."""
     account = await session.get(Account, account_id)
     if account is None or account.role is not Role.USER:
         return None
-    trusted = viewer is not None and (viewer.account_id == account_id or viewer.is_staff)
-    if account.restricted_at is not None and not trusted:
+    owner = viewer is not None and viewer.account_id == account_id
+    if account.restricted_at is not None and not owner:
         return None  # reported as a child's account, until a privacy officer reviews it
     keys = {catalogue.visibility(field).key: field for field in VisibilityField}
     rows = await session.execute(
@@ -53,7 +56,7 @@ async def public_profile(
 
     def visible(field: VisibilityField) -> bool:
         audience = values[field]
-        return isinstance(audience, Audience) and _may_see(audience, viewer, trusted)
+        return isinstance(audience, Audience) and _may_see(audience, viewer, owner)
 
     if not visible(VisibilityField.PROFILE):
         return None

@@ -4,15 +4,17 @@ due date (GDPR Art. 12: one month), so none is forgotten."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from auth.rate_limits import Door, RateLimiter, client_key
 from models import Account, PrivacyRequest, RequestKind, RequestStatus, Role, utcnow
 from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.validation import email_errors
 
 
@@ -57,12 +59,17 @@ def _text_errors(field: str, value: str, maximum: int) -> list[UserError]:
     return []
 
 
-# What a person may ask staff for in their own words; the rest has its own use case.
-PERSONAL_REQUESTS = frozenset({RequestKind.COMPLAINT, RequestKind.CORRECTION})
+# What a person may ask staff for in their own words (the rest has its own use case), and how
+# often.
+PERSONAL_REQUESTS = {
+    RequestKind.COMPLAINT: Door.COMPLAINT_PER_ACCOUNT,
+    RequestKind.CORRECTION: Door.CORRECTION_PER_ACCOUNT,
+}
 
 
 async def file_request(
     session: AsyncSession,
+    limiter: RateLimiter,
     actor: Actor,
     *,
     kind: RequestKind,
@@ -77,6 +84,10 @@ async def file_request(
     errors += _text_errors("details", details, DETAILS_MAX)
     if errors:
         raise Rejected(*errors)
+    if not await limiter.allow(PERSONAL_REQUESTS[kind], str(actor.account_id)):
+        raise Rejected.one(
+            ErrorCode.RATE_LIMITED, "You have sent ten of these in the last hour; try later."
+        )
     request = open_request(
         session,
         kind=kind,
@@ -133,11 +144,21 @@ async def report_child_account(
     return request
 
 
-async def requests_about(session: AsyncSession, account_id: uuid.UUID) -> list[PrivacyRequest]:
-    """The person's own requests, newest first (reports by others about them are not shown)."""
-    rows = await session.scalars(
-        select(PrivacyRequest)
-        .where(PrivacyRequest.account_id == account_id, PrivacyRequest.requested_by == account_id)
-        .order_by(PrivacyRequest.created_at.desc())
+# Newest first; created_at never changes, so cursors stay valid as requests arrive.
+BY_AUTHOR = Keyset("my-requests", (PrivacyRequest.created_at, PrivacyRequest.id), descending=True)
+
+
+async def requests_by_author(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], page: PageRequest
+) -> dict[uuid.UUID, Page[PrivacyRequest]]:
+    """A page of each person's own requests, newest first (reports by others about them are
+    not shown)."""
+    return await pages_per_account(
+        session,
+        PrivacyRequest,
+        PrivacyRequest.account_id,
+        account_ids,
+        keyset=BY_AUTHOR,
+        page=page,
+        where=lambda account_id: [PrivacyRequest.requested_by == account_id],
     )
-    return list(rows)

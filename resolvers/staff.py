@@ -27,10 +27,17 @@ from resolvers import erasure, settings
 from resolvers.audit import audit
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.pages import Keyset, Page, page_of, page_request
 from resolvers.validation import normalize_email
 
 REASON_MIN, REASON_MAX = 5, 500
-MAX_LIST = 100
+# Soonest due first. A request's due date never changes, so cursors stay valid as requests arrive.
+QUEUE = Keyset("requests", (PrivacyRequest.due_at, PrivacyRequest.id), descending=False)
+# The audit log's ids only grow: newest first, and a cursor stays valid as entries arrive.
+AUDIT_LOG = Keyset("audit", (AuditEntry.id,), descending=True)
+# Search results go by email, but a cursor names the account by id only: no email in a cursor
+# (it may travel in a URL), and the email is looked up when the next page is asked for.
+SEARCH = Keyset("accounts", (Account.id,), descending=False)
 
 
 class ChildReportDecision(enum.Enum):
@@ -47,12 +54,6 @@ def _checked_reason(reason: str) -> str:
             "reason",
         )
     return text
-
-
-def _page(first: int) -> int:
-    if not 1 <= first <= MAX_LIST:
-        raise Rejected.one(ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_LIST} at a time.", "first")
-    return first
 
 
 async def look_up_account(
@@ -87,28 +88,36 @@ async def search_accounts(
     *,
     email_contains: str,
     first: int,
+    after: str | None = None,
     reason: str,
     request_id: str | None,
-) -> list[Account]:
-    """Accounts whose email contains the text, for support; each one found is audited."""
+) -> Page[Account]:
+    """A page of the accounts whose email contains the text, by email, for support; each one
+    found is audited."""
     reason = _checked_reason(reason)
     needle = email_contains.strip().lower()
     if not 3 <= len(needle) <= 254:
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Search with 3 to 254 characters.", "emailContains"
         )
+    page = page_request(first, after, SEARCH)
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    accounts = list(
-        await session.scalars(
-            select(Account)
-            .where(Account.email.like(f"%{escaped}%", escape="\\"))
-            .order_by(Account.email)
-            .limit(_page(first))
-        )
-    )
-    await audit(session, staff, "account.search", [a.id for a in accounts], reason, request_id)
+    query = select(Account).where(Account.email.like(f"%{escaped}%", escape="\\"))
+    if page.after is not None:
+        [account_id] = page.after
+        last_email = await session.scalar(select(Account.email).where(Account.id == account_id))
+        if last_email is None:
+            raise Rejected.one(
+                ErrorCode.INVALID_INPUT,
+                "The last account of that page is gone; search again from the start.",
+                "after",
+            )
+        query = query.where(Account.email > last_email)
+    rows = list(await session.scalars(query.order_by(Account.email).limit(page.first + 1)))
+    found = page_of(rows, page.first, SEARCH)
+    await audit(session, staff, "account.search", [a.id for a in found.items], reason, request_id)
     await session.flush()
-    return accounts
+    return found
 
 
 async def accounts_by_id(
@@ -128,26 +137,27 @@ async def list_requests(
     status: RequestStatus | None,
     kind: RequestKind | None,
     first: int,
+    after: str | None = None,
     reason: str,
     request_id: str | None,
-) -> list[PrivacyRequest]:
-    """Privacy requests, the soonest due first."""
+) -> Page[PrivacyRequest]:
+    """A page of privacy requests, the soonest due first."""
     reason = _checked_reason(reason)
+    page = page_request(first, after, QUEUE)
     query = select(PrivacyRequest)
     if status is not None:
         query = query.where(PrivacyRequest.status == status)
     if kind is not None:
         query = query.where(PrivacyRequest.kind == kind)
-    requests = list(
-        await session.scalars(
-            query.order_by(PrivacyRequest.due_at, PrivacyRequest.id).limit(_page(first))
-        )
-    )
+    if page.after is not None:
+        query = query.where(QUEUE.beyond(page.after))
+    rows = list(await session.scalars(query.order_by(*QUEUE.order()).limit(page.first + 1)))
+    found = page_of(rows, page.first, QUEUE)
     await audit(
-        session, officer, "requests.read", [r.account_id for r in requests], reason, request_id
+        session, officer, "requests.read", [r.account_id for r in found.items], reason, request_id
     )
     await session.flush()
-    return requests
+    return found
 
 
 async def _open_request(session: AsyncSession, request_id: uuid.UUID) -> PrivacyRequest:
@@ -284,10 +294,14 @@ async def release_hold(
 
 
 async def audit_log(
-    session: AsyncSession, *, account_id: uuid.UUID | None, first: int
-) -> list[AuditEntry]:
-    """Newest first, optionally only entries about one account."""
+    session: AsyncSession, *, account_id: uuid.UUID | None, first: int, after: str | None = None
+) -> Page[AuditEntry]:
+    """A page of the log, newest first, optionally only entries about one account."""
+    page = page_request(first, after, AUDIT_LOG)
     query = select(AuditEntry)
     if account_id is not None:
         query = query.where(AuditEntry.account_id == account_id)
-    return list(await session.scalars(query.order_by(AuditEntry.id.desc()).limit(_page(first))))
+    if page.after is not None:
+        query = query.where(AUDIT_LOG.beyond(page.after))
+    rows = list(await session.scalars(query.order_by(*AUDIT_LOG.order()).limit(page.first + 1)))
+    return page_of(rows, page.first, AUDIT_LOG)

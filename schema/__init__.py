@@ -14,6 +14,7 @@ from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
 from schema.arguments import guard_arguments
+from schema.budget import MaxObjectsLimiter
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
 from schema.limits import (
@@ -80,6 +81,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidateOnce(validator),
+        MaxObjectsLimiter,
     ]
     return _Schema(
         query=Query,

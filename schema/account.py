@@ -15,11 +15,13 @@ from resolvers import account as accounts
 from resolvers import requests
 from resolvers.age import is_minor
 from resolvers.errors import ErrorCode
+from resolvers.pages import page_request
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.pages import Connection, checked, connection, load_page
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
@@ -96,23 +98,51 @@ class AccountType(AccountSettingsFields):
             _gpc_applied=model.gpc_applied_at is not None,
         )
 
-    @strawberry.field(description="Requests the person made: exports, deletion, complaints.")
+    @strawberry.field(
+        description="Requests the person made (exports, deletion, complaints), newest first. "
+        "The first page only: privacyRequestsConnection pages on."
+    )
     async def privacy_requests(
-        self, info: strawberry.Info[RequestContext]
+        self, info: Info, first: int = 50
     ) -> list[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
         from schema.requests import PrivacyRequestType
 
-        async with info.context.reading() as session:
-            rows = await requests.requests_about(session, self._model_id)
-        return [PrivacyRequestType.from_model(row) for row in rows]
+        page = checked(lambda: page_request(first, None, requests.BY_AUTHOR))
+        found = await load_page(info.context, requests.requests_by_author, self._model_id, page)
+        return [PrivacyRequestType.from_model(row) for row in found.items]
+
+    @strawberry.field(description="Requests the person made, newest first, a page at a time.")
+    async def privacy_requests_connection(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
+        from schema.requests import PrivacyRequestType
+
+        page = checked(lambda: page_request(first, after, requests.BY_AUTHOR))
+        found = await load_page(info.context, requests.requests_by_author, self._model_id, page)
+        return connection(found, PrivacyRequestType.from_model)
 
     @strawberry.field(description="Where the account is signed in, most recently used first.")
-    async def sessions(self, info: strawberry.Info[RequestContext]) -> list[SessionType]:
-        actor = await info.context.actor()
-        async with info.context.reading() as session:
-            rows = await accounts.list_sessions(session, self._model_id)
-        current = actor.session_id if actor else None
-        return [SessionType.from_model(row, current) for row in rows]
+    async def sessions(self, info: Info, first: int = 50) -> list[SessionType]:
+        page = checked(lambda: page_request(first, None, accounts.BY_LAST_USE))
+        found = await load_page(info.context, accounts.sessions_by_last_use, self._model_id, page)
+        current = await _current_session(info)
+        return [SessionType.from_model(row, current) for row in found.items]
+
+    @strawberry.field(
+        description="Where the account is signed in, newest sign-in first, a page at a time."
+    )
+    async def sessions_connection(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[SessionType]:
+        page = checked(lambda: page_request(first, after, accounts.BY_SIGN_IN))
+        found = await load_page(info.context, accounts.sessions_by_sign_in, self._model_id, page)
+        current = await _current_session(info)
+        return connection(found, lambda row: SessionType.from_model(row, current))
+
+
+async def _current_session(info: Info) -> uuid.UUID | None:
+    actor = await info.context.actor()
+    return actor.session_id if actor else None
 
 
 @strawberry.type

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -88,6 +88,8 @@ class RequestContext:
             self._load_settings
         )
         self.account_loader: DataLoader[uuid.UUID, Account | None] = DataLoader(self._load_accounts)
+        # The other lists of an account, one loader per use case (see schema/pages.py).
+        self.loaders: dict[object, DataLoader[Any, Any]] = {}
 
     @property
     def request_id(self) -> str:

@@ -9,16 +9,19 @@ from typing import Annotated
 import strawberry
 
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer, IsSupport
+from models import Account as AccountModel
 from models import AuditEntry as AuditEntryModel
 from models import LegalHold as LegalHoldModel
 from models import PrivacyRequest as PrivacyRequestModel
 from models import RequestKind, RequestStatus
 from resolvers import requests, staff
+from resolvers.pages import Page
 from resolvers.staff import ChildReportDecision
 from schema.account import AccountPayload, AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.pages import Connection, connection
 
 Info = strawberry.Info[RequestContext]
 RequestKindEnum = strawberry.enum(RequestKind, name="RequestKind")
@@ -193,6 +196,7 @@ async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> Pr
     request, errors = await context.attempt(
         lambda session: requests.file_request(
             session,
+            context.services.limiter,
             actor,
             kind=kind,
             subject=input.subject,
@@ -230,27 +234,35 @@ class RequestsQuery:
         return AccountType.from_model(account) if account else None
 
     @strawberry.field(
-        permission_classes=[IsSupport], description="Accounts whose email contains the text."
+        permission_classes=[IsSupport],
+        description="Accounts whose email contains the text, by email. Audited. The first page "
+        "only: staffAccountsConnection pages on.",
     )
     async def staff_accounts(
         self, info: Info, email_contains: str, reason: Reason, first: int = 20
     ) -> list[AccountType]:
-        context = info.context
-        support = await context.signed_in()
-        found = await context.answer_audited(
-            lambda session: staff.search_accounts(
-                session,
-                support,
-                email_contains=email_contains,
-                first=first,
-                reason=reason,
-                request_id=context.request_id,
-            )
-        )
-        return [AccountType.from_model(account) for account in found]
+        found = await _search(info, email_contains, reason, first, None)
+        return [AccountType.from_model(account) for account in found.items]
 
     @strawberry.field(
-        permission_classes=[IsPrivacyOfficer], description="Privacy requests, soonest due first."
+        permission_classes=[IsSupport],
+        description="Accounts whose email contains the text, by email, a page at a time. Audited.",
+    )
+    async def staff_accounts_connection(
+        self,
+        info: Info,
+        email_contains: str,
+        reason: Reason,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Connection[AccountType]:
+        found = await _search(info, email_contains, reason, first, after)
+        return connection(found, AccountType.from_model)
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="Privacy requests, soonest due first. Audited. The first page only: "
+        "privacyRequestsConnection pages on.",
     )
     async def privacy_requests(
         self,
@@ -260,33 +272,102 @@ class RequestsQuery:
         kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
         first: int = 50,
     ) -> list[PrivacyRequestType]:
-        context = info.context
-        officer = await context.signed_in()
-        found = await context.answer_audited(
-            lambda session: staff.list_requests(
-                session,
-                officer,
-                status=status,
-                kind=kind,
-                first=first,
-                reason=reason,
-                request_id=context.request_id,
-            )
-        )
-        return [PrivacyRequestType.from_model(request) for request in found]
+        found = await _queue(info, reason, status, kind, first, None)
+        return [PrivacyRequestType.from_model(request) for request in found.items]
 
-    @strawberry.field(permission_classes=[IsPrivacyOfficer], description="Newest first.")
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="Privacy requests, soonest due first, a page at a time. Audited.",
+    )
+    async def privacy_requests_connection(
+        self,
+        info: Info,
+        reason: Reason,
+        status: RequestStatusEnum | None = None,  # type: ignore[valid-type]
+        kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[PrivacyRequestType]:
+        found = await _queue(info, reason, status, kind, first, after)
+        return connection(found, PrivacyRequestType.from_model)
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="Newest first. The first page only: auditLogConnection pages on.",
+    )
     async def audit_log(
         self, info: Info, account_id: strawberry.ID | None = None, first: int = 50
     ) -> list[AuditEntryType]:
-        entries = await info.context.answer(
-            lambda session: staff.audit_log(
-                session,
-                account_id=parse_id(account_id) if account_id is not None else None,
-                first=first,
-            )
+        found = await _audit_log(info, account_id, first, None)
+        return [AuditEntryType.from_model(entry) for entry in found.items]
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer], description="Newest first, a page at a time."
+    )
+    async def audit_log_connection(
+        self,
+        info: Info,
+        account_id: strawberry.ID | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[AuditEntryType]:
+        found = await _audit_log(info, account_id, first, after)
+        return connection(found, AuditEntryType.from_model)
+
+
+async def _search(
+    info: Info, email_contains: str, reason: str, first: int, after: str | None
+) -> Page[AccountModel]:
+    context = info.context
+    support = await context.signed_in()
+    return await context.answer_audited(
+        lambda session: staff.search_accounts(
+            session,
+            support,
+            email_contains=email_contains,
+            first=first,
+            after=after,
+            reason=reason,
+            request_id=context.request_id,
         )
-        return [AuditEntryType.from_model(entry) for entry in entries]
+    )
+
+
+async def _queue(
+    info: Info,
+    reason: str,
+    status: RequestStatus | None,
+    kind: RequestKind | None,
+    first: int,
+    after: str | None,
+) -> Page[PrivacyRequestModel]:
+    context = info.context
+    officer = await context.signed_in()
+    return await context.answer_audited(
+        lambda session: staff.list_requests(
+            session,
+            officer,
+            status=status,
+            kind=kind,
+            first=first,
+            after=after,
+            reason=reason,
+            request_id=context.request_id,
+        )
+    )
+
+
+async def _audit_log(
+    info: Info, account_id: strawberry.ID | None, first: int, after: str | None
+) -> Page[AuditEntryModel]:
+    return await info.context.answer(
+        lambda session: staff.audit_log(
+            session,
+            account_id=parse_id(account_id) if account_id is not None else None,
+            first=first,
+            after=after,
+        )
+    )
 
 
 @strawberry.type

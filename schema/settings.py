@@ -25,9 +25,11 @@ from resolvers.catalogue import (
     Topic,
     VisibilityField,
 )
+from resolvers.pages import page_request
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.pages import PageInfo, checked, load_page
 
 if TYPE_CHECKING:
     from schema.account import AccountType
@@ -156,12 +158,6 @@ class ConsentEventEdge:
 
 
 @strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@strawberry.type
 class ConsentEventConnection:
     edges: list[ConsentEventEdge]
     page_info: PageInfo
@@ -246,14 +242,13 @@ class AccountSettingsFields:
             strawberry.argument(description="Only events of this catalogue key (or `policy`)."),
         ] = None,
     ) -> ConsentEventConnection:
-        page = await info.context.answer(
-            lambda session: consent.consent_history(
-                session, self._model_id, first=first, after=after, key=key
-            )
+        query = checked(
+            lambda: consent.HistoryQuery(page_request(first, after, consent.HISTORY), key)
         )
+        page = await load_page(info.context, consent.consent_histories, self._model_id, query)
         edges = [
             ConsentEventEdge(cursor=page.cursor(event), node=ConsentEventType.from_model(event))
-            for event in page.events
+            for event in page.items
         ]
         return ConsentEventConnection(
             edges=edges,

@@ -105,6 +105,37 @@ class TestFileComplaint:
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+@pytest.mark.parametrize(
+    ("mutation", "kind"),
+    [("fileComplaint", RequestKind.COMPLAINT), ("requestCorrection", RequestKind.CORRECTION)],
+)
+async def test_ten_requests_an_hour_per_account(client, database, mutation, kind) -> None:
+    file = f"""
+    mutation File($input: PrivacyRequestInput!) {{
+      {mutation}(input: $input) {{ request {{ id }} errors {{ field code message }} }}
+    }}
+    """
+    token = await signed_up(client)
+    other = await signed_up(client, email="bob@example.com")
+    variables = {"input": {"subject": "Again", "details": "Please look at this"}}
+
+    answers = [
+        (await gql(client, file, variables, token=token))["data"][mutation] for _ in range(11)
+    ]
+
+    assert all(a["request"] and a["errors"] == [] for a in answers[:10])
+    assert answers[10]["request"] is None
+    [error] = answers[10]["errors"]
+    assert error["code"] == "RATE_LIMITED" and "hour" in error["message"]
+    async with database.session() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(PrivacyRequest).where(PrivacyRequest.kind == kind)
+        )
+    assert stored == 10
+    # The limit is the person's, not everyone's.
+    assert (await gql(client, file, variables, token=other))["data"][mutation]["errors"] == []
+
+
 class TestRequestCorrection:
     CORRECT = """
     mutation Correct($input: PrivacyRequestInput!) {

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from models import Database, Role
+from models import AuditEntry, Database, Role
 from resolvers.account import create_staff
 from tests.helpers import PASSWORD, changed, logged_in, post, signed_up, signup
 
@@ -21,10 +22,12 @@ query Profile($id: ID!) {
 OWNER_EMAIL = "ada@example.com"
 OWNER_PHONE = "+447400123456"
 VIEWERS = ("anonymous", "member", "owner", "staff")
+# Staff see a profile as any member does: their reads of personal data go through the audited
+# staff fields, with a reason.
 SEEN_BY = {
     "PUBLIC": {"anonymous", "member", "owner", "staff"},
     "MEMBERS": {"member", "owner", "staff"},
-    "PRIVATE": {"owner", "staff"},
+    "PRIVATE": {"owner"},
 }
 
 
@@ -113,6 +116,54 @@ class TestPublicProfile:
                 assert profile is not None and profile["displayName"] == "Ada Lovelace"
                 expected = value if viewer in seen_by else None
                 assert profile[field] == expected, (audience, viewer)
+
+
+class TestStaffReads:
+    STAFF_ACCOUNT = """
+    query($id: ID!, $reason: String!) { staffAccount(id: $id, reason: $reason) { email phone } }
+    """
+    REASON = "Ticket 8812: the person asked what we hold"
+
+    async def test_public_profile_hides_private_fields_from_staff_unaudited(
+        self, client, database
+    ) -> None:
+        everyone = await people(client, database)
+        await changed(client, "updateVisibility", {"profile": "PUBLIC"}, token=everyone.owner)
+
+        profile, _ = await look_up(client, everyone.owner_id, everyone.tokens["staff"])
+
+        assert profile is not None and profile["displayName"] == "Ada Lovelace"
+        assert profile["email"] is None and profile["phone"] is None
+        async with database.session() as session:
+            assert list(await session.scalars(select(AuditEntry))) == []
+
+    async def test_the_audited_staff_field_shows_them_with_a_reason(self, client, database) -> None:
+        everyone = await people(client, database)
+        variables = {"id": everyone.owner_id, "reason": self.REASON}
+
+        response = await post(client, self.STAFF_ACCOUNT, variables, token=everyone.tokens["staff"])
+
+        assert response.json()["data"]["staffAccount"] == {
+            "email": OWNER_EMAIL,
+            "phone": OWNER_PHONE,
+        }
+        async with database.session() as session:
+            [entry] = list(await session.scalars(select(AuditEntry)))
+        assert str(entry.account_id) == everyone.owner_id
+        assert str(entry.staff_id) == everyone.staff_id and entry.reason == self.REASON
+
+    async def test_staff_do_not_see_a_reported_profile_through_it(self, client, database) -> None:
+        everyone = await people(client, database)
+        await changed(client, "updateVisibility", {"profile": "PUBLIC"}, token=everyone.owner)
+        report = """
+        mutation($id: ID!) { reportChildAccount(input: {accountId: $id, details: "In year 5"}) {
+          errors { code } } }
+        """
+        await post(client, report, {"id": everyone.owner_id})
+
+        for viewer in ("member", "staff"):
+            profile, _ = await look_up(client, everyone.owner_id, everyone.tokens[viewer])
+            assert profile is None, viewer
 
 
 class TestSearchEngineIndexing:

@@ -1,0 +1,96 @@
+"""Connections (Relay-style pages with cursors) and the batching of an account's lists.
+
+An Account in a list (a staff search, a privacy request's account) asks for its own sessions,
+requests and history; the loaders here answer all the accounts of one level with one statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
+from strawberry.exceptions import StrawberryGraphQLError
+
+from resolvers.errors import Rejected
+from resolvers.pages import MAX_PAGE, Page
+from schema.context import RequestContext
+
+Node = TypeVar("Node")
+Row = TypeVar("Row")
+Args = TypeVar("Args", bound=Hashable)
+Fetch = Callable[
+    [AsyncSession, Sequence[uuid.UUID], Args], Awaitable[Mapping[uuid.UUID, Page[Row]]]
+]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[Node]):
+    cursor: str
+    node: Node
+
+
+@strawberry.type
+class Connection(Generic[Node]):
+    edges: list[Edge[Node]]
+    page_info: PageInfo
+
+
+def connection(page: Page[Row], node: Callable[[Row], Node]) -> Connection[Node]:
+    edges = [Edge(cursor=page.cursor(item), node=node(item)) for item in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+def checked(make: Callable[[], Row]) -> Row:
+    """Check a field's arguments before anything runs: a refusal becomes a GraphQL error with
+    code BAD_USER_INPUT, as `RequestContext.answer` makes it."""
+    try:
+        return make()
+    except Rejected as rejected:
+        error = rejected.errors[0]
+        raise StrawberryGraphQLError(
+            error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+        ) from None
+
+
+async def load_page(
+    context: RequestContext, fetch: Fetch[Args, Row], account_id: uuid.UUID, args: Args
+) -> Page[Row]:
+    """One account's page, read together with every sibling account's that asks the same."""
+    loader: DataLoader[tuple[uuid.UUID, Any], Page[Any]] | None = context.loaders.get(fetch)
+    if loader is None:
+
+        async def load(keys: list[tuple[uuid.UUID, Any]]) -> list[Page[Any]]:
+            by_args: dict[Any, dict[uuid.UUID, None]] = defaultdict(dict)
+            for key_account, key_args in keys:
+                by_args[key_args][key_account] = None
+            found: dict[tuple[uuid.UUID, Any], Page[Any]] = {}
+            for same_args, accounts in by_args.items():
+                account_ids = list(accounts)
+                # A statement reads at most as many accounts' pages as one page of a list holds.
+                for start in range(0, len(account_ids), MAX_PAGE):
+                    chunk = account_ids[start : start + MAX_PAGE]
+                    async with context.reading() as session:
+                        pages = await fetch(session, chunk, same_args)
+                    found.update({(a, same_args): pages[a] for a in chunk})
+            return [found[key] for key in keys]
+
+        # Not cached: a mutation earlier in the request may have changed what a page holds.
+        loader = DataLoader(load, cache=False)
+        context.loaders[fetch] = loader
+    return await loader.load((account_id, args))
