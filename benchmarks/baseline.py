@@ -1,10 +1,16 @@
 """The baseline the API is measured against: a bare Starlette app, none of our code, that runs the
 statements our API needs for each operation and answers the same JSON.
 
-Served by uvicorn exactly as the API is (same worker count), on the same database:
+Served by uvicorn as the API is (same worker count), on the same database:
 
     BENCH_DATABASE_URL=postgresql+asyncpg://... BENCH_CATALOGUE=catalogue.json \\
-        uvicorn --factory benchmarks.baseline:create_app
+        python -m benchmarks.baseline --port 8001 --workers 2
+
+With more than one worker, uvicorn binds the listening socket itself, with protocol 0, and
+asyncio then leaves Nagle's algorithm on for every accepted connection (it sets TCP_NODELAY
+only on sockets that say IPPROTO_TCP): a response written in two parts waits for the client's
+delayed ACK, about 40 ms on Linux. The baseline's socket says IPPROTO_TCP, so it shows what
+the hardware can do; the API served with `uvicorn --workers 2` pays the 40 ms.
 
 `BENCH_CATALOGUE` is the API's own `privacyCatalogue` answer, fetched by the bench over HTTP, so
 the baseline renders every setting the API renders without importing the catalogue.
@@ -20,11 +26,13 @@ One route per operation, taking the same request body the GraphQL endpoint gets:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,10 +43,12 @@ from typing import Any, Protocol
 
 import aiosqlite
 import asyncpg
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.supervisors import Multiprocess
 
 TOGGLED_KEY = "communication.email.newsletter"
 PAGE_SIZE = 20
@@ -524,3 +534,33 @@ def create_app() -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+class _Config(uvicorn.Config):
+    def bind_socket(self) -> socket.socket:
+        """The socket uvicorn binds, as one that says it is TCP (see the module docstring)."""
+        return socket.socket(fileno=super().bind_socket().detach())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    arguments = parser.parse_args()
+    config = _Config(
+        "benchmarks.baseline:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=arguments.port,
+        workers=arguments.workers,
+        access_log=False,
+        log_level="warning",
+    )
+    if arguments.workers > 1:  # as uvicorn.run does it
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -134,7 +134,9 @@ def say(text: str = "") -> None:
 
 
 def figures(result: Result) -> str:
-    errors = f", {result.errors} errors" if result.errors else ""
+    errors = f", {result.errors} HTTP errors" if result.errors else ""
+    if result.counted:
+        errors += f", {result.counted} GraphQL errors"
     return f"{result.rate:8.1f}/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms{errors}"
 
 

@@ -93,22 +93,8 @@ def api_command(port: int, workers: int) -> tuple[list[str], str]:
 
 def baseline_command(port: int, workers: int) -> list[str]:
     """The baseline on the same uvicorn; no access log, as a bare app would be run."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "benchmarks.baseline:create_app",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    command = [sys.executable, "-m", "benchmarks.baseline", "--port", str(port)]
+    return [*command, "--workers", str(workers)]
 
 
 @dataclass
