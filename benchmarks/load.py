@@ -420,8 +420,7 @@ def profile(bench: Bench, api: Server, people: People) -> None:
         say(f"    {line}")
 
 
-# The frames every busy sample passes through, left out of "total time" so that it shows what
-# runs below the event loop and the thread pool.
+# The frames every busy sample passes through: the event loop and the thread pool.
 TRUNK = (
     "<frozen runpy>",
     "click/core.py",
@@ -461,7 +460,10 @@ def summarise_profile(collapsed: str, top: int = 15) -> list[str]:
         return ["(the profile holds no samples)"]
     shares = ", ".join(f"{name} {count / samples:.0%}" for name, count in packages.most_common(12))
     lines = [f"profile: {samples} samples of busy threads; own time by package: {shares}"]
-    for title, counter in (("own time", own), ("total time, below the event loop", total)):
+    # Frames in most samples are the request's path through the middleware, the same for any
+    # request; what lies below them tells where a request's time goes.
+    below = Counter({frame: count for frame, count in total.items() if count < samples / 2})
+    for title, counter in (("own time", own), ("total time, below the middleware", below)):
         lines.append(f"top frames by {title}:")
         lines += [f"  {count / samples:6.1%}  {frame}" for frame, count in counter.most_common(top)]
     return lines
