@@ -33,4 +33,4 @@ schema: install
 	$(BIN)/privacy-api export-schema
 
 bench: install
-	$(BIN)/python -m benchmarks.hot_paths
+	$(BIN)/python -m benchmarks.load $(BENCH_ARGS)

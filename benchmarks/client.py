@@ -1,0 +1,98 @@
+"""What the bench sends to the API: the GraphQL documents and the few calls it makes to set up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from typing import Any
+
+import httpx
+
+PASSWORD = "benchmark passphrase"
+POLICY_VERSION = "2025-07"
+
+ME = """query Me { me {
+  id email displayName phone birthDate country isMinor role locale pendingEmail
+  acceptedPolicyVersion createdAt
+  communicationPreferences { channel topic enabled locked updatedAt }
+  dataSharing { purpose enabled description updatedAt }
+  visibility { profile email phone searchEngineIndexing }
+  cookieConsent { strictlyNecessary functional analytics advertising gpcApplied updatedAt }
+} }"""
+TOGGLE = """mutation Toggle($on: Boolean!) { setCommunicationPreference(input:
+  {channel: EMAIL, topic: NEWSLETTER, enabled: $on}) { errors { field message code } } }"""
+HISTORY = """query History($after: String) { me { consentHistory(first: 20, after: $after) {
+  edges { cursor node { id key oldValue newValue actor source policyVersion occurredAt requestId } }
+  pageInfo { hasNextPage endCursor }
+} } }"""
+TYPENAME = "{ __typename }"
+LOGIN = """mutation Login($i: LoginInput!) { login(input: $i) { token errors { code } } }"""
+SIGNUP = """mutation Signup($i: SignupInput!) { signup(input: $i) { token errors { code } } }"""
+CATALOGUE = """{ privacyCatalogue { key group kind defaultValue locked description
+  channel topic purpose cookieCategory } }"""
+EXPORT = """mutation { requestDataExport { url errors { code message } } }"""
+
+
+def body(query: str, variables: dict[str, Any] | None = None) -> str:
+    return json.dumps({"query": query, "variables": variables or {}})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+
+def cursor(seq: int) -> str:
+    """The cursor the API gives out for the event numbered `seq` (events before it follow)."""
+    return base64.urlsafe_b64encode(f"consent:{seq}".encode()).decode()
+
+
+def some_address() -> str:
+    """A client address for X-Forwarded-For, so per-address limits do not cut the setup short."""
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def call(
+    url: str, query: str, variables: dict[str, Any] | None = None, **headers: str
+) -> dict[str, Any]:
+    """One GraphQL request; the decoded answer, which must carry no GraphQL error."""
+    response = httpx.post(
+        f"{url}/graphql",
+        content=body(query, variables),
+        headers={"Content-Type": "application/json", **headers},
+        timeout=30,
+    )
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    if answer.get("errors"):
+        raise RuntimeError(f"the API answered with errors: {answer['errors']}")
+    return answer
+
+
+def signup(url: str, email: str) -> str:
+    """A new adult account through the API; its bearer token."""
+    details = {
+        "email": email,
+        "password": PASSWORD,
+        "displayName": "Bench Mark",
+        "birthDate": "1985-03-04",
+        "country": "NL",
+        "acceptPolicyVersion": POLICY_VERSION,
+    }
+    answer = call(url, SIGNUP, {"i": details}, **{"X-Forwarded-For": some_address()})
+    payload = answer["data"]["signup"]
+    if payload["errors"]:
+        raise RuntimeError(f"signup of {email} refused: {payload['errors']}")
+    return str(payload["token"])
+
+
+def catalogue(url: str) -> list[dict[str, Any]]:
+    settings: list[dict[str, Any]] = call(url, CATALOGUE)["data"]["privacyCatalogue"]
+    return settings
+
+
+def export_link(url: str, token: str) -> str:
+    payload = call(url, EXPORT, Authorization=f"Bearer {token}")["data"]["requestDataExport"]
+    if payload["errors"]:
+        raise RuntimeError(f"export refused: {payload['errors']}")
+    return str(payload["url"])
