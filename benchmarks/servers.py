@@ -25,8 +25,7 @@ BIN = Path(sys.executable).parent
 SECRET_KEY = "benchmark-secret-key-long-enough-for-production-use"
 # Where the app factory lives, newest layout first.
 APP_FACTORIES = ("web.app:create_app", "app:create_app")
-# The trusted-proxy setting the request-path issue adds goes here too, set to 127.0.0.1, so that
-# X-Forwarded-For from the bench names the client; until then uvicorn's own setting does it.
+# The bench's load comes from this machine: X-Forwarded-For from it names the (simulated) client.
 PROXY_ENV = {"PRIVACY_API_TRUSTED_PROXIES": "127.0.0.1"}
 READY_SECONDS = 60
 
