@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import tempfile
+import threading
 import weakref
 from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
 from typing import TypeVar
 
 from passlib.context import CryptContext
@@ -26,18 +31,43 @@ _DUMMY_HASH = _context.hash("not-a-real-password-only-for-timing")
 T = TypeVar("T")
 
 # Each hash takes 19 MiB and a core for tens of milliseconds. Running at most one fewer than the
-# cores at once keeps a core for the event loop and bounds memory under a burst of sign-ins.
+# cores at once keeps a core for reads and bounds memory under a burst of sign-ins. The bound is
+# the host's, not each process's: `serve --workers N` runs N processes on the same cores, so the
+# slots are lock files every process on the host takes turns on.
 _HASHING_SLOTS = max(1, (os.cpu_count() or 2) - 1)
+_SLOT_FILES = Path(tempfile.gettempdir()) / f"privacy-api-hashing-{os.getuid()}"
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
 
 
+def _in_a_host_slot(work: Callable[..., T], *args: str) -> T:
+    """Run `work` (in a worker thread) holding one of the host's hashing slots."""
+    _SLOT_FILES.mkdir(mode=0o700, exist_ok=True)
+    with ExitStack() as held:
+        for number in range(_HASHING_SLOTS):
+            lock = held.enter_context(slot_file(number).open("a"))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when it closes
+                return work(*args)
+            except BlockingIOError:
+                continue
+        # Every slot is busy: wait for one, each thread on its own.
+        lock = held.enter_context(slot_file(threading.get_ident() % _HASHING_SLOTS).open("a"))
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return work(*args)
+
+
+def slot_file(number: int) -> Path:
+    return _SLOT_FILES / f"slot-{number}"
+
+
 async def _off_the_loop(work: Callable[..., T], *args: str) -> T:
-    # A semaphore belongs to one event loop; tests and the CLI run several loops in turn.
+    # A semaphore belongs to one event loop; tests and the CLI run several loops in turn. It keeps
+    # this process from holding more threads than there are slots.
     slots = _slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(_HASHING_SLOTS))
     async with slots:
-        return await asyncio.to_thread(work, *args)
+        return await asyncio.to_thread(_in_a_host_slot, work, *args)
 
 
 async def get_password_hash(password: str) -> str:

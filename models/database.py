@@ -56,15 +56,26 @@ class DatabaseTimeouts:
     pool: float = 30  # for a free connection from the pool
 
 
+# Connections kept open per process. A request uses one to read and one for each write, so under
+# steady load a smaller pool would open and close overflow connections all the time.
+POOL_SIZE = 20
+POOL_OVERFLOW = 10
+
+
+def _has_connection_queue(url: str) -> bool:
+    # Only a queue of connections has a checkout to wait on (in-memory SQLite has one connection).
+    parsed = make_url(url)
+    dialect = parsed.get_dialect()
+    return issubclass(dialect, DefaultDialect) and issubclass(
+        dialect.get_pool_class(parsed), QueuePool
+    )
+
+
 def _timeout_arguments(url: str, timeouts: DatabaseTimeouts) -> dict[str, Any]:
     """The engine and driver arguments that bound every wait on the database."""
     parsed = make_url(url)
     arguments: dict[str, Any] = {}
-    dialect = parsed.get_dialect()
-    # Only a queue of connections has a checkout to wait on (in-memory SQLite has one connection).
-    if issubclass(dialect, DefaultDialect) and issubclass(
-        dialect.get_pool_class(parsed), QueuePool
-    ):
+    if _has_connection_queue(url):
         arguments["pool_timeout"] = timeouts.pool
     driver = parsed.get_driver_name()
     if driver == "asyncpg":
@@ -83,6 +94,8 @@ def _timeout_arguments(url: str, timeouts: DatabaseTimeouts) -> dict[str, Any]:
 def create_engine(url: str, timeouts: DatabaseTimeouts | None = None) -> AsyncEngine:
     """The engine for `url`; with `timeouts`, no request waits on the database for longer."""
     bounds = _timeout_arguments(url, timeouts) if timeouts is not None else {}
+    if _has_connection_queue(url):
+        bounds.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     # hide_parameters keeps emails and names out of error messages and logs.
     engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True, **bounds)
     if engine.dialect.name == "sqlite":

@@ -53,7 +53,12 @@ async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID])
             AccountSetting.key,
             AccountSetting.value,
             AccountSetting.updated_at,
-        ).where(AccountSetting.account_id.in_(account_ids))
+        ).where(
+            # The usual case, one account (`me`), as a plain comparison: cheaper to build.
+            AccountSetting.account_id == account_ids[0]
+            if len(account_ids) == 1
+            else AccountSetting.account_id.in_(account_ids)
+        )
     )
     stored: dict[uuid.UUID, dict[str, tuple[str, datetime]]] = {}
     for account_id, key, value, updated_at in rows:

@@ -70,13 +70,12 @@ class RequestContext:
     when it is refused or fails, so one field's refusal never undoes another's change.
     """
 
-    def __init__(
-        self, request: Request, response: Response, session: AsyncSession, services: Services
-    ) -> None:
+    def __init__(self, request: Request, response: Response, services: Services) -> None:
         self.request = request
         self.response = response
         self.services = services
-        self._session = session
+        # Opened at the first read: a request that reads nothing costs no session.
+        self._session: AsyncSession | None = None
         # Sibling fields resolve concurrently; one session must not be used by two at once.
         self._lock = asyncio.Lock()
         self._actor: Actor | None = None
@@ -99,6 +98,8 @@ class RequestContext:
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """The request's read session, for one resolver at a time."""
         async with self._lock:
+            if self._session is None:
+                self._session = self.services.database.sessions()
             try:
                 yield self._session
             except BaseException:
@@ -112,7 +113,12 @@ class RequestContext:
         # Reads after a write must see it: SQLite keeps a read snapshot until its transaction
         # ends. Closing (not rolling back) leaves what was read detached but readable.
         async with self._lock:
-            await self._session.close()
+            if self._session is not None:
+                await self._session.close()
+
+    async def close(self) -> None:
+        """At the end of the request: give the read session's connection back."""
+        await self._end_reads()
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from web.outage import retryable_error
 
 logger = logging.getLogger("privacy_api.graphql")
 
+_CONTEXT = "graphql_context"
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
 
 
@@ -41,26 +42,34 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The read session connects lazily, so requests that never read cost nothing; each
-        # mutation field opens a unit of work of its own (RequestContext.attempt).
-        async with self.services.database.session() as session:
-            scope.setdefault("state", {})["db_session"] = session
+        # The context opens a read session at its first read; each mutation field opens a unit
+        # of work of its own (RequestContext.attempt).
+        state = scope.setdefault("state", {})
+        try:
             await super().__call__(scope, receive, send)
+        finally:
+            context: RequestContext | None = state.get(_CONTEXT)
+            if context is not None:
+                await context.close()
 
     def parse_json(self, data: str | bytes) -> Any:
         """A JSON object (or a batch list, refused later) in UTF-8, else 400 rather than a 500."""
         try:
-            parsed = json.loads(data)
-            # A lone surrogate such as "\ud800" decodes, then fails in hashing and storage.
-            json.dumps(parsed, ensure_ascii=False).encode()
-        except (ValueError, RecursionError) as error:
+            # orjson refuses what would fail later: a lone surrogate such as "\ud800" (it would
+            # break hashing and storage), invalid UTF-8 and nesting deeper than 1,024.
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
             raise HTTPException(400, "Unable to parse request body as JSON") from error
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "Expected a JSON object.")
         return parsed
 
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
-        context = RequestContext(request, response, request.state.db_session, self.services)
+        context = RequestContext(request, response, self.services)
+        setattr(request.state, _CONTEXT, context)
         # Before the operation runs, whatever it asks for: committed on its own.
         try:
             await context.apply_caller_signals()
