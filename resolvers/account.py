@@ -105,9 +105,12 @@ async def signup(
     today: date | None = None,
 ) -> SignedIn:
     """Create an account and sign it in. Under-13s are refused before anything is stored."""
-    check_age(birth_date, today or utcnow().date(), refused_recently=refused_recently)
+    # Every attempt counts, refused for age or not: otherwise a child could try date after date.
     if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-ups from here; try later.")
+    check_age(
+        birth_date, today or age.today_everywhere(utcnow()), refused_recently=refused_recently
+    )
 
     normalized_email, errors = email_errors(email)
     name, name_problems = display_name_errors(display_name)

@@ -1,13 +1,14 @@
 """The age gate: age from a date of birth alone, and the age of digital consent by country.
 
-Birthdays: a person reaches a new age on the anniversary of their birth date. Someone born on
+Birthdays: a person reaches a new age on the anniversary of their birth date, once that day has
+begun everywhere (in UTC-12), since the API does not know where they are. Someone born on
 29 February reaches it on 1 March in years without a 29 February (the later of the two possible
 days, so nobody is treated as older than they are).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 MINIMUM_AGE = 13
 OLDEST_PLAUSIBLE_AGE = 120
@@ -20,7 +21,18 @@ DIGITAL_CONSENT_AGE: dict[str, int] = {
     "FI": 13, "FR": 15, "DE": 16, "GR": 15, "HU": 16, "IE": 16, "IT": 14, "LV": 13,
     "LT": 14, "LU": 16, "MT": 13, "NL": 16, "PL": 16, "PT": 13, "RO": 16, "SK": 16,
     "SI": 15, "ES": 14, "SE": 13, "IS": 13, "LI": 16, "NO": 13, "GB": 13,
+    # France's outermost regions are part of the EU under their own ISO codes, so France's age
+    # applies there. Its territories outside the EU (BL, PM, NC, PF, WF, TF) keep the default.
+    "GP": 15, "GF": 15, "MQ": 15, "RE": 15, "YT": 15, "MF": 15,
 }  # fmt: skip
+# The last time zone to reach a date is UTC-12: a birthday counts once it has begun everywhere,
+# so nobody is treated as older than they are wherever they live.
+LAST_TIME_ZONE = timedelta(hours=-12)
+
+
+def today_everywhere(now: datetime) -> date:
+    """The date of `now` (aware, UTC) in the time zone that reaches each date last."""
+    return (now + LAST_TIME_ZONE).date()
 
 
 def age_on(birth_date: date, today: date) -> int:

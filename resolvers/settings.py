@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.actor import Actor
 from models import Account, AccountSetting, ConsentActor, IdempotencyKey, Source, utcnow
 from resolvers import catalogue
-from resolvers.age import is_minor
+from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import (
     Audience,
     Channel,
@@ -159,7 +159,7 @@ async def change_settings(
         if idempotency_key and await _replayed(session, account_id, idempotency_key, fingerprint):
             return 0
         if check_rules:
-            today = utcnow().date()
+            today = today_everywhere(utcnow())
             errors = [
                 error
                 for setting, value in wanted.items()

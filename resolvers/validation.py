@@ -86,8 +86,14 @@ def display_name_errors(raw: str) -> tuple[str, list[UserError]]:
     return name, []
 
 
+# Codes people type that ISO 3166-1 spells otherwise: the EU's own code for Greece, and the UK's
+# common abbreviation (its ISO code is GB).
+COUNTRY_ALIASES = {"EL": "GR", "UK": "GB"}
+
+
 def country_errors(raw: str) -> tuple[str, list[UserError]]:
     code = raw.strip().upper()
+    code = COUNTRY_ALIASES.get(code, code)
     if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
         message = "Use a two-letter ISO 3166-1 country code, such as DE or US."
         return code, [UserError("country", message, ErrorCode.INVALID_COUNTRY)]

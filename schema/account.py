@@ -13,7 +13,7 @@ from models import Account as AccountModel
 from models import AuthSession, Role, utcnow
 from resolvers import account as accounts
 from resolvers import requests
-from resolvers.age import is_minor
+from resolvers.age import is_minor, today_everywhere
 from resolvers.errors import ErrorCode
 from resolvers.pages import page_request
 from resolvers.profile import pending_email_of
@@ -87,7 +87,7 @@ class AccountType(AccountSettingsFields):
             phone=model.phone,
             birth_date=model.birth_date,
             country=model.country,
-            is_minor=is_minor(model.birth_date, model.country, utcnow().date()),
+            is_minor=is_minor(model.birth_date, model.country, today_everywhere(utcnow())),
             role=model.role,
             locale=model.locale,
             pending_email=pending_email_of(model),

@@ -16,6 +16,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import ConsentEvent, Database, utcnow
+from resolvers.age import today_everywhere
 from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
 
 def birth_date_for_age(years: int) -> date:
     """A date of birth that makes a person `years` old today, whatever today is."""
-    return date(utcnow().date().year - years, 1, 1)
+    return date(today_everywhere(utcnow()).year - years, 1, 1)
 
 
 def codes(payload: dict[str, Any]) -> list[str]:

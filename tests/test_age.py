@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import assume, given
@@ -17,8 +17,10 @@ from resolvers.age import (
     is_minor,
     is_old_enough,
     is_plausible_birth_date,
+    today_everywhere,
 )
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.validation import country_errors
 
 ONE_DAY = timedelta(days=1)
 # Wide enough to hold every leap-year rule (1900 and 2100 are common years, 2000 is a leap year).
@@ -225,3 +227,34 @@ class TestIsMinor:
     def test_without_a_birth_date_is_not_minor(self) -> None:
         # Staff accounts are created by the CLI without an age screen.
         assert not is_minor(None, "DE", date(2025, 1, 1))
+
+
+class TestWhereTheyLive:
+    @pytest.mark.parametrize("region", ["GP", "GF", "MQ", "RE", "YT", "MF"])
+    def test_frances_outermost_regions_take_frances_age(self, region: str) -> None:
+        assert digital_consent_age(region) == digital_consent_age("FR") == 15
+        assert is_minor(date(2011, 5, 1), region, date(2025, 5, 1))
+
+    @pytest.mark.parametrize("territory", ["BL", "PM", "NC", "PF", "WF", "TF"])
+    def test_territories_outside_the_eu_keep_the_default(self, territory: str) -> None:
+        assert digital_consent_age(territory) == DEFAULT_DIGITAL_CONSENT_AGE
+        assert not is_minor(date(2011, 5, 1), territory, date(2025, 5, 1))
+
+    @pytest.mark.parametrize(("typed", "stored"), [("UK", "GB"), ("uk", "GB"), ("EL", "GR")])
+    def test_codes_people_type_are_read_as_iso(self, typed: str, stored: str) -> None:
+        assert country_errors(typed) == (stored, [])
+
+
+class TestBirthdayBegunEverywhere:
+    BORN = date(2013, 3, 10)
+
+    def test_the_date_is_the_one_in_the_last_time_zone(self) -> None:
+        assert today_everywhere(datetime(2026, 3, 10, 11, 59, tzinfo=UTC)) == date(2026, 3, 9)
+        assert today_everywhere(datetime(2026, 3, 10, 12, 0, tzinfo=UTC)) == date(2026, 3, 10)
+
+    def test_a_thirteenth_birthday_counts_once_it_has_begun_everywhere(self) -> None:
+        # In London and New York it is already the birthday; on Baker Island not yet.
+        before = today_everywhere(datetime(2026, 3, 10, 11, 0, tzinfo=UTC))
+        after = today_everywhere(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+        assert refusal(self.BORN, before).errors[0].code is ErrorCode.AGE_RESTRICTED
+        check_age(self.BORN, after)

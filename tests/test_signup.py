@@ -9,13 +9,14 @@ import httpx
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from models import Account, AuthSession, Database
+from models import Account, AuthSession, Database, utcnow
+from resolvers.age import today_everywhere
 from schema.context import AGE_GATE_COOKIE
 from tests.helpers import ME, SIGNUP, codes, gql, signed_up, signup, signup_input
 
 
 def years_ago(years: int, today: date | None = None) -> date:
-    today = today or date.today()
+    today = today or today_everywhere(utcnow())
     try:
         return today.replace(year=today.year - years)
     except ValueError:  # 29 February
@@ -169,6 +170,22 @@ class TestAgeGate:
         retry = await signup(client, birthDate=years_ago(30))
 
         assert codes(retry) == ["AGE_RESTRICTED"]
+        assert await count_accounts(database) == 0
+
+    async def test_a_client_without_a_cookie_jar_cannot_try_date_after_date(
+        self, client: httpx.AsyncClient, database: Database
+    ) -> None:
+        # Each refusal counts against the client's sign-up limit (20 an hour), as any attempt.
+        answers = []
+        for days in range(21):
+            client.cookies.clear()  # the marker is thrown away each time
+            child = await signup(client, birthDate=years_ago(13) + timedelta(days=days + 1))
+            answers.append(codes(child))
+
+        assert answers[:20] == [["AGE_RESTRICTED"]] * 20
+        assert answers[20] == ["RATE_LIMITED"]
+        client.cookies.clear()
+        assert codes(await signup(client, birthDate=years_ago(30))) == ["RATE_LIMITED"]
         assert await count_accounts(database) == 0
 
     async def test_the_marker_is_httponly_and_lasts_a_day(self, client) -> None:
