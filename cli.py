@@ -169,6 +169,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # A worker still importing the app on a busy host is not dead: give it time to answer.
+        timeout_worker_healthcheck=30,
         log_level="info",
         log_config=access_log.log_config(),
         # The client address that per-client rate limits count is the peer's, unless the peer

@@ -33,6 +33,20 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
+def start_serve(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`privacy-api serve` in the background on a database in `data_dir`, output in one pipe."""
+    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(data_dir), **env}
+    environment.pop("PRIVACY_API_DATABASE_URL", None)
+    return subprocess.Popen(
+        [*COMMAND, "serve", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,16 +125,7 @@ def test_create_staff(tmp_path: Path) -> None:
 
 def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
     port = free_port()
-    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(tmp_path)}
-    environment.pop("PRIVACY_API_DATABASE_URL", None)
-    server = subprocess.Popen(
-        [*COMMAND, "serve", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server = start_serve(tmp_path, "--port", str(port))
     try:
         assert server.stdout is not None
         demo = None
@@ -151,15 +156,7 @@ def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=20)
 
-    second = subprocess.run(
-        [*COMMAND, "serve", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env={**environment, "PRIVACY_API_ENV": "bogus"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = run_cli(tmp_path, "serve", "--port", "0", PRIVACY_API_ENV="bogus")
     assert second.returncode == 2
 
 
@@ -204,19 +201,13 @@ def test_serve_refuses_several_workers_without_shared_rate_limits(tmp_path: Path
 
 def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path) -> None:
     port = free_port()
-    environment = {
-        **os.environ,
-        "PRIVACY_API_DATA_DIR": str(tmp_path),
-        "PRIVACY_API_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379",
-    }
-    environment.pop("PRIVACY_API_DATABASE_URL", None)
-    server = subprocess.Popen(
-        [*COMMAND, "serve", "--port", str(port), "--workers", "2"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    server = start_serve(
+        tmp_path,
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        PRIVACY_API_RATE_LIMIT_STORAGE="redis://127.0.0.1:6379",
     )
     try:
         deadline = time.monotonic() + 60
