@@ -156,8 +156,8 @@ async def request_email_change(
     return account
 
 
-async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
-    """Redeem the token sent to the new address: it becomes the account's email."""
+async def check_email_token(session: AsyncSession, *, token: str) -> Account:
+    """The account whose pending address this unexpired, unused token confirms. Reads only."""
     invalid = Rejected.one(
         ErrorCode.NOT_FOUND, "This confirmation code is not valid or has expired.", "token"
     )
@@ -171,6 +171,13 @@ async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
     )
     if account is None or account.pending_email is None:
         raise invalid
+    return account
+
+
+async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
+    """Redeem the token sent to the new address: it becomes the account's email."""
+    account = await check_email_token(session, token=token)
+    assert account.pending_email is not None
     if await email_taken(session, account.pending_email):
         raise Rejected.one(
             ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used any more.", "token"

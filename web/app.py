@@ -20,6 +20,7 @@ from config import Config, load_config
 from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import routes
+from web.confirm_email import ConfirmEmailPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
@@ -63,12 +64,15 @@ def create_app(config: Config | None = None) -> Starlette:
         await services.database.dispose()
 
     unsubscribe = UnsubscribePages(services)
+    confirm_email = ConfirmEmailPages(services)
     app = Starlette(
         routes=[
             Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
             Route(routes.EXPORT_DOWNLOAD, download_export, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.confirm, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
+            Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
+            Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
         ],

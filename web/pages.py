@@ -1,0 +1,51 @@
+"""Small HTML pages that links in messages open, without sign-in: their markup and headers.
+
+Their addresses carry a secret token, so the pages are never cached, never indexed, never pass
+the address on as a referrer, and load nothing and post nowhere but here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from urllib.parse import urlencode
+
+from starlette.responses import HTMLResponse
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    # The token in the address must not travel on to anywhere the page links.
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": (
+        "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+def page(title: str, *body: str, status_code: int = 200) -> HTMLResponse:
+    """A small page; `body` is HTML whose echoed parts the caller has escaped."""
+    html = (
+        '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head>\n"
+        f"<body>\n<h1>{escape(title)}</h1>\n{''.join(body)}\n</body>\n</html>\n"
+    )
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+def paragraph(text: str) -> str:
+    return f"<p>{escape(text)}</p>\n"
+
+
+def post_form(query: Mapping[str, str], button: str, fields: Mapping[str, str] = {}) -> str:
+    """A form with one button that POSTs back to this page's path with `query`, and `fields`."""
+    action = escape(f"?{urlencode(query)}")
+    hidden = "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
+        for name, value in fields.items()
+    )
+    return (
+        f'<form method="post" action="{action}">\n{hidden}'
+        f'<button type="submit">{escape(button)}</button>\n</form>\n'
+    )
