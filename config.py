@@ -40,7 +40,6 @@ class Config:
     # Where people reach the API: the base of links in emails (unsubscribe, export downloads).
     public_url: str = "http://127.0.0.1:8000"
     deletion_grace_days: int = 30
-    request_due_days: int = 30
     export_valid_hours: int = 24
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
@@ -150,7 +149,6 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
-        ("request_due_days", "PRIVACY_API_REQUEST_DUE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
     ):
         raw = env.get(variable, str(default))

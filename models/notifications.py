@@ -18,6 +18,8 @@ class NotificationKind(enum.Enum):
     EMAIL_CONFIRMATION = "email_confirmation"
     EMAIL_CHANGED = "email_changed"
     DELETION_SCHEDULED = "deletion_scheduled"
+    REQUEST_EXTENDED = "request_extended"
+    REQUEST_ANSWERED = "request_answered"
 
 
 class Notification(Base):

@@ -43,7 +43,13 @@ class PrivacyRequest(Base):
     subject: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # One calendar month from created_at, plus the months of any extension (at most two).
     due_at: Mapped[datetime] = mapped_column(index=True)
+    extended_months: Mapped[int] = mapped_column(default=0, server_default="0")
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    # Reports of a child's account only: a keyed hash of the reporting client and the reported
+    # account, to count different reporters without knowing who they are.
+    reporter_key: Mapped[str | None] = mapped_column(String(64))
     handled_by: Mapped[uuid.UUID | None]
     handled_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(Text)

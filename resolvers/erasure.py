@@ -115,7 +115,6 @@ def _schedule(
     request = open_request(
         session,
         kind=RequestKind.DELETION,
-        due_days=0,
         account_id=account.id,
         requested_by=requested_by,
     )

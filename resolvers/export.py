@@ -59,7 +59,6 @@ async def request_data_export(
     *,
     download_link: Callable[[str], str],
     valid_hours: int,
-    due_days: int,
 ) -> ExportLink:
     """A new single-use link to the person's export, recorded as a completed privacy request.
 
@@ -85,7 +84,6 @@ async def request_data_export(
         session,
         kind=RequestKind.EXPORT,
         status=RequestStatus.COMPLETED,
-        due_days=due_days,
         account_id=account_id,
         requested_by=account_id,
     )

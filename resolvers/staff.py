@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from models import (
     AuditEntry,
     ConsentActor,
     LegalHold,
+    NotificationKind,
     PrivacyRequest,
     RequestKind,
     RequestStatus,
@@ -23,15 +25,19 @@ from models import (
     Source,
     utcnow,
 )
-from resolvers import erasure, settings
+from resolvers import erasure, notifications, settings
 from resolvers.audit import audit
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.requests import MAX_EXTENSION_MONTHS, due_date
 from resolvers.validation import normalize_email
 
 REASON_MIN, REASON_MAX = 5, 500
-# Soonest due first. A request's due date never changes, so cursors stay valid as requests arrive.
+# A request is due within three months at most: looking further ahead shows nothing more.
+MAX_DUE_WITHIN_DAYS = 366
+# Soonest due first. A cursor holds the last row's due date and id, so it stays valid as requests
+# arrive; a request extended while someone pages may move to a later page.
 QUEUE = Keyset("requests", (PrivacyRequest.due_at, PrivacyRequest.id), descending=False)
 # The audit log's ids only grow: newest first, and a cursor stays valid as entries arrive.
 AUDIT_LOG = Keyset("audit", (AuditEntry.id,), descending=True)
@@ -136,19 +142,41 @@ async def list_requests(
     *,
     status: RequestStatus | None,
     kind: RequestKind | None,
+    overdue: bool | None = None,
+    due_within_days: int | None = None,
     first: int,
     after: str | None = None,
     reason: str,
     request_id: str | None,
 ) -> Page[PrivacyRequest]:
-    """A page of privacy requests, the soonest due first."""
+    """A page of privacy requests, the soonest due first.
+
+    `overdue` and `due_within_days` look at open requests only (a closed one is due no more):
+    overdue ones are past their due date; due within N days are those due before N days from
+    now, overdue ones included unless `overdue` is false.
+    """
     reason = _checked_reason(reason)
+    if due_within_days is not None and not 0 <= due_within_days <= MAX_DUE_WITHIN_DAYS:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            f"Give 0 to {MAX_DUE_WITHIN_DAYS} days.",
+            "dueWithinDays",
+        )
     page = page_request(first, after, QUEUE)
     query = select(PrivacyRequest)
     if status is not None:
         query = query.where(PrivacyRequest.status == status)
     if kind is not None:
         query = query.where(PrivacyRequest.kind == kind)
+    now = utcnow()
+    if overdue is not None or due_within_days is not None:
+        query = query.where(PrivacyRequest.status == RequestStatus.OPEN)
+    if overdue is not None:
+        query = query.where(
+            PrivacyRequest.due_at <= now if overdue else PrivacyRequest.due_at > now
+        )
+    if due_within_days is not None:
+        query = query.where(PrivacyRequest.due_at <= now + timedelta(days=due_within_days))
     if page.after is not None:
         query = query.where(QUEUE.beyond(page.after))
     rows = list(await session.scalars(query.order_by(*QUEUE.order()).limit(page.first + 1)))
@@ -199,6 +227,91 @@ async def process_request(
         )
     _close(request, officer, status, resolution.strip()[:2000])
     await audit(session, officer, "request.process", [request.account_id], reason, request_id)
+    person = await _requester(session, request)
+    if person is not None:
+        outcome = "answered" if status is RequestStatus.COMPLETED else "rejected"
+        notifications.queue(
+            session,
+            person,
+            NotificationKind.REQUEST_ANSWERED,
+            f"Your {_kind_name(request)} of {_day(request.created_at)} has been {outcome}",
+            f"We have {outcome} your {_kind_name(request)} of {_day(request.created_at)}.\n\n"
+            f"{request.resolution or ''}\n\n"
+            "If you are not satisfied with this answer, you may reply to this message or "
+            "complain to your data protection authority.",
+        )
+    await session.flush()
+    return request
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def _kind_name(request: PrivacyRequest) -> str:
+    return {
+        RequestKind.ACCESS: "request for access",
+        RequestKind.EXPORT: "request for an export",
+        RequestKind.DELETION: "request for deletion",
+        RequestKind.CORRECTION: "request for a correction",
+        RequestKind.COMPLAINT: "complaint",
+        RequestKind.CHILD_REPORT: "report",
+    }[request.kind]
+
+
+async def _requester(session: AsyncSession, request: PrivacyRequest) -> Account | None:
+    """The person who made the request, to be told about it; None for an anonymous report or an
+    erased account."""
+    if request.requested_by is None:
+        return None
+    person = await session.get(Account, request.requested_by)
+    return person if person is not None and person.role is Role.USER else None
+
+
+async def extend_request(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    privacy_request_id: uuid.UUID,
+    months: int,
+    reason: str,
+    request_id: str | None,
+) -> PrivacyRequest:
+    """Extend an open request's deadline by one or two months (at most two in all, GDPR Art.
+    12(3)), before it is overdue; the reason goes in the audit log and to the person."""
+    reason = _checked_reason(reason)
+    if months not in (1, 2):
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "Extend by 1 or 2 months.", "months")
+    request = await _open_request(session, privacy_request_id)
+    if request.due_at <= utcnow():
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            "This request is already overdue: answer it instead of extending it.",
+            "id",
+        )
+    if request.extended_months + months > MAX_EXTENSION_MONTHS:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT,
+            f"A request may be extended by {MAX_EXTENSION_MONTHS} months in all; this one has "
+            f"been extended by {request.extended_months} already.",
+            "months",
+        )
+    request.extended_months += months
+    request.extension_reason = reason
+    request.due_at = due_date(request.created_at, request.extended_months)
+    await audit(session, officer, "request.extend", [request.account_id], reason, request_id)
+    person = await _requester(session, request)
+    if person is not None:
+        notifications.queue(
+            session,
+            person,
+            NotificationKind.REQUEST_EXTENDED,
+            f"We need more time for your {_kind_name(request)} of {_day(request.created_at)}",
+            f"We will answer your {_kind_name(request)} of {_day(request.created_at)} by "
+            f"{_day(request.due_at)}, not by the date we gave before, because:\n\n{reason}\n\n"
+            "The law lets us extend by up to two months in all when a request needs it; you "
+            "may complain to your data protection authority if you disagree.",
+        )
     await session.flush()
     return request
 
@@ -228,6 +341,8 @@ async def review_child_report(
         await erasure.schedule_deletion(
             session, account.id, due_at=now, requested_by=officer.account_id
         )
+        # Hidden at once, whether or not the report had hidden it, until the purge erases it.
+        account.restricted_at = account.restricted_at or now
         _close(request, officer, RequestStatus.COMPLETED, "A child's account: to be erased.")
     await audit(
         session, officer, f"child_report.{decision.value}", [account.id], reason, request_id

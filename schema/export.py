@@ -41,7 +41,6 @@ class ExportMutation:
                 actor,
                 download_link=context.services.links.export_download,
                 valid_hours=config.export_valid_hours,
-                due_days=config.request_due_days,
             )
         )
         if link is None:

@@ -30,6 +30,19 @@ ChildReportDecisionEnum = strawberry.enum(ChildReportDecision, name="ChildReport
 Reason = Annotated[
     str, strawberry.argument(description="Why you need this: kept in the audit log.")
 ]
+Overdue = Annotated[
+    bool | None,
+    strawberry.argument(
+        description="Only open requests past their due date (true) or not yet (false)."
+    ),
+]
+DueWithinDays = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Only open requests due within this many days (0 to 366), overdue ones "
+        "included unless overdue is false."
+    ),
+]
 
 
 @strawberry.type(name="PrivacyRequest")
@@ -40,7 +53,14 @@ class PrivacyRequestType:
     subject: str | None
     details: str | None
     created_at: datetime
-    due_at: datetime = strawberry.field(description="When it must be answered by.")
+    due_at: datetime = strawberry.field(
+        description="When it must be answered by: one calendar month after it was made, plus "
+        "any extension."
+    )
+    extended_months: int = strawberry.field(
+        description="By how many months a privacy officer extended the deadline (at most 2)."
+    )
+    extension_reason: str | None = strawberry.field(description="Why it was extended.")
     handled_at: datetime | None
     resolution: str | None
     _account_id: strawberry.Private[uuid.UUID | None]
@@ -56,6 +76,8 @@ class PrivacyRequestType:
             details=model.details,
             created_at=model.created_at,
             due_at=model.due_at,
+            extended_months=model.extended_months,
+            extension_reason=model.extension_reason,
             handled_at=model.handled_at,
             resolution=model.resolution,
             _account_id=model.account_id,
@@ -172,6 +194,15 @@ class ProcessRequestInput:
 
 
 @strawberry.input
+class ExtendRequestInput:
+    id: strawberry.ID
+    months: int = strawberry.field(description="1 or 2; at most 2 months in all.")
+    reason: str = strawberry.field(
+        description="Why more time is needed: told to the person and kept in the audit log."
+    )
+
+
+@strawberry.input
 class ChildReportReviewInput:
     request_id: strawberry.ID
     decision: ChildReportDecisionEnum  # type: ignore[valid-type]
@@ -201,7 +232,6 @@ async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> Pr
             kind=kind,
             subject=input.subject,
             details=input.details,
-            due_days=context.services.config.request_due_days,
         )
     )
     return _request_payload(request, errors)
@@ -270,9 +300,11 @@ class RequestsQuery:
         reason: Reason,
         status: RequestStatusEnum | None = None,  # type: ignore[valid-type]
         kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
+        overdue: Overdue = None,
+        due_within_days: DueWithinDays = None,
         first: int = 50,
     ) -> list[PrivacyRequestType]:
-        found = await _queue(info, reason, status, kind, first, None)
+        found = await _queue(info, reason, status, kind, overdue, due_within_days, first, None)
         return [PrivacyRequestType.from_model(request) for request in found.items]
 
     @strawberry.field(
@@ -285,10 +317,12 @@ class RequestsQuery:
         reason: Reason,
         status: RequestStatusEnum | None = None,  # type: ignore[valid-type]
         kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
+        overdue: Overdue = None,
+        due_within_days: DueWithinDays = None,
         first: int = 50,
         after: str | None = None,
     ) -> Connection[PrivacyRequestType]:
-        found = await _queue(info, reason, status, kind, first, after)
+        found = await _queue(info, reason, status, kind, overdue, due_within_days, first, after)
         return connection(found, PrivacyRequestType.from_model)
 
     @strawberry.field(
@@ -338,6 +372,8 @@ async def _queue(
     reason: str,
     status: RequestStatus | None,
     kind: RequestKind | None,
+    overdue: bool | None,
+    due_within_days: int | None,
     first: int,
     after: str | None,
 ) -> Page[PrivacyRequestModel]:
@@ -349,6 +385,8 @@ async def _queue(
             officer,
             status=status,
             kind=kind,
+            overdue=overdue,
+            due_within_days=due_within_days,
             first=first,
             after=after,
             reason=reason,
@@ -391,7 +429,9 @@ class RequestsMutation:
 
     @strawberry.mutation(
         description="Report an account you believe belongs to a child under 13. No sign-in "
-        "needed. The profile is hidden until a privacy officer reviews the report."
+        "needed, and the report does not say who made it. A privacy officer reviews every "
+        "report; meanwhile the profile is hidden if its stated age is under 16 or people at two "
+        "different clients reported it within 30 days."
     )
     async def report_child_account(
         self, info: Info, input: ChildReportInput
@@ -405,12 +445,15 @@ class RequestsMutation:
                 account_id=parse_id(input.account_id),
                 details=input.details,
                 contact_email=input.contact_email,
-                due_days=context.services.config.request_due_days,
+                secret_key=context.services.config.secret_key,
             )
         )
         return _request_payload(request, errors)
 
-    @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Close a request as COMPLETED or REJECTED; the person is sent the resolution.",
+    )
     async def process_privacy_request(
         self, info: Info, input: ProcessRequestInput
     ) -> PrivacyRequestPayload:
@@ -423,6 +466,29 @@ class RequestsMutation:
                 privacy_request_id=parse_id(input.id),
                 status=input.status,
                 resolution=input.resolution,
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        return _request_payload(request, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Give an open request more time, before it is overdue: one or two more "
+        "months, at most two in all, counted from when it was made. Audited; the person is told "
+        "the new date and the reason.",
+    )
+    async def extend_privacy_request(
+        self, info: Info, input: ExtendRequestInput
+    ) -> PrivacyRequestPayload:
+        context = info.context
+        officer = await context.signed_in()
+        request, errors = await context.attempt(
+            lambda session: staff.extend_request(
+                session,
+                officer,
+                privacy_request_id=parse_id(input.id),
+                months=input.months,
                 reason=input.reason,
                 request_id=context.request_id,
             )

@@ -432,7 +432,6 @@ class TestPurge:
             open_request(
                 session,
                 kind=RequestKind.COMPLAINT,
-                due_days=30,
                 account_id=account_id,
                 requested_by=account_id,
                 subject="Complaint from Ada Lovelace",

@@ -35,6 +35,7 @@ from models import (
     utcnow,
 )
 from resolvers import catalogue, export
+from resolvers.requests import add_months
 from tests.conftest import SEED_POLICY_VERSION, make_config
 from tests.helpers import codes, gql, signed_up
 from web.app import create_app
@@ -193,7 +194,7 @@ class TestRequestDataExport:
         assert request.status is RequestStatus.COMPLETED
         assert request.account_id == request.requested_by == account_id
         assert request.handled_at is not None
-        assert request.due_at - request.created_at == timedelta(days=30)
+        assert request.due_at == add_months(request.created_at, 1)
 
 
 class TestDownloadExport:

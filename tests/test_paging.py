@@ -67,7 +67,6 @@ async def add_person(database: Database, email: str, requests: int = 0) -> uuid.
             request = open_request(
                 session,
                 kind=RequestKind.CORRECTION,
-                due_days=30,
                 account_id=account.id,
                 requested_by=account.id,
             )
@@ -389,7 +388,6 @@ class TestPersonalLists:
                 request = open_request(
                     session,
                     kind=RequestKind.COMPLAINT,
-                    due_days=30,
                     account_id=uuid.UUID(me),
                     requested_by=uuid.UUID(me),
                 )
@@ -522,7 +520,6 @@ def test_keyset_pages_read_each_row_once_whatever_the_ties(
             request = open_request(
                 session,
                 kind=RequestKind.COMPLAINT,
-                due_days=30,
                 account_id=account_id,
                 requested_by=account_id,
             )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from models import AuditEntry, PrivacyRequest, RequestKind, Role
-from tests.helpers import count_statements, gql, signed_up, staff_token
+from resolvers.requests import add_months
+from tests.helpers import birth_date_for_age, count_statements, gql, signed_up, staff_token
 
 COMPLAIN = """
 mutation Complain($input: PrivacyRequestInput!) {
@@ -57,8 +57,10 @@ async def support(client, database) -> str:
     return await staff_token(client, database, Role.SUPPORT, "support@example.com")
 
 
-async def public_account(client, email: str = "kid@example.com") -> tuple[str, str]:
-    token = await signed_up(client, email=email, displayName="Reported Person")
+async def public_account(client, email: str = "kid@example.com", age: int = 40) -> tuple[str, str]:
+    token = await signed_up(
+        client, email=email, displayName="Reported Person", birthDate=birth_date_for_age(age)
+    )
     await gql(client, PUBLIC, token=token)
     account_id = (await gql(client, MY_ID, token=token))["data"]["me"]["id"]
     client.cookies.clear()  # from here on the client is a stranger; the token is the person
@@ -91,7 +93,7 @@ class TestFileComplaint:
 
         created = datetime.fromisoformat(request["createdAt"])
         due = datetime.fromisoformat(request["dueAt"])
-        assert due - created == timedelta(days=30)
+        assert due == add_months(created, 1)
         mine = await gql(client, "{ me { privacyRequests { kind subject } } }", token=token)
         assert mine["data"]["me"]["privacyRequests"] == [
             {"kind": "COMPLAINT", "subject": "Newsletter"}
@@ -173,8 +175,9 @@ class TestReportChildAccount:
         assert errors == [{"field": "contactEmail", "code": "INVALID_EMAIL"}]
         assert (await gql(client, PROFILE, {"id": account_id}))["data"]["publicProfile"]
 
-    async def test_needs_no_login_and_hides_the_profile(self, client, database) -> None:
-        token, account_id = await public_account(client)
+    async def test_needs_no_login_and_hides_a_teen_profile(self, client, database) -> None:
+        # A child under 13 who lied at sign-up most likely gave an age just above it.
+        token, account_id = await public_account(client, age=14)
         assert (await gql(client, PROFILE, {"id": account_id}))["data"]["publicProfile"]
         variables = {
             "input": {
@@ -195,6 +198,39 @@ class TestReportChildAccount:
             stored = (await session.scalars(select(PrivacyRequest))).one()
         assert stored.contact_email == "parent@example.com"
         assert stored.requested_by is None
+
+    async def test_one_report_about_an_adult_does_not_hide_but_reaches_officers(
+        self, client, database, officer
+    ) -> None:
+        _, account_id = await public_account(client, age=40)
+        variables = {"input": {"accountId": account_id, "details": "Seems young"}}
+
+        first = await gql(client, REPORT, variables)
+        again = await gql(client, REPORT, variables)  # the same client twice is one reporter
+
+        assert first["data"]["reportChildAccount"]["request"]["kind"] == "CHILD_REPORT"
+        assert again["data"]["reportChildAccount"]["errors"] == []
+        profile = await gql(client, PROFILE, {"id": account_id})
+        assert profile["data"]["publicProfile"] == {"displayName": "Reported Person"}
+        listed = await gql(
+            client, REQUESTS, {"reason": REASON, "kind": "CHILD_REPORT"}, token=officer
+        )
+        reports = listed["data"]["privacyRequests"]
+        assert len(reports) == 2 and {r["account"]["id"] for r in reports} == {account_id}
+        async with database.session() as session:
+            stored = list(await session.scalars(select(PrivacyRequest)))
+        assert all(r.requested_by is None for r in stored)
+
+    async def test_reports_from_two_clients_hide_an_adult_profile(self, client, app) -> None:
+        _, account_id = await public_account(client, age=40)
+        variables = {"input": {"accountId": account_id, "details": "Seems young"}}
+        await gql(client, REPORT, variables)
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
+            body = await gql(other, REPORT, variables)
+
+        assert body["data"]["reportChildAccount"]["errors"] == []
+        assert (await gql(client, PROFILE, {"id": account_id}))["data"]["publicProfile"] is None
 
     async def test_is_rate_limited(self, client) -> None:
         _, account_id = await public_account(client)
@@ -314,7 +350,6 @@ class TestPrivacyRequests:
                     open_request(
                         session,
                         kind=RequestKind.CORRECTION,
-                        due_days=30,
                         account_id=account.id,
                         requested_by=account.id,
                     )
