@@ -169,6 +169,161 @@ class TestCountryChange:
         assert await my_settings(client, token) == before
 
 
+@pytest.fixture
+async def officer(client, database) -> str:
+    return await staff_token(client, database, Role.PRIVACY_OFFICER, "officer@example.com")
+
+
+async def audit_entries(database) -> list[AuditEntry]:
+    async with database.session() as session:
+        return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+
+class TestCorrectAccount:
+    async def test_users_and_support_are_refused(self, client, database) -> None:
+        person_id, token = await a_person(client, years=30, country="US")
+        support = await staff_token(client, database, Role.SUPPORT, "support@example.com")
+        variables = {"input": {"accountId": person_id, "country": "DE", "reason": REASON}}
+        for caller in (token, support):
+            body = await gql(client, CORRECT, variables, token=caller)
+            assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        me = await gql(client, "{ me { country } }", token=token)
+        assert me["data"]["me"]["country"] == "US"
+        assert await audit_entries(database) == []
+
+    async def test_an_unknown_account(self, client, officer) -> None:
+        variables = {
+            "input": {
+                "accountId": "00000000-0000-0000-0000-000000000001",
+                "country": "DE",
+                "reason": REASON,
+            }
+        }
+        body = await gql(client, CORRECT, variables, token=officer)
+        assert [e["code"] for e in body["data"]["correctAccount"]["errors"]] == ["NOT_FOUND"]
+
+    @pytest.mark.parametrize(
+        ("change", "field", "code"),
+        [
+            ({"birthDate": "1850-01-01"}, "birthDate", "INVALID_BIRTH_DATE"),
+            ({"birthDate": "2999-01-01"}, "birthDate", "INVALID_BIRTH_DATE"),
+            ({"birthDate": birth_date_for_age(12).isoformat()}, "birthDate", "AGE_RESTRICTED"),
+            ({"country": "ZZ"}, "country", "INVALID_COUNTRY"),
+            ({}, None, "INVALID_INPUT"),
+            ({"country": "DE", "reason": "x"}, "reason", "INVALID_INPUT"),
+        ],
+    )
+    async def test_bad_input_changes_nothing(
+        self, client, database, officer, change, field, code
+    ) -> None:
+        person_id, token = await a_person(client, years=30, country="US")
+        variables = {"input": {"accountId": person_id, "reason": REASON, **change}}
+        body = await gql(client, CORRECT, variables, token=officer)
+        [error] = body["data"]["correctAccount"]["errors"]
+        assert (error["field"], error["code"]) == (field, code)
+        me = await gql(client, "{ me { birthDate country } }", token=token)
+        assert me["data"]["me"]["country"] == "US"
+        assert await audit_entries(database) == []
+
+    async def test_under_13_tells_the_officer_what_to_do_instead(self, client, officer) -> None:
+        person_id, _ = await a_person(client, years=30, country="US")
+        variables = {
+            "input": {
+                "accountId": person_id,
+                "birthDate": birth_date_for_age(10).isoformat(),
+                "reason": REASON,
+            }
+        }
+        body = await gql(client, CORRECT, variables, token=officer)
+        [error] = body["data"]["correctAccount"]["errors"]
+        assert "reviewChildReport" in error["message"]
+
+    async def test_a_request_of_another_account_is_refused(self, client, officer) -> None:
+        await a_member(client)
+        bob = await gql(
+            client,
+            'mutation { login(input: {email: "bob@example.com", password: "correct horse '
+            'battery"}) { token } }',
+        )
+        client.cookies.clear()
+        filed = await gql(client, REQUEST_CORRECTION, token=bob["data"]["login"]["token"])
+        request_id = filed["data"]["requestCorrection"]["request"]["id"]
+        person_id, _ = await a_person(client, years=30, country="US")
+        variables = {
+            "input": {
+                "accountId": person_id,
+                "country": "DE",
+                "privacyRequestId": request_id,
+                "reason": REASON,
+            }
+        }
+        body = await gql(client, CORRECT, variables, token=officer)
+        [error] = body["data"]["correctAccount"]["errors"]
+        assert (error["field"], error["code"]) == ("privacyRequestId", "INVALID_INPUT")
+
+    async def test_a_correction_that_makes_someone_a_minor_protects_them(
+        self, client, database, officer
+    ) -> None:
+        person_id, token = await a_person(client, years=30, country="DE")
+        await consenting(client, token)
+        filed = await gql(client, REQUEST_CORRECTION, token=token)
+        request_id = filed["data"]["requestCorrection"]["request"]["id"]
+        born = birth_date_for_age(14).isoformat()
+
+        response = await post(
+            client,
+            CORRECT,
+            {
+                "input": {
+                    "accountId": person_id,
+                    "birthDate": born,
+                    "privacyRequestId": request_id,
+                    "reason": REASON,
+                }
+            },
+            token=officer,
+            headers={"X-Request-ID": "correction-77"},
+        )
+
+        payload = response.json()["data"]["correctAccount"]
+        assert payload["errors"] == []
+        assert payload["account"] == {
+            "id": person_id,
+            "birthDate": born,
+            "country": "DE",
+            "isMinor": True,
+        }
+        assert payload["request"]["status"] == "COMPLETED"
+        assert_protected(await my_settings(client, token))
+        by = await withdrawn_by(client, token)
+        assert set(by) == WITHDRAWN
+        assert set(by.values()) == {("STAFF", "correction-77")}
+        [entry] = await audit_entries(database)
+        assert (entry.action, str(entry.account_id), entry.reason, entry.request_id) == (
+            "account.correct",
+            person_id,
+            REASON,
+            "correction-77",
+        )
+        async with database.session() as session:
+            changes = list(await session.scalars(select(ProfileChange)))
+            request = await session.scalar(select(PrivacyRequest))
+        assert [change.field for change in changes] == ["birth_date"]
+        assert changes[0].changed_by == entry.staff_id
+        assert request is not None and request.status is RequestStatus.COMPLETED
+
+    async def test_a_correction_may_lift_the_protection(self, client, officer) -> None:
+        person_id, token = await a_person(client, years=14, country="DE")
+        before = await my_settings(client, token)
+        variables = {"input": {"accountId": person_id, "country": "US", "reason": REASON}}
+        body = await gql(client, CORRECT, variables, token=officer)
+        payload = body["data"]["correctAccount"]
+        assert payload["errors"] == [] and payload["account"]["isMinor"] is False
+        # Nothing is switched on for them: the choices are theirs to make now.
+        after = await my_settings(client, token)
+        assert after == {**before, "isMinor": False}
+
+
 class TestApplyAgeRules:
     async def test_a_new_age_table_protects_who_it_makes_a_minor_once(
         self, client, database, monkeypatch
