@@ -1,5 +1,5 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-unsubscribe-link, notifications."""
+apply-age-rules, unsubscribe-link, notifications."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from resolvers.errors import Rejected
 from schema import schema_sdl
 from web import access_log
 from web.routes import PublicLinks
+from workers import age_rules
 from workers import purge as purge_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -113,6 +114,14 @@ async def purge(config: Config) -> tuple[purge_worker.PurgeReport, erasure.Prune
         now = utcnow()
         report = await purge_worker.purge_due_accounts(database, config.secret_key, now)
         return report, await purge_worker.prune_expired(database, now)
+    finally:
+        await database.dispose()
+
+
+async def apply_age_rules(config: Config) -> age_rules.AgeRulesReport:
+    database = Database(config.database_url)
+    try:
+        return await age_rules.apply_age_rules(database)
     finally:
         await database.dispose()
 
@@ -240,6 +249,23 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_apply_age_rules(args: argparse.Namespace, config: Config) -> int:
+    report = asyncio.run(apply_age_rules(config))
+    accounts = "account" if report.protected == 1 else "accounts"
+    print(
+        f"Age rules applied: {report.protected} {accounts} of people below the age of digital "
+        "consent had what a minor may not have switched off."
+    )
+    if report.failed:
+        print(
+            f"{report.failed} could not be changed and were left as they were (see the log "
+            "above); run the command again.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_unsubscribe_link(args: argparse.Namespace, config: Config) -> int:
     try:
         link = asyncio.run(unsubscribe_link(config, args.email, Topic[args.topic]))
@@ -306,6 +332,11 @@ def parser() -> argparse.ArgumentParser:
         help="erase accounts whose deletion date has passed and data kept past its use "
         "(run it daily)",
     ).set_defaults(handler=cmd_purge)
+
+    commands.add_parser(
+        "apply-age-rules",
+        help="protect everyone the age rules make a minor (run after a deploy that changed them)",
+    ).set_defaults(handler=cmd_apply_age_rules)
 
     staff = commands.add_parser(
         "create-staff",

@@ -20,6 +20,7 @@ class ConsentActor(enum.Enum):
     LINK = "link"
     GPC = "gpc"
     SIGNUP = "signup"
+    SYSTEM = "system"  # the API itself, applying a rule (such as the age rules)
 
 
 class Source(enum.Enum):
@@ -32,6 +33,9 @@ class Source(enum.Enum):
     LINK = "link"
     GPC = "gpc"
     SIGNUP = "signup"
+    # The age rules, applied when who the person is changed (a move, a corrected date of
+    # birth) or when the table of ages did: the reason for the change, since events carry none.
+    AGE_RULES = "age_rules"
 
 
 class ConsentEvent(Base):

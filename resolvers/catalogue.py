@@ -276,3 +276,7 @@ MARKETING_COMMUNICATIONS: tuple[SettingDefinition, ...] = tuple(
     for setting in CATALOGUE
     if setting.group is SettingGroup.COMMUNICATION and setting.legal_basis is LegalBasis.CONSENT
 )
+# What nobody below the age of digital consent may have: these settings' on (or PUBLIC) values.
+WITHHELD_FROM_MINORS: tuple[SettingDefinition, ...] = tuple(
+    setting for setting in CATALOGUE if setting.withheld_from_minors
+)

@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.actor import Actor
 from auth.rate_limits import RateLimiter
 from auth.tokens import hash_token, new_token
-from models import Account, NotificationKind, ProfileChange, utcnow
+from models import Account, ConsentActor, NotificationKind, ProfileChange, Source, utcnow
 from resolvers import catalogue, notifications
 from resolvers.account import confirm_password, email_taken
+from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import Channel, SettingDefinition, Value
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
-from resolvers.settings import write_settings
+from resolvers.settings import protect_if_minor, write_settings
 from resolvers.validation import (
     country_errors,
     display_name_errors,
@@ -44,9 +45,10 @@ def _locale_errors(raw: str) -> tuple[str, list[UserError]]:
     return locale, []
 
 
-def _record(
+def record_changes(
     session: AsyncSession, account: Account, fields: list[str], actor: Actor, request_id: str | None
 ) -> None:
+    """One profile change per field, by name only; who changed it when it was not the person."""
     changed_by = actor.account_id if actor.account_id != account.id else None
     now = utcnow()
     session.add_all(
@@ -74,7 +76,10 @@ async def update_profile(
     """Change what is given; what is left out (None) stays. An empty phone removes it.
 
     Each changed field is recorded by name, never with its values. Removing the phone switches
-    text messages off, since they cannot reach the person any more.
+    text messages off, since they cannot reach the person any more. A move is checked against the
+    age rules: one that would end a minor's protection needs staff to check the facts (a
+    correction request), and one that makes the person a minor withdraws what a minor may not
+    have, in the same transaction.
     """
     account = await session.get_one(Account, actor.account_id)
     errors: list[UserError] = []
@@ -101,6 +106,13 @@ async def update_profile(
     changed = {field: value for field, value in wanted.items() if getattr(account, field) != value}
     if not changed:
         return account
+    if "country" in changed and _lifts_protection(account, str(changed["country"])):
+        raise Rejected.one(
+            ErrorCode.CORRECTION_REQUIRED,
+            "Moving there would change what you may agree to at your age, so our staff need to "
+            "check it: ask for the change with requestCorrection.",
+            "country",
+        )
     if "phone" in changed and changed["phone"] is None:
         texts_off: dict[SettingDefinition, Value] = {
             setting: False for setting in catalogue.CATALOGUE if setting.channel is Channel.SMS
@@ -108,9 +120,23 @@ async def update_profile(
         await write_settings(session, account.id, texts_off, provenance)
     for field, value in changed.items():
         setattr(account, field, value)
-    _record(session, account, sorted(changed), actor, provenance.request_id)
+    record_changes(session, account, sorted(changed), actor, provenance.request_id)
     await session.flush()
+    if "country" in changed:
+        await protect_if_minor(session, account.id, _by_age_rules(provenance))
     return account
+
+
+def _by_age_rules(cause: Provenance) -> Provenance:
+    """Changes the age rules make after a person's own edit: the system's, with that request."""
+    return Provenance(ConsentActor.SYSTEM, Source.AGE_RULES, request_id=cause.request_id)
+
+
+def _lifts_protection(account: Account, country: str) -> bool:
+    today = today_everywhere(utcnow())
+    return is_minor(account.birth_date, account.country, today) and not is_minor(
+        account.birth_date, country, today
+    )
 
 
 async def request_email_change(

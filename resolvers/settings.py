@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -23,6 +23,7 @@ from resolvers.catalogue import (
     Purpose,
     SettingDefinition,
     SettingGroup,
+    SettingKind,
     Topic,
     Value,
     VisibilityField,
@@ -218,6 +219,64 @@ async def _store(
     if inserts:
         await session.execute(insert(AccountSetting), inserts)
     return len(ledger.events)
+
+
+async def protect_if_minor(
+    session: AsyncSession, account_id: uuid.UUID, provenance: Provenance
+) -> int:
+    """Apply the age rules to the account as it is now: if its holder is below the age of
+    digital consent, each setting holding a value withheld from minors goes back to its default
+    (off, or private), one event each. Callers run it in the transaction that changed who the
+    person is, after flushing that change.
+
+    Returns the number of events written: 0 for an adult, or for a minor already protected.
+    """
+    async with open_ledger(session, account_id, provenance) as ledger:
+        if not is_minor(ledger.birth_date, ledger.country, today_everywhere(ledger.now)):
+            return 0
+        [current] = await read_settings(session, [account_id])
+        wanted: dict[SettingDefinition, Value] = {
+            setting: setting.default
+            for setting in catalogue.WITHHELD_FROM_MINORS
+            if setting.withheld(current[setting.key].value)
+        }
+        return await _store(session, ledger, wanted) if wanted else 0
+
+
+async def minors_to_protect(session: AsyncSession) -> list[uuid.UUID]:
+    """The accounts whose holder is below the age of digital consent by today's rules and holds
+    a value withheld from minors, for applying a changed age table to everyone.
+
+    Only accounts holding such a value are read (most hold none), streamed in bounded memory;
+    the age itself is decided by `is_minor`, the one place the rule lives.
+    """
+    keys_by_value: dict[str, list[str]] = {}
+    for setting in catalogue.WITHHELD_FROM_MINORS:
+        withheld = Audience.PUBLIC if setting.kind is SettingKind.AUDIENCE else True
+        keys_by_value.setdefault(setting.encode(withheld), []).append(setting.key)
+    holding = (
+        select(AccountSetting.account_id)
+        .where(
+            or_(
+                *(
+                    and_(AccountSetting.key.in_(keys), AccountSetting.value == value)
+                    for value, keys in keys_by_value.items()
+                )
+            )
+        )
+        .distinct()
+    )
+    today = today_everywhere(utcnow())
+    found: list[uuid.UUID] = []
+    stream = await session.stream(
+        select(Account.id, Account.birth_date, Account.country)
+        .where(Account.birth_date.is_not(None), Account.id.in_(holding))
+        .execution_options(yield_per=1000)
+    )
+    async for account_id, birth_date, country in stream:
+        if is_minor(birth_date, country, today):
+            found.append(account_id)
+    return found
 
 
 async def record_initial_state(

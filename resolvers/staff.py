@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,13 +25,14 @@ from models import (
     Source,
     utcnow,
 )
-from resolvers import erasure, notifications, settings
+from resolvers import age, erasure, notifications, settings
 from resolvers.audit import audit
 from resolvers.consent import Provenance
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.errors import ErrorCode, Rejected, UserError
 from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.profile import record_changes
 from resolvers.requests import MAX_EXTENSION_MONTHS, due_date
-from resolvers.validation import normalize_email
+from resolvers.validation import country_errors, normalize_email
 
 REASON_MIN, REASON_MAX = 5, 500
 # A request is due within three months at most: looking further ahead shows nothing more.
@@ -188,12 +189,14 @@ async def list_requests(
     return found
 
 
-async def _open_request(session: AsyncSession, request_id: uuid.UUID) -> PrivacyRequest:
+async def _open_request(
+    session: AsyncSession, request_id: uuid.UUID, *, field: str = "id"
+) -> PrivacyRequest:
     request = await session.get(PrivacyRequest, request_id)
     if request is None:
-        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such request.", "id")
+        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such request.", field)
     if request.status is not RequestStatus.OPEN:
-        raise Rejected.one(ErrorCode.INVALID_INPUT, "This request is already closed.", "id")
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This request is already closed.", field)
     return request
 
 
@@ -371,6 +374,88 @@ async def opt_out_for(
     await audit(session, staff, "settings.marketing_opt_out", [account.id], reason, request_id)
     await settings.opt_out_of_marketing(session, account.id, provenance)
     return account
+
+
+async def correct_account(
+    session: AsyncSession,
+    officer: Actor,
+    *,
+    account_id: uuid.UUID,
+    birth_date: date | None,
+    country: str | None,
+    privacy_request_id: uuid.UUID | None,
+    resolution: str | None,
+    reason: str,
+    request_id: str | None,
+) -> tuple[Account, PrivacyRequest | None]:
+    """Correct what a person cannot change themself (date of birth, country), once the facts are
+    checked, closing the correction request it answers if one is named.
+
+    The age rules are applied in the same transaction, in the ledger as this officer's doing: a
+    correction that makes the person a minor withdraws what a minor may not have. One that ends
+    the protection switches nothing on; the choices become the person's to make. A date that
+    makes the person under 13 is refused: such an account is not corrected but erased.
+    """
+    reason = _checked_reason(reason)
+    if birth_date is None and country is None:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "Give a date of birth, a country or both.")
+    account = await session.get(Account, account_id)
+    if account is None or account.role is not Role.USER:
+        raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
+    errors: list[UserError] = []
+    wanted: dict[str, object] = {}
+    if birth_date is not None:
+        errors += _birth_date_errors(birth_date)
+        wanted["birth_date"] = birth_date
+    if country is not None:
+        code, problems = country_errors(country)
+        errors += problems
+        wanted["country"] = code
+    if errors:
+        raise Rejected(*errors)
+    request = None
+    if privacy_request_id is not None:
+        request = await _open_request(session, privacy_request_id, field="privacyRequestId")
+        if request.kind is not RequestKind.CORRECTION or request.account_id != account.id:
+            raise Rejected.one(
+                ErrorCode.INVALID_INPUT,
+                "That is not a correction request of this account.",
+                "privacyRequestId",
+            )
+    changed = {field: value for field, value in wanted.items() if getattr(account, field) != value}
+    for field, value in changed.items():
+        setattr(account, field, value)
+    record_changes(session, account, sorted(changed), officer, request_id)
+    await session.flush()
+    provenance = Provenance(
+        ConsentActor.STAFF, Source.AGE_RULES, actor_id=officer.account_id, request_id=request_id
+    )
+    await settings.protect_if_minor(session, account.id, provenance)
+    if request is not None:
+        fields = " and ".join(_FIELD_NAMES[field] for field in sorted(wanted))
+        answer = (resolution or "").strip()[:2000] or f"Corrected: {fields}."
+        _close(request, officer, RequestStatus.COMPLETED, answer)
+    await audit(session, officer, "account.correct", [account.id], reason, request_id)
+    await session.flush()
+    return account, request
+
+
+_FIELD_NAMES = {"birth_date": "date of birth", "country": "country"}
+
+
+def _birth_date_errors(birth_date: date) -> list[UserError]:
+    """As at signup, but told to the officer: a child under 13 cannot hold an account."""
+    today = age.today_everywhere(utcnow())
+    if not age.is_plausible_birth_date(birth_date, today):
+        message = "This date of birth is in the future or more than 120 years ago."
+        return [UserError("birthDate", message, ErrorCode.INVALID_BIRTH_DATE)]
+    if not age.is_old_enough(birth_date, today):
+        message = (
+            "This date makes the person under 13, who cannot have an account: report it with "
+            "reportChildAccount and erase it with reviewChildReport (DELETE) instead."
+        )
+        return [UserError("birthDate", message, ErrorCode.AGE_RESTRICTED)]
+    return []
 
 
 async def hold_account(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import strawberry
@@ -200,6 +200,32 @@ class ExtendRequestInput:
     reason: str = strawberry.field(
         description="Why more time is needed: told to the person and kept in the audit log."
     )
+
+
+@strawberry.input
+class CorrectAccountInput:
+    account_id: strawberry.ID
+    birth_date: date | None = strawberry.field(
+        default=None, description="The checked date of birth; under 13 is refused."
+    )
+    country: str | None = strawberry.field(default=None, description="ISO 3166-1, such as DE.")
+    privacy_request_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The person's correction request this answers; it is closed."
+    )
+    resolution: str | None = strawberry.field(
+        default=None,
+        description="The answer the request is closed with; says what was corrected when left out.",
+    )
+    reason: str = strawberry.field(
+        description="Such as the evidence checked; kept in the audit log."
+    )
+
+
+@strawberry.type
+class AccountCorrectionPayload:
+    account: AccountType | None
+    request: PrivacyRequestType | None = strawberry.field(description="The request it closed.")
+    errors: list[UserErrorType]
 
 
 @strawberry.input
@@ -515,6 +541,43 @@ class RequestsMutation:
             )
         )
         return _request_payload(request, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Correct a person's date of birth or country once checked, closing the "
+        "correction request it answers. The age rules apply at once: a person it makes a minor "
+        "loses what a minor may not have, recorded as done by you. Audited.",
+    )
+    async def correct_account(
+        self, info: Info, input: CorrectAccountInput
+    ) -> AccountCorrectionPayload:
+        context = info.context
+        officer = await context.signed_in()
+        corrected, errors = await context.attempt(
+            lambda session: staff.correct_account(
+                session,
+                officer,
+                account_id=parse_id(input.account_id),
+                birth_date=input.birth_date,
+                country=input.country,
+                privacy_request_id=parse_id(input.privacy_request_id)
+                if input.privacy_request_id is not None
+                else None,
+                resolution=input.resolution,
+                reason=input.reason,
+                request_id=context.request_id,
+            )
+        )
+        if corrected is None:
+            return AccountCorrectionPayload(account=None, request=None, errors=errors)
+        account, request = corrected
+        context.forget_account(account.id)
+        context.forget_settings(account.id)
+        return AccountCorrectionPayload(
+            account=AccountType.from_model(account),
+            request=PrivacyRequestType.from_model(request) if request else None,
+            errors=errors,
+        )
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
