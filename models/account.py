@@ -37,7 +37,9 @@ class Account(Base):
     # The head of this account's consent ledger, so appending needs no scan of the events.
     ledger_seq: Mapped[int] = mapped_column(default=0)
     ledger_head: Mapped[str | None] = mapped_column(String(64))
-    # When a Global Privacy Control signal first switched settings off.
+    # When a Global Privacy Control signal was first received (at signup or on a later request).
+    # While set, each setting it opts out of is off, or on by a choice marked as conflicting
+    # (account_settings.gpc_conflict_at): so a request with the signal has nothing to check.
     gpc_applied_at: Mapped[datetime | None]
     locale: Mapped[str | None] = mapped_column(String(16))
     # A new address waits here until the person redeems the token sent to it.

@@ -20,6 +20,9 @@ class AccountSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when a setting the Global Privacy Control signal opts out of was switched on while the
+    # signal applied: the choice stands, against the signal, until the value changes again.
+    gpc_conflict_at: Mapped[datetime | None]
 
 
 class IdempotencyKey(Base):

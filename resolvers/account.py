@@ -50,6 +50,8 @@ class Client:
     user_agent: str | None
     session_days: int
     request_id: str | None = None
+    # `Sec-GPC: 1`: the person opts out of sale and sharing.
+    global_privacy_control: bool = False
 
 
 def check_age(birth_date: date, today: date, *, refused_recently: bool = False) -> None:
@@ -142,6 +144,7 @@ async def signup(
         role=Role.USER,
         accepted_policy_version=policy.version,
         policy_accepted_at=now,
+        gpc_applied_at=now if client.global_privacy_control else None,
         created_at=now,
         updated_at=now,
     )
@@ -151,7 +154,13 @@ async def signup(
     except IntegrityError:
         # Another request signed up the same address between our check and this insert.
         raise email_unavailable from None
-    await record_initial_state(session, account.id, policy.version, client.request_id)
+    await record_initial_state(
+        session,
+        account.id,
+        policy.version,
+        client.request_id,
+        global_privacy_control=client.global_privacy_control,
+    )
     return await _open_session(session, account, client)
 
 

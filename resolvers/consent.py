@@ -100,6 +100,7 @@ class Ledger:
     birth_date: date | None = None
     country: str | None = None
     phone: str | None = None
+    gpc_applied_at: datetime | None = None
     events: list[ConsentEvent] = field(default_factory=list)
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
@@ -145,6 +146,7 @@ async def open_ledger(
                 Account.birth_date,
                 Account.country,
                 Account.phone,
+                Account.gpc_applied_at,
             )
             .execution_options(synchronize_session=False)
         )
@@ -160,6 +162,7 @@ async def open_ledger(
         birth_date=row.birth_date,
         country=row.country,
         phone=row.phone,
+        gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
     if ledger.events:

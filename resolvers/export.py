@@ -40,7 +40,7 @@ from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -208,6 +208,7 @@ def _setting(setting: catalogue.SettingDefinition, current: CurrentValue) -> dic
         "legal_basis": setting.legal_basis.value,
         "description": setting.description,
         "updated_at": _time(current.updated_at),
+        "gpc_conflict_at": _time(current.gpc_conflict_at),
     }
 
 

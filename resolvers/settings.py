@@ -39,6 +39,9 @@ MAX_CHANGES = len(catalogue.CATALOGUE)
 class CurrentValue:
     value: Value
     updated_at: datetime | None  # None: never changed from the catalogue default
+    # When the person switched on, against the Global Privacy Control signal, a setting it opts
+    # out of; None when there is no such conflict.
+    gpc_conflict_at: datetime | None = None
 
 
 Settings = dict[str, CurrentValue]
@@ -54,6 +57,7 @@ async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID])
             AccountSetting.key,
             AccountSetting.value,
             AccountSetting.updated_at,
+            AccountSetting.gpc_conflict_at,
         ).where(
             # The usual case, one account (`me`), as a plain comparison: cheaper to build.
             AccountSetting.account_id == account_ids[0]
@@ -61,18 +65,18 @@ async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID])
             else AccountSetting.account_id.in_(account_ids)
         )
     )
-    stored: dict[uuid.UUID, dict[str, tuple[str, datetime]]] = {}
-    for account_id, key, value, updated_at in rows:
-        stored.setdefault(account_id, {})[key] = (value, updated_at)
+    stored: dict[uuid.UUID, dict[str, tuple[str, datetime, datetime | None]]] = {}
+    for account_id, key, value, updated_at, gpc_conflict_at in rows:
+        stored.setdefault(account_id, {})[key] = (value, updated_at, gpc_conflict_at)
     return [_with_defaults(stored.get(account_id, {})) for account_id in account_ids]
 
 
-def _with_defaults(stored: Mapping[str, tuple[str, datetime]]) -> Settings:
+def _with_defaults(stored: Mapping[str, tuple[str, datetime, datetime | None]]) -> Settings:
     result: Settings = {}
     for setting in catalogue.CATALOGUE:
         if setting.key in stored:
-            text, updated_at = stored[setting.key]
-            result[setting.key] = CurrentValue(setting.decode(text), updated_at)
+            text, updated_at, gpc_conflict_at = stored[setting.key]
+            result[setting.key] = CurrentValue(setting.decode(text), updated_at, gpc_conflict_at)
         else:
             result[setting.key] = CurrentValue(setting.default, None)
     return result
@@ -189,29 +193,44 @@ async def write_settings(
 
 
 async def _store(
-    session: AsyncSession, ledger: Ledger, wanted: Mapping[SettingDefinition, Value]
+    session: AsyncSession,
+    ledger: Ledger,
+    wanted: Mapping[SettingDefinition, Value],
+    *,
+    keep_gpc_conflicts: bool = False,
 ) -> int:
-    """Within an open ledger: write the values that differ and append one event for each."""
+    """Within an open ledger: write the values that differ and append one event for each.
+
+    A setting the GPC signal opts out of, switched on once the account has received the signal,
+    is marked as conflicting with it; any later change of its value ends the mark. With
+    `keep_gpc_conflicts`, settings so marked are left as they are.
+    """
     rows = await session.execute(
-        select(AccountSetting.key, AccountSetting.value).where(
+        select(AccountSetting.key, AccountSetting.value, AccountSetting.gpc_conflict_at).where(
             AccountSetting.account_id == ledger.account_id,
             AccountSetting.key.in_([setting.key for setting in wanted]),
         )
     )
-    stored: dict[str, str] = dict(rows.all())
+    stored = {key: (value, gpc_conflict_at) for key, value, gpc_conflict_at in rows}
     updates: list[dict[str, object]] = []
     inserts: list[dict[str, object]] = []
     for setting, value in wanted.items():
         new = setting.encode(value)
-        old = stored.get(setting.key, setting.encode(setting.default))
-        if new == old:
+        old, gpc_conflict_at = stored.get(setting.key, (setting.encode(setting.default), None))
+        if new == old or (keep_gpc_conflicts and gpc_conflict_at is not None):
             continue
         ledger.append(setting.key, old, new)
+        against_gpc = (
+            value is True
+            and setting in catalogue.GPC_OPT_OUTS
+            and ledger.gpc_applied_at is not None
+        )
         row = {
             "account_id": ledger.account_id,
             "key": setting.key,
             "value": new,
             "updated_at": ledger.now,
+            "gpc_conflict_at": ledger.now if against_gpc else None,
         }
         (updates if setting.key in stored else inserts).append(row)
     if updates:
@@ -280,16 +299,27 @@ async def minors_to_protect(session: AsyncSession) -> list[uuid.UUID]:
 
 
 async def record_initial_state(
-    session: AsyncSession, account_id: uuid.UUID, policy_version: str, request_id: str | None
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    policy_version: str,
+    request_id: str | None,
+    *,
+    global_privacy_control: bool = False,
 ) -> None:
-    """At signup: the accepted policy and every default, as events with source SIGNUP."""
+    """At signup: the accepted policy and every default, as events with source SIGNUP.
+
+    With a Global Privacy Control signal on the signup request, the settings it opts out of start
+    off by the signal: their first events have actor and source GPC.
+    """
+    by_gpc = catalogue.GPC_OPT_OUTS if global_privacy_control else ()
     provenance = Provenance(ConsentActor.SIGNUP, Source.SIGNUP, request_id=request_id)
     async with open_ledger(session, account_id, provenance) as ledger:
         ledger.append(POLICY_KEY, None, policy_version)
         rows = []
         for setting in catalogue.CATALOGUE:
-            value = setting.encode(setting.default)
-            ledger.append(setting.key, None, value)
+            value = setting.encode(False if setting in by_gpc else setting.default)
+            if setting not in by_gpc:
+                ledger.append(setting.key, None, value)
             rows.append(
                 {
                     "account_id": account_id,
@@ -299,6 +329,11 @@ async def record_initial_state(
                 }
             )
         await session.execute(insert(AccountSetting), rows)
+    if by_gpc:
+        signal = Provenance(ConsentActor.GPC, Source.GPC, request_id=request_id)
+        async with open_ledger(session, account_id, signal) as ledger:
+            for setting in by_gpc:
+                ledger.append(setting.key, None, setting.encode(False))
 
 
 async def set_communication_preference(
@@ -451,20 +486,22 @@ async def opt_out_of_marketing(
 async def apply_global_privacy_control(
     session: AsyncSession, actor: Actor, request_id: str | None
 ) -> int:
-    """The first request carrying `Sec-GPC: 1` switches advertising and third-party sharing off.
+    """A request carrying `Sec-GPC: 1` opts the person out of sale and sharing: every setting the
+    signal covers is made sure to be off, with an event (actor and source GPC) for each that was
+    on, except a choice the person made against the signal (marked as a conflict), which stands.
 
-    Once: a later explicit choice by the person stands. Of several requests racing with the
-    signal, one claims it and writes the events; the others change nothing. Returns the number
-    of events written.
+    Under the account's lock, so of several requests racing with the signal the first writes the
+    events and the others find nothing left to change. Returns the number of events written.
     """
     provenance = Provenance(ConsentActor.GPC, Source.GPC, request_id=request_id)
     wanted: dict[SettingDefinition, Value] = dict.fromkeys(catalogue.GPC_OPT_OUTS, False)
-    claimed = await session.execute(
-        update(Account)
-        .where(Account.id == actor.account_id, Account.gpc_applied_at.is_(None))
-        .values(gpc_applied_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(claimed, "rowcount", 0):
-        return 0
-    return await write_settings(session, actor.account_id, wanted, provenance)
+    async with open_ledger(session, actor.account_id, provenance) as ledger:
+        written = await _store(session, ledger, wanted, keep_gpc_conflicts=True)
+        if ledger.gpc_applied_at is None:
+            await session.execute(
+                update(Account)
+                .where(Account.id == actor.account_id)
+                .values(gpc_applied_at=ledger.now)
+                .execution_options(synchronize_session=False)
+            )
+    return written

@@ -177,7 +177,9 @@ class RequestContext:
     async def apply_caller_signals(self) -> None:
         """A named step before the operation runs: note that the session was used (every few
         minutes) and honour a Global Privacy Control signal, in one short unit of work committed
-        before the operation reads anything."""
+        before the operation reads anything. Once an account has received the signal, its
+        opted-out state holds (see `settings.apply_global_privacy_control`), so a request with
+        the signal costs nothing more."""
         actor = await self.actor()
         if actor is None:
             return
@@ -247,6 +249,7 @@ class RequestContext:
             user_agent=self.request.headers.get("user-agent"),
             session_days=self.services.config.session_days,
             request_id=self.request_id,
+            global_privacy_control=self._sends_global_privacy_control(),
         )
 
     def start_web_session(self, token: str) -> None:

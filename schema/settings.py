@@ -119,7 +119,16 @@ class CookieConsent:
     analytics: bool
     advertising: bool
     gpc_applied: bool = strawberry.field(
-        description="A Global Privacy Control signal switched advertising and sharing off."
+        description="A Global Privacy Control signal was received (at signup or since): "
+        "advertising and partner sharing are kept off, unless the person chose otherwise."
+    )
+    gpc_conflict: bool = strawberry.field(
+        description="The person switched on a setting the GPC signal opts out of, after "
+        "sending the signal: the choice stands until switched off again."
+    )
+    gpc_conflict_keys: list[str] = strawberry.field(
+        description="The catalogue keys of those settings (advertising cookies, partner "
+        "sharing), empty when there is no conflict."
     )
     updated_at: datetime | None
 
@@ -222,12 +231,17 @@ class AccountSettingsFields:
         settings = await info.context.settings_of(self._model_id)
         cookies = {s.cookie: current for s, current in _values(settings, SettingGroup.COOKIES)}
         changed = [c.updated_at for c in cookies.values() if c.updated_at is not None]
+        conflicts = [
+            s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
+        ]
         return CookieConsent(
             strictly_necessary=cookies[CookieCategory.STRICTLY_NECESSARY].value is True,
             functional=cookies[CookieCategory.FUNCTIONAL].value is True,
             analytics=cookies[CookieCategory.ANALYTICS].value is True,
             advertising=cookies[CookieCategory.ADVERTISING].value is True,
             gpc_applied=self._gpc_applied,
+            gpc_conflict=bool(conflicts),
+            gpc_conflict_keys=conflicts,
             updated_at=max(changed, default=None),
         )
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
 from cli import alembic_config
-from models import Base, Database, Notification
+from models import AccountSetting, Base, Database, Notification
 from resolvers import notifications
 from tests.conftest import DEFAULT_POSTGRES, POSTGRES_ENV, _asyncpg_dsn
 
@@ -208,3 +208,68 @@ async def test_upgrade_keeps_queued_codes_only_until_sent(empty_url: str) -> Non
     )
     assert "sent-code" not in sent.body + notifications.render(sent)
     assert sent.secret is None
+
+
+_gpc_accounts = sa.table(
+    "accounts",
+    *(sa.column(name) for name in ("email", "password_hash", "display_name", "role")),
+    sa.column("id", sa.Uuid()),
+    sa.column("gpc_applied_at", sa.DateTime(timezone=True)),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+_settings = sa.table(
+    "account_settings",
+    sa.column("account_id", sa.Uuid()),
+    sa.column("key", sa.String()),
+    sa.column("value", sa.String()),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+def _advertising_on_as_0004_left_it(connection: Connection) -> dict[str, uuid.UUID]:
+    """Advertising switched on by two people: one after a GPC signal had switched it off, one
+    who never sent the signal."""
+    now = datetime.now(UTC)
+    ids = {"after_signal": uuid.uuid4(), "no_signal": uuid.uuid4()}
+    for name, account in ids.items():
+        connection.execute(
+            _gpc_accounts.insert().values(
+                id=account,
+                email=f"{name}@example.com",
+                password_hash="x",
+                display_name=name,
+                role="user",
+                gpc_applied_at=now if name == "after_signal" else None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for key, value in (
+            ("cookies.advertising", "true"),
+            ("data_sharing.third_party_marketing", "false"),
+        ):
+            connection.execute(
+                _settings.insert().values(account_id=account, key=key, value=value, updated_at=now)
+            )
+    return ids
+
+
+async def test_upgrade_marks_choices_made_against_an_applied_gpc_signal(empty_url: str) -> None:
+    database = Database(empty_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "0004")
+            ids = await connection.run_sync(_advertising_on_as_0004_left_it)
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "head")
+        async with database.session() as session:
+            rows = await session.execute(
+                select(AccountSetting.account_id, AccountSetting.key).where(
+                    AccountSetting.gpc_conflict_at.is_not(None)
+                )
+            )
+            marked = {tuple(row) for row in rows}
+    finally:
+        await database.dispose()
+    assert marked == {(ids["after_signal"], "cookies.advertising")}

@@ -12,6 +12,7 @@ from tests.conftest import SEED_POLICY_VERSION
 from tests.helpers import (
     HISTORY,
     ME_SETTINGS,
+    SIGNUP,
     assert_unauthenticated,
     birth_date_for_age,
     change,
@@ -27,6 +28,7 @@ from tests.helpers import (
     settings_mutation,
     sharing,
     signed_up,
+    signup_input,
 )
 
 CHANNELS = ["EMAIL", "SMS", "PUSH"]
@@ -602,6 +604,18 @@ async def advertising_and_partner_sharing_on(client: httpx.AsyncClient, token: s
     )
 
 
+COOKIE_CONSENT = "{ me { cookieConsent { advertising gpcApplied gpcConflict gpcConflictKeys } } }"
+
+
+async def cookie_consent(
+    client: httpx.AsyncClient, token: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    body = await gql(client, COOKIE_CONSENT, token=token, headers=headers)
+    assert "errors" not in body, body
+    cookies: dict[str, Any] = body["data"]["me"]["cookieConsent"]
+    return cookies
+
+
 class TestGlobalPrivacyControl:
     async def test_an_anonymous_signal_changes_nothing(self, client, database) -> None:
         token = await signed_up(client)
@@ -647,16 +661,105 @@ class TestGlobalPrivacyControl:
         assert me["cookieConsent"]["gpcApplied"] is True
         assert await count_events(database) == stored
 
-    async def test_applies_once_so_a_later_choice_stands(self, client) -> None:
+    async def test_an_opt_in_under_the_signal_stays_and_is_shown_as_a_conflict(
+        self, client, database
+    ) -> None:
         token = await signed_up(client)
         await advertising_and_partner_sharing_on(client, token)
         await my_settings(client, token, headers=GPC)
 
         await changed(client, "setCookieConsent", {"advertising": True}, token=token, headers=GPC)
-        me = await my_settings(client, token, headers=GPC)
+        stored = await count_events(database)
+        for _ in range(2):
+            cookies = await cookie_consent(client, token, headers=GPC)
 
-        assert me["cookieConsent"]["advertising"] is True
+        assert cookies["advertising"] is True
+        assert cookies["gpcConflict"] is True
+        assert cookies["gpcConflictKeys"] == ["cookies.advertising"]
+        assert await count_events(database) == stored
         assert (await events(client, token))[0]["actor"] == "PERSON"
+
+    async def test_an_opt_in_after_the_signal_without_it_is_a_conflict_too(self, client) -> None:
+        token = await signed_up(client)
+        await my_settings(client, token, headers=GPC)
+
+        await changed(
+            client,
+            "setDataSharing",
+            {"purpose": "THIRD_PARTY_MARKETING", "enabled": True},
+            token=token,
+        )
+        me = await my_settings(client, token, headers=GPC)
+        cookies = await cookie_consent(client, token, headers=GPC)
+
+        assert sharing(me, "THIRD_PARTY_MARKETING") is True
+        assert cookies["gpcConflictKeys"] == ["data_sharing.third_party_marketing"]
+
+    async def test_switching_off_again_ends_the_conflict_and_the_signal_holds_after(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        await my_settings(client, token, headers=GPC)
+        await changed(client, "setCookieConsent", {"advertising": True}, token=token, headers=GPC)
+
+        await changed(client, "setCookieConsent", {"advertising": False}, token=token)
+        stored = await count_events(database)
+        cookies = await cookie_consent(client, token, headers=GPC)
+
+        assert cookies == {
+            "advertising": False,
+            "gpcApplied": True,
+            "gpcConflict": False,
+            "gpcConflictKeys": [],
+        }
+        assert await count_events(database) == stored
+
+    async def test_a_choice_made_before_any_signal_is_switched_off_by_it(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        await changed(client, "setCookieConsent", {"advertising": True}, token=token)
+
+        cookies = await cookie_consent(client, token, headers=GPC)
+
+        assert cookies == {
+            "advertising": False,
+            "gpcApplied": True,
+            "gpcConflict": False,
+            "gpcConflictKeys": [],
+        }
+        newest = await events(client, token, key="cookies.advertising")
+        assert [(e["actor"], e["source"], e["newValue"]) for e in newest[:2]] == [
+            ("GPC", "GPC", "false"),
+            ("PERSON", "API", "true"),
+        ]
+
+    async def test_a_signal_sent_with_signup_is_recorded(self, client, database) -> None:
+        body = await gql(client, SIGNUP, {"input": signup_input()}, headers=GPC)
+        token = body["data"]["signup"]["token"]
+
+        cookies = await cookie_consent(client, token)
+        recorded = await events(client, token)
+        stored = await count_events(database)
+        await my_settings(client, token, headers=GPC)
+
+        assert cookies == {
+            "advertising": False,
+            "gpcApplied": True,
+            "gpcConflict": False,
+            "gpcConflictKeys": [],
+        }
+        started_by_gpc = [
+            (e["key"], e["oldValue"], e["newValue"])
+            for e in recorded
+            if (e["actor"], e["source"]) == ("GPC", "GPC")
+        ]
+        assert sorted(started_by_gpc) == [
+            ("cookies.advertising", None, "false"),
+            ("data_sharing.third_party_marketing", None, "false"),
+        ]
+        assert [e["key"] for e in recorded].count("cookies.advertising") == 1
+        assert await count_events(database) == stored
 
 
 class TestConsentHistory:
