@@ -4,8 +4,8 @@ Settings the signal covers that are on in an account that already received the s
 switched on by the person after the signal switched them off: they are marked from the time of
 that change.
 
-Revision ID: 0005_gpc_conflicts
-Revises: 0004
+Revision ID: 0006_gpc_conflicts
+Revises: 0005_deadlines
 Create Date: 2026-11-25
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_gpc_conflicts"
-down_revision: str | None = "0004"
+revision: str = "0006_gpc_conflicts"
+down_revision: str | None = "0005_deadlines"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
