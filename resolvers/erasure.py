@@ -37,6 +37,7 @@ from models import (
 )
 from resolvers import notifications
 from resolvers.account import confirm_password
+from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
 
@@ -68,6 +69,23 @@ def pseudonym(secret_key: str, account_id: uuid.UUID) -> uuid.UUID:
     raw[6] = (raw[6] & 0x0F) | 0x80
     raw[8] = (raw[8] & 0x3F) | 0x80
     return uuid.UUID(bytes=bytes(raw))
+
+
+def processing_suspended(account: Account) -> bool:
+    """Whether consent-based processing is stopped: from a deletion request until it is
+    cancelled (or carried out). The stored choices stay, to come back on cancel."""
+    return account.deletion_due_at is not None
+
+
+def suspended_by_deletion(setting: SettingDefinition, value: Value) -> bool:
+    """Whether a pending deletion holds this stored choice back: a consent-based message,
+    sharing purpose or cookie category that is on. Visibility is not listed: the whole profile is
+    hidden from others instead."""
+    return (
+        setting.legal_basis is LegalBasis.CONSENT
+        and setting.group is not SettingGroup.VISIBILITY
+        and value is True
+    )
 
 
 def _day(moment: datetime) -> str:

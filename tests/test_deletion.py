@@ -35,13 +35,14 @@ from models import (
     utcnow,
 )
 from resolvers import account as accounts
-from resolvers import consent, erasure
+from resolvers import consent, erasure, unsubscribe
+from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
 from resolvers.notifications import queue
 from resolvers.requests import open_request
 from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
+from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, signed_up
 from tests.test_cli import COMMAND, PROJECT_ROOT, run_cli
 from tests.test_signup import table_dump
 from web.app import create_app
@@ -728,3 +729,114 @@ class TestPruneExpired:
             }
         assert left == {"AuthSession": 1, "DataExport": 1, "IdempotencyKey": 0, "Notification": 1}
         assert (await gql(client, "{ me { id } }", token=token))["data"]["me"] is not None
+
+
+PUBLIC_PROFILE = "query Profile($id: ID!) { publicProfile(id: $id) { displayName email } }"
+ME_PROCESSING = """
+{ me {
+  processingSuspended
+  communicationPreferences { channel topic enabled suspended }
+  dataSharing { purpose enabled suspended }
+  cookieConsent { functional analytics advertising suspended }
+} }
+"""
+
+
+async def profile_seen(client: httpx.AsyncClient, account_id: str, token: str) -> Any:
+    body = await gql(client, PUBLIC_PROFILE, {"id": account_id}, token=token)
+    assert "errors" not in body, body
+    return body["data"]["publicProfile"]
+
+
+def consent_as_reported(me: dict[str, Any]) -> dict[str, Any]:
+    """What `me` reports about the settings a mailer or partner would act on."""
+    [newsletter] = [
+        p
+        for p in me["communicationPreferences"]
+        if (p["channel"], p["topic"]) == ("EMAIL", "NEWSLETTER")
+    ]
+    [alerts] = [
+        p
+        for p in me["communicationPreferences"]
+        if (p["channel"], p["topic"]) == ("EMAIL", "SECURITY_ALERTS")
+    ]
+    [research] = [s for s in me["dataSharing"] if s["purpose"] == "RESEARCH"]
+    return {
+        "suspended": me["processingSuspended"],
+        "newsletter": (newsletter["enabled"], newsletter["suspended"]),
+        "security alerts": (alerts["enabled"], alerts["suspended"]),
+        "research": (research["enabled"], research["suspended"]),
+        "analytics cookies": (me["cookieConsent"]["analytics"], me["cookieConsent"]["suspended"]),
+    }
+
+
+class TestWhileDeletionIsPending:
+    """From the request on, the person is no longer shown to others nor processed on consent;
+    cancelling puts everything back as it was."""
+
+    async def test_the_profile_is_hidden_from_others_at_once_and_cancel_restores_it(
+        self, client
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        ada_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        await changed(client, "updateVisibility", {"profile": "PUBLIC"}, token=token)
+        bob = await signed_up(client, email="bob@example.com", displayName="Bob Builder")
+        assert (await profile_seen(client, ada_id, bob))["displayName"] == "Ada Lovelace"
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        assert await profile_seen(client, ada_id, bob) is None
+        token = await login(client)
+        assert (await profile_seen(client, ada_id, token))["displayName"] == "Ada Lovelace"
+        assert (await cancel_deletion(client, token))["errors"] == []
+        assert (await profile_seen(client, ada_id, bob))["displayName"] == "Ada Lovelace"
+
+    async def test_consent_based_settings_read_as_suspended_and_cancel_restores_them(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        email_newsletter = {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": True}
+        await changed(client, "setCommunicationPreference", email_newsletter, token=token)
+        await changed(
+            client, "setDataSharing", {"purpose": "RESEARCH", "enabled": True}, token=token
+        )
+        await changed(client, "setCookieConsent", {"analytics": True}, token=token)
+        chosen = {
+            "suspended": False,
+            "newsletter": (True, False),
+            "security alerts": (True, False),
+            "research": (True, False),
+            "analytics cookies": (True, []),
+        }
+        assert (
+            consent_as_reported((await gql(client, ME_PROCESSING, token=token))["data"]["me"])
+            == chosen
+        )
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        token = await login(client)
+        me = (await gql(client, ME_PROCESSING, token=token))["data"]["me"]
+        assert consent_as_reported(me) == {
+            "suspended": True,
+            "newsletter": (False, True),
+            "security alerts": (True, False),  # not a matter of consent: still sent
+            "research": (False, True),
+            "analytics cookies": (False, ["ANALYTICS"]),
+        }
+        # A mailer asking for a newsletter's unsubscribe link learns not to send it.
+        async with database.transaction() as session:
+            with pytest.raises(Rejected) as refused:
+                await unsubscribe.unsubscribe_link(
+                    session,
+                    secret_key=TEST_SECRET,
+                    unsubscribe_link=lambda token: f"https://example.com/u/{token}",
+                    email="ada@example.com",
+                    topic=Topic.NEWSLETTER,
+                )
+        assert refused.value.errors[0].code.value == "PROCESSING_SUSPENDED"
+
+        assert (await cancel_deletion(client, token))["errors"] == []
+        me = (await gql(client, ME_PROCESSING, token=token))["data"]["me"]
+        assert consent_as_reported(me) == chosen
+
