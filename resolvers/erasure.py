@@ -44,6 +44,17 @@ from resolvers.requests import open_request
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
 COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseudonym."
+# How long the purge waits for a mailer to send the deletion notice before erasing anyway.
+NOTICE_MAX_WAIT = timedelta(days=3)
+ERASED_SUBJECT = "Your account has been erased"
+ERASED_BODY = (
+    "As we told you, we have now erased your account: its profile, settings, sign-ins and "
+    "messages are gone for good.\n\n"
+    "We keep only the record of the consent choices made on it, which we must be able to show, "
+    "and it no longer carries your name or contact details.\n\n"
+    "This is the last message we send to this address. Once it is sent we delete it, and with "
+    "it the address."
+)
 
 # The columns outside the ledger's hashed fields that name the account, in records that outlive it.
 PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
@@ -312,6 +323,7 @@ async def release_legal_hold(
 class PurgeOutcome(enum.Enum):
     ERASED = "erased"
     HELD = "held"
+    WAITING = "waiting"  # the deletion notice is unsent, and has not waited NOTICE_MAX_WAIT
     GONE = "gone"  # cancelled, or erased by another run, since the list was read
 
 
@@ -347,11 +359,25 @@ async def purge_account(
         return PurgeOutcome.GONE
     if await session.scalar(select(_hold_in_force(account_id))):
         return PurgeOutcome.HELD
+    if await session.scalar(select(_notice_unsent(account_id, now))):
+        return PurgeOutcome.WAITING
     await _complete_deletion_requests(session, account_id, now)
     await _clear_request_texts(session, account_id, email)
     await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
     await _delete_account(session, account_id)
+    notifications.queue_last_message(session, email, ERASED_SUBJECT, ERASED_BODY)
     return PurgeOutcome.ERASED
+
+
+def _notice_unsent(account_id: uuid.UUID, now: datetime) -> Exists:
+    """A deletion notice a mailer has not sent yet, queued less than NOTICE_MAX_WAIT ago: the
+    person hears of the deletion before it happens, unless the mail keeps failing."""
+    return exists().where(
+        Notification.account_id == account_id,
+        Notification.kind == NotificationKind.DELETION_SCHEDULED,
+        Notification.sent_at.is_(None),
+        Notification.created_at > now - NOTICE_MAX_WAIT,
+    )
 
 
 async def _complete_deletion_requests(

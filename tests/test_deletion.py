@@ -35,7 +35,7 @@ from models import (
     utcnow,
 )
 from resolvers import account as accounts
-from resolvers import consent, erasure, unsubscribe
+from resolvers import consent, erasure, notifications, unsubscribe
 from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
@@ -124,6 +124,13 @@ async def make_due(database: Database, account_id: uuid.UUID, ago: timedelta) ->
         )
 
 
+async def notices_sent(database: Database) -> None:
+    """A mailer sends every message waiting in the outbox."""
+    async with database.transaction() as session:
+        waiting = await notifications.pending(session)
+        await notifications.mark_sent(session, [message.id for message in waiting])
+
+
 async def purge(database: Database, now: datetime | None = None) -> PurgeReport:
     return await purge_due_accounts(database, TEST_SECRET, now or utcnow())
 
@@ -174,11 +181,13 @@ async def verify_ledger(database: Database) -> tuple[int, consent.BrokenLink | N
 
 
 async def deleting(client: httpx.AsyncClient, database: Database, email: str) -> uuid.UUID:
-    """Sign up, ask for deletion and let the grace period pass; returns the account id."""
+    """Sign up, ask for deletion and let the grace period pass (the notice is sent); returns the
+    account id."""
     token = await signed_up(client, email=email, displayName="Someone Else")
     assert (await request_deletion(client, token))["errors"] == []
     account_id = await account_id_of(database, email)
     await make_due(database, account_id, timedelta(minutes=1))
+    await notices_sent(database)
     return account_id
 
 
@@ -340,7 +349,7 @@ class TestScheduleDeletion:
                 )
         assert rejected.value.errors[0].code.value == "NOT_FOUND"
 
-    async def test_with_no_grace_period_the_next_purge_erases_the_account(
+    async def test_with_no_grace_period_the_purge_after_the_notice_erases_the_account(
         self, client, database
     ) -> None:
         token = await signed_up(client)
@@ -356,6 +365,7 @@ class TestScheduleDeletion:
         async with database.transaction() as session:
             (message,) = await session.scalars(select(Notification))
         assert "privacy team" in message.body
+        await notices_sent(database)
         assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
         assert not await account_exists(database, account_id)
         alias = erasure.pseudonym(TEST_SECRET, account_id)
@@ -388,10 +398,12 @@ class TestPurge:
         bob_before = await ledger_of(database, bob_id)
         assert (await request_deletion(client, token))["errors"] == []
         await make_due(database, account_id, timedelta(minutes=1))
+        await notices_sent(database)
 
         report = await purge(database)
 
         assert report == PurgeReport(purged=1, held=0, failed=0)
+        await notices_sent(database)  # the last message, which names only the address
         stored = await table_dump(database)
         for trace in ADA_TRACES:
             assert trace not in stored
@@ -839,4 +851,76 @@ class TestWhileDeletionIsPending:
         assert (await cancel_deletion(client, token))["errors"] == []
         me = (await gql(client, ME_PROCESSING, token=token))["data"]["me"]
         assert consent_as_reported(me) == chosen
+
+
+async def outbox(database: Database) -> list[Notification]:
+    async with database.transaction() as session:
+        return list(await session.scalars(select(Notification).order_by(Notification.created_at)))
+
+
+async def mark_sent(database: Database, messages: list[Notification]) -> int:
+    async with database.transaction() as session:
+        return await notifications.mark_sent(session, [message.id for message in messages])
+
+
+async def decided_by_staff(database: Database, officer: Actor, account_id: uuid.UUID) -> None:
+    """A deletion with no grace period, as after a report of a child's account."""
+    async with database.transaction() as session:
+        await erasure.schedule_deletion(
+            session, account_id, due_at=utcnow(), requested_by=officer.account_id
+        )
+
+
+class TestTheLastMessages:
+    async def test_a_zero_grace_deletion_waits_for_its_notice_then_leaves_one_erased_message(
+        self, client, database
+    ) -> None:
+        await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        await decided_by_staff(database, officer, account_id)
+
+        waiting = await purge(database)
+
+        assert waiting == PurgeReport(purged=0, held=0, failed=0, waiting=1)
+        assert await account_exists(database, account_id)
+        (notice,) = await outbox(database)
+        assert notice.kind is NotificationKind.DELETION_SCHEDULED and notice.sent_at is None
+        assert await mark_sent(database, [notice]) == 1
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        assert not await account_exists(database, account_id)
+        (erased,) = await outbox(database)
+        assert erased.kind is NotificationKind.ACCOUNT_ERASED
+        assert erased.recipient == "ada@example.com"
+        assert erased.account_id is None and erased.sent_at is None
+        assert "erased" in erased.subject.lower()
+        text = f"{erased.subject} {erased.body}"
+        assert str(account_id) not in text and account_id.hex not in text
+        assert "Ada" not in text
+        # Once a mailer has sent it, the address is forgotten too.
+        assert await mark_sent(database, [erased]) == 1
+        assert await outbox(database) == []
+        stored = await table_dump(database)
+        for trace in ADA_TRACES:
+            assert trace not in stored
+
+    async def test_an_unsent_notice_holds_the_purge_only_for_the_maximum_wait(
+        self, client, database
+    ) -> None:
+        await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        await decided_by_staff(database, officer, account_id)
+        almost = utcnow() + erasure.NOTICE_MAX_WAIT - timedelta(minutes=5)
+        assert await purge(database, almost) == PurgeReport(purged=0, held=0, failed=0, waiting=1)
+
+        later = utcnow() + erasure.NOTICE_MAX_WAIT + timedelta(minutes=1)
+        assert await purge(database, later) == PurgeReport(purged=1, held=0, failed=0)
+
+        assert not await account_exists(database, account_id)
+        (erased,) = await outbox(database)
+        assert erased.kind is NotificationKind.ACCOUNT_ERASED
+        assert (erased.recipient, erased.account_id) == ("ada@example.com", None)
 
