@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import ColumnElement, Exists
@@ -44,6 +44,8 @@ from resolvers.requests import open_request
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
 COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseudonym."
+# What staff wrote about an erased person is replaced by this; the record's structure stays.
+ERASED_TEXT = "[erased]"
 # How long the purge waits for a mailer to send the deletion notice before erasing anyway.
 NOTICE_MAX_WAIT = timedelta(days=3)
 ERASED_SUBJECT = "Your account has been erased"
@@ -361,8 +363,9 @@ async def purge_account(
         return PurgeOutcome.HELD
     if await session.scalar(select(_notice_unsent(account_id, now))):
         return PurgeOutcome.WAITING
-    await _complete_deletion_requests(session, account_id, now)
     await _clear_request_texts(session, account_id, email)
+    await _erase_staff_texts(session, account_id)
+    await _complete_deletion_requests(session, account_id, now)
     await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
     await _delete_account(session, account_id)
     notifications.queue_last_message(session, email, ERASED_SUBJECT, ERASED_BODY)
@@ -395,7 +398,7 @@ async def _complete_deletion_requests(
 
 
 async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, email: str) -> None:
-    """What the person wrote, or was written about them, in requests they made or that concern
+    """What the person wrote, or staff wrote about them, in requests they made or that concern
     them, and any request that gave their address as the contact (such as a signed-out report)."""
     await session.execute(
         update(PrivacyRequest)
@@ -406,8 +409,22 @@ async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, ema
                 func.lower(PrivacyRequest.contact_email) == email,
             )
         )
-        .values(subject=None, details=None, contact_email=None)
+        .values(
+            subject=None,
+            details=None,
+            contact_email=None,
+            resolution=case((PrivacyRequest.resolution.is_(None), None), else_=ERASED_TEXT),
+        )
     )
+
+
+async def _erase_staff_texts(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """What staff wrote about the person, in the audit log and legal holds: who did what, when
+    and to which (pseudonymised) account stays; the free text goes."""
+    for model in (AuditEntry, LegalHold):
+        await session.execute(
+            update(model).where(model.account_id == account_id).values(reason=ERASED_TEXT)
+        )
 
 
 async def _pseudonymise_references(

@@ -36,6 +36,7 @@ from models import (
 )
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, unsubscribe
+from resolvers import staff as staff_use_cases
 from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
@@ -924,3 +925,75 @@ class TestTheLastMessages:
         assert erased.kind is NotificationKind.ACCOUNT_ERASED
         assert (erased.recipient, erased.account_id) == ("ada@example.com", None)
 
+
+class TestStaffTextOnPurge:
+    async def test_free_text_about_the_person_is_replaced_and_the_structure_kept(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        texts = (
+            "Ada says her ex-husband reads her messages",
+            "Checked Ada's sign-ins for the harassment claim",
+            "Litigation hold: Ada v. Neighbour, case 99",
+            "Read Ada's profile for ticket 4711",
+        )
+        async with database.transaction() as session:
+            complaint = open_request(
+                session,
+                kind=RequestKind.COMPLAINT,
+                due_days=30,
+                account_id=account_id,
+                requested_by=account_id,
+            )
+            await session.flush()
+            await staff_use_cases.process_request(
+                session,
+                officer,
+                privacy_request_id=complaint.id,
+                status=RequestStatus.COMPLETED,
+                resolution=texts[0],
+                reason=texts[1],
+                request_id=None,
+            )
+            hold = await erasure.set_legal_hold(session, officer, account_id, texts[2])
+            await staff_use_cases.look_up_account(
+                session,
+                officer,
+                account_id=account_id,
+                email=None,
+                reason=texts[3],
+                request_id=None,
+            )
+        async with database.transaction() as session:
+            await erasure.release_legal_hold(session, officer, hold.id)
+        assert (await request_deletion(client, token))["errors"] == []
+        await notices_sent(database)
+        await make_due(database, account_id, timedelta(minutes=1))
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        stored = await table_dump(database)
+        for text in texts:
+            assert text not in stored
+        alias = erasure.pseudonym(TEST_SECRET, account_id)
+        async with database.transaction() as session:
+            kept = await session.get(PrivacyRequest, complaint.id)
+            assert kept is not None
+            assert (kept.kind, kept.status, kept.account_id) == (
+                RequestKind.COMPLAINT,
+                RequestStatus.COMPLETED,
+                alias,
+            )
+            assert kept.handled_by == officer.account_id and kept.handled_at is not None
+            assert kept.resolution == erasure.ERASED_TEXT
+            entries = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+            assert [(e.action, e.staff_id, e.account_id) for e in entries] == [
+                ("request.process", officer.account_id, alias),
+                ("account.read", officer.account_id, alias),
+            ]
+            assert {e.reason for e in entries} == {erasure.ERASED_TEXT}
+            (kept_hold,) = await session.scalars(select(LegalHold))
+            assert (kept_hold.account_id, kept_hold.set_by) == (alias, officer.account_id)
+            assert kept_hold.reason == erasure.ERASED_TEXT and kept_hold.released_at
