@@ -232,7 +232,8 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     report, pruned = asyncio.run(purge(config))
     print(
         f"Accounts due for deletion: {report.purged} purged, "
-        f"{report.held} held back by a legal hold."
+        f"{report.held} held back by a legal hold, "
+        f"{report.waiting} waiting for their deletion notice to be sent."
     )
     print(
         f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "

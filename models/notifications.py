@@ -20,13 +20,17 @@ class NotificationKind(enum.Enum):
     DELETION_SCHEDULED = "deletion_scheduled"
     REQUEST_EXTENDED = "request_extended"
     REQUEST_ANSWERED = "request_answered"
+    # The last message to an erased account's address: it names no account, and is deleted as
+    # soon as a mailer has sent it.
+    ACCOUNT_ERASED = "account_erased"
 
 
 class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    account_id: Mapped[uuid.UUID] = mapped_column(
+    # None only for an ACCOUNT_ERASED message, which outlives the account it was about.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[NotificationKind] = mapped_column(text_enum(NotificationKind, length=32))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import ColumnElement, Exists
@@ -37,12 +37,26 @@ from models import (
 )
 from resolvers import notifications
 from resolvers.account import confirm_password
+from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
 
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
 COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseudonym."
+# What staff wrote about an erased person is replaced by this; the record's structure stays.
+ERASED_TEXT = "[erased]"
+# How long the purge waits for a mailer to send the deletion notice before erasing anyway.
+NOTICE_MAX_WAIT = timedelta(days=3)
+ERASED_SUBJECT = "Your account has been erased"
+ERASED_BODY = (
+    "As we told you, we have now erased your account: its profile, settings, sign-ins and "
+    "messages are gone for good.\n\n"
+    "We keep only the record of the consent choices made on it, which we must be able to show, "
+    "and it no longer carries your name or contact details.\n\n"
+    "This is the last message we send to this address. Once it is sent we delete it, and with "
+    "it the address."
+)
 
 # The columns outside the ledger's hashed fields that name the account, in records that outlive it.
 PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
@@ -68,6 +82,23 @@ def pseudonym(secret_key: str, account_id: uuid.UUID) -> uuid.UUID:
     raw[6] = (raw[6] & 0x0F) | 0x80
     raw[8] = (raw[8] & 0x3F) | 0x80
     return uuid.UUID(bytes=bytes(raw))
+
+
+def processing_suspended(account: Account) -> bool:
+    """Whether consent-based processing is stopped: from a deletion request until it is
+    cancelled (or carried out). The stored choices stay, to come back on cancel."""
+    return account.deletion_due_at is not None
+
+
+def suspended_by_deletion(setting: SettingDefinition, value: Value) -> bool:
+    """Whether a pending deletion holds this stored choice back: a consent-based message,
+    sharing purpose or cookie category that is on. Visibility is not listed: the whole profile is
+    hidden from others instead."""
+    return (
+        setting.legal_basis is LegalBasis.CONSENT
+        and setting.group is not SettingGroup.VISIBILITY
+        and value is True
+    )
 
 
 def _day(moment: datetime) -> str:
@@ -293,6 +324,7 @@ async def release_legal_hold(
 class PurgeOutcome(enum.Enum):
     ERASED = "erased"
     HELD = "held"
+    WAITING = "waiting"  # the deletion notice is unsent, and has not waited NOTICE_MAX_WAIT
     GONE = "gone"  # cancelled, or erased by another run, since the list was read
 
 
@@ -328,11 +360,26 @@ async def purge_account(
         return PurgeOutcome.GONE
     if await session.scalar(select(_hold_in_force(account_id))):
         return PurgeOutcome.HELD
-    await _complete_deletion_requests(session, account_id, now)
+    if await session.scalar(select(_notice_unsent(account_id, now))):
+        return PurgeOutcome.WAITING
     await _clear_request_texts(session, account_id, email)
+    await _erase_staff_texts(session, account_id)
+    await _complete_deletion_requests(session, account_id, now)
     await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
     await _delete_account(session, account_id)
+    notifications.queue_last_message(session, email, ERASED_SUBJECT, ERASED_BODY)
     return PurgeOutcome.ERASED
+
+
+def _notice_unsent(account_id: uuid.UUID, now: datetime) -> Exists:
+    """A deletion notice a mailer has not sent yet, queued less than NOTICE_MAX_WAIT ago: the
+    person hears of the deletion before it happens, unless the mail keeps failing."""
+    return exists().where(
+        Notification.account_id == account_id,
+        Notification.kind == NotificationKind.DELETION_SCHEDULED,
+        Notification.sent_at.is_(None),
+        Notification.created_at > now - NOTICE_MAX_WAIT,
+    )
 
 
 async def _complete_deletion_requests(
@@ -350,7 +397,7 @@ async def _complete_deletion_requests(
 
 
 async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, email: str) -> None:
-    """What the person wrote, or was written about them, in requests they made or that concern
+    """What the person wrote, or staff wrote about them, in requests they made or that concern
     them, and any request that gave their address as the contact (such as a signed-out report)."""
     await session.execute(
         update(PrivacyRequest)
@@ -361,8 +408,22 @@ async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, ema
                 func.lower(PrivacyRequest.contact_email) == email,
             )
         )
-        .values(subject=None, details=None, contact_email=None)
+        .values(
+            subject=None,
+            details=None,
+            contact_email=None,
+            resolution=case((PrivacyRequest.resolution.is_(None), None), else_=ERASED_TEXT),
+        )
     )
+
+
+async def _erase_staff_texts(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """What staff wrote about the person, in the audit log and legal holds: who did what, when
+    and to which (pseudonymised) account stays; the free text goes."""
+    for model in (AuditEntry, LegalHold):
+        await session.execute(
+            update(model).where(model.account_id == account_id).values(reason=ERASED_TEXT)
+        )
 
 
 async def _pseudonymise_references(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, insert, literal, select, update
+from sqlalchemy import ColumnElement, Uuid, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -71,6 +71,21 @@ def queue(
     return notification
 
 
+def queue_last_message(session: AsyncSession, recipient: str, subject: str, body: str) -> None:
+    """The "account erased" confirmation: to the address alone, naming no account, since the
+    account is gone by the time it is sent. `mark_sent` deletes it, address and all."""
+    session.add(
+        Notification(
+            account_id=None,
+            kind=NotificationKind.ACCOUNT_ERASED,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            created_at=utcnow(),
+        )
+    )
+
+
 def render(notification: Notification) -> str:
     """The body as a mailer sends it: with its secret while unsent, without once sent."""
     return notification.body.replace(PLACEHOLDER, notification.secret or REMOVED)
@@ -89,16 +104,19 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
 
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
     """Record that a mailer delivered these, and forget their secrets; returns how many were
-    still unsent."""
+    still unsent. An erased account's last message is deleted instead: once it is sent, nothing
+    of that account, its address included, is kept."""
     if not ids:
         return 0
+    unsent = Notification.id.in_(ids) & Notification.sent_at.is_(None)
+    last = await session.execute(
+        delete(Notification).where(unsent, Notification.kind == NotificationKind.ACCOUNT_ERASED)
+    )
     result = await session.execute(
-        update(Notification)
-        .where(Notification.id.in_(ids), Notification.sent_at.is_(None))
-        .values(sent_at=utcnow(), secret=None)
+        update(Notification).where(unsent).values(sent_at=utcnow(), secret=None)
     )
     await session.flush()
-    return int(getattr(result, "rowcount", 0) or 0)
+    return int(getattr(last, "rowcount", 0) or 0) + int(getattr(result, "rowcount", 0) or 0)
 
 
 async def queue_for_accounts(

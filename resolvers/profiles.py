@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
 from models import Account, AccountSetting, Role
-from resolvers import catalogue
+from resolvers import catalogue, erasure
 from resolvers.catalogue import Audience, VisibilityField
 
 
@@ -43,6 +43,8 @@ async def public_profile(
     owner = viewer is not None and viewer.account_id == account_id
     if account.restricted_at is not None and not owner:
         return None  # reported as a child's account, until a privacy officer reviews it
+    if erasure.processing_suspended(account) and not owner:
+        return None  # deletion requested: shown to nobody else from then on
     keys = {catalogue.visibility(field).key: field for field in VisibilityField}
     rows = await session.execute(
         select(AccountSetting.key, AccountSetting.value).where(

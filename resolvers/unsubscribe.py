@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.tokens import Signer
 from models import Account, ConsentActor, Source, utcnow
 from resolvers import catalogue
-from resolvers.catalogue import Channel, SettingDefinition, Topic
+from resolvers.catalogue import Channel, LegalBasis, SettingDefinition, Topic
 from resolvers.consent import Provenance
+from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.settings import change_settings
 from resolvers.validation import normalize_email
@@ -94,11 +95,19 @@ async def unsubscribe_link(
             "topic",
         )
     normalized = normalize_email(email)
-    account_id = None
+    account = None
     if normalized is not None:
-        account_id = await session.scalar(select(Account.id).where(Account.email == normalized))
-    if account_id is None:
+        account = await session.scalar(select(Account).where(Account.email == normalized))
+    if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No account has this email address.", "email")
+    if processing_suspended(account) and setting.legal_basis is LegalBasis.CONSENT:
+        # A mailer asks for the link to send such a message: none may go while deletion is pending.
+        raise Rejected.one(
+            ErrorCode.PROCESSING_SUSPENDED,
+            "This account is pending deletion: send it no messages that need consent.",
+            "email",
+        )
+    account_id = account.id
     token = link_token(secret_key, account_id, topic)
     return Link(
         url=unsubscribe_link(token),

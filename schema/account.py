@@ -14,6 +14,7 @@ from models import AuthSession, Role, utcnow
 from resolvers import account as accounts
 from resolvers import requests
 from resolvers.age import is_minor, today_everywhere
+from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode
 from resolvers.pages import page_request
 from resolvers.profile import pending_email_of
@@ -96,6 +97,7 @@ class AccountType(AccountSettingsFields):
             deletion=AccountDeletion.of(model),
             _model_id=model.id,
             _gpc_applied=model.gpc_applied_at is not None,
+            _processing_suspended=processing_suspended(model),
         )
 
     @strawberry.field(

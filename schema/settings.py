@@ -11,7 +11,7 @@ from strawberry.permission import BasePermission
 
 from auth.permissions import IsAuthenticated
 from models import ConsentActor, ConsentEvent, Source
-from resolvers import catalogue, consent, profiles
+from resolvers import catalogue, consent, erasure, profiles
 from resolvers import settings as use_cases
 from resolvers.catalogue import (
     Audience,
@@ -46,6 +46,10 @@ ConsentActorEnum = strawberry.enum(ConsentActor, name="ConsentActor")
 SourceEnum = strawberry.enum(Source, name="ConsentSource")
 
 Info = strawberry.Info[RequestContext]
+SUSPENDED = (
+    "Chosen on, but off while a deletion is pending (`Account.processingSuspended`); the "
+    "choice comes back if the deletion is cancelled."
+)
 
 
 @strawberry.type(description="One setting as the catalogue defines it.")
@@ -89,19 +93,25 @@ class SettingDefinitionType:
 class CommunicationPreference:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
-    enabled: bool
+    enabled: bool = strawberry.field(
+        description="Whether messages may be sent: false while `suspended`, whatever was chosen."
+    )
     locked: bool
     updated_at: datetime | None = strawberry.field(
         description="When it last changed; signup for a default, null if added since."
     )
+    suspended: bool = strawberry.field(description=SUSPENDED)
 
 
 @strawberry.type
 class DataSharingSetting:
     purpose: PurposeEnum  # type: ignore[valid-type]
-    enabled: bool
+    enabled: bool = strawberry.field(
+        description="Whether data may be used for it: false while `suspended`."
+    )
     description: str
     updated_at: datetime | None
+    suspended: bool = strawberry.field(description=SUSPENDED)
 
 
 @strawberry.type
@@ -131,6 +141,10 @@ class CookieConsent:
         "sharing), empty when there is no conflict."
     )
     updated_at: datetime | None
+    suspended: list[CookieCategoryEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="Categories chosen on but read as off while a deletion is pending; they "
+        "come back if it is cancelled."
+    )
 
 
 @strawberry.type
@@ -178,12 +192,26 @@ def _values(
     return [(s, settings[s.key]) for s in catalogue.in_group(group)]
 
 
+def _held_back(
+    processing_suspended: bool, setting: SettingDefinition, value: catalogue.Value
+) -> bool:
+    return processing_suspended and erasure.suspended_by_deletion(setting, value)
+
+
 @strawberry.type
 class AccountSettingsFields:
     """The settings side of Account; AccountType inherits these fields."""
 
     _model_id: strawberry.Private[uuid.UUID]
     _gpc_applied: strawberry.Private[bool]
+    _processing_suspended: strawberry.Private[bool]
+
+    @strawberry.field(
+        description="A deletion is pending: the profile is hidden from others, and consent-based "
+        "settings read as off (`enabled: false`, `suspended: true`) until it is cancelled."
+    )
+    def processing_suspended(self) -> bool:
+        return self._processing_suspended
 
     @strawberry.field(description="Every channel and topic, with whether it is on.")
     async def communication_preferences(self, info: Info) -> list[CommunicationPreference]:
@@ -192,11 +220,13 @@ class AccountSettingsFields:
             CommunicationPreference(
                 channel=s.channel,
                 topic=s.topic,
-                enabled=current.value is True,
+                enabled=current.value is True and not held_back,
                 locked=s.locked,
                 updated_at=current.updated_at,
+                suspended=held_back,
             )
             for s, current in _values(settings, SettingGroup.COMMUNICATION)
+            for held_back in [_held_back(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field
@@ -205,11 +235,13 @@ class AccountSettingsFields:
         return [
             DataSharingSetting(
                 purpose=s.purpose,
-                enabled=current.value is True,
+                enabled=current.value is True and not held_back,
                 description=s.description,
                 updated_at=current.updated_at,
+                suspended=held_back,
             )
             for s, current in _values(settings, SettingGroup.DATA_SHARING)
+            for held_back in [_held_back(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field
@@ -234,15 +266,25 @@ class AccountSettingsFields:
         conflicts = [
             s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
         ]
+        held_back = [
+            s.cookie
+            for s, current in _values(settings, SettingGroup.COOKIES)
+            if _held_back(self._processing_suspended, s, current.value)
+        ]
+
+        def on(category: CookieCategory) -> bool:
+            return cookies[category].value is True and category not in held_back
+
         return CookieConsent(
-            strictly_necessary=cookies[CookieCategory.STRICTLY_NECESSARY].value is True,
-            functional=cookies[CookieCategory.FUNCTIONAL].value is True,
-            analytics=cookies[CookieCategory.ANALYTICS].value is True,
-            advertising=cookies[CookieCategory.ADVERTISING].value is True,
+            strictly_necessary=on(CookieCategory.STRICTLY_NECESSARY),
+            functional=on(CookieCategory.FUNCTIONAL),
+            analytics=on(CookieCategory.ANALYTICS),
+            advertising=on(CookieCategory.ADVERTISING),
             gpc_applied=self._gpc_applied,
             gpc_conflict=bool(conflicts),
             gpc_conflict_keys=conflicts,
             updated_at=max(changed, default=None),
+            suspended=held_back,
         )
 
     @strawberry.field(description="Every recorded change of consent, newest first.")

@@ -35,13 +35,15 @@ from models import (
     utcnow,
 )
 from resolvers import account as accounts
-from resolvers import consent, erasure
+from resolvers import consent, erasure, notifications, unsubscribe
+from resolvers import staff as staff_use_cases
+from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
 from resolvers.notifications import queue
 from resolvers.requests import open_request
 from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, signed_up
+from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, signed_up
 from tests.test_cli import COMMAND, PROJECT_ROOT, run_cli
 from tests.test_signup import table_dump
 from web.app import create_app
@@ -123,6 +125,13 @@ async def make_due(database: Database, account_id: uuid.UUID, ago: timedelta) ->
         )
 
 
+async def notices_sent(database: Database) -> None:
+    """A mailer sends every message waiting in the outbox."""
+    async with database.transaction() as session:
+        waiting = await notifications.pending(session)
+        await notifications.mark_sent(session, [message.id for message in waiting])
+
+
 async def purge(database: Database, now: datetime | None = None) -> PurgeReport:
     return await purge_due_accounts(database, TEST_SECRET, now or utcnow())
 
@@ -173,11 +182,13 @@ async def verify_ledger(database: Database) -> tuple[int, consent.BrokenLink | N
 
 
 async def deleting(client: httpx.AsyncClient, database: Database, email: str) -> uuid.UUID:
-    """Sign up, ask for deletion and let the grace period pass; returns the account id."""
+    """Sign up, ask for deletion and let the grace period pass (the notice is sent); returns the
+    account id."""
     token = await signed_up(client, email=email, displayName="Someone Else")
     assert (await request_deletion(client, token))["errors"] == []
     account_id = await account_id_of(database, email)
     await make_due(database, account_id, timedelta(minutes=1))
+    await notices_sent(database)
     return account_id
 
 
@@ -339,7 +350,7 @@ class TestScheduleDeletion:
                 )
         assert rejected.value.errors[0].code.value == "NOT_FOUND"
 
-    async def test_with_no_grace_period_the_next_purge_erases_the_account(
+    async def test_with_no_grace_period_the_purge_after_the_notice_erases_the_account(
         self, client, database
     ) -> None:
         token = await signed_up(client)
@@ -355,6 +366,7 @@ class TestScheduleDeletion:
         async with database.transaction() as session:
             (message,) = await session.scalars(select(Notification))
         assert "privacy team" in message.body
+        await notices_sent(database)
         assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
         assert not await account_exists(database, account_id)
         alias = erasure.pseudonym(TEST_SECRET, account_id)
@@ -387,10 +399,12 @@ class TestPurge:
         bob_before = await ledger_of(database, bob_id)
         assert (await request_deletion(client, token))["errors"] == []
         await make_due(database, account_id, timedelta(minutes=1))
+        await notices_sent(database)
 
         report = await purge(database)
 
         assert report == PurgeReport(purged=1, held=0, failed=0)
+        await notices_sent(database)  # the last message, which names only the address
         stored = await table_dump(database)
         for trace in ADA_TRACES:
             assert trace not in stored
@@ -727,3 +741,258 @@ class TestPruneExpired:
             }
         assert left == {"AuthSession": 1, "DataExport": 1, "IdempotencyKey": 0, "Notification": 1}
         assert (await gql(client, "{ me { id } }", token=token))["data"]["me"] is not None
+
+
+PUBLIC_PROFILE = "query Profile($id: ID!) { publicProfile(id: $id) { displayName email } }"
+ME_PROCESSING = """
+{ me {
+  processingSuspended
+  communicationPreferences { channel topic enabled suspended }
+  dataSharing { purpose enabled suspended }
+  cookieConsent { functional analytics advertising suspended }
+} }
+"""
+
+
+async def profile_seen(client: httpx.AsyncClient, account_id: str, token: str) -> Any:
+    body = await gql(client, PUBLIC_PROFILE, {"id": account_id}, token=token)
+    assert "errors" not in body, body
+    return body["data"]["publicProfile"]
+
+
+def consent_as_reported(me: dict[str, Any]) -> dict[str, Any]:
+    """What `me` reports about the settings a mailer or partner would act on."""
+    [newsletter] = [
+        p
+        for p in me["communicationPreferences"]
+        if (p["channel"], p["topic"]) == ("EMAIL", "NEWSLETTER")
+    ]
+    [alerts] = [
+        p
+        for p in me["communicationPreferences"]
+        if (p["channel"], p["topic"]) == ("EMAIL", "SECURITY_ALERTS")
+    ]
+    [research] = [s for s in me["dataSharing"] if s["purpose"] == "RESEARCH"]
+    return {
+        "suspended": me["processingSuspended"],
+        "newsletter": (newsletter["enabled"], newsletter["suspended"]),
+        "security alerts": (alerts["enabled"], alerts["suspended"]),
+        "research": (research["enabled"], research["suspended"]),
+        "analytics cookies": (me["cookieConsent"]["analytics"], me["cookieConsent"]["suspended"]),
+    }
+
+
+class TestWhileDeletionIsPending:
+    """From the request on, the person is no longer shown to others nor processed on consent;
+    cancelling puts everything back as it was."""
+
+    async def test_the_profile_is_hidden_from_others_at_once_and_cancel_restores_it(
+        self, client
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        ada_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        await changed(client, "updateVisibility", {"profile": "PUBLIC"}, token=token)
+        bob = await signed_up(client, email="bob@example.com", displayName="Bob Builder")
+        assert (await profile_seen(client, ada_id, bob))["displayName"] == "Ada Lovelace"
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        assert await profile_seen(client, ada_id, bob) is None
+        token = await login(client)
+        assert (await profile_seen(client, ada_id, token))["displayName"] == "Ada Lovelace"
+        assert (await cancel_deletion(client, token))["errors"] == []
+        assert (await profile_seen(client, ada_id, bob))["displayName"] == "Ada Lovelace"
+
+    async def test_consent_based_settings_read_as_suspended_and_cancel_restores_them(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        email_newsletter = {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": True}
+        await changed(client, "setCommunicationPreference", email_newsletter, token=token)
+        await changed(
+            client, "setDataSharing", {"purpose": "RESEARCH", "enabled": True}, token=token
+        )
+        await changed(client, "setCookieConsent", {"analytics": True}, token=token)
+        chosen = {
+            "suspended": False,
+            "newsletter": (True, False),
+            "security alerts": (True, False),
+            "research": (True, False),
+            "analytics cookies": (True, []),
+        }
+        assert (
+            consent_as_reported((await gql(client, ME_PROCESSING, token=token))["data"]["me"])
+            == chosen
+        )
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        token = await login(client)
+        me = (await gql(client, ME_PROCESSING, token=token))["data"]["me"]
+        assert consent_as_reported(me) == {
+            "suspended": True,
+            "newsletter": (False, True),
+            "security alerts": (True, False),  # not a matter of consent: still sent
+            "research": (False, True),
+            "analytics cookies": (False, ["ANALYTICS"]),
+        }
+        # A mailer asking for a newsletter's unsubscribe link learns not to send it.
+        async with database.transaction() as session:
+            with pytest.raises(Rejected) as refused:
+                await unsubscribe.unsubscribe_link(
+                    session,
+                    secret_key=TEST_SECRET,
+                    unsubscribe_link=lambda token: f"https://example.com/u/{token}",
+                    email="ada@example.com",
+                    topic=Topic.NEWSLETTER,
+                )
+        assert refused.value.errors[0].code.value == "PROCESSING_SUSPENDED"
+
+        assert (await cancel_deletion(client, token))["errors"] == []
+        me = (await gql(client, ME_PROCESSING, token=token))["data"]["me"]
+        assert consent_as_reported(me) == chosen
+
+
+async def outbox(database: Database) -> list[Notification]:
+    async with database.transaction() as session:
+        return list(await session.scalars(select(Notification).order_by(Notification.created_at)))
+
+
+async def mark_sent(database: Database, messages: list[Notification]) -> int:
+    async with database.transaction() as session:
+        return await notifications.mark_sent(session, [message.id for message in messages])
+
+
+async def decided_by_staff(database: Database, officer: Actor, account_id: uuid.UUID) -> None:
+    """A deletion with no grace period, as after a report of a child's account."""
+    async with database.transaction() as session:
+        await erasure.schedule_deletion(
+            session, account_id, due_at=utcnow(), requested_by=officer.account_id
+        )
+
+
+class TestTheLastMessages:
+    async def test_a_zero_grace_deletion_waits_for_its_notice_then_leaves_one_erased_message(
+        self, client, database
+    ) -> None:
+        await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        await decided_by_staff(database, officer, account_id)
+
+        waiting = await purge(database)
+
+        assert waiting == PurgeReport(purged=0, held=0, failed=0, waiting=1)
+        assert await account_exists(database, account_id)
+        (notice,) = await outbox(database)
+        assert notice.kind is NotificationKind.DELETION_SCHEDULED and notice.sent_at is None
+        assert await mark_sent(database, [notice]) == 1
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        assert not await account_exists(database, account_id)
+        (erased,) = await outbox(database)
+        assert erased.kind is NotificationKind.ACCOUNT_ERASED
+        assert erased.recipient == "ada@example.com"
+        assert erased.account_id is None and erased.sent_at is None
+        assert "erased" in erased.subject.lower()
+        text = f"{erased.subject} {erased.body}"
+        assert str(account_id) not in text and account_id.hex not in text
+        assert "Ada" not in text
+        # Once a mailer has sent it, the address is forgotten too.
+        assert await mark_sent(database, [erased]) == 1
+        assert await outbox(database) == []
+        stored = await table_dump(database)
+        for trace in ADA_TRACES:
+            assert trace not in stored
+
+    async def test_an_unsent_notice_holds_the_purge_only_for_the_maximum_wait(
+        self, client, database
+    ) -> None:
+        await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        await decided_by_staff(database, officer, account_id)
+        almost = utcnow() + erasure.NOTICE_MAX_WAIT - timedelta(minutes=5)
+        assert await purge(database, almost) == PurgeReport(purged=0, held=0, failed=0, waiting=1)
+
+        later = utcnow() + erasure.NOTICE_MAX_WAIT + timedelta(minutes=1)
+        assert await purge(database, later) == PurgeReport(purged=1, held=0, failed=0)
+
+        assert not await account_exists(database, account_id)
+        (erased,) = await outbox(database)
+        assert erased.kind is NotificationKind.ACCOUNT_ERASED
+        assert (erased.recipient, erased.account_id) == ("ada@example.com", None)
+
+
+class TestStaffTextOnPurge:
+    async def test_free_text_about_the_person_is_replaced_and_the_structure_kept(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        officer = await staff(database)
+        account_id = await account_id_of(database)
+        texts = (
+            "Ada says her ex-husband reads her messages",
+            "Checked Ada's sign-ins for the harassment claim",
+            "Litigation hold: Ada v. Neighbour, case 99",
+            "Read Ada's profile for ticket 4711",
+        )
+        async with database.transaction() as session:
+            complaint = open_request(
+                session,
+                kind=RequestKind.COMPLAINT,
+                due_days=30,
+                account_id=account_id,
+                requested_by=account_id,
+            )
+            await session.flush()
+            await staff_use_cases.process_request(
+                session,
+                officer,
+                privacy_request_id=complaint.id,
+                status=RequestStatus.COMPLETED,
+                resolution=texts[0],
+                reason=texts[1],
+                request_id=None,
+            )
+            hold = await erasure.set_legal_hold(session, officer, account_id, texts[2])
+            await staff_use_cases.look_up_account(
+                session,
+                officer,
+                account_id=account_id,
+                email=None,
+                reason=texts[3],
+                request_id=None,
+            )
+        async with database.transaction() as session:
+            await erasure.release_legal_hold(session, officer, hold.id)
+        assert (await request_deletion(client, token))["errors"] == []
+        await notices_sent(database)
+        await make_due(database, account_id, timedelta(minutes=1))
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        stored = await table_dump(database)
+        for text in texts:
+            assert text not in stored
+        alias = erasure.pseudonym(TEST_SECRET, account_id)
+        async with database.transaction() as session:
+            kept = await session.get(PrivacyRequest, complaint.id)
+            assert kept is not None
+            assert (kept.kind, kept.status, kept.account_id) == (
+                RequestKind.COMPLAINT,
+                RequestStatus.COMPLETED,
+                alias,
+            )
+            assert kept.handled_by == officer.account_id and kept.handled_at is not None
+            assert kept.resolution == erasure.ERASED_TEXT
+            entries = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+            assert [(e.action, e.staff_id, e.account_id) for e in entries] == [
+                ("request.process", officer.account_id, alias),
+                ("account.read", officer.account_id, alias),
+            ]
+            assert {e.reason for e in entries} == {erasure.ERASED_TEXT}
+            (kept_hold,) = await session.scalars(select(LegalHold))
+            assert (kept_hold.account_id, kept_hold.set_by) == (alias, officer.account_id)
+            assert kept_hold.reason == erasure.ERASED_TEXT and kept_hold.released_at

@@ -20,10 +20,14 @@ class PurgeReport:
     purged: int
     held: int  # due, but kept by a legal hold in force
     failed: int  # left intact after an error; the next run tries again
+    # due, but its deletion notice is not sent yet (for up to erasure.NOTICE_MAX_WAIT)
+    waiting: int = 0
 
 
 async def purge_due_accounts(database: Database, secret_key: str, now: datetime) -> PurgeReport:
-    """Erase every account whose deletion date has passed and that no legal hold keeps.
+    """Erase every account whose deletion date has passed, that no legal hold keeps and whose
+    deletion notice has been sent (or has waited long enough), leaving one last message to its
+    address.
 
     One transaction per account: an interruption leaves every account either erased or intact,
     and the next run picks up what is left. An account that fails is logged (by id) and left
@@ -31,7 +35,7 @@ async def purge_due_accounts(database: Database, secret_key: str, now: datetime)
     """
     async with database.session() as session:
         due = await erasure.due_for_purge(session, now)
-    purged = held = failed = 0
+    purged = held = failed = waiting = 0
     for account_id, is_held in due:
         if is_held:
             held += 1
@@ -45,7 +49,8 @@ async def purge_due_accounts(database: Database, secret_key: str, now: datetime)
             continue
         purged += outcome is PurgeOutcome.ERASED
         held += outcome is PurgeOutcome.HELD
-    return PurgeReport(purged=purged, held=held, failed=failed)
+        waiting += outcome is PurgeOutcome.WAITING
+    return PurgeReport(purged=purged, held=held, failed=failed, waiting=waiting)
 
 
 async def prune_expired(database: Database, now: datetime) -> Pruned:
