@@ -942,7 +942,6 @@ class TestStaffTextOnPurge:
             complaint = open_request(
                 session,
                 kind=RequestKind.COMPLAINT,
-                due_days=30,
                 account_id=account_id,
                 requested_by=account_id,
             )
