@@ -151,8 +151,17 @@ async def signup(
     except IntegrityError:
         # Another request signed up the same address between our check and this insert.
         raise email_unavailable from None
-    await record_initial_state(session, account.id, policy.version, client.request_id)
-    return await _open_session(session, account, client)
+    signed_in = await _open_session(session, account, client)
+    # The acceptance and the defaults are recorded as made through the session signup opens.
+    await record_initial_state(
+        session,
+        account.id,
+        policy.version,
+        client.request_id,
+        session_id=signed_in.session_id,
+        user_agent=client.user_agent,
+    )
+    return signed_in
 
 
 def _from_place(email: str, place: str) -> str:

@@ -221,10 +221,22 @@ async def _store(
 
 
 async def record_initial_state(
-    session: AsyncSession, account_id: uuid.UUID, policy_version: str, request_id: str | None
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    policy_version: str,
+    request_id: str | None,
+    *,
+    session_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
 ) -> None:
     """At signup: the accepted policy and every default, as events with source SIGNUP."""
-    provenance = Provenance(ConsentActor.SIGNUP, Source.SIGNUP, request_id=request_id)
+    provenance = Provenance(
+        ConsentActor.SIGNUP,
+        Source.SIGNUP,
+        request_id=request_id,
+        session_id=session_id,
+        user_agent=user_agent,
+    )
     async with open_ledger(session, account_id, provenance) as ledger:
         ledger.append(POLICY_KEY, None, policy_version)
         rows = []
