@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import String, case, func, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account, ConsentActor, ConsentEvent, Source, utcnow
+from models import Account, AccountSetting, ConsentActor, ConsentEvent, Source, utcnow
+from resolvers import catalogue
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import current_policy
 
@@ -334,3 +335,60 @@ def _check_head(
             f"the account's chain should end at event {head_seq}; later events are missing",
         )
     return None
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A stored value that is not what the account's newest event for its key says."""
+
+    account_id: uuid.UUID
+    key: str
+    stored: str | None  # None: no value stored, which means the catalogue default
+    recorded: str | None  # None: no event for the key
+
+
+async def disagreeing_settings(session: AsyncSession, *, limit: int) -> list[Disagreement]:
+    """Accounts whose stored settings (or accepted policy version) differ from the newest event
+    of the key, up to `limit` of them, in one statement however many accounts there are.
+
+    A setting with no stored row holds its catalogue default, and a key with no event was never
+    changed from it, so both sides are read with the default filled in. Erased accounts have no
+    settings left to compare; their pseudonymised chains stand alone.
+    """
+    known = [(s.key, s.encode(s.default)) for s in catalogue.CATALOGUE] + [(POLICY_KEY, None)]
+    keys = union_all(
+        *(
+            select(
+                literal(key, String).label("key"), literal(default, String).label("default_value")
+            )
+            for key, default in known
+        )
+    ).subquery("catalogue")
+    newest = (
+        select(ConsentEvent.new_value)
+        .where(ConsentEvent.account_id == Account.id, ConsentEvent.key == keys.c.key)
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+        .correlate(Account, keys)
+        .scalar_subquery()
+    )
+    stored = case(
+        (keys.c.key == POLICY_KEY, Account.accepted_policy_version), else_=AccountSetting.value
+    )
+    query = (
+        select(Account.id, keys.c.key, stored, newest)
+        .select_from(Account)
+        .join(keys, true())
+        .outerjoin(
+            AccountSetting,
+            (AccountSetting.account_id == Account.id) & (AccountSetting.key == keys.c.key),
+        )
+        .where(
+            func.coalesce(stored, keys.c.default_value).is_distinct_from(
+                func.coalesce(newest, keys.c.default_value)
+            )
+        )
+        .order_by(Account.id, keys.c.key)
+        .limit(limit)
+    )
+    return [Disagreement(*row) for row in await session.execute(query)]

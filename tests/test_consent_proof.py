@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from models import Account, ConsentEvent, Database, Role
 from resolvers import consent
@@ -17,7 +17,9 @@ from tests.helpers import (
     LOGIN,
     PASSWORD,
     SIGNUP,
+    count_statements,
     gql,
+    run_cli,
     signed_up,
     signup_input,
     staff_token,
@@ -189,3 +191,63 @@ class TestHashVersions:
 
         broken = await verify(database)
         assert broken is not None and broken.event_id == target.id
+
+
+class TestSettingsAgreeWithTheLedger:
+    async def test_an_untouched_database_passes(self, client, database, database_url, tmp_path):
+        await signed_up(client)
+        code, out, err = await run_cli(database_url, tmp_path, "verify-ledger")
+        assert code == 0, err
+        assert "every chain is intact" in out and "matches its newest consent event" in out
+
+    async def test_a_setting_switched_on_in_sql_is_named(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        await signed_up(client)
+        await signed_up(client, email="bob@example.com")
+        bob = await account_id_of(database, "bob@example.com")
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE account_settings SET value = 'true' "
+                    "WHERE account_id = :id AND key = 'communication.email.marketing'"
+                ),
+                {"id": bob.hex if connection.dialect.name == "sqlite" else bob},
+            )
+
+        code, out, err = await run_cli(database_url, tmp_path, "verify-ledger")
+
+        assert code == 1
+        assert "every chain is intact" in out  # the events themselves were not touched
+        assert f"Account {bob}, communication.email.marketing: stored 'true'" in err
+        assert "'false'" in err
+        assert str(await account_id_of(database, "ada@example.com")) not in err
+
+    async def test_an_accepted_policy_changed_in_sql_is_named(self, client, database) -> None:
+        await signed_up(client)
+        ada = await account_id_of(database, "ada@example.com")
+        async with database.engine.begin() as connection:
+            await connection.execute(text("UPDATE accounts SET accepted_policy_version = NULL"))
+
+        async with database.session() as session:
+            found = await consent.disagreeing_settings(session, limit=10)
+
+        assert found == [consent.Disagreement(ada, "policy", None, SEED_POLICY_VERSION)]
+
+    async def test_a_missing_row_means_the_default_on_both_sides(self, client, database) -> None:
+        await signed_up(client)
+        async with database.engine.begin() as connection:
+            # Marketing is off by default and its newest event says off: nothing disagrees.
+            await connection.execute(
+                text("DELETE FROM account_settings WHERE key = 'communication.email.marketing'")
+            )
+        async with database.session() as session:
+            assert await consent.disagreeing_settings(session, limit=10) == []
+
+    async def test_one_statement_however_many_accounts(self, client, database) -> None:
+        for name in ("ada", "bob", "cy", "di"):
+            await signed_up(client, email=f"{name}@example.com")
+        async with database.session() as session:
+            with count_statements(database.engine) as statements:
+                assert await consent.disagreeing_settings(session, limit=10) == []
+        assert len(statements) == 1

@@ -298,6 +298,7 @@ async def test_events_written_before_hash_versions_still_verify(empty_url: str) 
             old = list(await session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)))
             assert [event.hash_version for event in old] == [1, 1]
             assert await consent.verify_ledger(session) == (2, None)
+            assert await consent.disagreeing_settings(session, limit=5) == []
         # The chain goes on in the new format, linked to the old events.
         provenance = consent.Provenance(ConsentActor.PERSON, Source.API, user_agent="App/2")
         async with database.transaction() as session:
@@ -310,6 +311,7 @@ async def test_events_written_before_hash_versions_still_verify(empty_url: str) 
             )
         async with database.session() as session:
             assert await consent.verify_ledger(session) == (3, None)
+            assert await consent.disagreeing_settings(session, limit=5) == []
             newest = await session.scalar(select(ConsentEvent).where(ConsentEvent.seq == 3))
         assert newest is not None
         assert (newest.hash_version, newest.prev_hash) == (2, old[-1].hash)
