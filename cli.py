@@ -99,11 +99,22 @@ async def create_staff(config: Config, email: str, name: str, role: Role, passwo
         await database.dispose()
 
 
-async def verify_ledger(config: Config) -> tuple[int, BrokenLink | None]:
+# How many disagreeing settings verify-ledger names; more than a few means a wider problem.
+DISAGREEMENTS_SHOWN = 20
+
+
+async def verify_ledger(
+    config: Config,
+) -> tuple[int, BrokenLink | None, list[consent.Disagreement]]:
     database = Database(config.database_url)
     try:
         async with database.session() as session:
-            return await consent.verify_ledger(session)
+            checked, broken = await consent.verify_ledger(session)
+        async with database.session() as session:
+            disagreements = await consent.disagreeing_settings(
+                session, limit=DISAGREEMENTS_SHOWN + 1
+            )
+        return checked, broken, disagreements
     finally:
         await database.dispose()
 
@@ -216,16 +227,31 @@ def cmd_create_staff(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_verify_ledger(args: argparse.Namespace, config: Config) -> int:
-    checked, broken = asyncio.run(verify_ledger(config))
+    checked, broken, disagreements = asyncio.run(verify_ledger(config))
     if broken is None:
         print(f"Checked {checked} consent events: every chain is intact.")
-        return 0
-    print(
-        f"Broken chain at consent event {broken.event_id} (account {broken.account_id}, "
-        f"event number {broken.seq}): {broken.reason}.",
-        file=sys.stderr,
-    )
-    return 1
+    else:
+        print(
+            f"Broken chain at consent event {broken.event_id} (account {broken.account_id}, "
+            f"event number {broken.seq}): {broken.reason}.",
+            file=sys.stderr,
+        )
+    if not disagreements:
+        print("Every stored setting and accepted policy matches its newest consent event.")
+    for disagreement in disagreements[:DISAGREEMENTS_SHOWN]:
+        print(
+            f"Account {disagreement.account_id}, {disagreement.key}: stored "
+            f"{_shown(disagreement.stored, 'no value')} but its newest consent event says "
+            f"{_shown(disagreement.recorded, 'there is no event')}.",
+            file=sys.stderr,
+        )
+    if len(disagreements) > DISAGREEMENTS_SHOWN:
+        print(f"... and more; only the first {DISAGREEMENTS_SHOWN} are named.", file=sys.stderr)
+    return 0 if broken is None and not disagreements else 1
+
+
+def _shown(value: str | None, absent: str) -> str:
+    return f"{absent} (the default)" if value is None else repr(value)
 
 
 def cmd_purge(args: argparse.Namespace, config: Config) -> int:
@@ -325,7 +351,9 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export_schema, needs_config=False)
 
     commands.add_parser(
-        "verify-ledger", help="check every account's consent hash chain"
+        "verify-ledger",
+        help="check every account's consent hash chain, and that each stored setting is what "
+        "its newest consent event says",
     ).set_defaults(handler=cmd_verify_ledger)
 
     commands.add_parser(

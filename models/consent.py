@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, text_enum
@@ -57,8 +57,17 @@ class ConsentEvent(Base):
     actor: Mapped[ConsentActor] = mapped_column(text_enum(ConsentActor))
     actor_id: Mapped[uuid.UUID | None]  # the staff member, if one acted
     source: Mapped[Source] = mapped_column(text_enum(Source))
-    policy_version: Mapped[str] = mapped_column(String(32))
+    policy_version: Mapped[str] = mapped_column(String(32))  # the version in force
     occurred_at: Mapped[datetime]
     request_id: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Which fields `hash` covers: 1 for events written before the three below existed, which
+    # keep verifying as they were written; 2 adds them.
+    hash_version: Mapped[int] = mapped_column(server_default=text("1"))
+    # The version the person had accepted when the event was made (the one in force may be newer).
+    accepted_policy_version: Mapped[str | None] = mapped_column(String(32))
+    # For a change the person made while signed in: the session it came through (never its
+    # token) and the client's user agent, truncated.
+    session_id: Mapped[uuid.UUID | None]
+    user_agent: Mapped[str | None] = mapped_column(String(255))

@@ -154,14 +154,18 @@ async def signup(
     except IntegrityError:
         # Another request signed up the same address between our check and this insert.
         raise email_unavailable from None
+    signed_in = await _open_session(session, account, client)
+    # The acceptance and the defaults are recorded as made through the session signup opens.
     await record_initial_state(
         session,
         account.id,
         policy.version,
         client.request_id,
         global_privacy_control=client.global_privacy_control,
+        session_id=signed_in.session_id,
+        user_agent=client.user_agent,
     )
-    return await _open_session(session, account, client)
+    return signed_in
 
 
 def _from_place(email: str, place: str) -> str:

@@ -15,24 +15,36 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import String, case, func, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account, ConsentActor, ConsentEvent, Source, utcnow
+from models import Account, AccountSetting, ConsentActor, ConsentEvent, Source, utcnow
+from resolvers import catalogue
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import current_policy
 
 POLICY_KEY = "policy"
 
 
+HASH_VERSION = 2  # the format new events are written in; see `event_hash`
+HASH_VERSIONS = frozenset({1, 2})
+USER_AGENT_LENGTH = 255
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """Who made a change and through what: recorded with every event."""
+    """Who made a change and through what: recorded with every event.
+
+    For a change the person made while signed in, `session_id` is the session it came through
+    (never its token) and `user_agent` what the client said it is.
+    """
 
     actor: ConsentActor
     source: Source
     actor_id: uuid.UUID | None = None
     request_id: str | None = None
+    session_id: uuid.UUID | None = None
+    user_agent: str | None = None
 
 
 def event_hash(
@@ -48,13 +60,20 @@ def event_hash(
     policy_version: str,
     occurred_at: datetime,
     request_id: str | None,
+    hash_version: int = 1,
+    accepted_policy_version: str | None = None,
+    session_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
 ) -> str:
     """SHA-256 over the previous hash and this event's fields in a fixed order.
 
-    The account id is left out on purpose: erasure pseudonymises it, and the chain must still
-    verify afterwards. Sequence numbers and the links bind each event to its chain.
+    Version 1 covers the fields events had from the start; version 2 appends the accepted policy
+    version, the session, the user agent and the version number itself, so an event cannot be
+    passed off under the other format. The account id is left out on purpose: erasure
+    pseudonymises it, and the chain must still verify afterwards. Sequence numbers and the links
+    bind each event to its chain.
     """
-    fields = [
+    fields: list[object] = [
         seq,
         key,
         old_value,
@@ -66,6 +85,13 @@ def event_hash(
         occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
         request_id,
     ]
+    if hash_version >= 2:
+        fields += [
+            accepted_policy_version,
+            str(session_id) if session_id else None,
+            user_agent,
+            hash_version,
+        ]
     payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(f"{prev_hash or ''}|{payload}".encode()).hexdigest()
 
@@ -83,6 +109,10 @@ def _hash_of(event: ConsentEvent) -> str:
         policy_version=event.policy_version,
         occurred_at=event.occurred_at,
         request_id=event.request_id,
+        hash_version=event.hash_version,
+        accepted_policy_version=event.accepted_policy_version,
+        session_id=event.session_id,
+        user_agent=event.user_agent,
     )
 
 
@@ -92,7 +122,8 @@ class Ledger:
 
     account_id: uuid.UUID
     provenance: Provenance
-    policy_version: str
+    policy_version: str  # in force
+    accepted_policy_version: str | None  # by the account holder; follows their `policy` events
     seq: int
     head: str | None
     now: datetime
@@ -104,18 +135,26 @@ class Ledger:
     events: list[ConsentEvent] = field(default_factory=list)
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
+        if key == POLICY_KEY:
+            # An acceptance is made under the version it accepts.
+            self.accepted_policy_version = new_value
         self.seq += 1
+        provenance = self.provenance
         values = {
             "seq": self.seq,
             "key": key,
             "old_value": old_value,
             "new_value": new_value,
-            "actor": self.provenance.actor,
-            "actor_id": self.provenance.actor_id,
-            "source": self.provenance.source,
+            "actor": provenance.actor,
+            "actor_id": provenance.actor_id,
+            "source": provenance.source,
             "policy_version": self.policy_version,
             "occurred_at": self.now,
-            "request_id": self.provenance.request_id,
+            "request_id": provenance.request_id,
+            "hash_version": HASH_VERSION,
+            "accepted_policy_version": self.accepted_policy_version,
+            "session_id": provenance.session_id,
+            "user_agent": (provenance.user_agent or "")[:USER_AGENT_LENGTH] or None,
         }
         digest = event_hash(prev_hash=self.head, **values)  # type: ignore[arg-type]
         self.events.append(
@@ -147,6 +186,7 @@ async def open_ledger(
                 Account.country,
                 Account.phone,
                 Account.gpc_applied_at,
+                Account.accepted_policy_version,
             )
             .execution_options(synchronize_session=False)
         )
@@ -156,6 +196,7 @@ async def open_ledger(
         account_id=account_id,
         provenance=provenance,
         policy_version=policy.version,
+        accepted_policy_version=row.accepted_policy_version,
         seq=row.ledger_seq,
         head=row.ledger_head,
         now=now,
@@ -232,11 +273,27 @@ class ChainVerifier:
             return BrokenLink(
                 event.id, event.account_id, event.seq, "does not link to the event before it"
             )
+        problem = _format_problem(event, previous)
+        if problem is not None:
+            return BrokenLink(event.id, event.account_id, event.seq, problem)
         if event.hash != _hash_of(event):
             return BrokenLink(
                 event.id, event.account_id, event.seq, "its contents do not match its hash"
             )
         return None
+
+
+def _format_problem(event: ConsentEvent, previous: ConsentEvent | None) -> str | None:
+    """What is wrong with the event's hash format, if anything: fields its hash does not cover
+    could be edited unseen, and a chain never goes back to an older format."""
+    if event.hash_version not in HASH_VERSIONS:
+        return f"its hash format {event.hash_version} is unknown"
+    uncovered = (event.accepted_policy_version, event.session_id, event.user_agent)
+    if event.hash_version == 1 and any(value is not None for value in uncovered):
+        return "it holds fields its hash format (version 1) does not cover"
+    if previous is not None and previous.hash_version > event.hash_version:
+        return "its hash format is older than the event before it"
+    return None
 
 
 async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
@@ -281,3 +338,60 @@ def _check_head(
             f"the account's chain should end at event {head_seq}; later events are missing",
         )
     return None
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A stored value that is not what the account's newest event for its key says."""
+
+    account_id: uuid.UUID
+    key: str
+    stored: str | None  # None: no value stored, which means the catalogue default
+    recorded: str | None  # None: no event for the key
+
+
+async def disagreeing_settings(session: AsyncSession, *, limit: int) -> list[Disagreement]:
+    """Accounts whose stored settings (or accepted policy version) differ from the newest event
+    of the key, up to `limit` of them, in one statement however many accounts there are.
+
+    A setting with no stored row holds its catalogue default, and a key with no event was never
+    changed from it, so both sides are read with the default filled in. Erased accounts have no
+    settings left to compare; their pseudonymised chains stand alone.
+    """
+    known = [(s.key, s.encode(s.default)) for s in catalogue.CATALOGUE] + [(POLICY_KEY, None)]
+    keys = union_all(
+        *(
+            select(
+                literal(key, String).label("key"), literal(default, String).label("default_value")
+            )
+            for key, default in known
+        )
+    ).subquery("catalogue")
+    newest = (
+        select(ConsentEvent.new_value)
+        .where(ConsentEvent.account_id == Account.id, ConsentEvent.key == keys.c.key)
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+        .correlate(Account, keys)
+        .scalar_subquery()
+    )
+    stored = case(
+        (keys.c.key == POLICY_KEY, Account.accepted_policy_version), else_=AccountSetting.value
+    )
+    query = (
+        select(Account.id, keys.c.key, stored, newest)
+        .select_from(Account)
+        .join(keys, true())
+        .outerjoin(
+            AccountSetting,
+            (AccountSetting.account_id == Account.id) & (AccountSetting.key == keys.c.key),
+        )
+        .where(
+            func.coalesce(stored, keys.c.default_value).is_distinct_from(
+                func.coalesce(newest, keys.c.default_value)
+            )
+        )
+        .order_by(Account.id, keys.c.key)
+        .limit(limit)
+    )
+    return [Disagreement(*row) for row in await session.execute(query)]

@@ -262,6 +262,10 @@ def _consent_event(row: Row[Any]) -> dict[str, Any]:
         "policy_version": row.policy_version,
         "occurred_at": _time(row.occurred_at),
         "request_id": row.request_id,
+        "accepted_policy_version": row.accepted_policy_version,
+        "session_id": str(row.session_id) if row.session_id else None,
+        "user_agent": row.user_agent,
+        "hash_version": row.hash_version,
         "prev_hash": row.prev_hash,
         "hash": row.hash,
     }

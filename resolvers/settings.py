@@ -305,6 +305,8 @@ async def record_initial_state(
     request_id: str | None,
     *,
     global_privacy_control: bool = False,
+    session_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
 ) -> None:
     """At signup: the accepted policy and every default, as events with source SIGNUP.
 
@@ -312,7 +314,13 @@ async def record_initial_state(
     off by the signal: their first events have actor and source GPC.
     """
     by_gpc = catalogue.GPC_OPT_OUTS if global_privacy_control else ()
-    provenance = Provenance(ConsentActor.SIGNUP, Source.SIGNUP, request_id=request_id)
+    provenance = Provenance(
+        ConsentActor.SIGNUP,
+        Source.SIGNUP,
+        request_id=request_id,
+        session_id=session_id,
+        user_agent=user_agent,
+    )
     async with open_ledger(session, account_id, provenance) as ledger:
         ledger.append(POLICY_KEY, None, policy_version)
         rows = []
@@ -330,7 +338,13 @@ async def record_initial_state(
             )
         await session.execute(insert(AccountSetting), rows)
     if by_gpc:
-        signal = Provenance(ConsentActor.GPC, Source.GPC, request_id=request_id)
+        signal = Provenance(
+            ConsentActor.GPC,
+            Source.GPC,
+            request_id=request_id,
+            session_id=session_id,
+            user_agent=user_agent,
+        )
         async with open_ledger(session, account_id, signal) as ledger:
             for setting in by_gpc:
                 ledger.append(setting.key, None, setting.encode(False))

@@ -204,13 +204,20 @@ class RequestContext:
         """A change made by the signed-in person, through the client the request says it is.
 
         Without an `X-Client-Source` header, a cookie means the web frontend and a bearer token
-        an API client.
+        an API client. Both headers are the client's word; the session the change came through
+        is ours, and is recorded beside them.
         """
         source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
         if source is None:
             via_cookie = self._credentials is not None and self._credentials.via_cookie
             source = Source.WEB if via_cookie else Source.API
-        return Provenance(ConsentActor.PERSON, source, request_id=self.request_id)
+        return Provenance(
+            ConsentActor.PERSON,
+            source,
+            request_id=self.request_id,
+            session_id=self._actor.session_id if self._actor is not None else None,
+            user_agent=self.request.headers.get("user-agent"),
+        )
 
     async def _load_settings(self, account_ids: list[uuid.UUID]) -> list[settings.Settings]:
         async with self.reading() as session:

@@ -155,9 +155,19 @@ class ConsentEventType:
     new_value: str
     actor: ConsentActorEnum  # type: ignore[valid-type]
     source: SourceEnum  # type: ignore[valid-type]
-    policy_version: str
+    policy_version: str = strawberry.field(description="The version in force at the time.")
+    accepted_policy_version: str | None = strawberry.field(
+        description="The version the person had accepted at the time (older than the one in "
+        "force while a material change waits for their acceptance)."
+    )
     occurred_at: datetime
     request_id: str | None
+    session_id: strawberry.ID | None = strawberry.field(
+        description="The signed-in session the person made the change through (as in `sessions`)."
+    )
+    user_agent: str | None = strawberry.field(
+        description="What the person's client said it was, as sent (truncated)."
+    )
 
     @classmethod
     def from_model(cls, event: ConsentEvent) -> ConsentEventType:
@@ -169,8 +179,11 @@ class ConsentEventType:
             actor=event.actor,
             source=event.source,
             policy_version=event.policy_version,
+            accepted_policy_version=event.accepted_policy_version,
             occurred_at=event.occurred_at,
             request_id=event.request_id,
+            session_id=strawberry.ID(str(event.session_id)) if event.session_id else None,
+            user_agent=event.user_agent,
         )
 
 

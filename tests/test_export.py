@@ -118,6 +118,11 @@ def documented_hash(event: dict[str, Any]) -> str:
             "request_id",
         )
     ]
+    if event["hash_version"] == 2:
+        fields += [
+            event[name]
+            for name in ("accepted_policy_version", "session_id", "user_agent", "hash_version")
+        ]
     text = (event["prev_hash"] or "") + "|" + json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -334,6 +339,11 @@ class TestExportContent:
             ("communication.email.newsletter", "true", "false"),
         ]
         assert {(e["actor"], e["source"]) for e in history[SIGNUP_EVENTS:]} == {("person", "api")}
+        # Who accepted what, through which session: recorded with each event and covered by
+        # its hash (format 2).
+        assert {e["hash_version"] for e in history} == {2}
+        assert {e["accepted_policy_version"] for e in history} == {SEED_POLICY_VERSION}
+        assert len({e["session_id"] for e in history}) == 1 and history[0]["session_id"]
         for before, event in zip([None, *history], history, strict=False):
             assert event["prev_hash"] == (before["hash"] if before else None)
             assert event["hash"] == documented_hash(event)

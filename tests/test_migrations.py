@@ -4,6 +4,8 @@ started by several processes at once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
 from cli import alembic_config
-from models import AccountSetting, Base, Database, Notification
-from resolvers import notifications
+from models import AccountSetting, Base, ConsentActor, ConsentEvent, Database, Notification, Source
+from resolvers import consent, notifications
 from tests.conftest import DEFAULT_POSTGRES, POSTGRES_ENV, _asyncpg_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -208,6 +210,114 @@ async def test_upgrade_keeps_queued_codes_only_until_sent(empty_url: str) -> Non
     )
     assert "sent-code" not in sent.body + notifications.render(sent)
     assert sent.secret is None
+
+
+_ledger = sa.table(
+    "consent_events",
+    *(
+        sa.column(name)
+        for name in ("seq", "key", "old_value", "new_value", "actor", "source", "policy_version")
+    ),
+    *(sa.column(name) for name in ("request_id", "prev_hash", "hash")),
+    sa.column("account_id", sa.Uuid()),
+    sa.column("actor_id", sa.Uuid()),
+    sa.column("occurred_at", sa.DateTime(timezone=True)),
+)
+
+
+def _hash_as_0004_did(prev_hash: str | None, fields: list[object]) -> str:
+    payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{prev_hash or ''}|{payload}".encode()).hexdigest()
+
+
+def _ledger_as_0004_wrote_it(connection: Connection) -> uuid.UUID:
+    """An account whose acceptance and one opt-in were recorded before events had hash versions."""
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    account = uuid.uuid4()
+    connection.execute(
+        _accounts.insert().values(
+            id=account,
+            email="ada@example.com",
+            password_hash="x",
+            display_name="Ada",
+            role="user",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    head = None
+    changes = [("policy", None, "2025-07"), ("communication.email.newsletter", "false", "true")]
+    for seq, (key, old, new) in enumerate(changes, start=1):
+        occurred_at = now.isoformat(timespec="microseconds")
+        fields = [seq, key, old, new, "person", None, "web", "2025-07", occurred_at, "req-1"]
+        digest = _hash_as_0004_did(head, fields)
+        connection.execute(
+            _ledger.insert().values(
+                account_id=account,
+                seq=seq,
+                key=key,
+                old_value=old,
+                new_value=new,
+                actor="person",
+                actor_id=None,
+                source="web",
+                policy_version="2025-07",
+                occurred_at=now,
+                request_id="req-1",
+                prev_hash=head,
+                hash=digest,
+            )
+        )
+        head = digest
+    connection.execute(
+        sa.text(
+            "UPDATE accounts SET ledger_seq = 2, ledger_head = :head, "
+            "accepted_policy_version = '2025-07' WHERE email = 'ada@example.com'"
+        ),
+        {"head": head},
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO account_settings (account_id, key, value, updated_at) "
+            "VALUES (:account, 'communication.email.newsletter', 'true', :now)"
+        ),
+        {"account": account.hex if connection.dialect.name == "sqlite" else account, "now": now},
+    )
+    return account
+
+
+async def test_events_written_before_hash_versions_still_verify(empty_url: str) -> None:
+    database = Database(empty_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "0004")
+            account = await connection.run_sync(_ledger_as_0004_wrote_it)
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_run, "head")
+        async with database.session() as session:
+            old = list(await session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)))
+            assert [event.hash_version for event in old] == [1, 1]
+            assert await consent.verify_ledger(session) == (2, None)
+            assert await consent.disagreeing_settings(session, limit=5) == []
+        # The chain goes on in the new format, linked to the old events.
+        provenance = consent.Provenance(ConsentActor.PERSON, Source.API, user_agent="App/2")
+        async with database.transaction() as session:
+            async with consent.open_ledger(session, account, provenance) as ledger:
+                ledger.append("communication.email.newsletter", "true", "false")
+            await session.execute(
+                sa.text("UPDATE account_settings SET value = 'false'").execution_options(
+                    synchronize_session=False
+                )
+            )
+        async with database.session() as session:
+            assert await consent.verify_ledger(session) == (3, None)
+            assert await consent.disagreeing_settings(session, limit=5) == []
+            newest = await session.scalar(select(ConsentEvent).where(ConsentEvent.seq == 3))
+        assert newest is not None
+        assert (newest.hash_version, newest.prev_hash) == (2, old[-1].hash)
+        assert (newest.accepted_policy_version, newest.user_agent) == ("2025-07", "App/2")
+    finally:
+        await database.dispose()
 
 
 _gpc_accounts = sa.table(
