@@ -161,3 +161,43 @@ class TestExport:
         reports = [r for r in document["privacy_requests"] if r["kind"] == "child_report"]
         assert reports and all(not r["made_by_you"] and r["details"] is None for r in reports)
         assert "In year 5" not in text
+
+    async def test_the_export_holds_the_persons_own_words_and_staffs_answer(
+        self, client, database
+    ) -> None:
+        token, _ = await a_person(client)
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        complaint = await gql(
+            client,
+            """mutation($input: PrivacyRequestInput!) { fileComplaint(input: $input) {
+                 request { id } errors { code } } }""",
+            {"input": {"subject": "Newsletter", "details": "I got mail after opting out"}},
+            token=token,
+        )
+        request_id = complaint["data"]["fileComplaint"]["request"]["id"]
+        answer = {
+            "id": request_id,
+            "status": "COMPLETED",
+            "resolution": "Removed.",
+            "reason": REASON,
+        }
+        body = await gql(
+            client,
+            """mutation($input: ProcessRequestInput!) { processPrivacyRequest(input: $input) {
+                 errors { code } } }""",
+            {"input": answer},
+            token=officer,
+        )
+        assert body["data"]["processPrivacyRequest"]["errors"] == [], body
+
+        document = await download(client, token)
+
+        [mine] = [r for r in document["privacy_requests"] if r["kind"] == "complaint"]
+        assert mine["made_by_you"] is True
+        assert (mine["subject"], mine["details"], mine["resolution"]) == (
+            "Newsletter",
+            "I got mail after opting out",
+            "Removed.",
+        )
+        assert (mine["extended_months"], mine["extension_reason"]) == (0, None)
+        assert {a["role"] for a in document["staff_access"]} == {"privacy_officer"}
