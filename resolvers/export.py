@@ -18,15 +18,18 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from auth.actor import Actor
 from auth.rate_limits import Door, RateLimiter
 from auth.tokens import hash_token, new_token
 from models import (
     Account,
+    AuditEntry,
     AuthSession,
     ConsentEvent,
     DataExport,
+    Notification,
     PrivacyRequest,
     ProfileChange,
     RequestKind,
@@ -40,7 +43,7 @@ from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -222,12 +225,42 @@ def _session(row: Row[Any]) -> dict[str, Any]:
 
 
 def _request(row: Row[Any]) -> dict[str, Any]:
+    # The text only of what the person asked themself: a report about them keeps its reporter's
+    # words (and the staff's notes on it) out of their export.
+    own = bool(row.own)  # NULL for an anonymous report
     return {
         "kind": row.kind.value,
         "status": row.status.value,
         "created_at": _time(row.created_at),
         "due_at": _time(row.due_at),
         "handled_at": _time(row.handled_at),
+        "made_by_you": own,
+        "subject": row.subject if own else None,
+        "details": row.details if own else None,
+        "resolution": row.resolution if own else None,
+        "extended_months": row.extended_months,
+        "extension_reason": row.extension_reason,
+    }
+
+
+def _message(row: Row[Any]) -> dict[str, Any]:
+    # The body holds a placeholder where a code or link went; the secret itself is never exported.
+    return {
+        "kind": row.kind.value,
+        "subject": row.subject,
+        "body": row.body,
+        "created_at": _time(row.created_at),
+        "sent_at": _time(row.sent_at),
+    }
+
+
+def _staff_access(row: Row[Any]) -> dict[str, Any]:
+    # The staff member's role, never their name or id.
+    return {
+        "role": row.role.value if row.role is not None else None,
+        "action": row.action,
+        "reason": row.reason,
+        "occurred_at": _time(row.occurred_at),
     }
 
 
@@ -277,6 +310,7 @@ Section = tuple[str, Select, Callable[[Row[Any]], dict[str, Any]]]
 def _sections(account_id: uuid.UUID) -> list[Section]:
     """The lists after the settings: each a name, the query for it, and how a row is written."""
     ledger = ConsentEvent.__table__
+    staff = aliased(Account)
     return [
         (
             "sessions",
@@ -298,6 +332,12 @@ def _sections(account_id: uuid.UUID) -> list[Section]:
                 PrivacyRequest.created_at,
                 PrivacyRequest.due_at,
                 PrivacyRequest.handled_at,
+                (PrivacyRequest.requested_by == account_id).label("own"),
+                PrivacyRequest.subject,
+                PrivacyRequest.details,
+                PrivacyRequest.resolution,
+                PrivacyRequest.extended_months,
+                PrivacyRequest.extension_reason,
             )
             .where(PrivacyRequest.account_id == account_id)
             .order_by(PrivacyRequest.created_at, PrivacyRequest.id),
@@ -321,6 +361,27 @@ def _sections(account_id: uuid.UUID) -> list[Section]:
             .where(ProfileChange.account_id == account_id)
             .order_by(ProfileChange.changed_at, ProfileChange.id),
             _profile_change,
+        ),
+        (
+            "messages",
+            select(
+                Notification.kind,
+                Notification.subject,
+                Notification.body,
+                Notification.created_at,
+                Notification.sent_at,
+            )
+            .where(Notification.account_id == account_id)
+            .order_by(Notification.created_at, Notification.id),
+            _message,
+        ),
+        (
+            "staff_access",
+            select(staff.role, AuditEntry.action, AuditEntry.reason, AuditEntry.occurred_at)
+            .outerjoin(staff, staff.id == AuditEntry.staff_id)
+            .where(AuditEntry.account_id == account_id)
+            .order_by(AuditEntry.occurred_at, AuditEntry.id),
+            _staff_access,
         ),
         (
             "consent_history",

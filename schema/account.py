@@ -10,9 +10,9 @@ import strawberry
 
 from auth.permissions import IsAuthenticated
 from models import Account as AccountModel
-from models import AuthSession, Role, utcnow
+from models import AuthSession, Notification, NotificationKind, ProfileChange, Role, utcnow
+from resolvers import access, requests
 from resolvers import account as accounts
-from resolvers import requests
 from resolvers.age import is_minor, today_everywhere
 from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode
@@ -31,6 +31,63 @@ if TYPE_CHECKING:
 
 Info = strawberry.Info[RequestContext]
 RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
+MessageKindEnum = strawberry.enum(
+    NotificationKind, name="MessageKind", description="Why a message was sent."
+)
+
+
+@strawberry.type(
+    name="ProfileChange", description="A personal field that changed: which, when and by whom."
+)
+class ProfileChangeType:
+    field: str
+    changed_at: datetime
+    by_staff: bool = strawberry.field(description="Changed by staff rather than the person.")
+
+    @classmethod
+    def from_model(cls, model: ProfileChange) -> ProfileChangeType:
+        return cls(
+            field=model.field, changed_at=model.changed_at, by_staff=model.changed_by is not None
+        )
+
+
+@strawberry.type(
+    name="Message", description="A message sent (or waiting to be sent) to the person."
+)
+class MessageType:
+    kind: MessageKindEnum  # type: ignore[valid-type]
+    subject: str
+    created_at: datetime
+    sent_at: datetime | None = strawberry.field(description="Null while it waits in the outbox.")
+
+    @classmethod
+    def from_model(cls, model: Notification) -> MessageType:
+        return cls(
+            kind=model.kind,
+            subject=model.subject,
+            created_at=model.created_at,
+            sent_at=model.sent_at,
+        )
+
+
+@strawberry.type(
+    name="StaffAccess",
+    description="Staff read or changed the person's data: their role and stated reason, "
+    "never who they are.",
+)
+class StaffAccessType:
+    role: RoleEnum | None = strawberry.field(  # type: ignore[valid-type]
+        description="Null once the staff account no longer exists."
+    )
+    action: str
+    reason: str
+    occurred_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: access.StaffAccess) -> StaffAccessType:
+        return cls(
+            role=entry.role, action=entry.action, reason=entry.reason, occurred_at=entry.occurred_at
+        )
 
 
 @strawberry.type(name="Session", description="A device or browser signed in to the account.")
@@ -71,6 +128,13 @@ class AccountType(AccountSettingsFields):
         description="A new address waiting for its confirmation code to be redeemed."
     )
     accepted_policy_version: str | None
+    policy_accepted_at: datetime | None = strawberry.field(
+        description="When the person accepted `acceptedPolicyVersion`."
+    )
+    restricted_at: datetime | None = strawberry.field(
+        description="Since when the profile is hidden from others after a report, until staff "
+        "review it; null when it is not."
+    )
     created_at: datetime
     deletion: AccountDeletion | None = strawberry.field(
         description="Set while the account is scheduled for deletion."
@@ -93,6 +157,8 @@ class AccountType(AccountSettingsFields):
             locale=model.locale,
             pending_email=pending_email_of(model),
             accepted_policy_version=model.accepted_policy_version,
+            policy_accepted_at=model.policy_accepted_at,
+            restricted_at=model.restricted_at,
             created_at=model.created_at,
             deletion=AccountDeletion.of(model),
             _model_id=model.id,
@@ -140,6 +206,32 @@ class AccountType(AccountSettingsFields):
         found = await load_page(info.context, accounts.sessions_by_sign_in, self._model_id, page)
         current = await _current_session(info)
         return connection(found, lambda row: SessionType.from_model(row, current))
+
+    @strawberry.field(
+        description="Changes to the person's profile, newest first: the field, never the values."
+    )
+    async def profile_changes(self, info: Info, first: int = 50) -> list[ProfileChangeType]:
+        page = checked(lambda: page_request(first, None, access.PROFILE_CHANGES))
+        found = await load_page(info.context, access.profile_changes, self._model_id, page)
+        return [ProfileChangeType.from_model(row) for row in found.items]
+
+    @strawberry.field(
+        description="Messages sent or waiting to be sent to the person, newest first; "
+        "never the codes or links they carry."
+    )
+    async def messages(self, info: Info, first: int = 50) -> list[MessageType]:
+        page = checked(lambda: page_request(first, None, access.MESSAGES))
+        found = await load_page(info.context, access.messages, self._model_id, page)
+        return [MessageType.from_model(row) for row in found.items]
+
+    @strawberry.field(
+        description="When staff read or changed the person's data, newest first: their role "
+        "and the reason they gave."
+    )
+    async def staff_access(self, info: Info, first: int = 50) -> list[StaffAccessType]:
+        page = checked(lambda: page_request(first, None, access.STAFF_ACCESS))
+        found = await load_page(info.context, access.staff_access, self._model_id, page)
+        return [StaffAccessType.from_entry(entry) for entry in found.items]
 
 
 async def _current_session(info: Info) -> uuid.UUID | None:
