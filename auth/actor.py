@@ -35,10 +35,6 @@ class Actor:
     gpc_applied: bool = False
     session_last_used_at: datetime | None = None
 
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
 
 @dataclass(frozen=True)
 class SignedInAccount:

@@ -144,14 +144,14 @@ class RequestContext:
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal
         becomes a GraphQL error with code BAD_USER_INPUT."""
-        with _refusal_as_graphql_error():
+        with refusal_as_graphql_error():
             async with self.reading() as session:
                 return await use_case(session)
 
     async def answer_audited(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """As `answer`, for a staff read that records itself in the audit log: the read and its
         audit entry are one unit of work."""
-        with _refusal_as_graphql_error():
+        with refusal_as_graphql_error():
             async with self.unit_of_work() as session:
                 return await use_case(session)
 
@@ -292,7 +292,8 @@ class RequestContext:
 
 
 @contextmanager
-def _refusal_as_graphql_error() -> Iterator[None]:
+def refusal_as_graphql_error() -> Iterator[None]:
+    """A refusal in a field with no payload for errors: a GraphQL error with BAD_USER_INPUT."""
     try:
         yield
     except Rejected as rejected:

@@ -14,11 +14,9 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
-from strawberry.exceptions import StrawberryGraphQLError
 
-from resolvers.errors import Rejected
 from resolvers.pages import MAX_PAGE, Page
-from schema.context import RequestContext
+from schema.context import RequestContext, refusal_as_graphql_error
 
 Node = TypeVar("Node")
 Row = TypeVar("Row")
@@ -59,13 +57,8 @@ def connection(page: Page[Row], node: Callable[[Row], Node]) -> Connection[Node]
 def checked(make: Callable[[], Row]) -> Row:
     """Check a field's arguments before anything runs: a refusal becomes a GraphQL error with
     code BAD_USER_INPUT, as `RequestContext.answer` makes it."""
-    try:
+    with refusal_as_graphql_error():
         return make()
-    except Rejected as rejected:
-        error = rejected.errors[0]
-        raise StrawberryGraphQLError(
-            error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
-        ) from None
 
 
 async def load_page(
