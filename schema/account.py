@@ -22,7 +22,7 @@ from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import parse_id
-from schema.pages import Connection, checked, connection, load_page
+from schema.pages import Connection, checked, connection, first_rows, load_page
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
@@ -175,9 +175,10 @@ class AccountType(AccountSettingsFields):
     ) -> list[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
         from schema.requests import PrivacyRequestType
 
-        page = checked(lambda: page_request(first, None, requests.BY_AUTHOR))
-        found = await load_page(info.context, requests.requests_by_author, self._model_id, page)
-        return [PrivacyRequestType.from_model(row) for row in found.items]
+        rows = await first_rows(
+            info.context, requests.requests_by_author, self._model_id, first, requests.BY_AUTHOR
+        )
+        return [PrivacyRequestType.from_model(row) for row in rows]
 
     @strawberry.field(description="Requests the person made, newest first, a page at a time.")
     async def privacy_requests_connection(
@@ -191,10 +192,11 @@ class AccountType(AccountSettingsFields):
 
     @strawberry.field(description="Where the account is signed in, most recently used first.")
     async def sessions(self, info: Info, first: int = 50) -> list[SessionType]:
-        page = checked(lambda: page_request(first, None, accounts.BY_LAST_USE))
-        found = await load_page(info.context, accounts.sessions_by_last_use, self._model_id, page)
+        rows = await first_rows(
+            info.context, accounts.sessions_by_last_use, self._model_id, first, accounts.BY_LAST_USE
+        )
         current = await _current_session(info)
-        return [SessionType.from_model(row, current) for row in found.items]
+        return [SessionType.from_model(row, current) for row in rows]
 
     @strawberry.field(
         description="Where the account is signed in, newest sign-in first, a page at a time."
@@ -211,27 +213,30 @@ class AccountType(AccountSettingsFields):
         description="Changes to the person's profile, newest first: the field, never the values."
     )
     async def profile_changes(self, info: Info, first: int = 50) -> list[ProfileChangeType]:
-        page = checked(lambda: page_request(first, None, access.PROFILE_CHANGES))
-        found = await load_page(info.context, access.profile_changes, self._model_id, page)
-        return [ProfileChangeType.from_model(row) for row in found.items]
+        rows = await first_rows(
+            info.context, access.profile_changes, self._model_id, first, access.PROFILE_CHANGES
+        )
+        return [ProfileChangeType.from_model(row) for row in rows]
 
     @strawberry.field(
         description="Messages sent or waiting to be sent to the person, newest first; "
         "never the codes or links they carry."
     )
     async def messages(self, info: Info, first: int = 50) -> list[MessageType]:
-        page = checked(lambda: page_request(first, None, access.MESSAGES))
-        found = await load_page(info.context, access.messages, self._model_id, page)
-        return [MessageType.from_model(row) for row in found.items]
+        rows = await first_rows(
+            info.context, access.messages, self._model_id, first, access.MESSAGES
+        )
+        return [MessageType.from_model(row) for row in rows]
 
     @strawberry.field(
         description="When staff read or changed the person's data, newest first: their role "
         "and the reason they gave."
     )
     async def staff_access(self, info: Info, first: int = 50) -> list[StaffAccessType]:
-        page = checked(lambda: page_request(first, None, access.STAFF_ACCESS))
-        found = await load_page(info.context, access.staff_access, self._model_id, page)
-        return [StaffAccessType.from_entry(entry) for entry in found.items]
+        rows = await first_rows(
+            info.context, access.staff_access, self._model_id, first, access.STAFF_ACCESS
+        )
+        return [StaffAccessType.from_entry(entry) for entry in rows]
 
 
 async def _current_session(info: Info) -> uuid.UUID | None:

@@ -15,7 +15,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from resolvers.pages import MAX_PAGE, Page
+from resolvers.pages import MAX_PAGE, Keyset, Page, PageRequest, page_request
 from schema.context import RequestContext, refusal_as_graphql_error
 
 Node = TypeVar("Node")
@@ -87,3 +87,16 @@ async def load_page(
         loader = DataLoader(load, cache=False)
         context.loaders[fetch] = loader
     return await loader.load((account_id, args))
+
+
+async def first_rows(
+    context: RequestContext,
+    fetch: Fetch[PageRequest, Row],
+    account_id: uuid.UUID,
+    first: int,
+    keyset: Keyset,
+) -> list[Row]:
+    """The first `first` rows of one of an account's lists (checked, capped), read together
+    with its siblings': what every plain list field of an account answers with."""
+    page = checked(lambda: page_request(first, None, keyset))
+    return (await load_page(context, fetch, account_id, page)).items
