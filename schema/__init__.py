@@ -64,6 +64,7 @@ class Mutation(
 
 class _Schema(strawberry.Schema):
     validator: QueryValidator  # its hit count shows the validation cache at work
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
