@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
