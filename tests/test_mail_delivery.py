@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.util import await_only
 
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
@@ -360,6 +361,20 @@ class TestFailures:
         assert row.status is DeliveryStatus.PENDING and row.failure
 
 
+def meet_after_first_read(database: Database, meeting: asyncio.Barrier) -> None:
+    """Hold the worker's first claim, after it has read its candidates, until the other worker
+    has read its own too."""
+
+    first_read = [True]
+
+    def wait(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if first_read[0] and statement.startswith("SELECT notifications.id"):
+            first_read[0] = False
+            await_only(asyncio.wait_for(meeting.wait(), 10))
+
+    event.listen(database.engine.sync_engine, "after_cursor_execute", wait)
+
+
 class TestClaims:
     @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
     async def test_two_workers_racing_send_each_message_once(
@@ -375,10 +390,15 @@ class TestClaims:
                 worker(config, first, port, batch=4, worker="first"),
                 worker(config, second, port, batch=4, worker="second"),
             ]
+            # The worst moment: both have read their candidates before either claims them.
+            meeting = asyncio.Barrier(2)
+            for database in (first, second):
+                meet_after_first_read(database, meeting)
 
             reports = await asyncio.gather(*(each.run_once() for each in workers))
 
             assert sum(report.sent for report in reports) == 60
+            assert all(report.sent for report in reports)  # they shared the work
             ids = [message["Message-ID"] for message in inbox.received]
             assert len(ids) == len(set(ids)) == 60
             rows = await outbox(setup)
