@@ -282,6 +282,11 @@ class TestThroughSmtp:
         assert inbox.to("ada@example.com") == []
         [notice] = [row for row in await outbox(database) if row.account_id is not None]
         assert (notice.status, notice.sent_at) == (DeliveryStatus.SUPPRESSED, None)
+        # The person sees it too.
+        body = await gql(client, "{ me { messages { kind status sentAt } } }", token=person)
+        assert body["data"]["me"]["messages"] == [
+            {"kind": "POLICY_UPDATE", "status": "SUPPRESSED", "sentAt": None}
+        ]
 
 
 class TestFailures:
