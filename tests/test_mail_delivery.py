@@ -25,7 +25,7 @@ from sqlalchemy.util import await_only
 
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
-from resolvers import delivery, mail, notifications
+from resolvers import delivery, erasure, mail, notifications
 from tests.helpers import PASSWORD, changed, gql, my_settings, preference, run_cli, signed_up
 from tests.test_cli import free_port
 from tests.test_policy import published, staff_token
@@ -378,6 +378,27 @@ def meet_after_first_read(database: Database, meeting: asyncio.Barrier) -> None:
             await_only(asyncio.wait_for(meeting.wait(), 10))
 
     event.listen(database.engine.sync_engine, "after_cursor_execute", wait)
+
+
+class TestPrune:
+    async def test_failed_and_suppressed_messages_are_deleted_after_30_days(
+        self, client, database, config, smtp
+    ) -> None:
+        inbox, port = smtp
+        inbox.unknown_recipients = {"ada@example.com"}
+        await signed_up(client)
+        await queued(database, "ada@example.com", NotificationKind.EMAIL_CHANGED)
+        await worker(config, database, port).run_once()
+        [failed] = await outbox(database)
+        assert failed.status is DeliveryStatus.FAILED
+
+        async with database.transaction() as session:
+            kept = await erasure.prune_expired(session, utcnow() + timedelta(days=29))
+        async with database.transaction() as session:
+            pruned = await erasure.prune_expired(session, utcnow() + timedelta(days=31))
+
+        assert (kept.notifications, pruned.notifications) == (0, 1)
+        assert await outbox(database) == []
 
 
 class TestClaims:

@@ -229,7 +229,8 @@ class Delivery:
     async def _failed(self, message: Outgoing, error: Exception) -> DeliveryReport:
         reason, permanent = _failure(error)
         if not isinstance(error, aiosmtplib.SMTPException | OSError):
-            logger.error("Message %s could not be built or sent", message.id, exc_info=error)
+            # By name only: the text of an error about a header may quote the address.
+            logger.error("Message %s could not be built or sent: %s", message.id, reason)
         now = self.clock()
         retry_at = None if permanent else self.backoff.retry_at(now, message.attempts + 1)
         async with self.database.transaction() as session:
