@@ -7,7 +7,10 @@ Every link a delivered message carries is followed through the app, and must ans
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -26,11 +29,13 @@ from sqlalchemy.util import await_only
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
 from resolvers import delivery, erasure, mail, notifications
+from tests.conftest import TEST_SECRET
 from tests.helpers import PASSWORD, changed, gql, my_settings, preference, run_cli, signed_up
 from tests.test_cli import free_port
 from tests.test_policy import published, staff_token
 from workers.delivery import Backoff, Delivery, delivery_for
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SENDER = "Privacy Team <privacy@mail.example.test>"
 DOMAIN = "mail.example.test"
 PUBLIC_URL = "http://127.0.0.1:8000"
@@ -356,6 +361,21 @@ class TestFailures:
         assert row.status is DeliveryStatus.FAILED
         assert row.failure == "recipient refused: SMTP 550"
 
+    async def test_credentials_are_never_sent_without_tls(
+        self, client, database, config, smtp
+    ) -> None:
+        inbox, port = smtp  # offers no STARTTLS
+        await ask_for_new_address(client)
+        sender = worker(config, database, port)
+        server = SmtpServer("127.0.0.1", port, implicit_tls=False, username="u", password="p")
+        sender = replace(sender, mailer=replace(sender.mailer, server=server))
+
+        report = await sender.run_once()
+
+        assert report.retrying == 1 and inbox.received == []
+        [row] = await outbox(database)
+        assert row.failure == "SMTPException"
+
     async def test_no_server_listening_is_retried(self, client, database, config) -> None:
         await ask_for_new_address(client)
 
@@ -485,6 +505,41 @@ class TestMailFolder:
         # The public host is an address, so the sender, and Message-IDs, are @localhost.
         assert message["Message-ID"] == f"<{row.id}@localhost>"
         assert row.status is DeliveryStatus.SENT
+
+    async def test_deliver_runs_until_told_to_stop(
+        self, client, clean_database_url, tmp_path
+    ) -> None:
+        await ask_for_new_address(client)
+        folder = tmp_path / "mail"
+        environment = {
+            **os.environ,
+            "PRIVACY_API_DATABASE_URL": clean_database_url,
+            "PRIVACY_API_DATA_DIR": str(tmp_path),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            "deliver",
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            for _ in range(300):
+                if list(folder.glob("*.eml")) or process.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            [written] = folder.glob("*.eml")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = await process.communicate()
+
+        assert process.returncode == 0, out
+        assert f"written to {written}" in out.decode()
+        assert "ada.new@example.com" not in out.decode()
 
     async def test_nothing_to_deliver(self, clean_database_url, tmp_path) -> None:
         code, out, _ = await run_cli(clean_database_url, tmp_path, "deliver", "--once")
