@@ -71,21 +71,36 @@ def queue(
     return notification
 
 
+def queue_to_address(
+    session: AsyncSession,
+    kind: NotificationKind,
+    recipient: str,
+    values: Mapping[str, object] | None = None,
+    *,
+    locale: str | None = None,
+    secret: str | None = None,
+) -> Notification:
+    """A message to an address that belongs to no account, composed like any other. Once sent
+    (or given up on) it is deleted, address and all."""
+    composed = mail.compose(kind, locale, values)
+    notification = Notification(
+        account_id=None,
+        kind=kind,
+        recipient=recipient,
+        subject=composed.subject,
+        body=composed.body,
+        html=composed.html,
+        secret=secret,
+        created_at=utcnow(),
+    )
+    session.add(notification)
+    return notification
+
+
 def queue_last_message(session: AsyncSession, recipient: str, locale: str | None) -> None:
     """The "account erased" confirmation: to the address alone, naming no account, since the
-    account is gone by the time it is sent. Sending it deletes it, address and all."""
-    composed = mail.compose(NotificationKind.ACCOUNT_ERASED, locale)
-    session.add(
-        Notification(
-            account_id=None,
-            kind=NotificationKind.ACCOUNT_ERASED,
-            recipient=recipient,
-            subject=composed.subject,
-            body=composed.body,
-            html=composed.html,
-            created_at=utcnow(),
-        )
-    )
+    account is gone by the time it is sent."""
+    queue_to_address(session, NotificationKind.ACCOUNT_ERASED, recipient, locale=locale)
 
 
 def render(notification: Notification) -> str:
@@ -106,13 +121,13 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
 
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
     """Record that a mailer delivered these, and forget their secrets; returns how many were
-    still unsent. An erased account's last message is deleted instead: once it is sent, nothing
-    of that account, its address included, is kept."""
+    still unsent. A message to an address without an account (an erased account's last one) is
+    deleted instead: once it is sent, nothing of that address is kept."""
     if not ids:
         return 0
     unsent = Notification.id.in_(ids) & (Notification.status == DeliveryStatus.PENDING)
     last = await session.execute(
-        delete(Notification).where(unsent, Notification.kind == NotificationKind.ACCOUNT_ERASED)
+        delete(Notification).where(unsent, Notification.account_id.is_(None))
     )
     result = await session.execute(
         update(Notification)

@@ -59,6 +59,9 @@ EVERY_VALUE: dict[str, object] = {
     "reason": "It needs a search of the archive.",
     "version": "2026-06",
     "summary": "Logs are kept for 30 days.",
+    "reset_link": f"{PUBLIC_URL}/reset-password?token={mail.PLACEHOLDER}",
+    "valid_hours": 24,
+    "valid_minutes": 30,
 }
 
 
@@ -257,18 +260,21 @@ class TestThroughSmtp:
             account.locale = "pt-BR"  # no translation shipped: English
             for kind in NotificationKind:
                 notifications.queue(session, account, kind, EVERY_VALUE, secret="the-code")
+            notifications.queue_last_message(session, "gone@example.com", "pt-BR")
 
         report = await worker(config, database, port).run_once()
 
-        assert report.sent == len(NotificationKind)
+        assert report.sent == len(NotificationKind) + 1
         subjects = {message["Subject"] for message in inbox.received}
         expected = {mail.compose(kind, "en", EVERY_VALUE).subject for kind in NotificationKind}
         assert subjects == expected
         ids = {message["Message-ID"] for message in inbox.received}
-        assert len(ids) == len(NotificationKind)
-        # The erased account's last message is deleted once sent; the rest are kept, sent.
+        assert len(ids) == len(NotificationKind) + 1
+        [last] = inbox.to("gone@example.com")
+        assert last["Subject"] == "Your account has been erased"
+        # A message to an address without an account is deleted once sent; the rest are kept.
         rows = await outbox(database)
-        assert NotificationKind.ACCOUNT_ERASED not in {row.kind for row in rows}
+        assert len(rows) == len(NotificationKind)
         assert {row.status for row in rows} == {DeliveryStatus.SENT}
 
     async def test_a_message_for_a_topic_switched_off_since_is_suppressed(
