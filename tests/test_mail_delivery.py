@@ -30,7 +30,16 @@ from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
 from resolvers import delivery, erasure, mail, notifications
 from tests.conftest import TEST_SECRET
-from tests.helpers import PASSWORD, changed, gql, my_settings, preference, run_cli, signed_up
+from tests.helpers import (
+    PASSWORD,
+    changed,
+    count_statements,
+    gql,
+    my_settings,
+    preference,
+    run_cli,
+    signed_up,
+)
 from tests.test_cli import free_port
 from tests.test_policy import published, staff_token
 from workers.delivery import Backoff, Delivery, delivery_for
@@ -459,6 +468,23 @@ class TestClaims:
         finally:
             for database in (setup, first, second):
                 await database.dispose()
+
+    @pytest.mark.parametrize("waiting", [3, 30])
+    async def test_a_claim_takes_the_same_statements_however_many_it_takes(
+        self, client, database, waiting
+    ) -> None:
+        await signed_up(client)
+        await queued(database, "ada@example.com", NotificationKind.POLICY_UPDATE, waiting)
+
+        with count_statements(database.engine) as statements:
+            async with database.transaction() as session:
+                taken = await delivery.claim(
+                    session, worker="w", now=utcnow(), lease=timedelta(minutes=1), limit=50
+                )
+
+        assert len(taken.outgoing) == waiting
+        # The candidates, the claim (returning the rows) and the accounts' settings for topics.
+        assert len(statements) == 3, statements
 
     async def test_a_crashed_workers_claim_expires_and_the_resend_keeps_the_message_id(
         self, client, database, config, smtp
