@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from jinja2.exceptions import UndefinedError
 from sqlalchemy import event, select
 from sqlalchemy.util import await_only
 
@@ -579,6 +580,34 @@ class TestMailFolder:
         assert code == 0
         assert "Delivered 0, suppressed 0 (topic switched off), 0 to try again later" in out
         assert not (tmp_path / "mail").exists()
+
+
+class TestTemplates:
+    @pytest.mark.parametrize(
+        ("locale", "tried"),
+        [
+            ("pt-BR", ["pt-br", "pt", "en"]),
+            ("de", ["de", "en"]),
+            (None, ["en"]),
+            ("../../etc", ["en"]),
+        ],
+    )
+    def test_the_translations_tried_for_a_locale(self, locale: str | None, tried: list[str]):
+        assert mail.locales_for(locale) == tried
+
+    def test_a_value_a_template_needs_is_never_left_out_silently(self) -> None:
+        with pytest.raises(UndefinedError, match="version"):
+            mail.compose(NotificationKind.POLICY_UPDATE, "en", {"summary": "s"})
+
+    def test_values_are_escaped_in_html(self) -> None:
+        link = 'https://x.example/?a=1&b="2"'
+        composed = mail.compose(
+            NotificationKind.EMAIL_CONFIRMATION, "en", {"confirmation_link": link}
+        )
+
+        assert composed.html is not None
+        assert 'href="https://x.example/?a=1&amp;b=&#34;2&#34;"' in composed.html
+        assert link in composed.body
 
 
 class TestSettings:
