@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
@@ -23,15 +23,16 @@ from resolvers.settings import read_settings
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A claimed message, ready to send: plain values, its secret filled in."""
+    """A claimed message, ready to send: plain values, its secret filled in (so the address and
+    texts stay out of its repr, and of any log that prints it)."""
 
     id: uuid.UUID
     account_id: uuid.UUID | None
     kind: NotificationKind
-    recipient: str
-    subject: str
-    body: str
-    html: str | None
+    recipient: str = field(repr=False)
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    html: str | None = field(repr=False)
     created_at: datetime
     attempts: int  # made before this one
     topic: Topic | None
