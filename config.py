@@ -10,8 +10,9 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from auth import passwords
 from models.database import DatabaseTimeouts
@@ -30,6 +31,19 @@ _IPV6 = re.compile(r"[0-9a-f:.]+")
 
 
 @dataclass(frozen=True)
+class SmtpServer:
+    """Where the delivery worker sends mail (PRIVACY_API_SMTP_URL)."""
+
+    host: str
+    port: int
+    # True: TLS from the first byte (smtps://). False: plain, upgraded with STARTTLS (smtp://),
+    # which is required when there are credentials to send.
+    implicit_tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str
     secret_key: str
@@ -45,6 +59,13 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
+    # None: messages are written as .eml files to `mail_dir` instead of sent (development).
+    smtp: SmtpServer | None = None
+    mail_dir: Path = field(default_factory=lambda: Path("data") / "mail")
+    # The From of every message; its domain is also the right-hand side of Message-IDs.
+    mail_from: str = "Privacy <privacy@localhost>"
+    # Whether `serve` delivers the outbox itself, beside the API (development: yes).
+    deliver_in_serve: bool = False
 
     @property
     def production(self) -> bool:
@@ -97,6 +118,55 @@ def _origin(given: str) -> str:
         raise refused
     origin = f"{scheme}://[{host}]" if is_ipv6 else f"{scheme}://{host}"
     return origin if port in (None, _DEFAULT_PORTS[scheme]) else f"{origin}:{port}"
+
+
+def _smtp_server(raw: str) -> SmtpServer | None:
+    """`smtp://user:pass@host:587` (STARTTLS) or `smtps://user:pass@host:465` (implicit TLS)."""
+    if not raw:
+        return None
+    refused = ConfigError(
+        "PRIVACY_API_SMTP_URL must look like smtp://user:password@host:587 (STARTTLS) or "
+        "smtps://user:password@host:465 (TLS), with the user and password URL-encoded"
+    )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise refused from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/"):
+        raise refused
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if scheme == "smtps" else 587),
+        implicit_tls=scheme == "smtps",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _mail_from(raw: str, public_url: str) -> str:
+    """The sender: as configured, or privacy@ the public host (localhost for an address)."""
+    if not raw:
+        host = urlsplit(public_url).hostname or "localhost"
+        domain = "localhost" if _IPV6.fullmatch(host) or host[-1:].isdigit() else host
+        return f"Privacy <privacy@{domain}>"
+    _, address = parseaddr(raw)
+    if "@" not in address or any(character in raw for character in "\r\n"):
+        raise ConfigError(
+            "PRIVACY_API_MAIL_FROM must be an address, such as privacy@example.com or "
+            "Privacy <privacy@example.com>"
+        )
+    return raw
+
+
+def _switch(env: dict[str, str], variable: str, default: bool) -> bool:
+    raw = env.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"{variable} must be true or false")
+    return raw in ("1", "true", "yes")
 
 
 def _trusted_proxies(raw: str) -> tuple[str, ...]:
@@ -172,6 +242,12 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
+        smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
+        mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
+        mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
+        deliver_in_serve=_switch(
+            env, "PRIVACY_API_DELIVER_IN_SERVE", default=environment != PRODUCTION
+        ),
         **numbers,
     )
 

@@ -4,7 +4,7 @@ from models.account import Account, AuthSession, ProfileChange, Role
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
-from models.notifications import Notification, NotificationKind
+from models.notifications import DeliveryStatus, Notification, NotificationKind
 from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
@@ -20,6 +20,7 @@ __all__ = [
     "ConsentEvent",
     "DataExport",
     "Database",
+    "DeliveryStatus",
     "IdempotencyKey",
     "LegalHold",
     "Notification",

@@ -10,7 +10,15 @@ import strawberry
 
 from auth.permissions import IsAuthenticated
 from models import Account as AccountModel
-from models import AuthSession, Notification, NotificationKind, ProfileChange, Role, utcnow
+from models import (
+    AuthSession,
+    DeliveryStatus,
+    Notification,
+    NotificationKind,
+    ProfileChange,
+    Role,
+    utcnow,
+)
 from resolvers import access, requests
 from resolvers import account as accounts
 from resolvers.age import is_minor, today_everywhere
@@ -33,6 +41,12 @@ Info = strawberry.Info[RequestContext]
 RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
 MessageKindEnum = strawberry.enum(
     NotificationKind, name="MessageKind", description="Why a message was sent."
+)
+MessageStatusEnum = strawberry.enum(
+    DeliveryStatus,
+    name="MessageStatus",
+    description="Where a message is: waiting (or between attempts), sent, given up on, or not "
+    "sent because its topic was switched off before it went.",
 )
 
 
@@ -59,6 +73,7 @@ class MessageType:
     subject: str
     created_at: datetime
     sent_at: datetime | None = strawberry.field(description="Null while it waits in the outbox.")
+    status: MessageStatusEnum  # type: ignore[valid-type]
 
     @classmethod
     def from_model(cls, model: Notification) -> MessageType:
@@ -67,6 +82,7 @@ class MessageType:
             subject=model.subject,
             created_at=model.created_at,
             sent_at=model.sent_at,
+            status=model.status,
         )
 
 

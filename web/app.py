@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
 from web.unsubscribe import UnsubscribePages
+from workers.delivery import delivery_for
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -60,8 +62,20 @@ def create_app(config: Config | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.database.dispose()
+        # In development (or when PRIVACY_API_DELIVER_IN_SERVE says so) the outbox is delivered
+        # by this process too; in production that is `privacy-api deliver`'s job.
+        stop = asyncio.Event()
+        worker = None
+        if config.deliver_in_serve:
+            delivery = delivery_for(config, services.database)
+            worker = asyncio.create_task(delivery.run(stop), name="delivery")
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            await services.database.dispose()
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
