@@ -48,6 +48,14 @@ class SignedInAccount:
 CREDENTIAL_HEADERS = ("Authorization", "Content-Type", "X-Requested-With")
 
 
+# Why a request that sent the session cookie was treated as signed out.
+COOKIE_NEEDS_HEADER = (
+    "The session cookie was not used: a request signed in by cookie must carry the header "
+    "X-Requested-With (any value) or a JSON Content-Type, which a form or link on another site "
+    "cannot send. Clients that query over GET, such as urql, must add the header."
+)
+
+
 def _cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
     """A cross-site HTML form can send neither a JSON content type nor a custom header."""
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()

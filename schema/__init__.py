@@ -77,10 +77,16 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
     # shared by the whole process, the validation cache by every request to this schema.
     validator = QueryValidator(production=production, cache_size=CACHE_SIZE)
+    # In production, introspection (the playground's docs and completion) is for staff only.
+    staff_validator = (
+        QueryValidator(production=production, cache_size=CACHE_SIZE, introspection=True)
+        if production
+        else validator
+    )
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidateOnce(validator),
+        lambda: ValidateOnce(validator, staff_validator),
         MaxObjectsLimiter,
     ]
     return _Schema(

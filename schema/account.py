@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from auth.permissions import IsAuthenticated
+from auth.permissions import IsAuthenticated, signed_out_error
 from models import Account as AccountModel
 from models import AuthSession, Notification, NotificationKind, ProfileChange, Role, utcnow
 from resolvers import access, requests
@@ -307,10 +307,16 @@ def _signed_in(
 
 @strawberry.type
 class AccountQuery:
-    @strawberry.field(description="The signed-in person, or null when not signed in.")
+    @strawberry.field(
+        description="The signed-in person, or null when not signed in. A session cookie sent "
+        "without the X-Requested-With header (or a JSON Content-Type) is an UNAUTHENTICATED "
+        "error that says so, not a silent null."
+    )
     async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
         actor = await info.context.actor()
         if actor is None:
+            if info.context.cookie_left_unused:
+                raise signed_out_error(cookie_left_unused=True)
             return None
         return AccountType.from_model(await info.context.account_of(actor.account_id))
 
