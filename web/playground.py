@@ -201,14 +201,14 @@ STAFF_SIGN_IN = """<!doctype html>
 <meta charset="utf-8">
 <title>Privacy settings API: staff sign-in</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; }}
-label {{ display: block; margin: 1rem 0; }}
-input {{ display: block; width: 100%; padding: .4rem; }}
+body { font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; }
+label { display: block; margin: 1rem 0; }
+input { display: block; width: 100%; padding: .4rem; }
 </style>
 </head>
 <body>
 <h1>Staff sign-in</h1>
-<p>In production the playground is for support staff and privacy officers. {reason}</p>
+<p>In production the playground is for support staff and privacy officers. <!--reason--></p>
 <form id="sign-in">
 <label>Email <input name="email" type="email" autocomplete="username" required></label>
 <label>Password
@@ -219,25 +219,25 @@ input {{ display: block; width: 100%; padding: .4rem; }}
 <script>
 const LOGIN = "mutation SignIn($email: String!, $password: String!) "
   + "{ login(input: {email: $email, password: $password}) { errors { message } } }";
-document.getElementById("sign-in").addEventListener("submit", async (event) => {{
+document.getElementById("sign-in").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const response = await fetch(window.location.pathname, {{
+  const response = await fetch(window.location.pathname, {
     method: "POST",
-    headers: {{"Content-Type": "application/json"}},
-    body: JSON.stringify({{
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({
       query: LOGIN,
-      variables: {{email: form.get("email"), password: form.get("password")}},
-    }}),
-  }});
+      variables: {email: form.get("email"), password: form.get("password")},
+    }),
+  });
   const body = await response.json();
   const errors = (body.errors || []).concat(body.data ? body.data.login.errors : []);
-  if (errors.length) {{
+  if (errors.length) {
     document.getElementById("message").textContent = errors.map((e) => e.message).join(" ");
-  }} else {{
+  } else {
     window.location.reload();
-  }}
-}});
+  }
+});
 </script>
 </body>
 </html>
@@ -251,7 +251,7 @@ def staff_sign_in_page(*, signed_in: bool) -> str:
         if signed_in
         else "Sign in with your staff account to open it."
     )
-    return STAFF_SIGN_IN.format(reason=html.escape(reason))
+    return STAFF_SIGN_IN.replace("<!--reason-->", html.escape(reason))
 
 
 def main() -> int:
