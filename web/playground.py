@@ -34,12 +34,14 @@ _ASSET = re.compile(
 )
 
 EXAMPLE_DOCUMENT = """\
-# The account privacy settings API. Run one operation at a time: put the cursor
-# inside it and press the run button (or Ctrl-Enter).
+# The account privacy settings API. Run one operation at a
+# time: the run button asks which (or put the cursor inside
+# one and press Ctrl-Enter).
 #
-# 1. SignIn with the email and password in the Variables pane below (`make run`
-#    prints a demo account). The password stays in that pane, never in the page
-#    address; the session cookie it sets goes with every later request from here.
+# 1. SignIn with the email and password in the Variables
+#    pane below (`make run` prints a demo account). The
+#    password stays there, never in the page address; the
+#    session cookie it sets goes with every later request.
 mutation SignIn($email: String!, $password: String!) {
   login(input: { email: $email, password: $password }) {
     account { email }
@@ -56,9 +58,11 @@ query Me {
   }
 }
 
-# 3. Toggle a preference: the newsletter by email (send false to turn it off).
+# 3. Turn the newsletter by email on (false turns it off).
 mutation ToggleNewsletter {
-  setCommunicationPreference(input: { channel: EMAIL, topic: NEWSLETTER, enabled: true }) {
+  setCommunicationPreference(
+    input: { channel: EMAIL, topic: NEWSLETTER, enabled: true }
+  ) {
     account { communicationPreferences { channel topic enabled } }
     errors { field code message }
   }
