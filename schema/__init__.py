@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
@@ -43,13 +46,32 @@ __all__ = [
 
 CACHE_SIZE = 512
 
+# Strawberry's own Date and DateTime (ISO 8601 text), saying which specification they follow.
+SCALARS = {
+    datetime.date: dataclasses.replace(
+        DateDefinition,
+        description="A calendar date, such as 1990-05-17.",
+        specified_by_url="https://scalars.graphql.org/andimarek/local-date.html",
+    ),
+    datetime.datetime: dataclasses.replace(
+        DateTimeDefinition,
+        description="A moment with its UTC offset, such as 2025-07-01T09:30:00+00:00 (RFC 3339).",
+        specified_by_url="https://scalars.graphql.org/andimarek/date-time.html",
+    ),
+}
 
-@strawberry.type
+
+@strawberry.type(
+    description="Reads: the signed-in person, the policy in force, the catalogue, and staff views.",
+)
 class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="Changes: each returns a payload whose `errors` list says what was refused "
+    "and why.",
+)
 class Mutation(
     AccountMutation,
     ErasureMutation,
@@ -93,6 +115,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
+        scalar_overrides=SCALARS,  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=production),
         execution_context_class=ExecutorWithoutSuggestions if production else None,
     )

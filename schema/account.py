@@ -244,7 +244,7 @@ async def _current_session(info: Info) -> uuid.UUID | None:
     return actor.session_id if actor else None
 
 
-@strawberry.type
+@strawberry.type(description="A new session (signup or login), or why none was started.")
 class AuthPayload:
     token: str | None = strawberry.field(
         description="Bearer token for the mobile app; the web gets an HttpOnly cookie as well."
@@ -253,7 +253,7 @@ class AuthPayload:
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="The account after the change, or why it was refused.")
 class AccountPayload:
     account: AccountType | None
     errors: list[UserErrorType]
@@ -263,13 +263,13 @@ class AccountPayload:
         return cls(account=AccountType.from_model(account) if account else None, errors=errors)
 
 
-@strawberry.type
+@strawberry.type(description="Whether the session ended.")
 class LogoutPayload:
     ok: bool
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="What an account needs: a date of birth is asked, never an age.")
 class SignupInput:
     email: str
     password: str = strawberry.field(description="8 to 128 characters, not a common password.")
@@ -282,13 +282,15 @@ class SignupInput:
     phone: str | None = None
 
 
-@strawberry.input
+@strawberry.input(
+    description="Email and password. Send them as variables, never inline in the document.",
+)
 class LoginInput:
     email: str
     password: str
 
 
-@strawberry.input
+@strawberry.input(description="The current password, to prove it is you, and the new one.")
 class ChangePasswordInput:
     current_password: str
     new_password: str

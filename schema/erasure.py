@@ -32,7 +32,7 @@ class AccountDeletion:
         return cls(requested_at=account.deletion_requested_at, due_at=account.deletion_due_at)
 
 
-@strawberry.input
+@strawberry.input(description="Confirm a deletion request with your password.")
 class RequestAccountDeletionInput:
     password: str = strawberry.field(description="Your current password, to confirm it is you.")
 

@@ -21,18 +21,18 @@ class UpdateProfileInput:
     locale: str | None = strawberry.field(default=None, description="Such as en, de or pt-BR.")
 
 
-@strawberry.input
+@strawberry.input(description="The new address, and the current password to prove it is you.")
 class EmailChangeInput:
     new_email: str
     current_password: str
 
 
-@strawberry.input
+@strawberry.input(description="The code sent to the new address.")
 class ConfirmEmailInput:
     token: str
 
 
-@strawberry.type
+@strawberry.type(description="Whether the new address is now the account's, or why not.")
 class EmailChangePayload:
     email: str | None = strawberry.field(description="The address now in use.")
     errors: list[UserErrorType]

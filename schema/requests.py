@@ -24,9 +24,18 @@ from schema.ids import parse_id
 from schema.pages import Connection, connection
 
 Info = strawberry.Info[RequestContext]
-RequestKindEnum = strawberry.enum(RequestKind, name="RequestKind")
-RequestStatusEnum = strawberry.enum(RequestStatus, name="RequestStatus")
-ChildReportDecisionEnum = strawberry.enum(ChildReportDecision, name="ChildReportDecision")
+RequestKindEnum = strawberry.enum(
+    RequestKind, name="RequestKind", description="What a privacy request asks for."
+)
+RequestStatusEnum = strawberry.enum(
+    RequestStatus, name="RequestStatus", description="Where a privacy request stands."
+)
+ChildReportDecisionEnum = strawberry.enum(
+    ChildReportDecision,
+    name="ChildReportDecision",
+    description="CLEAR: not a child's account, restrictions lifted. DELETE: a child's "
+    "account, erased without a grace period.",
+)
 Reason = Annotated[
     str, strawberry.argument(description="Why you need this: kept in the audit log.")
 ]
@@ -45,7 +54,11 @@ DueWithinDays = Annotated[
 ]
 
 
-@strawberry.type(name="PrivacyRequest")
+@strawberry.type(
+    name="PrivacyRequest",
+    description="A request to the privacy team (complaint, correction, child report, ...) "
+    "with its due date and answer.",
+)
 class PrivacyRequestType:
     id: strawberry.ID
     kind: RequestKindEnum  # type: ignore[valid-type]
@@ -98,7 +111,10 @@ class PrivacyRequestType:
         return self._contact_email
 
 
-@strawberry.type(name="AuditEntry")
+@strawberry.type(
+    name="AuditEntry",
+    description="One staff access to personal data, as the audit log keeps it.",
+)
 class AuditEntryType:
     id: strawberry.ID
     staff_id: strawberry.ID
@@ -140,43 +156,43 @@ class LegalHoldType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The legal hold, or why it was refused.")
 class LegalHoldPayload:
     hold: LegalHoldType | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="Keep an account from being erased while a legal matter is open.")
 class SetLegalHoldInput:
     account_id: strawberry.ID
     reason: str = strawberry.field(description="The legal matter; also kept in the audit log.")
 
 
-@strawberry.input
+@strawberry.input(description="Turn every marketing message off for a person who asked staff to.")
 class StaffOptOutInput:
     account_id: strawberry.ID
     reason: str = strawberry.field(description="Such as the ticket of the person's request.")
 
 
-@strawberry.input
+@strawberry.input(description="End a legal hold; the account's deletion, if due, goes ahead.")
 class ReleaseLegalHoldInput:
     id: strawberry.ID
     reason: str
 
 
-@strawberry.type
+@strawberry.type(description="The request after the change, or why it was refused.")
 class PrivacyRequestPayload:
     request: PrivacyRequestType | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="What the request is about, in the person's words.")
 class PrivacyRequestInput:
     subject: str
     details: str
 
 
-@strawberry.input
+@strawberry.input(description="Report an account that may belong to a child under 13.")
 class ChildReportInput:
     account_id: strawberry.ID
     details: str
@@ -185,7 +201,7 @@ class ChildReportInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="Close a privacy request with an answer to the person.")
 class ProcessRequestInput:
     id: strawberry.ID
     status: RequestStatusEnum  # type: ignore[valid-type]
@@ -193,7 +209,7 @@ class ProcessRequestInput:
     reason: str
 
 
-@strawberry.input
+@strawberry.input(description="Take more time to answer a privacy request, as the law allows.")
 class ExtendRequestInput:
     id: strawberry.ID
     months: int = strawberry.field(description="1 or 2; at most 2 months in all.")
@@ -202,7 +218,9 @@ class ExtendRequestInput:
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description="Correct what a person cannot change themselves, after checking evidence.",
+)
 class CorrectAccountInput:
     account_id: strawberry.ID
     birth_date: date | None = strawberry.field(
@@ -221,14 +239,16 @@ class CorrectAccountInput:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The corrected account and the request it closed, or why it was refused.",
+)
 class AccountCorrectionPayload:
     account: AccountType | None
     request: PrivacyRequestType | None = strawberry.field(description="The request it closed.")
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="The decision on a report that an account belongs to a child.")
 class ChildReportReviewInput:
     request_id: strawberry.ID
     decision: ChildReportDecisionEnum  # type: ignore[valid-type]
@@ -597,7 +617,10 @@ class RequestsMutation:
         )
         return _hold_payload(hold, errors)
 
-    @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
+    @strawberry.mutation(
+        description="End a legal hold. Privacy officers only; audited.",
+        permission_classes=[IsPrivacyOfficer],
+    )
     async def release_legal_hold(
         self, info: Info, input: ReleaseLegalHoldInput
     ) -> LegalHoldPayload:

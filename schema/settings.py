@@ -34,16 +34,36 @@ from schema.pages import PageInfo, checked, load_page
 if TYPE_CHECKING:
     from schema.account import AccountType
 
-ChannelEnum = strawberry.enum(Channel, name="Channel")
-TopicEnum = strawberry.enum(Topic, name="Topic")
+ChannelEnum = strawberry.enum(
+    Channel, name="Channel", description="How a message reaches the person."
+)
+TopicEnum = strawberry.enum(Topic, name="Topic", description="What a message is about.")
 PurposeEnum = strawberry.enum(Purpose, name="Purpose", description="What shared data is used for.")
 AudienceEnum = strawberry.enum(Audience, name="Audience", description="Who may see something.")
-CookieCategoryEnum = strawberry.enum(CookieCategory, name="CookieCategory")
-SettingGroupEnum = strawberry.enum(SettingGroup, name="SettingGroup")
-SettingKindEnum = strawberry.enum(SettingKind, name="SettingKind")
-LegalBasisEnum = strawberry.enum(LegalBasis, name="LegalBasis")
-ConsentActorEnum = strawberry.enum(ConsentActor, name="ConsentActor")
-SourceEnum = strawberry.enum(Source, name="ConsentSource")
+CookieCategoryEnum = strawberry.enum(
+    CookieCategory, name="CookieCategory", description="A kind of cookie, consented to as a group."
+)
+SettingGroupEnum = strawberry.enum(
+    SettingGroup,
+    name="SettingGroup",
+    description="The part of the privacy settings a setting belongs to.",
+)
+SettingKindEnum = strawberry.enum(
+    SettingKind,
+    name="SettingKind",
+    description="Whether a setting is on/off or a choice of audience.",
+)
+LegalBasisEnum = strawberry.enum(
+    LegalBasis,
+    name="LegalBasis",
+    description="Why the platform may process data for a setting (GDPR Art. 6).",
+)
+ConsentActorEnum = strawberry.enum(
+    ConsentActor, name="ConsentActor", description="Who made a change of consent."
+)
+SourceEnum = strawberry.enum(
+    Source, name="ConsentSource", description="Through what a change of consent arrived."
+)
 
 Info = strawberry.Info[RequestContext]
 SUSPENDED = (
@@ -89,7 +109,7 @@ class SettingDefinitionType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="Whether messages of one topic may be sent on one channel.")
 class CommunicationPreference:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
@@ -103,7 +123,7 @@ class CommunicationPreference:
     suspended: bool = strawberry.field(description=SUSPENDED)
 
 
-@strawberry.type
+@strawberry.type(description="Whether the person's data may be used for one purpose.")
 class DataSharingSetting:
     purpose: PurposeEnum  # type: ignore[valid-type]
     enabled: bool = strawberry.field(
@@ -114,7 +134,10 @@ class DataSharingSetting:
     suspended: bool = strawberry.field(description=SUSPENDED)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Who may see the profile and each contact field, and whether search engines "
+    "may index it.",
+)
 class VisibilitySettings:
     profile: AudienceEnum  # type: ignore[valid-type]
     email: AudienceEnum  # type: ignore[valid-type]
@@ -122,7 +145,9 @@ class VisibilitySettings:
     search_engine_indexing: bool
 
 
-@strawberry.type
+@strawberry.type(
+    description="Consent per cookie category; strictly necessary cookies are always on.",
+)
 class CookieConsent:
     strictly_necessary: bool
     functional: bool
@@ -147,7 +172,10 @@ class CookieConsent:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One change of consent in the append-only ledger: who, what, from which value "
+    "to which, and under which policy.",
+)
 class ConsentEventType:
     id: strawberry.ID
     key: str = strawberry.field(description="A catalogue key, or `policy` for an acceptance.")
@@ -187,13 +215,13 @@ class ConsentEventType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="One consent event and the cursor that pages on from it.")
 class ConsentEventEdge:
     cursor: str
     node: ConsentEventType
 
 
-@strawberry.type
+@strawberry.type(description="A page of consent events, newest first.")
 class ConsentEventConnection:
     edges: list[ConsentEventEdge]
     page_info: PageInfo
@@ -339,13 +367,15 @@ class PublicProfile:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The account with its settings after the change, or why it was refused.",
+)
 class SettingsPayload:
     account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="Turn one topic on one channel on or off.")
 class CommunicationPreferenceInput:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
@@ -355,20 +385,22 @@ class CommunicationPreferenceInput:
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description="One channel and topic and whether it should be on, in a change of several.",
+)
 class CommunicationChange:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
     enabled: bool
 
 
-@strawberry.input
+@strawberry.input(description="Several communication preferences changed together.")
 class CommunicationPreferencesInput:
     changes: list[CommunicationChange]
     idempotency_key: str | None = None
 
 
-@strawberry.input
+@strawberry.input(description="Allow or stop one use of the person's data.")
 class DataSharingInput:
     purpose: PurposeEnum  # type: ignore[valid-type]
     enabled: bool
@@ -392,7 +424,7 @@ class CookieConsentInput:
     idempotency_key: str | None = None
 
 
-@strawberry.input
+@strawberry.input(description="Turn every marketing message off.")
 class OptOutInput:
     idempotency_key: str | None = None
 
@@ -445,7 +477,10 @@ class SettingsQuery:
 
 @strawberry.type
 class SettingsMutation:
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Turn one topic on one channel on or off; consent is recorded.",
+        permission_classes=PERSON,
+    )
     async def set_communication_preference(
         self, info: Info, input: CommunicationPreferenceInput
     ) -> SettingsPayload:
@@ -469,7 +504,10 @@ class SettingsMutation:
             idempotency_key=input.idempotency_key,
         )
 
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Allow or stop one use of your data; consent is recorded.",
+        permission_classes=PERSON,
+    )
     async def set_data_sharing(self, info: Info, input: DataSharingInput) -> SettingsPayload:
         return await _change(
             info,
@@ -479,7 +517,10 @@ class SettingsMutation:
             idempotency_key=input.idempotency_key,
         )
 
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Choose who sees your profile and contact fields, and search indexing.",
+        permission_classes=PERSON,
+    )
     async def update_visibility(self, info: Info, input: VisibilityInput) -> SettingsPayload:
         return await _change(
             info,
@@ -491,7 +532,10 @@ class SettingsMutation:
             idempotency_key=input.idempotency_key,
         )
 
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Consent to cookie categories; strictly necessary ones stay on.",
+        permission_classes=PERSON,
+    )
     async def set_cookie_consent(self, info: Info, input: CookieConsentInput) -> SettingsPayload:
         return await _change(
             info,
