@@ -40,8 +40,10 @@ MessageKindEnum = strawberry.enum(
     name="ProfileChange", description="A personal field that changed: which, when and by whom."
 )
 class ProfileChangeType:
-    field: str
-    changed_at: datetime
+    field: str = strawberry.field(
+        description="The profile field that changed (its value is not kept here)."
+    )
+    changed_at: datetime = strawberry.field(description="When it changed.")
     by_staff: bool = strawberry.field(description="Changed by staff rather than the person.")
 
     @classmethod
@@ -79,7 +81,9 @@ class StaffAccessType:
     role: RoleEnum | None = strawberry.field(  # type: ignore[valid-type]
         description="Null once the staff account no longer exists."
     )
-    action: str
+    action: str = strawberry.field(
+        description="What the staff member did, such as viewing the account."
+    )
     reason: str
     occurred_at: datetime
 
@@ -93,10 +97,16 @@ class StaffAccessType:
 @strawberry.type(name="Session", description="A device or browser signed in to the account.")
 class SessionType:
     id: strawberry.ID
-    user_agent: str | None
+    user_agent: str | None = strawberry.field(
+        description="The browser or app that signed in, as it said."
+    )
     created_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
+    last_used_at: datetime = strawberry.field(
+        description="The last request with this session, to within a few minutes."
+    )
+    expires_at: datetime = strawberry.field(
+        description="When the session ends unless signed out before."
+    )
     current: bool = strawberry.field(description="Whether this request uses this session.")
 
     @classmethod
@@ -117,17 +127,25 @@ class AccountType(AccountSettingsFields):
     email: str
     display_name: str
     phone: str | None = strawberry.field(description="E.164, such as +4915123456789.")
-    birth_date: date | None
+    birth_date: date | None = strawberry.field(
+        description="As given at signup; staff correct it on request."
+    )
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
     is_minor: bool = strawberry.field(
         description="Below the age of digital consent in the account's country."
     )
-    role: RoleEnum  # type: ignore[valid-type]
-    locale: str | None
+    role: RoleEnum = strawberry.field(  # type: ignore[valid-type]
+        description="What the account may do: a person, support staff or a privacy officer."
+    )
+    locale: str | None = strawberry.field(
+        description="The language messages are written in, such as en-GB."
+    )
     pending_email: str | None = strawberry.field(
         description="A new address waiting for its confirmation code to be redeemed."
     )
-    accepted_policy_version: str | None
+    accepted_policy_version: str | None = strawberry.field(
+        description="The privacy policy version the person last accepted."
+    )
     policy_accepted_at: datetime | None = strawberry.field(
         description="When the person accepted `acceptedPolicyVersion`."
     )
@@ -265,7 +283,7 @@ class AccountPayload:
 
 @strawberry.type(description="Whether the session ended.")
 class LogoutPayload:
-    ok: bool
+    ok: bool = strawberry.field(description="True when the session ended.")
     errors: list[UserErrorType]
 
 
@@ -274,12 +292,16 @@ class SignupInput:
     email: str
     password: str = strawberry.field(description="8 to 128 characters, not a common password.")
     display_name: str
-    birth_date: date
+    birth_date: date = strawberry.field(
+        description="The date of birth; under 13 is refused, and nothing about the child is kept."
+    )
     country: str = strawberry.field(description="ISO 3166-1 alpha-2, such as DE.")
     accept_policy_version: str = strawberry.field(
         description="The `currentPolicy.version` the person has read and accepts."
     )
-    phone: str | None = None
+    phone: str | None = strawberry.field(
+        default=None, description="E.164, such as +4915123456789; needed for SMS."
+    )
 
 
 @strawberry.input(

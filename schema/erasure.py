@@ -20,7 +20,7 @@ Info = strawberry.Info[RequestContext]
 
 @strawberry.type(description="The account is scheduled for deletion.")
 class AccountDeletion:
-    requested_at: datetime
+    requested_at: datetime = strawberry.field(description="When the deletion was asked for.")
     due_at: datetime = strawberry.field(
         description="When the account is erased. Until then, `cancelAccountDeletion` keeps it."
     )

@@ -56,7 +56,9 @@ for _value in ErrorCodeEnum.__strawberry_definition__.values:  # type: ignore[at
 class UserErrorType:
     field: str | None = strawberry.field(description="The input field at fault, if one is.")
     message: str
-    code: ErrorCodeEnum  # type: ignore[valid-type]
+    code: ErrorCodeEnum = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for the frontend to switch on."
+    )
 
     @classmethod
     def from_domain(cls, error: UserError) -> UserErrorType:

@@ -40,8 +40,10 @@ class PolicyVersion:
 
 @strawberry.type(description="Which version of the privacy policy a person has accepted.")
 class AccountPolicy:
-    accepted_version: str | None
-    current_version: str
+    accepted_version: str | None = strawberry.field(
+        description="The version the person accepted; null if none."
+    )
+    current_version: str = strawberry.field(description="The version in force.")
     acceptance_required: bool = strawberry.field(
         description=(
             "A material version newer than the accepted one has been published: show "

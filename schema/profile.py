@@ -16,8 +16,12 @@ Info = strawberry.Info[RequestContext]
 @strawberry.input(description="Fields left out stay as they are; an empty phone removes it.")
 class UpdateProfileInput:
     display_name: str | None = None
-    phone: str | None = None
-    country: str | None = None
+    phone: str | None = strawberry.field(
+        default=None, description="E.164, such as +4915123456789; an empty string removes it."
+    )
+    country: str | None = strawberry.field(
+        default=None, description="ISO 3166-1 alpha-2, such as DE."
+    )
     locale: str | None = strawberry.field(default=None, description="Such as en, de or pt-BR.")
 
 
@@ -29,7 +33,7 @@ class EmailChangeInput:
 
 @strawberry.input(description="The code sent to the new address.")
 class ConfirmEmailInput:
-    token: str
+    token: str = strawberry.field(description="The code from the message sent to the new address.")
 
 
 @strawberry.type(description="Whether the new address is now the account's, or why not.")

@@ -74,8 +74,12 @@ class PrivacyRequestType:
         description="By how many months a privacy officer extended the deadline (at most 2)."
     )
     extension_reason: str | None = strawberry.field(description="Why it was extended.")
-    handled_at: datetime | None
-    resolution: str | None
+    handled_at: datetime | None = strawberry.field(
+        description="When staff closed it; null while open."
+    )
+    resolution: str | None = strawberry.field(
+        description="The answer given to the person when it was closed."
+    )
     _account_id: strawberry.Private[uuid.UUID | None]
     _contact_email: strawberry.Private[str | None]
 
@@ -117,12 +121,16 @@ class PrivacyRequestType:
 )
 class AuditEntryType:
     id: strawberry.ID
-    staff_id: strawberry.ID
-    action: str
+    staff_id: strawberry.ID = strawberry.field(description="The staff member who acted.")
+    action: str = strawberry.field(
+        description="What they did, such as viewing an account or processing a request."
+    )
     account_id: strawberry.ID | None
     reason: str
     occurred_at: datetime
-    request_id: str | None
+    request_id: str | None = strawberry.field(
+        description="The id of the HTTP request, to trace it in the logs."
+    )
 
     @classmethod
     def from_model(cls, model: AuditEntryModel) -> AuditEntryType:
@@ -142,8 +150,10 @@ class LegalHoldType:
     id: strawberry.ID
     account_id: strawberry.ID
     reason: str
-    set_at: datetime
-    released_at: datetime | None
+    set_at: datetime = strawberry.field(description="When the hold began.")
+    released_at: datetime | None = strawberry.field(
+        description="When it ended; null while it holds."
+    )
 
     @classmethod
     def from_model(cls, model: LegalHoldModel) -> LegalHoldType:
@@ -205,7 +215,7 @@ class ChildReportInput:
 class ProcessRequestInput:
     id: strawberry.ID
     status: RequestStatusEnum  # type: ignore[valid-type]
-    resolution: str
+    resolution: str = strawberry.field(description="The answer the person is told.")
     reason: str
 
 
@@ -250,8 +260,10 @@ class AccountCorrectionPayload:
 
 @strawberry.input(description="The decision on a report that an account belongs to a child.")
 class ChildReportReviewInput:
-    request_id: strawberry.ID
-    decision: ChildReportDecisionEnum  # type: ignore[valid-type]
+    request_id: strawberry.ID = strawberry.field(description="The child report being decided.")
+    decision: ChildReportDecisionEnum = strawberry.field(  # type: ignore[valid-type]
+        description="Lift the restriction, or erase the child's account."
+    )
     reason: str
 
 
