@@ -139,3 +139,14 @@ async def test_a_get_query_from_the_frontend_origin_is_signed_in(
     assert response.headers["access-control-allow-credentials"] == "true"
     assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
     assert response.json() == {"data": {"me": {"email": "ada@example.com"}}}
+
+
+@pytest.mark.parametrize(("accept", "status"), [(NEW, 405), (LEGACY, 400)])
+async def test_a_mutation_over_get_is_refused(
+    client: httpx.AsyncClient, accept: dict[str, str], status: int
+) -> None:
+    response = await client.get(
+        "/graphql", params={"query": "mutation { logout { ok } }"}, headers=accept
+    )
+    assert response.status_code == status
+    assert "not allowed when using GET" in response.text
