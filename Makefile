@@ -15,9 +15,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(INSTALLED)
 
+# Without npm the API still runs; its playground page then says what is missing.
 $(PLAYGROUND): $(INSTALLED)
-	$(BIN)/python -m web.playground
-	touch $(PLAYGROUND)
+	$(BIN)/python -m web.playground && touch $(PLAYGROUND) \
+		|| echo "The playground's scripts were not fetched (is npm installed?)." >&2
 
 install: $(INSTALLED) $(PLAYGROUND)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from auth.tokens import SESSION_COOKIE
 from models import Database, Role
 from resolvers.account import create_staff
 from tests.helpers import LOGIN, PASSWORD, gql, signed_up
-from web.playground import EXAMPLE_DOCUMENT, assets
+from web.playground import ASSET_DIR, EXAMPLE_DOCUMENT, assets, missing_assets
 from web.routes import PLAYGROUND_ASSETS
 
 HTML = {"Accept": "text/html"}
@@ -111,6 +112,18 @@ class TestDevelopment:
             if (preference["channel"], preference["topic"]) == ("EMAIL", "NEWSLETTER")
         ]
         assert newsletter == [{"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": True}]
+
+
+def test_a_file_that_is_not_the_expected_bytes_counts_as_missing(tmp_path: Path) -> None:
+    assert missing_assets(tmp_path) == assets()
+    for asset in assets():
+        copy = tmp_path / asset.local_path
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes((ASSET_DIR / asset.local_path).read_bytes())
+    assert missing_assets(tmp_path) == []
+    tampered = tmp_path / assets()[0].local_path
+    tampered.write_bytes(tampered.read_bytes() + b"\n")
+    assert missing_assets(tmp_path) == [assets()[0]]
 
 
 class TestProduction:

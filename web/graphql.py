@@ -80,7 +80,6 @@ class GraphQLView(GraphQL[RequestContext, None]):
             allow_queries_via_get=True,
         )
         self.services = services
-        self.playground_html = playground_page(routes.PLAYGROUND_ASSETS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
@@ -111,11 +110,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """The playground; in production only for staff signed in on this browser."""
         if not self.services.config.production:
-            return HTMLResponse(self.playground_html)
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
         context: RequestContext = getattr(request.state, _CONTEXT)
         visitor = await context.page_visitor()
         if visitor is not None and visitor.role in STAFF_ROLES:
-            return HTMLResponse(self.playground_html)
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
         return HTMLResponse(
             staff_sign_in_page(signed_in=visitor is not None),
             status_code=403 if visitor is not None else 401,

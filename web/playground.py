@@ -172,11 +172,17 @@ def _replace_once(page: str, pattern: str, replacement: str) -> str:
     return changed
 
 
+# Built once per process, when every file is there (checking them reads 4 MB).
+_pages: dict[str, str] = {}
+
+
 def playground_page(assets_path: str) -> str:
     """Strawberry's GraphiQL page, loading its files from `assets_path` and opening with our
     example. Variables and headers are kept out of the page address (a password typed there
     would otherwise land in the browser's history and in proxy logs); the query still goes in it,
     so a link can share one."""
+    if assets_path in _pages:
+        return _pages[assets_path]
     if missing := missing_assets():
         names = ", ".join(sorted({f"{asset.package}@{asset.version}" for asset in missing}))
         return (
@@ -196,6 +202,7 @@ def playground_page(assets_path: str) -> str:
     page = _replace_once(page, r"<title>.*?</title>", "<title>Privacy settings API</title>")
     if re.search(r'(?:src|href)="(?:https?:)?//', page):
         raise PlaygroundError("the playground page still loads something from another host")
+    _pages[assets_path] = page
     return page
 
 
