@@ -18,6 +18,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.exceptions import StrawberryGraphQLError
 
 from auth.actor import (
+    CLIENT_SOURCE_HEADER,
     STAFF_ROLES,
     Actor,
     Credentials,
@@ -36,7 +37,7 @@ from resolvers.consent import Provenance
 from resolvers.errors import Rejected
 from schema.errors import UserErrorType, to_user_errors
 
-SOURCE_HEADER = "x-client-source"
+SOURCE_HEADER = CLIENT_SOURCE_HEADER
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
 AGE_GATE_COOKIE = "privacy_age_gate"

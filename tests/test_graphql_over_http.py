@@ -95,11 +95,12 @@ class TestQueriesOverGet:
         assert error["extensions"]["code"] == "UNAUTHENTICATED"
         assert "X-Requested-With" in error["message"]
 
-    async def test_the_cookie_with_the_header_is_used(self, client: httpx.AsyncClient) -> None:
+    @pytest.mark.parametrize("header", ["X-Requested-With", "X-Client-Source"])
+    async def test_the_cookie_with_a_custom_header_is_used(
+        self, client: httpx.AsyncClient, header: str
+    ) -> None:
         await signed_up(client)
-        response = await client.get(
-            "/graphql", params={"query": ME}, headers={"X-Requested-With": "fetch"}
-        )
+        response = await client.get("/graphql", params={"query": ME}, headers={header: "web"})
         assert response.json() == {"data": {"me": {"email": "ada@example.com"}}}
 
     async def test_no_cookie_is_still_plainly_signed_out(self, client: httpx.AsyncClient) -> None:

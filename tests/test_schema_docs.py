@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import httpx
@@ -58,6 +59,7 @@ SELF_EXPLAINING = {
 }
 
 
+@functools.cache
 def schema() -> GraphQLSchema:
     return build_schema()._schema
 
