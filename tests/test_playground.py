@@ -10,6 +10,7 @@ import base64
 import hashlib
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from auth.tokens import SESSION_COOKIE
 from models import Database, Role
 from resolvers.account import create_staff
+from schema import build_schema
 from tests.helpers import LOGIN, PASSWORD, gql, signed_up
 from web.playground import ASSET_DIR, EXAMPLE_DOCUMENT, assets, missing_assets
 from web.routes import PLAYGROUND_ASSETS
@@ -124,6 +126,19 @@ def test_a_file_that_is_not_the_expected_bytes_counts_as_missing(tmp_path: Path)
     tampered = tmp_path / assets()[0].local_path
     tampered.write_bytes(tampered.read_bytes() + b"\n")
     assert missing_assets(tmp_path) == [assets()[0]]
+
+
+async def test_staff_and_everyone_else_keep_their_own_validation_cache() -> None:
+    schema = build_schema(production=True)
+    staff, anyone = SimpleNamespace(caller_is_staff=True), SimpleNamespace(caller_is_staff=False)
+    for _ in range(2):
+        refused = await schema.execute(INTROSPECTION, context_value=anyone)
+        answered = await schema.execute(INTROSPECTION, context_value=staff)
+        assert refused.errors and "introspection" in refused.errors[0].message.lower()
+        assert answered.errors is None
+    # One entry each, found again the second time.
+    assert (schema.validator.misses, schema.validator.hits) == (1, 1)
+    assert (schema.staff_validator.misses, schema.staff_validator.hits) == (1, 1)
 
 
 class TestProduction:
