@@ -197,6 +197,11 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return 2
+    if not config.production and not os.environ.get("PRIVACY_API_PUBLIC_URL", "").strip():
+        # Links in messages point at the port served (read again by each worker's app).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
     asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))

@@ -1,6 +1,8 @@
 """Permission classes, one per role, declared on the fields they guard.
 
-Each expects `info.context.actor()` to return the signed-in Actor or None.
+Each expects `info.context.actor()` to return the signed-in Actor or None, and
+`info.context.cookie_left_unused` to say whether a session cookie came without the header that
+lets it be used.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.permission import BasePermission
 
-from auth.actor import STAFF_ROLES, Actor
+from auth.actor import COOKIE_NEEDS_HEADER, STAFF_ROLES, Actor
 from models import Role
 
 UNAUTHENTICATED = "UNAUTHENTICATED"
 FORBIDDEN = "FORBIDDEN"
+
+
+def signed_out_error(cookie_left_unused: bool) -> StrawberryGraphQLError:
+    """UNAUTHENTICATED, saying why when a session cookie came but could not be used."""
+    message = COOKIE_NEEDS_HEADER if cookie_left_unused else "Sign in to do this."
+    return StrawberryGraphQLError(message, extensions={"code": UNAUTHENTICATED})
 
 
 class _RolePermission(BasePermission):
@@ -26,9 +34,7 @@ class _RolePermission(BasePermission):
         # concurrent requests, so it must not hold per-request state such as the message.
         actor: Actor | None = await info.context.actor()
         if actor is None:
-            raise StrawberryGraphQLError(
-                "Sign in to do this.", extensions={"code": UNAUTHENTICATED}
-            )
+            raise signed_out_error(info.context.cookie_left_unused)
         if actor.role not in self.allowed_roles:
             raise StrawberryGraphQLError(
                 "You are not allowed to do this.", extensions={"code": FORBIDDEN}

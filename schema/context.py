@@ -18,6 +18,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.exceptions import StrawberryGraphQLError
 
 from auth.actor import (
+    CLIENT_SOURCE_HEADER,
+    STAFF_ROLES,
     Actor,
     Credentials,
     actor_for_token,
@@ -35,7 +37,7 @@ from resolvers.consent import Provenance
 from resolvers.errors import Rejected
 from schema.errors import UserErrorType, to_user_errors
 
-SOURCE_HEADER = "x-client-source"
+SOURCE_HEADER = CLIENT_SOURCE_HEADER
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
 AGE_GATE_COOKIE = "privacy_age_gate"
@@ -167,6 +169,32 @@ class RequestContext:
                     self.account_loader.prime(found.actor.account_id, found.account)
             self._actor_loaded = True
         return self._actor
+
+    @property
+    def caller_is_staff(self) -> bool:
+        """Whether the caller, as looked up before the operation ran, is support or a privacy
+        officer (false when the lookup could not reach the database)."""
+        return self._actor is not None and self._actor.role in STAFF_ROLES
+
+    @property
+    def cookie_left_unused(self) -> bool:
+        """A session cookie came without what shows the request is not a cross-site form or
+        link (see `credentials_from_request`), so the caller was treated as signed out."""
+        return (
+            self._actor_loaded
+            and self._credentials is None
+            and SESSION_COOKIE in (self.request.cookies)
+        )
+
+    async def page_visitor(self) -> Actor | None:
+        """Who opened a page in the browser, by the session cookie alone. Only for deciding which
+        page to show: a page that changes nothing and that no other site can read."""
+        token = self.request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        async with self.reading() as session:
+            found = await actor_for_token(session, token, utcnow())
+        return found.actor if found is not None else None
 
     async def signed_in(self) -> Actor:
         """The actor, in fields whose permission class has already required one."""

@@ -67,13 +67,14 @@ def serve(data_dir: Path, **env: str) -> Iterator[Server]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    environment = process_environment(
-        PRIVACY_API_DATA_DIR=str(data_dir),
-        PRIVACY_API_SECRET_KEY=TEST_SECRET,
-        PRIVACY_API_PUBLIC_URL=base,
-        PYTHONUNBUFFERED="1",
-        **env,
-    )
+    # `env` may replace any of these (an empty public URL: serve's own default).
+    defaults = {
+        "PRIVACY_API_DATA_DIR": str(data_dir),
+        "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+        "PRIVACY_API_PUBLIC_URL": base,
+        "PYTHONUNBUFFERED": "1",
+    }
+    environment = process_environment(**{**defaults, **env})
     environment.pop("PRIVACY_API_DATABASE_URL", None)
     with log.open("w") as output:
         process = subprocess.Popen(

@@ -12,7 +12,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from auth.actor import CREDENTIAL_HEADERS
 from auth.rate_limits import RateLimiter
@@ -26,6 +27,7 @@ from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.playground import ASSET_DIR
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
 
@@ -89,6 +91,7 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
+            Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

@@ -11,6 +11,8 @@ UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+# The playground's scripts and styles (web/playground.py), so its page needs no other host.
+PLAYGROUND_ASSETS = "/playground-assets"
 
 
 @dataclass(frozen=True)
