@@ -13,6 +13,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
+from schema.api_keys import ApiKeysMutation, ApiKeysQuery
 from schema.arguments import guard_arguments
 from schema.budget import MaxObjectsLimiter, ObjectCounts
 from schema.erasure import ErasureMutation
@@ -30,6 +31,7 @@ from schema.limits import (
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
+from schema.sender import SenderQuery
 from schema.settings import SettingsMutation, SettingsQuery
 
 __all__ = [
@@ -45,13 +47,14 @@ CACHE_SIZE = 512
 
 
 @strawberry.type
-class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
+class Query(AccountQuery, ApiKeysQuery, PolicyQuery, RequestsQuery, SenderQuery, SettingsQuery):
     pass
 
 
 @strawberry.type
 class Mutation(
     AccountMutation,
+    ApiKeysMutation,
     ErasureMutation,
     ExportMutation,
     PolicyMutation,
