@@ -1,7 +1,7 @@
-"""Permission classes, one per role, declared on the fields they guard.
+"""Permission classes, one per role and one per API key scope, declared on the fields they guard.
 
-Each role's expects `info.context.actor()` to return the signed-in Actor or None; each scope's
-expects `info.context.machine()` to return the machine client behind an API key, or None.
+A role's class expects `info.context.actor()` to return the signed-in Actor or None; a scope's
+class expects `info.context.machine()` to return the machine client behind an API key, or None.
 """
 
 from __future__ import annotations
