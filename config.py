@@ -66,6 +66,10 @@ class Config:
     mail_from: str = "Privacy <privacy@localhost>"
     # Whether `serve` delivers the outbox itself, beside the API (development: yes).
     deliver_in_serve: bool = False
+    # How often each process writes the use counts of API keys (see auth.api_keys.KeyUsage).
+    api_key_usage_flush_seconds: int = 60
+    # How old an opt-out is before the sender API's feed lists it (see resolvers.sender).
+    suppression_feed_delay_seconds: int = 60
 
     @property
     def production(self) -> bool:
@@ -227,6 +231,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
+        ("api_key_usage_flush_seconds", "PRIVACY_API_KEY_USAGE_FLUSH_SECONDS", 60),
+        ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
         raw = env.get(variable, str(default))
         if not raw.strip().isdigit():

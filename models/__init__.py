@@ -1,6 +1,7 @@
 """SQLAlchemy models, the engine and the session factory."""
 
 from models.account import Account, AuthSession, ProfileChange, Role
+from models.api_keys import ApiKey, ApiScope
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
@@ -13,6 +14,8 @@ from models.staff import AuditEntry, LegalHold
 __all__ = [
     "Account",
     "AccountSetting",
+    "ApiKey",
+    "ApiScope",
     "AuditEntry",
     "AuthSession",
     "Base",

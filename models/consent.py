@@ -43,6 +43,14 @@ class ConsentEvent(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "seq"),
         Index("ix_consent_events_account_id_key_seq", "account_id", "key", "seq"),
+        # Events that switch something off, in the order the sender API's opt-out feed reads.
+        Index(
+            "ix_consent_events_turned_off",
+            "occurred_at",
+            "id",
+            sqlite_where=text("new_value = 'false'"),
+            postgresql_where=text("new_value = 'false'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(

@@ -16,6 +16,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
+from schema.api_keys import ApiKeysMutation, ApiKeysQuery
 from schema.arguments import guard_arguments
 from schema.budget import MaxObjectsLimiter, ObjectCounts
 from schema.erasure import ErasureMutation
@@ -33,6 +34,7 @@ from schema.limits import (
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
+from schema.sender import SenderQuery
 from schema.settings import SettingsMutation, SettingsQuery
 
 __all__ = [
@@ -64,7 +66,7 @@ SCALARS = {
 @strawberry.type(
     description="Reads: the signed-in person, the policy in force, the catalogue, and staff views.",
 )
-class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
+class Query(AccountQuery, ApiKeysQuery, PolicyQuery, RequestsQuery, SenderQuery, SettingsQuery):
     pass
 
 
@@ -74,6 +76,7 @@ class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
 )
 class Mutation(
     AccountMutation,
+    ApiKeysMutation,
     ErasureMutation,
     ExportMutation,
     PolicyMutation,

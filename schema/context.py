@@ -27,6 +27,7 @@ from auth.actor import (
     note_session_use,
     session_use_is_stale,
 )
+from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.rate_limits import RateLimiter
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -62,6 +63,7 @@ class Services:
     limiter: RateLimiter
     age_gate: Signer
     links: Links
+    key_usage: KeyUsage
 
 
 class RequestContext:
@@ -83,6 +85,9 @@ class RequestContext:
         self._actor: Actor | None = None
         self._actor_loaded = False
         self._credentials: Credentials | None = None
+        self._credentials_read = False
+        self._machine: Machine | None = None
+        self._machine_loaded = False
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -157,13 +162,27 @@ class RequestContext:
             async with self.unit_of_work() as session:
                 return await use_case(session)
 
-    async def actor(self) -> Actor | None:
-        """Who is calling, looked up once per request. Only reads."""
-        if not self._actor_loaded:
+    def credentials(self) -> Credentials | None:
+        """What the request presents, read from its headers once."""
+        if not self._credentials_read:
             self._credentials = credentials_from_request(self.request.headers, self.request.cookies)
-            if self._credentials is not None:
+            self._credentials_read = True
+        return self._credentials
+
+    def _api_key(self) -> str | None:
+        credentials = self.credentials()
+        if credentials is None or credentials.via_cookie or not is_api_key(credentials.token):
+            return None
+        return credentials.token
+
+    async def actor(self) -> Actor | None:
+        """Who is calling, looked up once per request. Only reads. None for an API key: a
+        machine client is not a person."""
+        if not self._actor_loaded:
+            credentials = self.credentials()
+            if credentials is not None and self._api_key() is None:
                 async with self.reading() as session:
-                    found = await actor_for_token(session, self._credentials.token, utcnow())
+                    found = await actor_for_token(session, credentials.token, utcnow())
                 if found is not None:
                     self._actor = found.actor
                     self.account_loader.prime(found.actor.account_id, found.account)
@@ -196,6 +215,17 @@ class RequestContext:
             found = await actor_for_token(session, token, utcnow())
         return found.actor if found is not None else None
 
+    async def machine(self) -> Machine | None:
+        """The machine client behind the request's API key, looked up once per request: None
+        without a key, or for one that is unknown or revoked. Only reads."""
+        if not self._machine_loaded:
+            key = self._api_key()
+            if key is not None:
+                async with self.reading() as session:
+                    self._machine = await machine_for_key(session, key)
+            self._machine_loaded = True
+        return self._machine
+
     async def signed_in(self) -> Actor:
         """The actor, in fields whose permission class has already required one."""
         actor = await self.actor()
@@ -207,7 +237,14 @@ class RequestContext:
         minutes) and honour a Global Privacy Control signal, in one short unit of work committed
         before the operation reads anything. Once an account has received the signal, its
         opted-out state holds (see `settings.apply_global_privacy_control`), so a request with
-        the signal costs nothing more."""
+        the signal costs nothing more.
+
+        A request with an API key is counted as a use of the key, in memory; every minute or so
+        one such request writes the counts gathered (see `KeyUsage`)."""
+        machine = await self.machine()
+        if machine is not None:
+            await self._count_key_use(machine)
+            return
         actor = await self.actor()
         if actor is None:
             return
@@ -225,6 +262,19 @@ class RequestContext:
             self._actor = dataclasses.replace(actor, gpc_applied=True)
             self.forget_account(actor.account_id)
 
+    async def _count_key_use(self, machine: Machine) -> None:
+        usage = self.services.key_usage
+        usage.note(machine.key_id, utcnow())
+        if not usage.due():
+            return
+        taken = usage.take()
+        try:
+            async with self.unit_of_work() as session:
+                await record_key_uses(session, taken)
+        except BaseException:
+            usage.give_back(taken)
+            raise
+
     def _sends_global_privacy_control(self) -> bool:
         return self.request.headers.get("sec-gpc", "").strip() == "1"
 
@@ -237,7 +287,8 @@ class RequestContext:
         """
         source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
         if source is None:
-            via_cookie = self._credentials is not None and self._credentials.via_cookie
+            credentials = self.credentials()
+            via_cookie = credentials is not None and credentials.via_cookie
             source = Source.WEB if via_cookie else Source.API
         return Provenance(
             ConsentActor.PERSON,

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from auth.actor import CREDENTIAL_HEADERS
+from auth.api_keys import KeyUsage, record_key_uses
 from auth.rate_limits import RateLimiter
 from auth.tokens import Signer
 from config import Config, load_config
@@ -30,6 +31,8 @@ from web.outage import DatabaseOutageMiddleware
 from web.playground import ASSET_DIR
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
+
+logger = logging.getLogger("privacy_api.app")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -53,7 +56,20 @@ def build_services(config: Config) -> Services:
         limiter=RateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
+        key_usage=KeyUsage(config.api_key_usage_flush_seconds),
     )
+
+
+async def write_key_uses(services: Services) -> None:
+    """The API key uses this process counted and has not written yet (see KeyUsage)."""
+    taken = services.key_usage.take()
+    if not taken:
+        return
+    try:
+        async with services.database.transaction() as session:
+            await record_key_uses(session, taken)
+    except Exception:
+        logger.warning("could not write the use counts of %d API keys", len(taken), exc_info=True)
 
 
 def create_app(config: Config | None = None) -> Starlette:
@@ -77,6 +93,7 @@ def create_app(config: Config | None = None) -> Starlette:
             stop.set()
             if worker is not None:
                 await worker
+            await write_key_uses(services)
             await services.database.dispose()
 
     unsubscribe = UnsubscribePages(services)
