@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, delete, insert, literal, select, update
+from sqlalchemy import ColumnElement, Uuid, case, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -42,6 +42,9 @@ def _random_uuid_sqlite(element: _random_uuid, compiler: SQLCompiler, **kw: Any)
 # until the message is sent, so the outbox keeps no working code or link once it has done its job.
 PLACEHOLDER = "{secret}"
 REMOVED = "[removed once sent]"
+# Messages to someone with no account here (a minor's parent): their address is kept only until
+# the message is sent.
+TO_NON_MEMBERS = (NotificationKind.PARENTAL_CONSENT_REQUEST,)
 
 
 def queue(
@@ -103,9 +106,10 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
 
 
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
-    """Record that a mailer delivered these, and forget their secrets; returns how many were
-    still unsent. An erased account's last message is deleted instead: once it is sent, nothing
-    of that account, its address included, is kept."""
+    """Record that a mailer delivered these, and forget their secrets (and the address of
+    someone with no account here); returns how many were still unsent. An erased account's last
+    message is deleted instead: once it is sent, nothing of that account, its address included,
+    is kept."""
     if not ids:
         return 0
     unsent = Notification.id.in_(ids) & Notification.sent_at.is_(None)
@@ -113,7 +117,15 @@ async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
         delete(Notification).where(unsent, Notification.kind == NotificationKind.ACCOUNT_ERASED)
     )
     result = await session.execute(
-        update(Notification).where(unsent).values(sent_at=utcnow(), secret=None)
+        update(Notification)
+        .where(unsent)
+        .values(
+            sent_at=utcnow(),
+            secret=None,
+            recipient=case(
+                (Notification.kind.in_(TO_NON_MEMBERS), REMOVED), else_=Notification.recipient
+            ),
+        )
     )
     await session.flush()
     return int(getattr(last, "rowcount", 0) or 0) + int(getattr(result, "rowcount", 0) or 0)

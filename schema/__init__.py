@@ -27,6 +27,7 @@ from schema.limits import (
     QueryValidator,
     ValidateOnce,
 )
+from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
@@ -54,6 +55,7 @@ class Mutation(
     AccountMutation,
     ErasureMutation,
     ExportMutation,
+    ParentalMutation,
     PolicyMutation,
     ProfileMutation,
     RequestsMutation,

@@ -63,6 +63,9 @@ class SettingDefinitionType:
     withheld_from_minors: bool = strawberry.field(
         description="Cannot be switched on (or made PUBLIC) below the age of digital consent."
     )
+    parent_may_grant: bool = strawberry.field(
+        description="A minor may ask a parent to consent to it (requestParentalConsent)."
+    )
     requires_phone: bool
     description: str
     channel: ChannelEnum | None  # type: ignore[valid-type]
@@ -80,6 +83,7 @@ class SettingDefinitionType:
             legal_basis=setting.legal_basis,
             locked=setting.locked,
             withheld_from_minors=setting.withheld_from_minors,
+            parent_may_grant=setting.parent_may_grant,
             requires_phone=setting.needs_phone,
             description=setting.description,
             channel=setting.channel,
