@@ -21,8 +21,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -118,7 +119,7 @@ def consents_of(account_id: uuid.UUID) -> Select[*_Columns]:
     )
 
 
-def view_of(row: Row[*_Columns], *, minor: bool, now: datetime) -> ParentalConsentView:
+def view_of(row: Sequence[Any], *, minor: bool, now: datetime) -> ParentalConsentView:
     key, decision, decided_at, withdrawn_at, requested_at, decide_by = row
     return ParentalConsentView(
         key=key,
