@@ -209,6 +209,7 @@ async def request_parental_consent(
         created_at=now,
     )
     session.add(request)
+    await session.flush()  # before its consents, which refer to it
     session.add_all(
         ParentalConsent(
             request_id=request.id,
@@ -320,7 +321,7 @@ async def open_page(session: AsyncSession, *, token: str) -> ParentPage:
             ParentalConsent.request_id == request.id
         )
     )
-    decisions = dict(rows.tuples().all())
+    decisions: dict[str, ParentalDecision] = {key: decision for key, decision in rows}
     return ParentPage(
         teen=account.display_name,
         asked=[
