@@ -102,8 +102,11 @@ def _minor(account: Account, now: datetime) -> bool:
 _Columns = tuple[str, ParentalDecision, datetime | None, datetime | None, datetime, datetime]
 
 
-def consents_of(account_id: uuid.UUID) -> Select[*_Columns]:
-    """Every setting the person asked a parent for, oldest request first."""
+def consents_of(account_id: uuid.UUID, *, newest_first: bool = False) -> Select[*_Columns]:
+    """Every setting the person asked a parent for, request by request (oldest first unless
+    asked otherwise), each request's settings by key."""
+    created_at, request_id = ParentalRequest.created_at, ParentalRequest.id
+    order = (created_at.desc(), request_id.desc()) if newest_first else (created_at, request_id)
     return (
         select(
             ParentalConsent.key,
@@ -115,7 +118,7 @@ def consents_of(account_id: uuid.UUID) -> Select[*_Columns]:
         )
         .join(ParentalRequest, ParentalRequest.id == ParentalConsent.request_id)
         .where(ParentalConsent.account_id == account_id)
-        .order_by(ParentalRequest.created_at, ParentalRequest.id, ParentalConsent.key)
+        .order_by(*order, ParentalConsent.key)
     )
 
 
@@ -135,8 +138,8 @@ async def parental_consents(session: AsyncSession, account: Account) -> list[Par
     """What the person asked their parents for and where each stands, newest request first."""
     now = utcnow()
     minor = _minor(account, now)
-    rows = (await session.execute(consents_of(account.id))).all()
-    return [view_of(row, minor=minor, now=now) for row in reversed(rows)]
+    rows = await session.execute(consents_of(account.id, newest_first=True))
+    return [view_of(row, minor=minor, now=now) for row in rows]
 
 
 def _asked_settings(keys: Sequence[str]) -> list[SettingDefinition]:

@@ -157,6 +157,17 @@ class TestAskingForConsent:
         assert payload["consents"] is None
         assert await parent_messages(database) == []
 
+    async def test_the_catalogue_says_what_a_parent_may_grant(self, client) -> None:
+        body = await gql(client, "{ privacyCatalogue { key group parentMayGrant } }")
+        grantable = {
+            entry["key"]: entry["group"]
+            for entry in body["data"]["privacyCatalogue"]
+            if entry["parentMayGrant"]
+        }
+        assert {NEWSLETTER, RESEARCH, "cookies.analytics"} <= set(grantable)
+        assert "VISIBILITY" not in set(grantable.values())
+        assert "communication.email.security_alerts" not in grantable
+
     @pytest.mark.parametrize(
         "keys",
         [
@@ -378,7 +389,9 @@ class TestWithdrawal:
         assert "Your consent is withdrawn" in response.text
         assert preference(await my_settings(client, token), "EMAIL", "NEWSLETTER") is False
         body = await gql(client, CONSENTS, token=token)
-        [withdrawn] = [c for c in body["data"]["me"]["parentalConsents"] if c["key"] == NEWSLETTER]
+        newest_request_first = body["data"]["me"]["parentalConsents"]
+        assert [c["key"] for c in newest_request_first] == [RESEARCH, NEWSLETTER]
+        withdrawn = newest_request_first[1]
         assert withdrawn["status"] == "WITHDRAWN" and withdrawn["withdrawnAt"] is not None
         [newest, *_] = await events(client, token)
         assert (newest["key"], newest["newValue"], newest["actor"], newest["requestId"]) == (
