@@ -4,9 +4,11 @@ minor comes of age. Every link the API mails is followed."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from models import Account, Base, Database, Notification, NotificationKind, ParentalRequest, utcnow
-from resolvers import consent, notifications
+from resolvers import age, consent, notifications
 from resolvers.age import today_everywhere
 from tests.helpers import (
     birth_date_for_age,
@@ -29,6 +31,7 @@ from tests.helpers import (
     signup,
 )
 from tests.test_export import download
+from workers.age_rules import AgeRulesReport, apply_age_rules
 
 ASK = """
 mutation Ask($input: ParentalConsentInput!) {
@@ -244,6 +247,10 @@ class TestTheParentsAnswer:
         shown = await client.get(link)
         assert shown.status_code == 200
         assert shown.headers["cache-control"] == "no-store"
+        # The form posts back here only; the token in its address is what another site lacks.
+        assert "form-action 'self'" in shown.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in shown.headers["content-security-policy"]
+        assert f'action="{escape(link.removeprefix("/parental-consent"))}"' in shown.text
         assert "Ada Lovelace asks for your consent" in shown.text
         assert shown.text.count('type="radio"') == 4
         assert f'name="{NEWSLETTER}" value="grant"' in shown.text
@@ -327,6 +334,22 @@ class TestTheParentsAnswer:
         assert "you agreed" in shown.text
         assert "Withdraw my consent" in shown.text
         assert 'type="radio"' not in shown.text
+
+    async def test_of_two_answers_sent_at_once_one_counts(self, client, database) -> None:
+        token = await a_teen(client)
+        await asked(client, token, [NEWSLETTER])
+        link = await newest_link(database)
+
+        responses = await asyncio.gather(
+            answer(client, link, {NEWSLETTER: "grant"}),
+            answer(client, link, {NEWSLETTER: "refuse"}),
+        )
+
+        assert sorted(response.status_code for response in responses) == [200, 409]
+        granted = responses[0].status_code == 200
+        assert await statuses(client, token) == {NEWSLETTER: "GRANTED" if granted else "REFUSED"}
+        assert preference(await my_settings(client, token), "EMAIL", "NEWSLETTER") is granted
+        await ledger_verifies(database)
 
     async def test_an_expired_request_cannot_be_answered(self, client, database) -> None:
         token = await a_teen(client)
@@ -428,6 +451,19 @@ class TestWithdrawal:
 def sixteenth_birthday_in(days: int) -> Any:
     today = today_everywhere(utcnow()) + timedelta(days=days)
     return today.replace(year=today.year - 16)
+
+
+class TestAgeRules:
+    async def test_a_stricter_age_table_keeps_what_a_parent_granted(
+        self, client, database, monkeypatch
+    ) -> None:
+        token, _ = await granted_newsletter(client, database)
+        monkeypatch.setitem(age.DIGITAL_CONSENT_AGE, "DE", 18)
+
+        report = await apply_age_rules(database)
+
+        assert report == AgeRulesReport(protected=0, failed=0)
+        assert preference(await my_settings(client, token), "EMAIL", "NEWSLETTER") is True
 
 
 class TestComingOfAge:
