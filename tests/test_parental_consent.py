@@ -136,9 +136,13 @@ async def granted_newsletter(client: httpx.AsyncClient, database: Database) -> t
 
 
 async def ledger_verifies(database: Database) -> None:
+    """What `privacy-api verify-ledger` checks: every chain, and every stored setting against
+    its newest event."""
     async with database.session() as session:
         checked, broken = await consent.verify_ledger(session)
+        disagreements = await consent.disagreeing_settings(session, limit=10)
     assert broken is None and checked > 0
+    assert disagreements == []
 
 
 async def set_birth_date(database: Database, token_email: str, born: Any) -> None:
