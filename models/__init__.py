@@ -6,6 +6,7 @@ from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
 from models.notifications import DeliveryStatus, Notification, NotificationKind
+from models.parental import ParentalConsent, ParentalDecision, ParentalRequest
 from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
@@ -28,6 +29,9 @@ __all__ = [
     "LegalHold",
     "Notification",
     "NotificationKind",
+    "ParentalConsent",
+    "ParentalDecision",
+    "ParentalRequest",
     "PolicyVersion",
     "PrivacyRequest",
     "ProfileChange",

@@ -21,6 +21,9 @@ class ConsentActor(enum.Enum):
     GPC = "gpc"
     SIGNUP = "signup"
     SYSTEM = "system"  # the API itself, applying a rule (such as the age rules)
+    # A parent of a minor, through the link mailed to them: the event's actor_id is the
+    # parental consent request, which holds a hash of the parent's address, never the address.
+    PARENT = "parent"
 
 
 class Source(enum.Enum):
@@ -63,7 +66,8 @@ class ConsentEvent(Base):
     old_value: Mapped[str | None] = mapped_column(String(64))
     new_value: Mapped[str] = mapped_column(String(64))
     actor: Mapped[ConsentActor] = mapped_column(text_enum(ConsentActor))
-    actor_id: Mapped[uuid.UUID | None]  # the staff member, if one acted
+    # The staff member, if one acted; for a parent, the parental consent request they answered.
+    actor_id: Mapped[uuid.UUID | None]
     source: Mapped[Source] = mapped_column(text_enum(Source))
     policy_version: Mapped[str] = mapped_column(String(32))  # the version in force
     occurred_at: Mapped[datetime]

@@ -23,6 +23,8 @@ class NotificationKind(enum.Enum):
     # The last message to an erased account's address: it names no account, and is deleted as
     # soon as a mailer has sent it.
     ACCOUNT_ERASED = "account_erased"
+    # To a minor's parent, who has no account here: the address is forgotten once sent.
+    PARENTAL_CONSENT_REQUEST = "parental_consent_request"
 
 
 class DeliveryStatus(enum.Enum):

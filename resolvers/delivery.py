@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import DeliveryStatus, Notification, NotificationKind
-from resolvers import catalogue, mail
+from resolvers import catalogue, mail, notifications
 from resolvers.catalogue import Channel, Topic
 from resolvers.settings import read_settings
 
@@ -172,6 +172,7 @@ async def record_failure(
                 attempts=Notification.attempts + 1,
                 status=DeliveryStatus.FAILED,
                 secret=None,
+                recipient=notifications.forget_non_member(),
                 **released,
             )
         )

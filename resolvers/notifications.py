@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, delete, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Uuid, case, delete, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -16,6 +16,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from models import Account, DeliveryStatus, Notification, NotificationKind, utcnow
 from resolvers import mail
 from resolvers.mail import PLACEHOLDER as PLACEHOLDER
+from resolvers.mail import REMOVED as REMOVED
 
 
 class _random_uuid(FunctionElement[uuid.UUID]):
@@ -39,6 +40,11 @@ def _random_uuid_sqlite(element: _random_uuid, compiler: SQLCompiler, **kw: Any)
         " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2)"
         " || hex(randomblob(6)))"
     )
+
+
+# Messages to someone with no account here (a minor's parent): their address is kept only until
+# the message is sent, or given up on.
+TO_NON_MEMBERS = (NotificationKind.PARENTAL_CONSENT_REQUEST,)
 
 
 def queue(
@@ -119,10 +125,17 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
     return result.all()
 
 
+def forget_non_member() -> ColumnElement[str]:
+    """The recipient column's new value once a message is done with: removed for someone with no
+    account here."""
+    return case((Notification.kind.in_(TO_NON_MEMBERS), mail.REMOVED), else_=Notification.recipient)
+
+
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
-    """Record that a mailer delivered these, and forget their secrets; returns how many were
-    still unsent. A message to an address without an account (an erased account's last one) is
-    deleted instead: once it is sent, nothing of that address is kept."""
+    """Record that a mailer delivered these, and forget their secrets (and the address of
+    someone with no account here); returns how many were still unsent. A message to an address
+    without an account (an erased account's last one) is deleted instead: once it is sent,
+    nothing of that address is kept."""
     if not ids:
         return 0
     unsent = Notification.id.in_(ids) & (Notification.status == DeliveryStatus.PENDING)
@@ -139,6 +152,7 @@ async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
             claimed_at=None,
             claimed_by=None,
             failure=None,
+            recipient=forget_non_member(),
         )
     )
     await session.flush()

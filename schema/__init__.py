@@ -31,6 +31,7 @@ from schema.limits import (
     QueryValidator,
     ValidateOnce,
 )
+from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
@@ -79,6 +80,7 @@ class Mutation(
     ApiKeysMutation,
     ErasureMutation,
     ExportMutation,
+    ParentalMutation,
     PolicyMutation,
     ProfileMutation,
     RequestsMutation,

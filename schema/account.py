@@ -19,7 +19,7 @@ from models import (
     Role,
     utcnow,
 )
-from resolvers import access, requests
+from resolvers import access, parental, requests
 from resolvers import account as accounts
 from resolvers.age import is_minor, today_everywhere
 from resolvers.erasure import processing_suspended
@@ -31,6 +31,7 @@ from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import parse_id
 from schema.pages import Connection, checked, connection, first_rows, load_page
+from schema.parental import ParentalConsentType
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
@@ -271,6 +272,16 @@ class AccountType(AccountSettingsFields):
             info.context, access.staff_access, self._model_id, first, access.STAFF_ACCESS
         )
         return [StaffAccessType.from_entry(entry) for entry in rows]
+
+    @strawberry.field(
+        description="What the person asked their parents to consent to, newest request first, "
+        "and where each stands."
+    )
+    async def parental_consents(self, info: Info) -> list[ParentalConsentType]:
+        account = await info.context.account_of(self._model_id)
+        async with info.context.reading() as session:
+            views = await parental.parental_consents(session, account)
+        return [ParentalConsentType.from_view(view) for view in views]
 
 
 async def _current_session(info: Info) -> uuid.UUID | None:

@@ -89,6 +89,9 @@ class SettingDefinitionType:
     withheld_from_minors: bool = strawberry.field(
         description="Cannot be switched on (or made PUBLIC) below the age of digital consent."
     )
+    parent_may_grant: bool = strawberry.field(
+        description="A minor may ask a parent to consent to it (requestParentalConsent)."
+    )
     requires_phone: bool = strawberry.field(
         description="Only with a phone number on the account (SMS)."
     )
@@ -110,6 +113,7 @@ class SettingDefinitionType:
             legal_basis=setting.legal_basis,
             locked=setting.locked,
             withheld_from_minors=setting.withheld_from_minors,
+            parent_may_grant=setting.parent_may_grant,
             requires_phone=setting.needs_phone,
             description=setting.description,
             channel=setting.channel,

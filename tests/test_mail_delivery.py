@@ -29,7 +29,7 @@ from sqlalchemy.util import await_only
 
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
-from resolvers import delivery, erasure, mail, notifications
+from resolvers import catalogue, delivery, erasure, mail, notifications
 from tests.conftest import TEST_SECRET
 from tests.helpers import (
     PASSWORD,
@@ -72,6 +72,10 @@ EVERY_VALUE: dict[str, object] = {
     "reset_link": f"{PUBLIC_URL}/reset-password?token={mail.PLACEHOLDER}",
     "valid_hours": 24,
     "valid_minutes": 30,
+    "teen": "Ada",
+    "asked": [catalogue.BY_KEY["data_sharing.research"]],
+    "link": f"{PUBLIC_URL}/parental-consent?token={mail.PLACEHOLDER}",
+    "valid_days": 7,
 }
 
 

@@ -28,6 +28,7 @@ from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
@@ -98,6 +99,7 @@ def create_app(config: Config | None = None) -> Starlette:
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
+    parental_consent = ParentalConsentPages(services)
     app = Starlette(
         routes=[
             Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
@@ -106,6 +108,8 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
