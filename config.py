@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from auth import passwords
 from models.database import DatabaseTimeouts
 
@@ -45,6 +48,12 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
+    # `json` (one object a line, for log collectors) or `text`; production defaults to json.
+    log_format: str = "text"
+    # Whether GET /metrics answers (Prometheus text format).
+    metrics: bool = True
+    # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
+    tracing: bool = False
 
     @property
     def production(self) -> bool:
@@ -122,8 +131,9 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     environment = env.get("PRIVACY_API_ENV", DEVELOPMENT).strip().lower()
     if environment not in (DEVELOPMENT, PRODUCTION):
         raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
+    production = environment == PRODUCTION
     data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
-    database_url = env.get("PRIVACY_API_DATABASE_URL") or (
+    database_url = _database_url(env.get("PRIVACY_API_DATABASE_URL")) or (
         f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
     )
     secret_key = env.get("PRIVACY_API_SECRET_KEY", "")
@@ -172,7 +182,68 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
+        log_format=_choice(
+            env, "PRIVACY_API_LOG_FORMAT", ("json", "text"), "json" if production else "text"
+        ),
+        metrics=_choice(env, "PRIVACY_API_METRICS", ("1", "0"), "0" if production else "1") == "1",
+        tracing=tracing_requested(env),
         **numbers,
+    )
+
+
+def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(variable, "").strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{variable} must be {' or '.join(allowed)}")
+    return value
+
+
+# The URL schemes (SQLAlchemy dialect and driver) the API runs on, and what to write instead of
+# the ones people often copy from elsewhere (a host's "postgres://", psycopg's "postgresql://").
+SUPPORTED_DATABASES = {
+    "postgresql": "postgresql+asyncpg://user:password@host:5432/name",
+    "sqlite": "sqlite+aiosqlite:///path/to/privacy.db",
+}
+_ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+
+
+def _database_url(url: str | None) -> str | None:
+    """PRIVACY_API_DATABASE_URL, refused at start unless its scheme is one the API can use."""
+    if not url:
+        return None
+    variable = "PRIVACY_API_DATABASE_URL"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{variable} is not a database URL; write it as "
+            f"{SUPPORTED_DATABASES['postgresql']} or {SUPPORTED_DATABASES['sqlite']}"
+        ) from None
+    scheme = parsed.drivername
+    backend = "postgresql" if scheme.startswith("postgres") else parsed.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, a database this API does not run on; use "
+            f"{SUPPORTED_DATABASES['postgresql']} (or {SUPPORTED_DATABASES['sqlite']})"
+        )
+    if scheme != f"{backend}+{_ASYNC_DRIVERS[backend]}":
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, but the API needs the "
+            f"{_ASYNC_DRIVERS[backend]} driver: write {SUPPORTED_DATABASES[backend]}"
+        )
+    return url
+
+
+def tracing_requested(env: dict[str, str]) -> bool:
+    """True when the standard OpenTelemetry variables ask for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     )
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, delete, insert, literal, select, update
+from sqlalchemy import ColumnElement, Uuid, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -147,3 +149,23 @@ async def queue_for_accounts(
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How far the mailer is behind: unsent messages and when the oldest was written."""
+
+    unsent: int
+    oldest: datetime | None
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """The outbox's unsent messages, counted in one statement (sent_at is indexed)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(Notification.created_at)).where(
+                Notification.sent_at.is_(None)
+            )
+        )
+    ).one()
+    return Backlog(unsent=int(row[0]), oldest=row[1])

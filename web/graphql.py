@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
@@ -32,10 +34,12 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self, services: Services, observers: Sequence[Callable[[], SchemaExtension]] = ()
+    ) -> None:
         production = services.config.production
         super().__init__(
-            build_schema(production=production),
+            build_schema(production=production, observers=observers),
             graphql_ide=None if production else "graphiql",
             allow_queries_via_get=True,
         )

@@ -11,6 +11,7 @@ UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+METRICS = "/metrics"
 
 
 @dataclass(frozen=True)
