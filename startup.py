@@ -56,8 +56,8 @@ async def rate_limit_store_problem(config: Config) -> str | None:
         return None
     where = make_url(config.rate_limit_storage).render_as_string(hide_password=True)
     return (
-        f"Rate-limit store unreachable: {where} did not answer a PING within "
-        f"{RATE_LIMIT_STORE_WAIT:g} seconds. Check PRIVACY_API_RATE_LIMIT_STORAGE and that the "
+        f"Rate-limit store unreachable: {where} did not answer a PING (waited up to "
+        f"{RATE_LIMIT_STORE_WAIT:g} seconds). Check PRIVACY_API_RATE_LIMIT_STORAGE and that the "
         "server is running."
     )
 

@@ -83,6 +83,8 @@ def log_config(log_format: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": False},
             # aiosqlite logs each statement with its parameters at DEBUG: emails and phones.
             "aiosqlite": {"level": "INFO"},
+            # The Redis client notes each retry; the rate limiter's failure says enough.
+            "coredis": {"level": "WARNING"},
         },
     }
 
