@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import secrets
 import sys
@@ -37,6 +38,7 @@ from workers import age_rules
 from workers import purge as purge_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+logger = logging.getLogger("privacy_api.cli")
 DEMO_EMAIL = "demo@example.com"
 
 
@@ -190,7 +192,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
         # Each worker writes its counts there; a scrape of any worker adds them all up.
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
-    print(f"GraphQL API on http://{args.host}:{args.port}/graphql", flush=True)
+    logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
     uvicorn.run(
         "web.app:create_app",
         factory=True,

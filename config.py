@@ -48,16 +48,26 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
-    # `json` (one object a line, for log collectors) or `text`; production defaults to json.
-    log_format: str = "text"
-    # Whether GET /metrics answers (Prometheus text format).
-    metrics: bool = True
+    # PRIVACY_API_LOG_FORMAT, `json` or `text`; None: json in production, text in development.
+    log_format_setting: str | None = None
+    # PRIVACY_API_METRICS; None: GET /metrics answers in development only.
+    metrics_setting: bool | None = None
     # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
     tracing: bool = False
 
     @property
     def production(self) -> bool:
         return self.environment == PRODUCTION
+
+    @property
+    def log_format(self) -> str:
+        """`json` (one object a line, for a log collector) or `text` (for a person)."""
+        return self.log_format_setting or ("json" if self.production else "text")
+
+    @property
+    def metrics(self) -> bool:
+        """Whether GET /metrics answers (Prometheus text format)."""
+        return not self.production if self.metrics_setting is None else self.metrics_setting
 
 
 def _development_secret(data_dir: Path) -> str:
@@ -131,7 +141,6 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     environment = env.get("PRIVACY_API_ENV", DEVELOPMENT).strip().lower()
     if environment not in (DEVELOPMENT, PRODUCTION):
         raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
-    production = environment == PRODUCTION
     data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
     database_url = _database_url(env.get("PRIVACY_API_DATABASE_URL")) or (
         f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
@@ -182,20 +191,23 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
-        log_format=_choice(
-            env, "PRIVACY_API_LOG_FORMAT", ("json", "text"), "json" if production else "text"
-        ),
-        metrics=_choice(env, "PRIVACY_API_METRICS", ("1", "0"), "0" if production else "1") == "1",
+        log_format_setting=_choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")),
+        metrics_setting=_switch(env, "PRIVACY_API_METRICS"),
         tracing=tracing_requested(env),
         **numbers,
     )
 
 
-def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...], default: str) -> str:
-    value = env.get(variable, "").strip().lower() or default
-    if value not in allowed:
+def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(variable, "").strip().lower()
+    if value and value not in allowed:
         raise ConfigError(f"{variable} must be {' or '.join(allowed)}")
-    return value
+    return value or None
+
+
+def _switch(env: dict[str, str], variable: str) -> bool | None:
+    value = _choice(env, variable, ("1", "0"))
+    return None if value is None else value == "1"
 
 
 # The URL schemes (SQLAlchemy dialect and driver) the API runs on, and what to write instead of

@@ -91,7 +91,7 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             *(
-                [Route(routes.METRICS, metrics.MetricsEndpoint(services.database), methods=["GET"])]
+                [Route(routes.METRICS, metrics.endpoint(services.database), methods=["GET"])]
                 if config.metrics
                 else []
             ),

@@ -10,7 +10,7 @@ of them adds up every worker's counts (prometheus_client's multiprocess mode).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -137,17 +137,16 @@ async def _outbox(database: Database) -> list[Metric]:
     ]
 
 
-class MetricsEndpoint:
+def endpoint(database: Database) -> Callable[[Request], Awaitable[Response]]:
     """GET /metrics: every worker's counts and the outbox backlog, in Prometheus text format."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    async def __call__(self, request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         registry = CollectorRegistry(auto_describe=False)
         if os.environ.get(MULTIPROCESS_DIR):
             multiprocess.MultiProcessCollector(registry)
         else:
             registry.register(_Snapshot(REGISTRY.collect()))
-        registry.register(_Snapshot(await _outbox(self.database)))
+        registry.register(_Snapshot(await _outbox(database)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator
 
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode
+from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
@@ -32,14 +32,21 @@ OK = "ok"
 INVALID = "invalid"
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
 _CODE = re.compile(r"[A-Z_]{1,40}")
+_META_FIELDS = {"__typename", "__schema", "__type", "..."}
 
 
-def operation_label(operation: OperationDefinitionNode) -> str:
-    """`query me`, or `query me+2` when it asks for three root fields (fragments count as one)."""
+def operation_label(schema: GraphQLSchema, operation: OperationDefinitionNode) -> str:
+    """`query me`, or `query me+2` when it asks for three root fields. A name the schema does not
+    have (in a document refused as invalid) reads `unknown`, so that no client can mint labels."""
+    root = schema.get_root_type(operation.operation)
+    known = root.fields if root is not None else {}
     fields = sorted(
         {
-            selection.name.value if isinstance(selection, FieldNode) else "..."
-            for selection in operation.selection_set.selections
+            name if name in known or name in _META_FIELDS else "unknown"
+            for name in (
+                selection.name.value if isinstance(selection, FieldNode) else "..."
+                for selection in operation.selection_set.selections
+            )
         }
     )
     more = f"+{len(fields) - 1}" if len(fields) > 1 else ""
@@ -63,7 +70,13 @@ class ObservedOperation(SchemaExtension):
     """Notes which operation a GraphQL request ran, and how it ended, for the request line."""
 
     def on_operation(self) -> Iterator[None]:
-        yield
+        try:
+            yield
+        finally:
+            # Also when parsing raised: strawberry turns that into the answer after this ends.
+            self._note()
+
+    def _note(self) -> None:
         context = self.execution_context
         state = getattr(getattr(context.context, "request", None), "scope", {}).get("state")
         if state is None:
@@ -79,7 +92,7 @@ class ObservedOperation(SchemaExtension):
                 and (wanted is None or (definition.name and definition.name.value == wanted))
             ]
             if len(chosen) == 1:
-                label = operation_label(chosen[0])
+                label = operation_label(context.schema._schema, chosen[0])
                 name = chosen[0].name
                 if name is not None and _NAME.fullmatch(name.value):
                     state[OPERATION_NAME] = name.value
@@ -87,7 +100,10 @@ class ObservedOperation(SchemaExtension):
         errors = context.pre_execution_errors or (
             context.result.errors if context.result is not None else None
         )
-        state[OUTCOME] = error_outcome(list(errors)) if errors else OK
+        if errors:
+            state[OUTCOME] = error_outcome(list(errors))
+        else:
+            state[OUTCOME] = OK if context.result is not None else INVALID
 
 
 def _status_outcome(status: int) -> str:

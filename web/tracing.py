@@ -65,15 +65,15 @@ class GraphQLTracing(OpenTelemetryExtension):
         span = self._span_holder[LifecycleStep.OPERATION]
         # Set over the document strawberry records, before the span can be exported.
         span.set_attribute("query", REDACTED)
-        yield
-        context = self.execution_context
-        if context.operation_name:
-            span.set_attribute("graphql.operation.name", context.operation_name)
         try:
-            span.set_attribute("graphql.operation.type", context.operation_type.value)
-        except RuntimeError:
-            pass  # a document that did not parse has no type
-        next(steps, None)
+            yield
+        finally:
+            context = self.execution_context
+            if context.operation_name:
+                span.set_attribute("graphql.operation.name", context.operation_name)
+            if context.graphql_document is not None:
+                span.set_attribute("graphql.operation.type", context.operation_type.value)
+            next(steps, None)
 
 
 def _without_personal_data(span: Span, scope: dict[str, Any]) -> None:
