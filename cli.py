@@ -9,6 +9,7 @@ import getpass
 import logging
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from datetime import date
@@ -189,9 +190,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         demo = asyncio.run(create_demo_account(config))
         if demo:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
+    counts = None
     if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
         # Each worker writes its counts there; a scrape of any worker adds them all up.
-        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
+        counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
     logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
     uvicorn.run(
         "web.app:create_app",
@@ -210,6 +212,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=list(config.trusted_proxies),
     )
+    if counts:
+        shutil.rmtree(counts, ignore_errors=True)
     return 0
 
 
