@@ -4,6 +4,7 @@ data, Prometheus metrics (added up over every worker), and OpenTelemetry spans w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -203,6 +204,22 @@ class TestProductionLog:
         for line in lines:
             assert {"request_id", "route", "status", "duration_ms", "outcome"} <= line.keys()
             assert len(line["request_id"]) >= 8
+
+
+class TestDevelopmentLog:
+    async def test_a_text_line_names_the_operation_outcome_duration_and_request_id(
+        self, client: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="privacy_api.request")
+        headers = {"X-Request-ID": "dev-line-0001"}
+        await client.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+        await client.get("/unsubscribe", params={"token": "b" * 40}, headers=headers)
+
+        graphql, page = [r.getMessage() for r in caplog.records if r.name == "privacy_api.request"]
+        assert '"POST /graphql HTTP/1.1" 200 query __typename ok ' in graphql
+        assert graphql.endswith("ms request_id=dev-line-0001")
+        assert '"GET /unsubscribe?token=[redacted] HTTP/1.1"' in page
+        assert "b" * 40 not in page
 
 
 class TestMetricsOfSeveralWorkers:
