@@ -359,6 +359,9 @@ class TestTracing:
                 await http.post("/graphql", json={"query": literal})
                 await gql(http, TOGGLE, {"input": NEWSLETTER_BY_EMAIL}, token=token)
                 await http.get("/unsubscribe", params={"token": "a" * 40})
+                # Neither a document that does not parse nor a missing operation breaks a span.
+                await http.post("/graphql", json={"query": f'{{ me(email: "{EMAIL}") '})
+                await http.post("/graphql", json={"query": "{ me { id } }", "operationName": "X"})
         finally:
             await app.state.services.database.dispose()
 

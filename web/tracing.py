@@ -10,6 +10,7 @@ token, not the client's address.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator
 from typing import Any
@@ -71,7 +72,7 @@ class GraphQLTracing(OpenTelemetryExtension):
             context = self.execution_context
             if context.operation_name:
                 span.set_attribute("graphql.operation.name", context.operation_name)
-            if context.graphql_document is not None:
+            with contextlib.suppress(RuntimeError):  # no document, or no such operation in it
                 span.set_attribute("graphql.operation.type", context.operation_type.value)
             next(steps, None)
 
