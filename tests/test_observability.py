@@ -286,7 +286,10 @@ class TestMetrics:
         # The email change queued a confirmation that no mailer has sent.
         assert value(after, "privacy_api_outbox_unsent_messages") >= 1
         assert value(after, "privacy_api_outbox_oldest_unsent_age_seconds") >= 0
-        assert "privacy_api_db_connections_in_use" in after
+        # Every connection the requests took went back to the pool.
+        in_use = "privacy_api_db_connections_in_use"
+        assert in_use in after
+        assert value(after, in_use) == value(before, in_use)
         assert value(after, "privacy_api_db_pool_capacity") > 0
 
     async def test_errors_are_counted_by_their_code(self, client: Any) -> None:
