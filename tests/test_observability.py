@@ -120,6 +120,17 @@ def request_lines(server: Server) -> list[dict[str, Any]]:
     ]
 
 
+def logged_request(server: Server, request_id: str) -> dict[str, Any]:
+    """The request's line, once its worker has written it (just after the response)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [line for line in request_lines(server) if line["request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            assert len(found) == 1, found
+            return found[0]
+        time.sleep(0.05)
+
+
 class TestProductionLog:
     def test_a_full_run_logs_json_lines_without_personal_data(self, production: Server) -> None:
         http = production.http
@@ -187,10 +198,9 @@ class TestProductionLog:
             headers={"X-Request-ID": "trace-me-0001"},
         )
         assert response.status_code == 200
-        production.http.get("/exports/" + "t" * 43)
+        production.http.get("/exports/" + "t" * 43, headers={"X-Request-ID": "trace-me-0002"})
 
-        lines = request_lines(production)
-        [mine] = [line for line in lines if line["request_id"] == "trace-me-0001"]
+        mine = logged_request(production, "trace-me-0001")
         assert mine["method"] == "POST"
         assert mine["route"] == "/graphql"
         assert mine["operation"] == "query __typename"
@@ -198,9 +208,11 @@ class TestProductionLog:
         assert mine["status"] == 200
         assert mine["outcome"] == "ok"
         assert mine["duration_ms"] >= 0
-        export = [line for line in lines if line["route"] == "/exports/{token}"][-1]
+        export = logged_request(production, "trace-me-0002")
+        assert export["route"] == "/exports/{token}"
         assert export["status"] == 404
         assert export["outcome"] == "http_404"
+        lines = request_lines(production)
         for line in lines:
             assert {"request_id", "route", "status", "duration_ms", "outcome"} <= line.keys()
             assert len(line["request_id"]) >= 8
