@@ -14,6 +14,7 @@ HEALTHZ = "/healthz"
 READYZ = "/readyz"
 # The playground's scripts and styles (web/playground.py), so its page needs no other host.
 PLAYGROUND_ASSETS = "/playground-assets"
+METRICS = "/metrics"
 
 
 @dataclass(frozen=True)
