@@ -17,7 +17,6 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
-from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Notification, Role, utcnow
 from resolvers import account as accounts
@@ -71,11 +70,9 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
                 return None
             password = secrets.token_urlsafe(12)
             current = await policy.current_policy(session)
-            await accounts.signup(
+            await accounts.create_confirmed_account(
                 session,
-                RateLimiter("memory://"),
                 Client(address="cli", user_agent="privacy-api cli", session_days=1),
-                refused_recently=False,
                 email=DEMO_EMAIL,
                 password=password,
                 display_name="Demo Person",

@@ -1,6 +1,13 @@
 """SQLAlchemy models, the engine and the session factory."""
 
-from models.account import Account, AuthSession, ProfileChange, Role
+from models.account import (
+    Account,
+    AuthSession,
+    PasswordReset,
+    PendingSignup,
+    ProfileChange,
+    Role,
+)
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
@@ -24,6 +31,8 @@ __all__ = [
     "LegalHold",
     "Notification",
     "NotificationKind",
+    "PasswordReset",
+    "PendingSignup",
     "PolicyVersion",
     "PrivacyRequest",
     "ProfileChange",

@@ -71,6 +71,30 @@ def queue(
     return notification
 
 
+def queue_to_address(
+    session: AsyncSession,
+    kind: NotificationKind,
+    recipient: str,
+    subject: str,
+    body: str,
+    *,
+    secret: str | None = None,
+) -> Notification:
+    """A message to an address that has no account (yet), such as a signup's confirmation.
+    Like an erased account's last message, it is deleted once sent (see `mark_sent`)."""
+    notification = Notification(
+        account_id=None,
+        kind=kind,
+        recipient=recipient,
+        subject=subject,
+        body=body,
+        secret=secret,
+        created_at=utcnow(),
+    )
+    session.add(notification)
+    return notification
+
+
 def queue_last_message(session: AsyncSession, recipient: str, subject: str, body: str) -> None:
     """The "account erased" confirmation: to the address alone, naming no account, since the
     account is gone by the time it is sent. `mark_sent` deletes it, address and all."""
@@ -104,13 +128,13 @@ async def pending(session: AsyncSession, *, limit: int = 100) -> Sequence[Notifi
 
 async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
     """Record that a mailer delivered these, and forget their secrets; returns how many were
-    still unsent. An erased account's last message is deleted instead: once it is sent, nothing
-    of that account, its address included, is kept."""
+    still unsent. A message to an address with no account (an erased account's last message, a
+    signup's confirmation) is deleted instead: once it is sent, the address is not kept."""
     if not ids:
         return 0
     unsent = Notification.id.in_(ids) & Notification.sent_at.is_(None)
     last = await session.execute(
-        delete(Notification).where(unsent, Notification.kind == NotificationKind.ACCOUNT_ERASED)
+        delete(Notification).where(unsent, Notification.account_id.is_(None))
     )
     result = await session.execute(
         update(Notification).where(unsent).values(sent_at=utcnow(), secret=None)

@@ -21,10 +21,12 @@ from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import routes
 from web.confirm_email import ConfirmEmailPages
+from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.reset_password import ResetPasswordPages
 from web.unsubscribe import UnsubscribePages
 
 
@@ -65,6 +67,8 @@ def create_app(config: Config | None = None) -> Starlette:
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
+    confirm_signup = ConfirmSignupPages(services)
+    reset_password = ResetPasswordPages(services)
     app = Starlette(
         routes=[
             Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
@@ -73,6 +77,10 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.ask, methods=["GET"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.confirm, methods=["POST"]),
+            Route(routes.RESET_PASSWORD, reset_password.ask, methods=["GET"]),
+            Route(routes.RESET_PASSWORD, reset_password.reset, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
         ],

@@ -9,6 +9,8 @@ GRAPHQL = "/graphql"
 EXPORT_DOWNLOAD = "/exports/{token}"
 UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
+CONFIRM_SIGNUP = "/confirm-signup"
+RESET_PASSWORD = "/reset-password"  # noqa: S105 (a path)
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 
@@ -29,3 +31,10 @@ class PublicLinks:
         # Our tokens are URL-safe already; left as they are, a message template's placeholder
         # for the code survives too.
         return f"{self.public_url}{CONFIRM_EMAIL}?token={token}"
+
+    def confirm_signup(self, token: str) -> str:
+        # As confirm_email: the token is URL-safe, and a placeholder for its code survives.
+        return f"{self.public_url}{CONFIRM_SIGNUP}?token={token}"
+
+    def reset_password(self, token: str) -> str:
+        return f"{self.public_url}{RESET_PASSWORD}?token={token}"
