@@ -261,7 +261,8 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     print(
         f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "
         f"or expired export links, {pruned.idempotency_keys} idempotency keys, "
-        f"{pruned.notifications} sent messages."
+        f"{pruned.notifications} sent messages, {pruned.pending_signups} unconfirmed signups, "
+        f"{pruned.password_resets} password reset links."
     )
     if report.failed:
         print(

@@ -262,7 +262,7 @@ class SignupPayload:
     confirmation_sent: bool = strawberry.field(
         default=False,
         description="True once the signup is accepted: ask the person to check their email. "
-        "The same answer whether or not the address already has an account."
+        "The same answer whether or not the address already has an account.",
     )
     errors: list[UserErrorType] = strawberry.field(default_factory=list)
     token: str | None = strawberry.field(
