@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import httpx
 import pytest
@@ -28,7 +28,7 @@ from resolvers.catalogue import Topic
 from resolvers.notifications import PLACEHOLDER
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
-from tests.helpers import LOGIN, SIGNUP, signup_input
+from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, signup_input
 from tests.test_cli import free_port
 from web.access_log import redact
 
@@ -130,9 +130,14 @@ class TestAccessLog:
     def test_no_token_code_or_password_reaches_the_log(self, server: Server) -> None:
         http = server.http
         email, new_email = "logged@example.com", "renamed@example.com"
-        signed_up = server.graphql(SIGNUP, {"input": signup_input(email=email, password=PASSWORD)})
-        session_token = signed_up["data"]["signup"]["token"]
-        account_id = uuid.UUID(signed_up["data"]["signup"]["account"]["id"])
+        started = server.graphql(SIGNUP, {"input": signup_input(email=email, password=PASSWORD)})
+        assert error_codes(started, "signup") == []
+        signup_link = urlsplit(message_link(server.data_dir, email, "signup_confirmation"))
+        signup_token = parse_qs(signup_link.query)["token"][0]
+        assert http.get(signup_link.path, params={"token": signup_token}).status_code == 200
+        signed_up = server.graphql(CONFIRM_SIGNUP, {"input": {"token": signup_token}})
+        session_token = signed_up["data"]["confirmSignup"]["token"]
+        account_id = uuid.UUID(signed_up["data"]["confirmSignup"]["account"]["id"])
         credentials = {"input": {"email": email, "password": PASSWORD}}
         second_token = server.graphql(LOGIN, credentials)["data"]["login"]["token"]
         assert session_token and second_token
@@ -176,6 +181,7 @@ class TestAccessLog:
             "export token": export_token,
             "unsubscribe token": unsubscribe_token,
             "email change code": code,
+            "signup confirmation token": signup_token,
             "email": email,
             "new email": new_email,
         }
@@ -192,6 +198,7 @@ class TestAccessLog:
             '"GET /unsubscribe?token=[redacted] HTTP/1.1" 200',
             '"POST /unsubscribe?token=[redacted] HTTP/1.1" 200',
             '"GET /confirm-email?token=[redacted] HTTP/1.1" 200',
+            '"GET /confirm-signup?token=[redacted] HTTP/1.1" 200',
         ):
             assert line in output, output
 
@@ -206,6 +213,18 @@ def email_change_code(data_dir: Path, recipient: str) -> str:
     found = re.search(r"code in the app: (\S+)", body.replace(PLACEHOLDER, secret))
     assert found, body
     return found[1]
+
+
+def message_link(data_dir: Path, recipient: str, kind: str) -> str:
+    """The first link a message carries, read from the outbox as a mailer would."""
+    with sqlite3.connect(data_dir / "privacy.db") as database:
+        (body, secret) = database.execute(
+            "SELECT body, secret FROM notifications WHERE recipient = ? AND kind = ?",
+            (recipient, kind),
+        ).fetchone()
+    found = re.search(r"https?://\S+", body.replace(PLACEHOLDER, secret))
+    assert found, body
+    return found[0]
 
 
 class TestClientAddress:
