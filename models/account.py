@@ -114,7 +114,9 @@ class PasswordReset(Base):
     __tablename__ = "password_resets"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    account_id: Mapped[uuid.UUID] = mapped_column(
+    # None for a request about an unknown address: its row is written all the same (and its
+    # token sent nowhere), so both kinds of request commit the same write and take as long.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

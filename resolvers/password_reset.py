@@ -42,21 +42,22 @@ async def request_password_reset(
         raise too_many
     if not await limiter.allow(Door.PASSWORD_RESET_PER_ADDRESS, normalized):
         raise too_many
-    # Made for every request, so an unknown address costs what a known one does.
-    token = new_token()
-    token_hash = hash_token(token)
     account = await session.scalar(select(Account).where(Account.email == normalized))
-    if account is None:
-        return
+    # Written for an unknown address too (tied to no account, its token sent nowhere), so that
+    # both requests commit a write and take as long.
+    token = new_token()
     now = utcnow()
     session.add(
         PasswordReset(
-            account_id=account.id,
-            token_hash=token_hash,
+            account_id=account.id if account else None,
+            token_hash=hash_token(token),
             created_at=now,
             expires_at=now + RESET_VALID,
         )
     )
+    if account is None:
+        await session.flush()
+        return
     message = account_messages.password_reset(
         reset_link(notifications.PLACEHOLDER), int(RESET_VALID.total_seconds()) // 60
     )
@@ -78,7 +79,9 @@ async def check_reset_token(session: AsyncSession, *, token: str) -> PasswordRes
         raise _invalid()
     reset = await session.scalar(
         select(PasswordReset).where(
-            PasswordReset.token_hash == hash_token(token), PasswordReset.expires_at > utcnow()
+            PasswordReset.token_hash == hash_token(token),
+            PasswordReset.expires_at > utcnow(),
+            PasswordReset.account_id.is_not(None),
         )
     )
     if reset is None:
@@ -90,7 +93,7 @@ async def reset_password(session: AsyncSession, *, token: str, new_password: str
     """Set a new password with a reset link's token, once. Every session is signed out, every
     other reset link of the account stops working, and the person is told by mail."""
     reset = await check_reset_token(session, token=token)
-    account = await session.get_one(Account, reset.account_id)
+    account = await session.get_one(Account, reset.account_id)  # never None (see the check)
     problems = password_errors(new_password, account.email, field="newPassword")
     if problems:
         raise Rejected(*problems)

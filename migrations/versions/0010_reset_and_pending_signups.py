@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.create_table(
         "password_resets",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=True),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
