@@ -302,7 +302,9 @@ class AuthPayload:
 _CREATED_BY_CONFIRMATION = "The account is created by confirmSignup, which answers with it."
 
 
-@strawberry.type
+@strawberry.type(
+    description="Whether the confirmation message was sent; the account comes with confirmSignup."
+)
 class SignupPayload:
     confirmation_sent: bool = strawberry.field(
         default=False,
@@ -322,7 +324,7 @@ class SignupPayload:
     )
 
 
-@strawberry.type
+@strawberry.type(description="Whether the request was accepted, or why it was refused.")
 class DonePayload:
     errors: list[UserErrorType]
     ok: bool = strawberry.field(default=False, description="True when the request was accepted.")
@@ -365,17 +367,21 @@ class SignupInput:
     description="The token from the message's link, or the email address and the code from it."
 )
 class ConfirmSignupInput:
-    token: str | None = None
+    token: str | None = strawberry.field(
+        default=None, description="From the link in the message (the web page sends it)."
+    )
     email: str | None = None
-    code: str | None = None
+    code: str | None = strawberry.field(
+        default=None, description="The short code the message shows, typed with `email` (apps)."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The address of the account whose password is forgotten.")
 class RequestPasswordResetInput:
     email: str
 
 
-@strawberry.input
+@strawberry.input(description="The reset link's token and the new password.")
 class ResetPasswordInput:
     token: str = strawberry.field(description="From the link in the reset message.")
     new_password: str = strawberry.field(description="The same rules as at signup.")
