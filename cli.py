@@ -1,5 +1,5 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-apply-age-rules, unsubscribe-link, notifications."""
+apply-age-rules, unsubscribe-link, notifications, deliver-webhooks."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from web import access_log
 from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
+from workers import webhooks as webhook_worker
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEMO_EMAIL = "demo@example.com"
@@ -166,6 +167,28 @@ async def unsent_notifications(
             return waiting, marked
     finally:
         await database.dispose()
+
+
+async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.StepReport:
+    database = Database(config.database_url, config.database_timeouts)
+    try:
+        return await webhook_worker.run(
+            database, webhook_worker.Delivery.from_config(config), once=once
+        )
+    finally:
+        await database.dispose()
+
+
+def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
+    try:
+        report = asyncio.run(deliver_webhooks(config, once=args.once))
+    except KeyboardInterrupt:
+        return 0
+    print(
+        f"Attempted {report.attempted} webhook deliveries: {report.delivered} delivered, "
+        f"{report.attempted - report.delivered} to retry."
+    )
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -392,6 +415,16 @@ def parser() -> argparse.ArgumentParser:
         "--mark-sent", action="store_true", help="then mark the listed messages as sent"
     )
     outbox.set_defaults(handler=cmd_notifications)
+
+    deliver = commands.add_parser(
+        "deliver-webhooks",
+        help="deliver webhook events to the registered endpoints, retrying failures (runs until "
+        "stopped)",
+    )
+    deliver.add_argument(
+        "--once", action="store_true", help="stop once nothing is due instead of waiting"
+    )
+    deliver.set_defaults(handler=cmd_deliver_webhooks)
     return root
 
 

@@ -9,6 +9,13 @@ from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
 from models.staff import AuditEntry, LegalHold
+from models.webhooks import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "Account",
@@ -20,6 +27,7 @@ __all__ = [
     "ConsentEvent",
     "DataExport",
     "Database",
+    "DeliveryStatus",
     "IdempotencyKey",
     "LegalHold",
     "Notification",
@@ -31,5 +39,9 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Source",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookEventType",
     "utcnow",
 ]

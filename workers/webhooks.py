@@ -1,0 +1,156 @@
+"""The webhook delivery loop: fan out and claim in one transaction, send outside any, record
+the outcomes in another; repeat.
+
+Sending is at least once: a worker that dies after sending and before recording leaves a claim
+that goes stale, and another worker sends the same message (same webhook-id) again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+
+from config import Config
+from models import Database, utcnow
+from resolvers import webhooks
+from resolvers.webhooks import Attempt, Job, UnsafeDestination
+
+logger = logging.getLogger("privacy_api.webhooks")
+
+BATCH = 50
+CONCURRENCY = 10
+# Every wait of one attempt is bounded, and so is the attempt as a whole.
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+ATTEMPT_LIMIT = 30.0
+IDLE_SECONDS = 2.0
+USER_AGENT = "privacy-api-webhooks/1"
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one step did, in numbers only."""
+
+    fanned_out: int  # new events turned into deliveries
+    attempted: int
+    delivered: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the worker reaches receivers: set from the configuration."""
+
+    https_only: bool
+    allow_private: bool
+    disable_after: timedelta
+
+    @classmethod
+    def from_config(cls, config: Config) -> Delivery:
+        return cls(
+            https_only=config.production,
+            allow_private=config.webhooks_allow_private,
+            disable_after=timedelta(hours=config.webhook_disable_after_hours),
+        )
+
+
+def _new_client() -> httpx.AsyncClient:
+    # No redirects (a receiver could point us anywhere), no proxies from the environment (the
+    # checked address must be the one connected to).
+    return httpx.AsyncClient(
+        timeout=TIMEOUT,
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+    )
+
+
+async def attempt(client: httpx.AsyncClient, job: Job, delivery: Delivery) -> Attempt:
+    """One POST, to an address checked just now (DNS can change since registration)."""
+    try:
+        destination = await webhooks.resolve(
+            job.url, https_only=delivery.https_only, allow_private=delivery.allow_private
+        )
+    except UnsafeDestination as refused:
+        return Attempt(False, error=f"Refused: {refused}")
+    timestamp = int(time.time())
+    headers = webhooks.signed_headers(job.secrets, job.message_id, timestamp, job.payload)
+    headers["host"] = destination.host_header
+    try:
+        async with asyncio.timeout(ATTEMPT_LIMIT):
+            response = await client.post(
+                destination.url_for(destination.addresses[0]),
+                content=job.payload.encode(),
+                headers=headers,
+                extensions={"sni_hostname": destination.host},
+            )
+    except (httpx.HTTPError, TimeoutError, OSError) as error:
+        return Attempt(False, error=f"{type(error).__name__}: {error}"[:300])
+    if 200 <= response.status_code < 300:
+        return Attempt(True, status_code=response.status_code)
+    return Attempt(False, status_code=response.status_code, error=f"HTTP {response.status_code}")
+
+
+async def deliver_step(
+    database: Database,
+    delivery: Delivery,
+    *,
+    now: datetime | None = None,
+    client: httpx.AsyncClient | None = None,
+    limit: int = BATCH,
+) -> StepReport:
+    """One step: fan out new events and claim due deliveries (a transaction), attempt them
+    concurrently, then record every outcome (another transaction)."""
+    now = now or utcnow()
+    async with database.transaction() as session:
+        fanned_out = await webhooks.fan_out(session, now)
+        jobs = await webhooks.claim(session, now, limit=limit)
+    if not jobs:
+        return StepReport(fanned_out, 0, 0)
+    own_client = client is None
+    http = client or _new_client()
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: Job) -> Attempt:
+        async with gate:
+            return await attempt(http, job, delivery)
+
+    try:
+        outcomes = await asyncio.gather(*(one(job) for job in jobs))
+    finally:
+        if own_client:
+            await http.aclose()
+    async with database.transaction() as session:
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            await webhooks.record(session, job, outcome, now, disable_after=delivery.disable_after)
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if not outcome.delivered:
+            # Ids and the error only: no URL (it may carry a token), no payload.
+            logger.warning(
+                "Webhook delivery %s to endpoint %s failed: %s",
+                job.delivery_id,
+                job.endpoint_id,
+                outcome.error,
+            )
+    delivered = sum(outcome.delivered for outcome in outcomes)
+    return StepReport(fanned_out, len(jobs), delivered)
+
+
+async def run(database: Database, delivery: Delivery, *, once: bool) -> StepReport:
+    """Deliver until stopped (or, with `once`, until nothing is due); returns the totals."""
+    totals = StepReport(0, 0, 0)
+    async with _new_client() as client:
+        while True:
+            report = await deliver_step(database, delivery, client=client)
+            totals = StepReport(
+                totals.fanned_out + report.fanned_out,
+                totals.attempted + report.attempted,
+                totals.delivered + report.delivered,
+            )
+            if report.attempted == 0 and report.fanned_out == 0:
+                if once:
+                    return totals
+                await asyncio.sleep(IDLE_SECONDS)
