@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +58,8 @@ CLAIM_TIMEOUT = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=2)
 DNS_TIMEOUT = 5.0
+# How long events are kept once every delivery of them is done: the range a replay can reach.
+EVENTS_KEPT = timedelta(days=30)
 # The newest first; ids only grow, so a cursor stays valid as deliveries are made.
 DELIVERY_LOG = Keyset("webhook-deliveries", (WebhookDelivery.id,), descending=True)
 
@@ -733,3 +735,20 @@ async def record(
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours:g} hours"
+
+
+async def prune_delivered(session: AsyncSession, now: datetime) -> int:
+    """Delete events older than EVENTS_KEPT that no delivery still waits for, their delivery
+    log with them; returns how many."""
+    waiting = exists().where(
+        WebhookDelivery.event_id == WebhookEvent.id,
+        WebhookDelivery.status == DeliveryStatus.PENDING,
+    )
+    result = await session.execute(
+        delete(WebhookEvent).where(
+            WebhookEvent.created_at < now - EVENTS_KEPT,
+            WebhookEvent.fanned_out_at.is_not(None),
+            ~waiting,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -30,8 +30,17 @@ from models import (
     utcnow,
 )
 from resolvers import notifications
+from resolvers import webhooks as webhooks_resolver
 from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import PASSWORD, count_statements, gql, logged_in, signed_up, staff_token
+from tests.helpers import (
+    PASSWORD,
+    count_statements,
+    gql,
+    logged_in,
+    run_cli,
+    signed_up,
+    staff_token,
+)
 from web.app import create_app
 from workers.purge import purge_due_accounts
 from workers.webhooks import Delivery, StepReport, deliver_step
@@ -618,3 +627,66 @@ class TestRacingWorkers:
                 .where(WebhookDelivery.attempts == 1, WebhookDelivery.delivered_at.is_not(None))
             )
         assert delivered == 2 * events
+
+
+class TestCommandLine:
+    async def test_deliver_webhooks_once_delivers_what_is_due_and_stops(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+
+        code, out, err = await run_cli(
+            local_config.database_url,
+            tmp_path,
+            "deliver-webhooks",
+            "--once",
+            PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE="1",
+        )
+
+        assert code == 0, err
+        assert f"{events} delivered" in out
+        assert len(verified(hook["secret"], receiver)) == events
+
+    async def test_the_local_receiver_setting_is_refused_in_production(
+        self, local_config, tmp_path
+    ) -> None:
+        code, _, err = await run_cli(
+            local_config.database_url,
+            tmp_path,
+            "deliver-webhooks",
+            "--once",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+            PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE="1",
+        )
+        assert code == 2
+        assert "PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only" in err
+
+
+class TestPruning:
+    async def test_events_delivered_long_ago_are_forgotten_and_waiting_ones_kept(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, f"{receiver.url}/ok", ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        await deliver_all(database)
+        await created(local_client, token, f"{receiver.url}/down", ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        receiver.always = 500
+        await deliver_all(database)
+
+        async with database.transaction() as session:
+            assert await webhooks_resolver.prune_delivered(session, utcnow()) == 0
+        async with database.transaction() as session:
+            later = utcnow() + webhooks_resolver.EVENTS_KEPT + timedelta(days=1)
+            pruned = await webhooks_resolver.prune_delivered(session, later)
+        async with database.session() as session:
+            kept = list(await session.scalars(select(WebhookEvent.type)))
+        assert pruned > 0
+        assert [kind.value for kind in kept] == ["policy.published"]  # still being retried

@@ -22,12 +22,14 @@ from resolvers.webhooks import Attempt, Job, UnsafeDestination
 
 logger = logging.getLogger("privacy_api.webhooks")
 
-BATCH = 50
+# A batch is sent in at most two rounds of attempts, well within a claim's timeout.
+BATCH = 20
 CONCURRENCY = 10
 # Every wait of one attempt is bounded, and so is the attempt as a whole.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 ATTEMPT_LIMIT = 30.0
 IDLE_SECONDS = 2.0
+PRUNE_EVERY = 60 * 60  # seconds
 USER_AGENT = "privacy-api-webhooks/1"
 
 
@@ -59,11 +61,14 @@ class Delivery:
 
 def _new_client() -> httpx.AsyncClient:
     # No redirects (a receiver could point us anywhere), no proxies from the environment (the
-    # checked address must be the one connected to).
+    # checked address must be the one connected to), and no connection kept for reuse: one made
+    # for a host would otherwise serve another host behind the same address, its TLS verified
+    # for the wrong name.
     return httpx.AsyncClient(
         timeout=TIMEOUT,
         follow_redirects=False,
         trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},
     )
 
@@ -139,18 +144,40 @@ async def deliver_step(
     return StepReport(fanned_out, len(jobs), delivered)
 
 
+async def prune(database: Database) -> int:
+    """Forget events delivered everywhere long ago (see `webhooks.prune_delivered`)."""
+    async with database.transaction() as session:
+        return await webhooks.prune_delivered(session, utcnow())
+
+
 async def run(database: Database, delivery: Delivery, *, once: bool) -> StepReport:
-    """Deliver until stopped (or, with `once`, until nothing is due); returns the totals."""
+    """Deliver until stopped (or, with `once`, until nothing is due); returns the totals.
+
+    A step that fails (the database is away) is logged and tried again after a pause, unless
+    `once`; whatever it had claimed is claimed again once the claim is stale.
+    """
     totals = StepReport(0, 0, 0)
+    pruned_at: float | None = None
     async with _new_client() as client:
         while True:
-            report = await deliver_step(database, delivery, client=client)
+            try:
+                report = await deliver_step(database, delivery, client=client)
+                idle = report.attempted == 0 and report.fanned_out == 0
+                if idle and (pruned_at is None or time.monotonic() - pruned_at > PRUNE_EVERY):
+                    await prune(database)
+                    pruned_at = time.monotonic()
+            except Exception:
+                if once:
+                    raise
+                logger.exception("A webhook delivery step failed; trying again shortly.")
+                await asyncio.sleep(IDLE_SECONDS)
+                continue
             totals = StepReport(
                 totals.fanned_out + report.fanned_out,
                 totals.attempted + report.attempted,
                 totals.delivered + report.delivered,
             )
-            if report.attempted == 0 and report.fanned_out == 0:
+            if idle:
                 if once:
                     return totals
                 await asyncio.sleep(IDLE_SECONDS)
