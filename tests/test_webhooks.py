@@ -553,6 +553,32 @@ class TestReplay:
         assert verified(hook["secret"], receiver)
         assert before < middle
 
+    async def test_what_happened_while_disabled_or_before_registering_comes_by_replay(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        start = utcnow()
+        person = await signed_up(local_client)  # before the endpoint exists
+        hook = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        hook_id = hook["webhook"]["id"]
+        await gql(local_client, DISABLE, {"id": hook_id}, token=token)
+        await gql(local_client, TOGGLE, {"enabled": True}, token=person)  # while disabled
+        await deliver_all(database)
+        await gql(local_client, ENABLE, {"id": hook_id}, token=token)
+        await deliver_all(database)
+        assert receiver.received == []
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+
+        window = {"webhookId": hook_id, "since": start.isoformat(), "until": utcnow().isoformat()}
+        body = await gql(local_client, REPLAY, {"input": window}, token=token)
+        assert body["data"]["replayWebhookEvents"]["replayed"] == events
+        await deliver_all(database)
+
+        bodies = verified(hook["secret"], receiver)
+        sequences = sorted(b["data"]["sequence"] for b in bodies)
+        assert sequences == list(range(1, events + 1))
+
     async def test_an_empty_or_backwards_range_is_refused(
         self, local_client, database, receiver
     ) -> None:
