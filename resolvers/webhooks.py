@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -678,14 +678,31 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 async def record(
-    session: AsyncSession, job: Job, attempt: Attempt, now: datetime, *, disable_after: timedelta
-) -> bool:
-    """Log an attempt on the delivery and its endpoint; returns False when the claim was lost
-    (a replay reset the delivery meanwhile), in which case nothing is written.
+    session: AsyncSession,
+    outcomes: Sequence[tuple[Job, Attempt]],
+    now: datetime,
+    *,
+    disable_after: timedelta,
+) -> int:
+    """Log a step's attempts on their deliveries and endpoints; returns how many were logged.
 
-    A success clears the endpoint's failing streak; a failure schedules a retry with backoff,
-    and disables the endpoint once every attempt has failed for `disable_after`.
+    A delivery whose claim was lost meanwhile (a replay reset it) is left as it is. A success
+    clears the endpoint's failing streak; a failure schedules a retry with backoff, and an
+    endpoint is disabled once every attempt has failed for `disable_after`. Rows are updated in
+    id order, so two workers recording at once wait for each other instead of deadlocking.
     """
+    logged = 0
+    up: dict[uuid.UUID, bool] = {}  # per endpoint: did any attempt succeed?
+    for job, attempt in sorted(outcomes, key=lambda outcome: outcome[0].delivery_id):
+        if await _log_attempt(session, job, attempt, now):
+            logged += 1
+            up[job.endpoint_id] = up.get(job.endpoint_id, False) or attempt.delivered
+    for endpoint_id in sorted(up):
+        await _note_endpoint(session, endpoint_id, up[endpoint_id], now, disable_after)
+    return logged
+
+
+async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: datetime) -> bool:
     attempts = job.attempts + 1
     values: dict[str, Any] = {
         "attempts": attempts,
@@ -705,31 +722,40 @@ async def record(
         .returning(WebhookDelivery.id)
         .execution_options(synchronize_session=False)
     )
-    if logged is None:
-        return False
-    endpoint = WebhookEndpoint.id == job.endpoint_id
-    if attempt.delivered:
+    return logged is not None
+
+
+async def _note_endpoint(
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    up: bool,
+    now: datetime,
+    disable_after: timedelta,
+) -> None:
+    """One statement: a success ends the failing streak; a failure starts it or, once it has
+    lasted `disable_after`, disables the endpoint."""
+    endpoint = WebhookEndpoint.id == endpoint_id
+    if up:
         await session.execute(
             update(WebhookEndpoint)
             .where(endpoint, WebhookEndpoint.failing_since.is_not(None))
             .values(failing_since=None)
         )
-        return True
+        return
     since = func.coalesce(WebhookEndpoint.failing_since, now)
-    await session.execute(update(WebhookEndpoint).where(endpoint).values(failing_since=since))
+    too_long = and_(WebhookEndpoint.disabled_at.is_(None), since <= now - disable_after)
     await session.execute(
         update(WebhookEndpoint)
-        .where(
-            endpoint,
-            WebhookEndpoint.disabled_at.is_(None),
-            WebhookEndpoint.failing_since <= now - disable_after,
-        )
+        .where(endpoint)
         .values(
-            disabled_at=now,
-            disabled_reason=f"Every delivery failed for {_hours(disable_after)}.",
+            failing_since=since,
+            disabled_at=case((too_long, now), else_=WebhookEndpoint.disabled_at),
+            disabled_reason=case(
+                (too_long, f"Every delivery failed for {_hours(disable_after)}."),
+                else_=WebhookEndpoint.disabled_reason,
+            ),
         )
     )
-    return True
 
 
 def _hours(span: timedelta) -> str:

@@ -129,8 +129,12 @@ async def deliver_step(
         if own_client:
             await http.aclose()
     async with database.transaction() as session:
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            await webhooks.record(session, job, outcome, now, disable_after=delivery.disable_after)
+        await webhooks.record(
+            session,
+            list(zip(jobs, outcomes, strict=True)),
+            now,
+            disable_after=delivery.disable_after,
+        )
     for job, outcome in zip(jobs, outcomes, strict=True):
         if not outcome.delivered:
             # Ids and the error only: no URL (it may carry a token), no payload.
