@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
@@ -113,7 +115,7 @@ class Receiver:
     """A real HTTP server on a free port that records what it is sent and answers each request
     with the next of `answers` (then 204)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.answers: list[int] = []
         self.always: int | None = None
@@ -139,6 +141,8 @@ class Receiver:
                 """Quiet."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -716,3 +720,44 @@ class TestPruning:
             kept = list(await session.scalars(select(WebhookEvent.type)))
         assert pruned > 0
         assert [kind.value for kind in kept] == ["policy.published"]  # still being retried
+
+
+class TestTls:
+    @pytest.mark.parametrize("certified", ["localhost", "someone-else.example"])
+    async def test_the_certificate_is_checked_for_the_host_in_the_url(
+        self, local_client, database, certified
+    ) -> None:
+        authority = trustme.CA()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert(certified).configure_cert(tls)
+        receiver = Receiver(tls)
+        receiver.thread.start()
+        try:
+            token = await officer(local_client, database)
+            port = receiver.server.server_address[1]
+            hook = await created(local_client, token, f"https://localhost:{port}/hook")
+            trusting = ssl.create_default_context()
+            authority.configure_trust(trusting)
+            delivery = Delivery(
+                https_only=True,
+                allow_private=True,
+                disable_after=timedelta(hours=24),
+                trusted=trusting,
+            )
+            await signed_up(local_client)
+            await deliver_all(database, delivery)
+        finally:
+            receiver.server.shutdown()
+            receiver.server.server_close()
+
+        [entry, *_] = log_of((await webhooks(local_client, token))[0])
+        if certified == "localhost":
+            assert entry["status"] == "DELIVERED"
+            assert verified(hook["secret"], receiver)
+            assert {
+                v for _, h, _ in receiver.received for k, v in h.items() if k.lower() == "host"
+            } == {f"localhost:{port}"}
+        else:
+            assert receiver.received == []
+            assert entry["status"] == "PENDING"
+            assert "CERTIFICATE_VERIFY_FAILED" in entry["lastError"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ import httpx
 from config import Config
 from models import Database, utcnow
 from resolvers import webhooks
-from resolvers.webhooks import Attempt, Job, UnsafeDestination
+from resolvers.webhooks import Attempt, Destination, Job, UnsafeDestination
 
 logger = logging.getLogger("privacy_api.webhooks")
 
@@ -49,6 +50,8 @@ class Delivery:
     https_only: bool
     allow_private: bool
     disable_after: timedelta
+    # The certificate authorities trusted; None: the system's.
+    trusted: ssl.SSLContext | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Delivery:
@@ -59,7 +62,7 @@ class Delivery:
         )
 
 
-def _new_client() -> httpx.AsyncClient:
+def _new_client(delivery: Delivery) -> httpx.AsyncClient:
     # No redirects (a receiver could point us anywhere), no proxies from the environment (the
     # checked address must be the one connected to), and no connection kept for reuse: one made
     # for a host would otherwise serve another host behind the same address, its TLS verified
@@ -69,6 +72,7 @@ def _new_client() -> httpx.AsyncClient:
         follow_redirects=False,
         trust_env=False,
         limits=httpx.Limits(max_keepalive_connections=0),
+        verify=delivery.trusted or True,
         headers={"user-agent": USER_AGENT, "content-type": "application/json"},
     )
 
@@ -86,17 +90,46 @@ async def attempt(client: httpx.AsyncClient, job: Job, delivery: Delivery) -> At
     headers["host"] = destination.host_header
     try:
         async with asyncio.timeout(ATTEMPT_LIMIT):
-            response = await client.post(
-                destination.url_for(destination.addresses[0]),
-                content=job.payload.encode(),
-                headers=headers,
-                extensions={"sni_hostname": destination.host},
-            )
+            response = await _post(client, destination, headers, job.payload)
     except (httpx.HTTPError, TimeoutError, OSError) as error:
         return Attempt(False, error=f"{type(error).__name__}: {error}"[:300])
     if 200 <= response.status_code < 300:
         return Attempt(True, status_code=response.status_code)
     return Attempt(False, status_code=response.status_code, error=f"HTTP {response.status_code}")
+
+
+async def _post(
+    client: httpx.AsyncClient, destination: Destination, headers: dict[str, str], body: str
+) -> httpx.Response:
+    """POST to the host's checked addresses in turn, until one accepts the connection; TLS is
+    verified for the host named in the URL, not the address."""
+    *others, last = destination.addresses
+    for address in others:
+        try:
+            return await _post_to(client, destination, address, headers, body)
+        except httpx.ConnectError:
+            continue
+    return await _post_to(client, destination, last, headers, body)
+
+
+async def _post_to(
+    client: httpx.AsyncClient,
+    destination: Destination,
+    address: str,
+    headers: dict[str, str],
+    body: str,
+) -> httpx.Response:
+    request = client.build_request(
+        "POST",
+        destination.url_for(address),
+        content=body.encode(),
+        headers=headers,
+        extensions={"sni_hostname": destination.host},
+    )
+    # Only the status matters: the body is never read, however large a receiver makes it.
+    response = await client.send(request, stream=True)
+    await response.aclose()
+    return response
 
 
 async def deliver_step(
@@ -116,7 +149,7 @@ async def deliver_step(
     if not jobs:
         return StepReport(fanned_out, 0, 0)
     own_client = client is None
-    http = client or _new_client()
+    http = client or _new_client(delivery)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(job: Job) -> Attempt:
@@ -162,7 +195,7 @@ async def run(database: Database, delivery: Delivery, *, once: bool) -> StepRepo
     """
     totals = StepReport(0, 0, 0)
     pruned_at: float | None = None
-    async with _new_client() as client:
+    async with _new_client(delivery) as client:
         while True:
             try:
                 report = await deliver_step(database, delivery, client=client)
