@@ -3,7 +3,6 @@ policy versions, and read each endpoint's delivery log."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 import strawberry
@@ -73,7 +72,6 @@ class WebhookType:
     )
     disabled_at: datetime | None
     disabled_reason: str | None
-    _id: strawberry.Private[uuid.UUID]
 
     @classmethod
     def from_model(cls, model: WebhookEndpointModel) -> WebhookType:
@@ -86,26 +84,7 @@ class WebhookType:
             failing_since=model.failing_since,
             disabled_at=model.disabled_at,
             disabled_reason=model.disabled_reason,
-            _id=model.id,
         )
-
-    @strawberry.field(
-        permission_classes=[IsPrivacyOfficer],
-        description="The delivery log, newest first: attempts, status and the last error.",
-    )
-    async def deliveries(
-        self,
-        info: Info,
-        status: DeliveryStatusEnum | None = None,  # type: ignore[valid-type]
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[WebhookDeliveryType]:
-        found = await info.context.answer(
-            lambda session: webhooks.delivery_log(
-                session, self._id, status=status, first=first, after=after
-            )
-        )
-        return connection(found, WebhookDeliveryType.from_entry)
 
 
 @strawberry.input
@@ -168,6 +147,26 @@ class WebhooksQuery:
     async def webhooks(self, info: Info) -> list[WebhookType]:
         found = await info.context.answer(webhooks.list_webhooks)
         return [WebhookType.from_model(model) for model in found]
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="An endpoint's delivery log, newest first: attempts, status, the receiver's "
+        "last HTTP status and the last error.",
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        webhook_id: strawberry.ID,
+        status: DeliveryStatusEnum | None = None,  # type: ignore[valid-type]
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[WebhookDeliveryType]:
+        found = await info.context.answer(
+            lambda session: webhooks.delivery_log(
+                session, parse_id(webhook_id), status=status, first=first, after=after
+            )
+        )
+        return connection(found, WebhookDeliveryType.from_entry)
 
 
 @strawberry.type

@@ -63,15 +63,13 @@ mutation Create($input: CreateWebhookInput!) {
   }
 }
 """
-WEBHOOKS = """
-query {
-  webhooks {
-    id url events failingSince disabledAt disabledReason
-    deliveries(first: 100) {
-      edges { node {
-        messageId eventType status attempts nextAttemptAt lastStatusCode lastError deliveredAt
-      } }
-    }
+WEBHOOKS = "{ webhooks { id url events failingSince disabledAt disabledReason } }"
+DELIVERIES = """
+query Log($id: ID!) {
+  webhookDeliveries(webhookId: $id, first: 100) {
+    edges { node {
+      messageId eventType status attempts nextAttemptAt lastStatusCode lastError deliveredAt
+    } }
   }
 }
 """
@@ -201,9 +199,14 @@ async def created(
 
 
 async def webhooks(client: httpx.AsyncClient, token: str) -> list[dict[str, Any]]:
+    """Every endpoint, each with its delivery log under `deliveries`."""
     body = await gql(client, WEBHOOKS, token=token)
     assert "errors" not in body, body
     found: list[dict[str, Any]] = body["data"]["webhooks"]
+    for hook in found:
+        log = await gql(client, DELIVERIES, {"id": hook["id"]}, token=token)
+        assert "errors" not in log, log
+        hook["deliveries"] = log["data"]["webhookDeliveries"]
     return found
 
 
@@ -244,6 +247,7 @@ class TestRegistering:
         for query, variables in (
             (CREATE, {"input": {"url": "https://x.example", "events": ["CONSENT_CHANGED"]}}),
             (WEBHOOKS, {}),
+            (DELIVERIES, {"id": "00000000-0000-0000-0000-000000000001"}),
             (DISABLE, {"id": "00000000-0000-0000-0000-000000000001"}),
             (ROTATE, {"id": "00000000-0000-0000-0000-000000000001"}),
         ):
