@@ -22,10 +22,22 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +72,8 @@ RETRY_MAX = timedelta(hours=2)
 DNS_TIMEOUT = 5.0
 # How long events are kept once every delivery of them is done: the range a replay can reach.
 EVENTS_KEPT = timedelta(days=30)
+# Built once: every consent change runs it.
+_INSERT_EVENTS = insert(cast(Table, WebhookEvent.__table__))
 # The newest first; ids only grow, so a cursor stays valid as deliveries are made.
 DELIVERY_LOG = Keyset("webhook-deliveries", (WebhookDelivery.id,), descending=True)
 
@@ -199,7 +213,7 @@ def _event_row(
 
 async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(WebhookEvent), rows)
+        await session.execute(_INSERT_EVENTS, rows)
 
 
 async def consent_changed(session: AsyncSession, events: Sequence[ConsentEvent]) -> None:

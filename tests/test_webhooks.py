@@ -272,6 +272,9 @@ class TestRegistering:
             "https://[fe80::1]/hook",
             "https://0.0.0.0/hook",
             "https://localhost/hook",  # a name that resolves to loopback
+            "https://2130706433/hook",  # 127.0.0.1 written as one number
+            "https://0x7f.1/hook",
+            "https://100.64.0.1/hook",  # shared address space (carrier-grade NAT)
             "ftp://example.com/hook",
             "https://user:pass@example.com/hook",
             "not a url",
