@@ -636,6 +636,27 @@ class TestAddressCheckedAtDelivery:
         assert entry["lastError"].startswith("Refused: The host 127.0.0.1 resolves to 127.0.0.1")
 
 
+class TestAWorkerThatDies:
+    async def test_what_it_had_claimed_is_sent_by_another_once_the_claim_is_stale(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        start = utcnow()
+        async with database.transaction() as session:  # claimed, then the worker is gone
+            await webhooks_resolver.fan_out(session, start)
+            assert len(await webhooks_resolver.claim(session, start)) == 1
+
+        assert (
+            await deliver_step(database, LOCAL, now=start + timedelta(minutes=1))
+        ).attempted == 0
+        later = start + webhooks_resolver.CLAIM_TIMEOUT + timedelta(seconds=1)
+        assert (await deliver_step(database, LOCAL, now=later)).delivered == 1
+        assert len(receiver.received) == 1
+
+
 class TestRacingWorkers:
     async def test_two_workers_deliver_each_event_once_per_endpoint(
         self, local_client, database, local_config, receiver
