@@ -121,6 +121,11 @@ def parse_url(url: str, *, https_only: bool) -> tuple[str, str, int, str]:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeDestination("The URL has no host.")
+    try:
+        # An internationalised name in its ASCII form, as DNS, TLS and the Host header take it.
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeDestination(f"{host} is not a host name.") from None
     if parts.username is not None or parts.password is not None:
         raise UnsafeDestination("Put no user name or password in the URL: deliveries are signed.")
     if parts.fragment:

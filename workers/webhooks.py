@@ -91,7 +91,9 @@ async def attempt(client: httpx.AsyncClient, job: Job, delivery: Delivery) -> At
     try:
         async with asyncio.timeout(ATTEMPT_LIMIT):
             response = await _post(client, destination, headers, job.payload)
-    except (httpx.HTTPError, TimeoutError, OSError) as error:
+    except Exception as error:
+        # Whatever went wrong with this one receiver (network, TLS, a URL httpx will not take)
+        # is its failure to log and retry; it must not stop the step for the others.
         return Attempt(False, error=f"{type(error).__name__}: {error}"[:300])
     if 200 <= response.status_code < 300:
         return Attempt(True, status_code=response.status_code)
