@@ -1,14 +1,18 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-apply-age-rules, unsubscribe-link, notifications, deliver-webhooks."""
+apply-age-rules, unsubscribe-link, notifications, deliver, deliver-webhooks."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import secrets
+import shutil
+import signal
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -17,9 +21,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
+import startup
 from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Notification, Role, utcnow
+from models.availability import is_unavailable
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, policy, unsubscribe
 from resolvers.account import Client
@@ -28,12 +34,15 @@ from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
 from web import access_log
+from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
 from workers import webhooks as webhook_worker
+from workers.delivery import DeliveryReport, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+logger = logging.getLogger("privacy_api.cli")
 DEMO_EMAIL = "demo@example.com"
 
 
@@ -169,6 +178,23 @@ async def unsent_notifications(
         await database.dispose()
 
 
+async def deliver(config: Config, *, once: bool) -> DeliveryReport:
+    """Deliver the outbox: what is due now (`once`), or until SIGINT or SIGTERM."""
+    database = Database(config.database_url, config.database_timeouts)
+    try:
+        worker = delivery_for(config, database)
+        if once:
+            return await worker.run_once()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stopping, stop.set)
+        await worker.run(stop)
+        return DeliveryReport()
+    finally:
+        await database.dispose()
+
+
 async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.StepReport:
     database = Database(config.database_url, config.database_timeouts)
     try:
@@ -200,12 +226,22 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(migrate(config.database_url))
+    if not config.production and not os.environ.get("PRIVACY_API_PUBLIC_URL", "").strip():
+        # Links in messages point at the port served (read again by each worker's app).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
+    if args.migrate:
+        asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
         if demo:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
-    print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
+    counts = None
+    if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+        # Each worker writes its counts there; a scrape of any worker adds them all up.
+        counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
+    logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
     uvicorn.run(
         "web.app:create_app",
         factory=True,
@@ -215,12 +251,16 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # A worker still importing the app on a busy host is not dead: give it time to answer.
         timeout_worker_healthcheck=30,
         log_level="info",
-        log_config=access_log.log_config(),
+        log_config=access_log.log_config(config.log_format),
+        # web.observe writes each request's line, with its route, operation and duration.
+        access_log=False,
         # The client address that per-client rate limits count is the peer's, unless the peer
         # is a proxy the operator named (uvicorn would otherwise believe anyone on loopback).
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=list(config.trusted_proxies),
     )
+    if counts:
+        shutil.rmtree(counts, ignore_errors=True)
     return 0
 
 
@@ -347,6 +387,31 @@ def cmd_notifications(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_deliver(args: argparse.Namespace, config: Config) -> int:
+    if config.production and config.smtp is None:
+        print(
+            "Configuration error: production mail needs PRIVACY_API_SMTP_URL "
+            "(such as smtp://user:password@mail.example.com:587).",
+            file=sys.stderr,
+        )
+        return 2
+    # Running on, each message is logged as it goes; once, the summary below says it all.
+    level = logging.WARNING if args.once else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    if config.smtp is None:
+        print(f"No PRIVACY_API_SMTP_URL: writing messages to {config.mail_dir}/ as .eml files.")
+    report = asyncio.run(deliver(config, once=args.once))
+    if not args.once:
+        return 0
+    for path in report.files:
+        print(f"Wrote {path}")
+    print(
+        f"Delivered {report.sent}, suppressed {report.suppressed} (topic switched off), "
+        f"{report.retrying} to try again later, {report.failed} failed."
+    )
+    return 1 if report.failed else 0
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError("a whole number of 1 or more")
@@ -363,7 +428,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_positive, default=1, help="API processes (above 1 needs shared limits)"
     )
-    serve.set_defaults(handler=cmd_serve)
+    serve.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not migrate first (when a one-shot `migrate` runs before the API starts)",
+    )
+    serve.set_defaults(handler=cmd_serve, checks_rate_limits=True)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
         handler=cmd_migrate
@@ -417,14 +488,24 @@ def parser() -> argparse.ArgumentParser:
     outbox.set_defaults(handler=cmd_notifications)
 
     deliver = commands.add_parser(
+        "deliver",
+        help="send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
+        "data/mail/) until stopped",
+    )
+    deliver.add_argument(
+        "--once", action="store_true", help="deliver what is due now, then exit (for cron)"
+    )
+    deliver.set_defaults(handler=cmd_deliver)
+
+    webhook_delivery = commands.add_parser(
         "deliver-webhooks",
         help="deliver webhook events to the registered endpoints, retrying failures (runs until "
         "stopped)",
     )
-    deliver.add_argument(
+    webhook_delivery.add_argument(
         "--once", action="store_true", help="stop once nothing is due instead of waiting"
     )
-    deliver.set_defaults(handler=cmd_deliver_webhooks)
+    webhook_delivery.set_defaults(handler=cmd_deliver_webhooks)
     return root
 
 
@@ -437,7 +518,26 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"Configuration error: {error}", file=sys.stderr)
             return 2
-    return int(args.handler(args, config))
+        access_log.configure(config.log_format)
+        # Bounded waits, so that a wrong URL or a server that is down ends the start with a line
+        # that says so, rather than a traceback or a process that hangs.
+        found = startup.problems(config, rate_limits=getattr(args, "checks_rate_limits", False))
+        for problem in found:
+            print(problem, file=sys.stderr)
+        if found:
+            return 2
+    try:
+        return int(args.handler(args, config))
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        kind = type(error)
+        print(
+            f"Database unavailable ({kind.__module__}.{kind.__qualname__}): the command "
+            "stopped. Run it again once the database answers.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,12 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from auth import passwords
 from models.database import DatabaseTimeouts
@@ -27,6 +31,19 @@ class ConfigError(RuntimeError):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 _IPV6 = re.compile(r"[0-9a-f:.]+")
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where the delivery worker sends mail (PRIVACY_API_SMTP_URL)."""
+
+    host: str
+    port: int
+    # True: TLS from the first byte (smtps://). False: plain, upgraded with STARTTLS (smtp://),
+    # which is required when there are credentials to send.
+    implicit_tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -49,10 +66,37 @@ class Config:
     webhooks_allow_private: bool = False
     # An endpoint whose deliveries have all failed for this long is disabled.
     webhook_disable_after_hours: int = 24
+    # None: messages are written as .eml files to `mail_dir` instead of sent (development).
+    smtp: SmtpServer | None = None
+    mail_dir: Path = field(default_factory=lambda: Path("data") / "mail")
+    # The From of every message; its domain is also the right-hand side of Message-IDs.
+    mail_from: str = "Privacy <privacy@localhost>"
+    # Whether `serve` delivers the outbox itself, beside the API (development: yes).
+    deliver_in_serve: bool = False
+    # How often each process writes the use counts of API keys (see auth.api_keys.KeyUsage).
+    api_key_usage_flush_seconds: int = 60
+    # How old an opt-out is before the sender API's feed lists it (see resolvers.sender).
+    suppression_feed_delay_seconds: int = 60
+    # PRIVACY_API_LOG_FORMAT, `json` or `text`; None: json in production, text in development.
+    log_format_setting: str | None = None
+    # PRIVACY_API_METRICS; None: GET /metrics answers in development only.
+    metrics_setting: bool | None = None
+    # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
+    tracing: bool = False
 
     @property
     def production(self) -> bool:
         return self.environment == PRODUCTION
+
+    @property
+    def log_format(self) -> str:
+        """`json` (one object a line, for a log collector) or `text` (for a person)."""
+        return self.log_format_setting or ("json" if self.production else "text")
+
+    @property
+    def metrics(self) -> bool:
+        """Whether GET /metrics answers (Prometheus text format)."""
+        return not self.production if self.metrics_setting is None else self.metrics_setting
 
 
 def _development_secret(data_dir: Path) -> str:
@@ -103,6 +147,61 @@ def _origin(given: str) -> str:
     return origin if port in (None, _DEFAULT_PORTS[scheme]) else f"{origin}:{port}"
 
 
+def _smtp_server(raw: str) -> SmtpServer | None:
+    """`smtp://user:pass@host:587` (STARTTLS) or `smtps://user:pass@host:465` (implicit TLS)."""
+    if not raw:
+        return None
+    refused = ConfigError(
+        "PRIVACY_API_SMTP_URL must look like smtp://user:password@host:587 (STARTTLS) or "
+        "smtps://user:password@host:465 (TLS), with the user and password URL-encoded"
+    )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise refused from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/"):
+        raise refused
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if scheme == "smtps" else 587),
+        implicit_tls=scheme == "smtps",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _mail_from(raw: str, public_url: str) -> str:
+    """The sender: as configured, or privacy@ the public host (localhost for an address)."""
+    if not raw:
+        host = urlsplit(public_url).hostname or "localhost"
+        domain = "localhost" if _IPV6.fullmatch(host) or host[-1:].isdigit() else host
+        return f"Privacy <privacy@{domain}>"
+    _, address = parseaddr(raw)
+    if "@" not in address or any(character in raw for character in "\r\n"):
+        raise ConfigError(
+            "PRIVACY_API_MAIL_FROM must be an address, such as privacy@example.com or "
+            "Privacy <privacy@example.com>"
+        )
+    return raw
+
+
+def _switch(env: dict[str, str], variable: str) -> bool | None:
+    """An on/off setting (1, true, yes; 0, false, no); None when it is not set."""
+    raw = env.get(variable, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"{variable} must be 1 or 0 (true or false)")
+    return raw in ("1", "true", "yes")
+
+
+def _on_unless_production(env: dict[str, str], variable: str, environment: str) -> bool:
+    chosen = _switch(env, variable)
+    return environment != PRODUCTION if chosen is None else chosen
+
+
 def _trusted_proxies(raw: str) -> tuple[str, ...]:
     """Addresses (`10.0.0.7`) and networks (`10.0.0.0/8`), comma-separated."""
     proxies = []
@@ -127,7 +226,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     if environment not in (DEVELOPMENT, PRODUCTION):
         raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
     data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
-    database_url = env.get("PRIVACY_API_DATABASE_URL") or (
+    database_url = _database_url(env.get("PRIVACY_API_DATABASE_URL")) or (
         f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
     )
     secret_key = env.get("PRIVACY_API_SECRET_KEY", "")
@@ -162,6 +261,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
         ("webhook_disable_after_hours", "PRIVACY_API_WEBHOOK_DISABLE_AFTER_HOURS", 24),
+        ("api_key_usage_flush_seconds", "PRIVACY_API_KEY_USAGE_FLUSH_SECONDS", 60),
+        ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
         raw = env.get(variable, str(default))
         if not raw.strip().isdigit():
@@ -184,7 +285,70 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
+        smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
+        mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
+        mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
+        deliver_in_serve=_on_unless_production(env, "PRIVACY_API_DELIVER_IN_SERVE", environment),
+        log_format_setting=_choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")),
+        metrics_setting=_switch(env, "PRIVACY_API_METRICS"),
+        tracing=tracing_requested(env),
         **numbers,
+    )
+
+
+def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(variable, "").strip().lower()
+    if value and value not in allowed:
+        raise ConfigError(f"{variable} must be {' or '.join(allowed)}")
+    return value or None
+
+
+# The URL schemes (SQLAlchemy dialect and driver) the API runs on, and what to write instead of
+# the ones people often copy from elsewhere (a host's "postgres://", psycopg's "postgresql://").
+SUPPORTED_DATABASES = {
+    "postgresql": "postgresql+asyncpg://user:password@host:5432/name",
+    "sqlite": "sqlite+aiosqlite:///path/to/privacy.db",
+}
+_ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+
+
+def _database_url(url: str | None) -> str | None:
+    """PRIVACY_API_DATABASE_URL, refused at start unless its scheme is one the API can use."""
+    if not url:
+        return None
+    variable = "PRIVACY_API_DATABASE_URL"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{variable} is not a database URL; write it as "
+            f"{SUPPORTED_DATABASES['postgresql']} or {SUPPORTED_DATABASES['sqlite']}"
+        ) from None
+    scheme = parsed.drivername
+    backend = "postgresql" if scheme.startswith("postgres") else parsed.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, a database this API does not run on; use "
+            f"{SUPPORTED_DATABASES['postgresql']} (or {SUPPORTED_DATABASES['sqlite']})"
+        )
+    if scheme != f"{backend}+{_ASYNC_DRIVERS[backend]}":
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, but the API needs the "
+            f"{_ASYNC_DRIVERS[backend]} driver: write {SUPPORTED_DATABASES[backend]}"
+        )
+    return url
+
+
+def tracing_requested(env: dict[str, str]) -> bool:
+    """True when the standard OpenTelemetry variables ask for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     )
 
 

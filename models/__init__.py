@@ -1,17 +1,19 @@
 """SQLAlchemy models, the engine and the session factory."""
 
 from models.account import Account, AuthSession, ProfileChange, Role
+from models.api_keys import ApiKey, ApiScope
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
-from models.notifications import Notification, NotificationKind
+from models.notifications import DeliveryStatus, Notification, NotificationKind
+from models.parental import ParentalConsent, ParentalDecision, ParentalRequest
 from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
 from models.staff import AuditEntry, LegalHold
 from models.webhooks import (
-    DeliveryStatus,
     WebhookDelivery,
+    WebhookDeliveryStatus,
     WebhookEndpoint,
     WebhookEvent,
     WebhookEventType,
@@ -20,6 +22,8 @@ from models.webhooks import (
 __all__ = [
     "Account",
     "AccountSetting",
+    "ApiKey",
+    "ApiScope",
     "AuditEntry",
     "AuthSession",
     "Base",
@@ -32,6 +36,9 @@ __all__ = [
     "LegalHold",
     "Notification",
     "NotificationKind",
+    "ParentalConsent",
+    "ParentalDecision",
+    "ParentalRequest",
     "PolicyVersion",
     "PrivacyRequest",
     "ProfileChange",
@@ -40,6 +47,7 @@ __all__ = [
     "Role",
     "Source",
     "WebhookDelivery",
+    "WebhookDeliveryStatus",
     "WebhookEndpoint",
     "WebhookEvent",
     "WebhookEventType",

@@ -21,7 +21,7 @@ class WebhookEventType(enum.Enum):
     POLICY_PUBLISHED = "policy.published"
 
 
-class DeliveryStatus(enum.Enum):
+class WebhookDeliveryStatus(enum.Enum):
     PENDING = "pending"  # waiting for its (next) attempt
     DELIVERED = "delivered"  # the endpoint answered 2xx
 
@@ -87,7 +87,7 @@ class WebhookDelivery(Base):
         ForeignKey("webhook_events.id", ondelete="CASCADE"),
         index=True,
     )
-    status: Mapped[DeliveryStatus] = mapped_column(text_enum(DeliveryStatus))
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(text_enum(WebhookDeliveryStatus))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     # When a worker took it; another worker takes it only once the claim is stale.

@@ -45,10 +45,10 @@ from auth.actor import Actor
 from models import (
     Account,
     ConsentEvent,
-    DeliveryStatus,
     PolicyVersion,
     Role,
     WebhookDelivery,
+    WebhookDeliveryStatus,
     WebhookEndpoint,
     WebhookEvent,
     WebhookEventType,
@@ -466,13 +466,15 @@ async def replay_events(
             WebhookDelivery.endpoint_id == endpoint.id,
             WebhookDelivery.event_id.in_(select(WebhookEvent.id).where(in_range)),
         )
-        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, claimed_at=None)
+        .values(
+            status=WebhookDeliveryStatus.PENDING, attempts=0, next_attempt_at=now, claimed_at=None
+        )
         .execution_options(synchronize_session=False)
     )
     never_made = select(
         literal(endpoint.id, WebhookDelivery.endpoint_id.type),
         WebhookEvent.id,
-        literal(DeliveryStatus.PENDING, WebhookDelivery.status.type),
+        literal(WebhookDeliveryStatus.PENDING, WebhookDelivery.status.type),
         literal(0),
         literal(now, WebhookDelivery.next_attempt_at.type),
         literal(now, WebhookDelivery.created_at.type),
@@ -504,7 +506,7 @@ def _new_delivery(endpoint_id: uuid.UUID, event_id: int, now: datetime) -> dict[
     return {
         "endpoint_id": endpoint_id,
         "event_id": event_id,
-        "status": DeliveryStatus.PENDING,
+        "status": WebhookDeliveryStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
@@ -518,7 +520,7 @@ class LogEntry:
     id: int
     message_id: str
     event_type: WebhookEventType
-    status: DeliveryStatus
+    status: WebhookDeliveryStatus
     attempts: int
     next_attempt_at: datetime
     last_attempt_at: datetime | None
@@ -532,7 +534,7 @@ async def delivery_log(
     session: AsyncSession,
     webhook_id: uuid.UUID,
     *,
-    status: DeliveryStatus | None,
+    status: WebhookDeliveryStatus | None,
     first: int,
     after: str | None,
 ) -> Page[LogEntry]:
@@ -630,7 +632,7 @@ async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> lis
         select(WebhookDelivery.id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             unclaimed,
             WebhookEndpoint.disabled_at.is_(None),
@@ -647,7 +649,7 @@ async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> lis
             update(WebhookDelivery)
             .where(
                 WebhookDelivery.id.in_(ids),
-                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
                 unclaimed,
             )
             .values(claimed_at=now)
@@ -731,7 +733,7 @@ async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: d
         "last_error": (attempt.error or "")[:300] or None,
     }
     if attempt.delivered:
-        values.update(status=DeliveryStatus.DELIVERED, delivered_at=now)
+        values.update(status=WebhookDeliveryStatus.DELIVERED, delivered_at=now)
     else:
         values.update(next_attempt_at=now + retry_delay(attempts))
     logged = await session.scalar(
@@ -787,7 +789,7 @@ async def prune_delivered(session: AsyncSession, now: datetime) -> int:
     log with them; returns how many."""
     waiting = exists().where(
         WebhookDelivery.event_id == WebhookEvent.id,
-        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
     )
     result = await session.execute(
         delete(WebhookEvent).where(

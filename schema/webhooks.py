@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 
 from auth.permissions import IsPrivacyOfficer
-from models import DeliveryStatus, WebhookEventType
+from models import WebhookDeliveryStatus, WebhookEventType
 from models import WebhookEndpoint as WebhookEndpointModel
 from resolvers import webhooks
 from resolvers.webhooks import LogEntry, WithSecret
@@ -24,7 +24,7 @@ WebhookEventTypeEnum = strawberry.enum(
     description="What a webhook endpoint can hear of; the payload's `type` is the value, such as "
     "consent.changed.",
 )
-DeliveryStatusEnum = strawberry.enum(DeliveryStatus, name="WebhookDeliveryStatus")
+DeliveryStatusEnum = strawberry.enum(WebhookDeliveryStatus, name="WebhookDeliveryStatus")
 
 
 @strawberry.type(name="WebhookDelivery", description="One event on its way to one endpoint.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -11,21 +13,29 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from strawberry.extensions import SchemaExtension
 
 from auth.actor import CREDENTIAL_HEADERS
-from auth.rate_limits import RateLimiter
+from auth.api_keys import KeyUsage, record_key_uses
 from auth.tokens import Signer
 from config import Config, load_config
 from models import Database
 from schema.context import SOURCE_HEADER, Services
-from web import routes
+from web import metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
+from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.parental_consent import ParentalConsentPages
+from web.playground import ASSET_DIR
 from web.unsubscribe import UnsubscribePages
+from workers.delivery import delivery_for
+
+logger = logging.getLogger("privacy_api.app")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -34,22 +44,41 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """The database answers; a load balancer sends traffic only then."""
+    """The database and the shared rate-limit store answer; a load balancer sends traffic only
+    then."""
     services: Services = request.app.state.services
-    if await services.database.ping():
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)
+    if not await services.database.ping():
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
+    if not await services.limiter.check(services.config.database_timeouts.connect):
+        return JSONResponse({"status": "rate limit store unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 def build_services(config: Config) -> Services:
     """What lives as long as the process."""
+    database = Database(config.database_url, config.database_timeouts)
+    metrics.watch_pool(database)
+    metrics.count_consent_events()
     return Services(
         config=config,
-        database=Database(config.database_url, config.database_timeouts),
-        limiter=RateLimiter(config.rate_limit_storage),
+        database=database,
+        limiter=metrics.CountingRateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
+        key_usage=KeyUsage(config.api_key_usage_flush_seconds),
     )
+
+
+async def write_key_uses(services: Services) -> None:
+    """The API key uses this process counted and has not written yet (see KeyUsage)."""
+    taken = services.key_usage.take()
+    if not taken:
+        return
+    try:
+        async with services.database.transaction() as session:
+            await record_key_uses(session, taken)
+    except Exception:
+        logger.warning("could not write the use counts of %d API keys", len(taken), exc_info=True)
 
 
 def create_app(config: Config | None = None) -> Starlette:
@@ -57,26 +86,57 @@ def create_app(config: Config | None = None) -> Starlette:
     # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     services = build_services(config)
+    observers: list[Callable[[], SchemaExtension]] = [ObservedOperation]
+    if config.tracing:
+        tracing.install_provider()
+        observers.append(tracing.GraphQLTracing)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.database.dispose()
+        # In development (or when PRIVACY_API_DELIVER_IN_SERVE says so) the outbox is delivered
+        # by this process too; in production that is `privacy-api deliver`'s job.
+        stop = asyncio.Event()
+        worker = None
+        if config.deliver_in_serve:
+            delivery = delivery_for(config, services.database)
+            worker = asyncio.create_task(delivery.run(stop), name="delivery")
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            await write_key_uses(services)
+            await services.database.dispose()
+            if os.environ.get(metrics.MULTIPROCESS_DIR):
+                # This worker's share of the live gauges (connections in use) ends with it.
+                metrics.multiprocess.mark_process_dead(os.getpid())
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
+    parental_consent = ParentalConsentPages(services)
     app = Starlette(
         routes=[
-            Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
+            Route(routes.GRAPHQL, GraphQLView(services, observers), methods=["GET", "POST"]),
             Route(routes.EXPORT_DOWNLOAD, download_export, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.confirm, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
+            Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
+            *(
+                [Route(routes.METRICS, metrics.endpoint(services.database), methods=["GET"])]
+                if config.metrics
+                else []
+            ),
         ],
         middleware=[
+            *([tracing.middleware()] if config.tracing else []),
+            Middleware(ObserveMiddleware, log_format=config.log_format),
             Middleware(RequestIdMiddleware),
             Middleware(DatabaseOutageMiddleware),
             Middleware(BodySizeLimitMiddleware),
