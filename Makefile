@@ -44,3 +44,5 @@ schema: install
 
 bench: install
 	$(BIN)/python -m benchmarks.load $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.signup_timing --database sqlite
+	$(BIN)/python -m benchmarks.signup_timing --database postgresql

@@ -22,7 +22,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
 import startup
-from auth.rate_limits import RateLimiter
 from config import Config, ConfigError, load_config
 from models import Database, Notification, Role, utcnow
 from models.availability import is_unavailable
@@ -81,11 +80,9 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
                 return None
             password = secrets.token_urlsafe(12)
             current = await policy.current_policy(session)
-            await accounts.signup(
+            await accounts.create_confirmed_account(
                 session,
-                RateLimiter("memory://"),
                 Client(address="cli", user_agent="privacy-api cli", session_days=1),
-                refused_recently=False,
                 email=DEMO_EMAIL,
                 password=password,
                 display_name="Demo Person",
@@ -327,7 +324,8 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     print(
         f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "
         f"or expired export links, {pruned.idempotency_keys} idempotency keys, "
-        f"{pruned.notifications} sent messages."
+        f"{pruned.notifications} sent messages, {pruned.pending_signups} unconfirmed signups, "
+        f"{pruned.password_resets} password reset links."
     )
     if report.failed:
         print(

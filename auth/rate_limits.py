@@ -35,6 +35,17 @@ class Door(Enum):
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
+    # Each signup mails the address, registered or not: a few an hour is enough for a person
+    # who mistyped, and stops anyone from filling an inbox.
+    SIGNUP_PER_ADDRESS = ("signup-per-address", "5/hour")
+    # "Someone tried to sign up with your address": at most one an hour to an account's owner.
+    SIGNUP_ATTEMPT_NOTICE = ("signup-attempt-notice", "1/hour")
+    # Guesses at a signup's short code: per place, and per address whatever the place.
+    SIGNUP_CONFIRMATION_PER_CLIENT = ("signup-confirmation-per-client", "30/15 minutes")
+    SIGNUP_CONFIRMATION_PER_ADDRESS = ("signup-confirmation-per-address", "10/hour")
+    # Each reset request may mail the address: limited per place and per address.
+    PASSWORD_RESET_PER_CLIENT = ("password-reset-per-client", "10/hour")
+    PASSWORD_RESET_PER_ADDRESS = ("password-reset-per-address", "3/hour")
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")
     # Each export reads the whole account; a few an hour leave room to retry a failed download.
     EXPORT_PER_ACCOUNT = ("export-per-account", "5/hour")

@@ -53,6 +53,8 @@ class Links(Protocol):
     def unsubscribe(self, token: str) -> str: ...
     def confirm_email(self, token: str) -> str: ...
     def parental_consent(self, token: str) -> str: ...
+    def confirm_signup(self, token: str) -> str: ...
+    def reset_password(self, token: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,7 @@ class RequestContext:
             raise
 
     def _sends_global_privacy_control(self) -> bool:
-        return self.request.headers.get("sec-gpc", "").strip() == "1"
+        return sends_global_privacy_control(self.request)
 
     def provenance(self) -> Provenance:
         """A change made by the signed-in person, through the client the request says it is.
@@ -330,14 +332,7 @@ class RequestContext:
 
     @property
     def client(self) -> Client:
-        address = self.request.client.host if self.request.client else "unknown"
-        return Client(
-            address=address,
-            user_agent=self.request.headers.get("user-agent"),
-            session_days=self.services.config.session_days,
-            request_id=self.request_id,
-            global_privacy_control=self._sends_global_privacy_control(),
-        )
+        return client_of(self.request, self.services.config)
 
     def start_web_session(self, token: str) -> None:
         self.response.set_cookie(
@@ -369,6 +364,21 @@ class RequestContext:
             samesite="lax",
             secure=self.services.config.production,
         )
+
+
+def sends_global_privacy_control(request: Request) -> bool:
+    return request.headers.get("sec-gpc", "").strip() == "1"
+
+
+def client_of(request: Request, config: Config) -> Client:
+    """What a request tells about the device it comes from (GraphQL or a page's form)."""
+    return Client(
+        address=request.client.host if request.client else "unknown",
+        user_agent=request.headers.get("user-agent"),
+        session_days=config.session_days,
+        request_id=str(getattr(request.state, "request_id", "")),
+        global_privacy_control=sends_global_privacy_control(request),
+    )
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
+from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
@@ -32,6 +33,7 @@ from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
+from web.reset_password import ResetPasswordPages
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
 
@@ -115,6 +117,8 @@ def create_app(config: Config | None = None) -> Starlette:
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
     parental_consent = ParentalConsentPages(services)
+    confirm_signup = ConfirmSignupPages(services)
+    reset_password = ResetPasswordPages(services)
     app = Starlette(
         routes=[
             Route(routes.GRAPHQL, GraphQLView(services, observers), methods=["GET", "POST"]),
@@ -125,6 +129,10 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.ask, methods=["GET"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.confirm, methods=["POST"]),
+            Route(routes.RESET_PASSWORD, reset_password.ask, methods=["GET"]),
+            Route(routes.RESET_PASSWORD, reset_password.reset, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
