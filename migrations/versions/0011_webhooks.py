@@ -2,7 +2,7 @@
 change, and one delivery per (event, endpoint) that the worker attempts and logs.
 
 Revision ID: 0011_webhooks
-Revises: 0014_parental_consent
+Revises: 0010_reset_and_pending_signups
 Create Date: 2026-11-25
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_webhooks"
-down_revision: str | None = "0014_parental_consent"
+down_revision: str | None = "0010_reset_and_pending_signups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
