@@ -24,7 +24,11 @@ WebhookEventTypeEnum = strawberry.enum(
     description="What a webhook endpoint can hear of; the payload's `type` is the value, such as "
     "consent.changed.",
 )
-DeliveryStatusEnum = strawberry.enum(WebhookDeliveryStatus, name="WebhookDeliveryStatus")
+DeliveryStatusEnum = strawberry.enum(
+    WebhookDeliveryStatus,
+    name="WebhookDeliveryStatus",
+    description="PENDING: waiting for its next attempt; DELIVERED: the endpoint answered 2xx.",
+)
 
 
 @strawberry.type(name="WebhookDelivery", description="One event on its way to one endpoint.")
@@ -33,14 +37,19 @@ class WebhookDeliveryType:
     message_id: str = strawberry.field(
         description="The webhook-id header: the same for every retry and replay of the event."
     )
-    event_type: WebhookEventTypeEnum  # type: ignore[valid-type]
+    event_type: WebhookEventTypeEnum = strawberry.field(  # type: ignore[valid-type]
+        description="The event's `type`."
+    )
     status: DeliveryStatusEnum  # type: ignore[valid-type]
-    attempts: int
+    attempts: int = strawberry.field(description="How many times it was sent so far.")
     next_attempt_at: datetime = strawberry.field(description="When a pending one is tried next.")
-    last_attempt_at: datetime | None
+    last_attempt_at: datetime | None = strawberry.field(description="When it was last sent.")
     last_status_code: int | None = strawberry.field(description="The receiver's HTTP status.")
-    last_error: str | None
-    delivered_at: datetime | None
+    last_error: str | None = strawberry.field(
+        description="Why the last attempt failed: the HTTP status, a network or TLS error, or "
+        "an address refused."
+    )
+    delivered_at: datetime | None = strawberry.field(description="When the receiver took it.")
     created_at: datetime
 
     @classmethod
@@ -63,15 +72,21 @@ class WebhookDeliveryType:
 @strawberry.type(name="Webhook", description="An endpoint that receives signed events.")
 class WebhookType:
     id: strawberry.ID
-    url: str
-    description: str
-    events: list[WebhookEventTypeEnum]  # type: ignore[valid-type]
+    url: str = strawberry.field(description="Where events are POSTed.")
+    description: str = strawberry.field(description="What it is for, as its officer wrote.")
+    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="The event types it receives."
+    )
     created_at: datetime
     failing_since: datetime | None = strawberry.field(
         description="Since when every delivery has failed; disabled once this lasts too long."
     )
-    disabled_at: datetime | None
-    disabled_reason: str | None
+    disabled_at: datetime | None = strawberry.field(
+        description="Since when nothing is sent to it; null while it is enabled."
+    )
+    disabled_reason: str | None = strawberry.field(
+        description="Why: an officer disabled it, or every delivery failed for too long."
+    )
 
     @classmethod
     def from_model(cls, model: WebhookEndpointModel) -> WebhookType:
@@ -87,38 +102,42 @@ class WebhookType:
         )
 
 
-@strawberry.input
+@strawberry.input(description="An endpoint to register.")
 class CreateWebhookInput:
     url: str = strawberry.field(
         description="https:// and a public host; checked again before every delivery."
     )
-    events: list[WebhookEventTypeEnum]  # type: ignore[valid-type]
-    description: str = ""
+    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="The event types to send it (at least one)."
+    )
+    description: str = strawberry.field(
+        default="", description="What it is for, up to 500 characters."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The events to send an endpoint again.")
 class ReplayWebhookEventsInput:
-    webhook_id: strawberry.ID
+    webhook_id: strawberry.ID = strawberry.field(description="The endpoint.")
     since: datetime = strawberry.field(description="From this time, included.")
     until: datetime = strawberry.field(description="To this time, excluded.")
 
 
-@strawberry.type
+@strawberry.type(description="The endpoint as it now is, or why the change was refused.")
 class WebhookPayload:
-    webhook: WebhookType | None
+    webhook: WebhookType | None = strawberry.field(description="Null when refused.")
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="The endpoint and its new signing secret, or why it was refused.")
 class WebhookSecretPayload:
-    webhook: WebhookType | None
+    webhook: WebhookType | None = strawberry.field(description="Null when refused.")
     secret: str | None = strawberry.field(
         description="The signing secret (whsec_...). Shown this once: store it now."
     )
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="How many events will be sent again, or why the replay was refused.")
 class ReplayWebhookEventsPayload:
     replayed: int | None = strawberry.field(
         description="How many events are queued to be sent again."
