@@ -193,20 +193,22 @@ async def deliver(config: Config, *, once: bool) -> DeliveryReport:
 
 
 async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.StepReport:
+    """Deliver webhooks: what is due now (`once`), or until SIGINT or SIGTERM."""
     database = Database(config.database_url, config.database_timeouts)
     try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stopping, stop.set)
         return await webhook_worker.run(
-            database, webhook_worker.Delivery.from_config(config), once=once
+            database, webhook_worker.Delivery.from_config(config), once=once, stop=stop
         )
     finally:
         await database.dispose()
 
 
 def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
-    try:
-        report = asyncio.run(deliver_webhooks(config, once=args.once))
-    except KeyboardInterrupt:
-        return 0
+    report = asyncio.run(deliver_webhooks(config, once=args.once))
     print(
         f"Attempted {report.attempted} webhook deliveries: {report.delivered} delivered, "
         f"{report.attempted - report.delivered} to retry."

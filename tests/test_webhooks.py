@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -36,6 +39,7 @@ from resolvers import webhooks as webhooks_resolver
 from tests.conftest import TEST_SECRET, make_config
 from tests.helpers import (
     PASSWORD,
+    PROJECT_ROOT,
     count_statements,
     gql,
     logged_in,
@@ -708,6 +712,43 @@ class TestCommandLine:
         assert code == 0, err
         assert f"{events} delivered" in out
         assert len(verified(hook["secret"], receiver)) == events
+
+    async def test_deliver_webhooks_runs_until_told_to_stop(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        environment = {
+            **os.environ,
+            "PRIVACY_API_DATABASE_URL": local_config.database_url,
+            "PRIVACY_API_DATA_DIR": str(tmp_path),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            "PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE": "1",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            "deliver-webhooks",
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            for _ in range(300):
+                if receiver.received or process.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = await process.communicate()
+
+        assert process.returncode == 0, out
+        assert len(receiver.received) == 1
+        assert "1 delivered" in out.decode()
 
     async def test_the_local_receiver_setting_is_refused_in_production(
         self, local_config, tmp_path

@@ -8,6 +8,7 @@ that goes stale, and another worker sends the same message (same webhook-id) aga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -189,16 +190,28 @@ async def prune(database: Database) -> int:
         return await webhooks.prune_delivered(session, utcnow())
 
 
-async def run(database: Database, delivery: Delivery, *, once: bool) -> StepReport:
-    """Deliver until stopped (or, with `once`, until nothing is due); returns the totals.
+async def _pause(stop: asyncio.Event | None) -> None:
+    """Wait a moment between steps, or less when asked to stop."""
+    if stop is None:
+        await asyncio.sleep(IDLE_SECONDS)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
 
-    A step that fails (the database is away) is logged and tried again after a pause, unless
-    `once`; whatever it had claimed is claimed again once the claim is stale.
+
+async def run(
+    database: Database, delivery: Delivery, *, once: bool, stop: asyncio.Event | None = None
+) -> StepReport:
+    """Deliver until `stop` is set (or, with `once`, until nothing is due); returns the totals.
+
+    A stop lets the step under way finish and record what it sent. A step that fails (the
+    database is away) is logged and tried again after a pause, unless `once`; whatever it had
+    claimed is claimed again once the claim is stale.
     """
     totals = StepReport(0, 0, 0)
     pruned_at: float | None = None
     async with _new_client(delivery) as client:
-        while True:
+        while stop is None or not stop.is_set():
             try:
                 report = await deliver_step(database, delivery, client=client)
                 idle = report.attempted == 0 and report.fanned_out == 0
@@ -209,7 +222,7 @@ async def run(database: Database, delivery: Delivery, *, once: bool) -> StepRepo
                 if once:
                     raise
                 logger.exception("A webhook delivery step failed; trying again shortly.")
-                await asyncio.sleep(IDLE_SECONDS)
+                await _pause(stop)
                 continue
             totals = StepReport(
                 totals.fanned_out + report.fanned_out,
@@ -219,4 +232,5 @@ async def run(database: Database, delivery: Delivery, *, once: bool) -> StepRepo
             if idle:
                 if once:
                     return totals
-                await asyncio.sleep(IDLE_SECONDS)
+                await _pause(stop)
+    return totals
