@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 import startup
 from config import Config, ConfigError, load_config
-from models import Database, Notification, Role, utcnow
+from models import Database, Role, utcnow
 from models.availability import is_unavailable
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, policy, unsubscribe
@@ -161,16 +161,18 @@ async def unsubscribe_link(config: Config, email: str, topic: Topic) -> unsubscr
 
 async def unsent_notifications(
     config: Config, *, limit: int, mark_sent: bool
-) -> tuple[list[Notification], int]:
-    """The oldest unsent messages and, when asked, how many of them were then marked sent."""
+) -> tuple[list[tuple[str, str]], int]:
+    """The oldest unsent messages (recipient, subject), read before any is marked sent (which
+    forgets some addresses), and, when asked, how many of them were then marked sent."""
     database = Database(config.database_url)
     try:
         async with database.transaction() as session:
             waiting = list(await notifications.pending(session, limit=limit))
+            listed = [(message.recipient, message.subject) for message in waiting]
             marked = 0
             if mark_sent:
                 marked = await notifications.mark_sent(session, [n.id for n in waiting])
-            return waiting, marked
+            return listed, marked
     finally:
         await database.dispose()
 
@@ -377,8 +379,8 @@ def cmd_notifications(args: argparse.Namespace, config: Config) -> int:
     if not waiting:
         print("No unsent notifications.")
         return 0
-    for message in waiting:
-        print(f"{message.recipient}\t{message.subject}")
+    for recipient, subject in waiting:
+        print(f"{recipient}\t{subject}")
     if args.mark_sent:
         print(f"Marked {marked} as sent.")
     if len(waiting) == args.limit:

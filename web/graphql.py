@@ -3,11 +3,13 @@ in the media type the client asks for, and serves the playground."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+import strawberry
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -73,13 +75,22 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.path is not None and not isinstance(error.original_error, GraphQLError | None)
 
 
+@functools.cache
+def _schema(
+    production: bool, observers: tuple[Callable[[], SchemaExtension], ...]
+) -> strawberry.Schema:
+    """One schema per process for each way it is served: it holds no state of an app's, and
+    its parse and validation caches are shared by every request."""
+    return build_schema(production=production, observers=observers)
+
+
 class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(
         self, services: Services, observers: Sequence[Callable[[], SchemaExtension]] = ()
     ) -> None:
         production = services.config.production
         super().__init__(
-            build_schema(production=production, observers=observers),
+            _schema(production, tuple(observers)),
             graphql_ide="graphiql",
             allow_queries_via_get=True,
         )
