@@ -1,5 +1,5 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-apply-age-rules, unsubscribe-link, notifications, deliver."""
+apply-age-rules, unsubscribe-link, notifications, deliver, deliver-webhooks."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
+from workers import webhooks as webhook_worker
 from workers.delivery import DeliveryReport, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -191,6 +192,30 @@ async def deliver(config: Config, *, once: bool) -> DeliveryReport:
         return DeliveryReport()
     finally:
         await database.dispose()
+
+
+async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.StepReport:
+    """Deliver webhooks: what is due now (`once`), or until SIGINT or SIGTERM."""
+    database = Database(config.database_url, config.database_timeouts)
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stopping, stop.set)
+        return await webhook_worker.run(
+            database, webhook_worker.Delivery.from_config(config), once=once, stop=stop
+        )
+    finally:
+        await database.dispose()
+
+
+def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
+    report = asyncio.run(deliver_webhooks(config, once=args.once))
+    print(
+        f"Attempted {report.attempted} webhook deliveries: {report.delivered} delivered, "
+        f"{report.attempted - report.delivered} to retry."
+    )
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -473,6 +498,16 @@ def parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="deliver what is due now, then exit (for cron)"
     )
     deliver.set_defaults(handler=cmd_deliver)
+
+    webhook_delivery = commands.add_parser(
+        "deliver-webhooks",
+        help="deliver webhook events to the registered endpoints, retrying failures (runs until "
+        "stopped)",
+    )
+    webhook_delivery.add_argument(
+        "--once", action="store_true", help="stop once nothing is due instead of waiting"
+    )
+    webhook_delivery.set_defaults(handler=cmd_deliver_webhooks)
     return root
 
 

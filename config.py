@@ -62,6 +62,10 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
+    # Webhook receivers on loopback or private networks: for local tests only, never production.
+    webhooks_allow_private: bool = False
+    # An endpoint whose deliveries have all failed for this long is disabled.
+    webhook_disable_after_hours: int = 24
     # None: messages are written as .eml files to `mail_dir` instead of sent (development).
     smtp: SmtpServer | None = None
     mail_dir: Path = field(default_factory=lambda: Path("data") / "mail")
@@ -256,6 +260,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
+        ("webhook_disable_after_hours", "PRIVACY_API_WEBHOOK_DISABLE_AFTER_HOURS", 24),
         ("api_key_usage_flush_seconds", "PRIVACY_API_KEY_USAGE_FLUSH_SECONDS", 60),
         ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
@@ -263,7 +268,14 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         if not raw.strip().isdigit():
             raise ConfigError(f"{variable} must be a whole number of 0 or more")
         numbers[name] = int(raw)
+    allow_private = env.get("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower()
+    if allow_private not in ("", "0", "false", "1", "true"):
+        raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE must be 1 or 0")
+    if allow_private in ("1", "true") and environment == PRODUCTION:
+        # It would let anyone who can register a webhook make the API call internal services.
+        raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only")
     return Config(
+        webhooks_allow_private=allow_private in ("1", "true"),
         database_url=database_url,
         secret_key=secret_key,
         environment=environment,

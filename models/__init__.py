@@ -18,6 +18,13 @@ from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
 from models.staff import AuditEntry, LegalHold
+from models.webhooks import (
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "Account",
@@ -48,5 +55,10 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Source",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookEventType",
     "utcnow",
 ]

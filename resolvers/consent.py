@@ -19,7 +19,7 @@ from sqlalchemy import String, bindparam, case, func, literal, select, true, uni
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Source, utcnow
-from resolvers import catalogue
+from resolvers import catalogue, webhooks
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import newest_version
 
@@ -169,6 +169,8 @@ async def open_ledger(
 ) -> AsyncIterator[Ledger]:
     """Lock the account's chain, let the caller append, then write the events and the new head.
 
+    Each event is also written to the webhook outbox as `consent.changed`.
+
     The lock is an UPDATE of the account row: on PostgreSQL it makes concurrent changes to one
     account wait for each other (so no two events share a predecessor); on SQLite it takes the
     database's write lock before anything is read.
@@ -191,6 +193,9 @@ async def open_ledger(
     yield ledger
     if ledger.events:
         session.add_all(ledger.events)
+        # Downstream systems hear of every change through the webhook outbox, in this same
+        # transaction: one row per event, whatever the number of endpoints.
+        await webhooks.consent_changed(session, ledger.events)
         await session.execute(
             _NEW_HEAD, {"account_id": account_id, "seq": ledger.seq, "head": ledger.head}
         )

@@ -38,7 +38,7 @@ from models import (
     Role,
     utcnow,
 )
-from resolvers import notifications
+from resolvers import notifications, webhooks
 from resolvers.account import confirm_password
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
@@ -179,6 +179,7 @@ async def request_account_deletion(
             requested_by=account.id,
         )
         assert account.deletion_due_at is not None
+        await webhooks.deletion_requested(session, account, by_staff=False)
         notifications.queue(
             session,
             account,
@@ -228,6 +229,7 @@ async def cancel_account_deletion(
     for request in pending:
         request.status = RequestStatus.CANCELLED
         request.handled_at = now
+    await webhooks.deletion_cancelled(session, account.id)
     await session.flush()
     return account
 
@@ -246,6 +248,7 @@ async def schedule_deletion(
         raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
     _schedule(session, account, now=utcnow(), due_at=due_at, requested_by=requested_by)
     assert account.deletion_due_at is not None
+    await webhooks.deletion_requested(session, account, by_staff=True)
     notifications.queue(
         session,
         account,
@@ -354,7 +357,9 @@ async def purge_account(
     await _clear_request_texts(session, account_id, email)
     await _erase_staff_texts(session, account_id)
     await _complete_deletion_requests(session, account_id, now)
-    await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
+    alias = pseudonym(secret_key, account_id)
+    await _pseudonymise_references(session, account_id, alias)
+    await webhooks.account_erased(session, account_id, alias, now)
     await _delete_account(session, account_id)
     notifications.queue_last_message(session, email, locale)
     return PurgeOutcome.ERASED

@@ -15,7 +15,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from auth.actor import Actor
 from models import Account, NotificationKind, PolicyVersion, Role, utcnow
-from resolvers import notifications
+from resolvers import notifications, webhooks
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected, UserError
 
@@ -178,6 +178,7 @@ async def publish_policy_version(
             NotificationKind.POLICY_UPDATE,
             {"version": version, "summary": summary},
         )
+    await webhooks.policy_published(session, policy)
     await audit(
         session, officer, "policy.publish", [], f"Published policy version {version}", request_id
     )

@@ -37,6 +37,7 @@ from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.sender import SenderQuery
 from schema.settings import SettingsMutation, SettingsQuery
+from schema.webhooks import WebhooksMutation, WebhooksQuery
 
 __all__ = [
     "MAX_ALIASES",
@@ -67,7 +68,15 @@ SCALARS = {
 @strawberry.type(
     description="Reads: the signed-in person, the policy in force, the catalogue, and staff views.",
 )
-class Query(AccountQuery, ApiKeysQuery, PolicyQuery, RequestsQuery, SenderQuery, SettingsQuery):
+class Query(
+    AccountQuery,
+    ApiKeysQuery,
+    PolicyQuery,
+    RequestsQuery,
+    SenderQuery,
+    SettingsQuery,
+    WebhooksQuery,
+):
     pass
 
 
@@ -85,6 +94,7 @@ class Mutation(
     ProfileMutation,
     RequestsMutation,
     SettingsMutation,
+    WebhooksMutation,
 ):
     pass
 

@@ -1,0 +1,279 @@
+"""Webhooks: privacy officers register the endpoints that hear of consent changes, deletions and
+policy versions, and read each endpoint's delivery log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from auth.permissions import IsPrivacyOfficer
+from models import WebhookDeliveryStatus, WebhookEventType
+from models import WebhookEndpoint as WebhookEndpointModel
+from resolvers import webhooks
+from resolvers.webhooks import LogEntry, WithSecret
+from schema.context import RequestContext
+from schema.errors import UserErrorType
+from schema.ids import parse_id
+from schema.pages import Connection, connection
+
+Info = strawberry.Info[RequestContext]
+WebhookEventTypeEnum = strawberry.enum(
+    WebhookEventType,
+    name="WebhookEventType",
+    description="What a webhook endpoint can hear of; the payload's `type` is the value, such as "
+    "consent.changed.",
+)
+DeliveryStatusEnum = strawberry.enum(
+    WebhookDeliveryStatus,
+    name="WebhookDeliveryStatus",
+    description="PENDING: waiting for its next attempt; DELIVERED: the endpoint answered 2xx.",
+)
+
+
+@strawberry.type(name="WebhookDelivery", description="One event on its way to one endpoint.")
+class WebhookDeliveryType:
+    id: strawberry.ID
+    message_id: str = strawberry.field(
+        description="The webhook-id header: the same for every retry and replay of the event."
+    )
+    event_type: WebhookEventTypeEnum = strawberry.field(  # type: ignore[valid-type]
+        description="The event's `type`."
+    )
+    status: DeliveryStatusEnum  # type: ignore[valid-type]
+    attempts: int = strawberry.field(description="How many times it was sent so far.")
+    next_attempt_at: datetime = strawberry.field(description="When a pending one is tried next.")
+    last_attempt_at: datetime | None = strawberry.field(description="When it was last sent.")
+    last_status_code: int | None = strawberry.field(description="The receiver's HTTP status.")
+    last_error: str | None = strawberry.field(
+        description="Why the last attempt failed: the HTTP status, a network or TLS error, or "
+        "an address refused."
+    )
+    delivered_at: datetime | None = strawberry.field(description="When the receiver took it.")
+    created_at: datetime
+
+    @classmethod
+    def from_entry(cls, entry: LogEntry) -> WebhookDeliveryType:
+        return cls(
+            id=strawberry.ID(str(entry.id)),
+            message_id=entry.message_id,
+            event_type=entry.event_type,
+            status=entry.status,
+            attempts=entry.attempts,
+            next_attempt_at=entry.next_attempt_at,
+            last_attempt_at=entry.last_attempt_at,
+            last_status_code=entry.last_status_code,
+            last_error=entry.last_error,
+            delivered_at=entry.delivered_at,
+            created_at=entry.created_at,
+        )
+
+
+@strawberry.type(name="Webhook", description="An endpoint that receives signed events.")
+class WebhookType:
+    id: strawberry.ID
+    url: str = strawberry.field(description="Where events are POSTed.")
+    description: str = strawberry.field(description="What it is for, as its officer wrote.")
+    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="The event types it receives."
+    )
+    created_at: datetime
+    failing_since: datetime | None = strawberry.field(
+        description="Since when every delivery has failed; disabled once this lasts too long."
+    )
+    disabled_at: datetime | None = strawberry.field(
+        description="Since when nothing is sent to it; null while it is enabled."
+    )
+    disabled_reason: str | None = strawberry.field(
+        description="Why: an officer disabled it, or every delivery failed for too long."
+    )
+
+    @classmethod
+    def from_model(cls, model: WebhookEndpointModel) -> WebhookType:
+        return cls(
+            id=strawberry.ID(str(model.id)),
+            url=model.url,
+            description=model.description,
+            events=[WebhookEventType(kind) for kind in model.events],
+            created_at=model.created_at,
+            failing_since=model.failing_since,
+            disabled_at=model.disabled_at,
+            disabled_reason=model.disabled_reason,
+        )
+
+
+@strawberry.input(description="An endpoint to register.")
+class CreateWebhookInput:
+    url: str = strawberry.field(
+        description="https:// and a public host; checked again before every delivery."
+    )
+    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="The event types to send it (at least one)."
+    )
+    description: str = strawberry.field(
+        default="", description="What it is for, up to 500 characters."
+    )
+
+
+@strawberry.input(description="The events to send an endpoint again.")
+class ReplayWebhookEventsInput:
+    webhook_id: strawberry.ID = strawberry.field(description="The endpoint.")
+    since: datetime = strawberry.field(description="From this time, included.")
+    until: datetime = strawberry.field(description="To this time, excluded.")
+
+
+@strawberry.type(description="The endpoint as it now is, or why the change was refused.")
+class WebhookPayload:
+    webhook: WebhookType | None = strawberry.field(description="Null when refused.")
+    errors: list[UserErrorType]
+
+
+@strawberry.type(description="The endpoint and its new signing secret, or why it was refused.")
+class WebhookSecretPayload:
+    webhook: WebhookType | None = strawberry.field(description="Null when refused.")
+    secret: str | None = strawberry.field(
+        description="The signing secret (whsec_...). Shown this once: store it now."
+    )
+    errors: list[UserErrorType]
+
+
+@strawberry.type(description="How many events will be sent again, or why the replay was refused.")
+class ReplayWebhookEventsPayload:
+    replayed: int | None = strawberry.field(
+        description="How many events are queued to be sent again."
+    )
+    errors: list[UserErrorType]
+
+
+def _with_secret(found: WithSecret | None, errors: list[UserErrorType]) -> WebhookSecretPayload:
+    if found is None:
+        return WebhookSecretPayload(webhook=None, secret=None, errors=errors)
+    return WebhookSecretPayload(
+        webhook=WebhookType.from_model(found.endpoint), secret=found.secret, errors=errors
+    )
+
+
+def _payload(found: WebhookEndpointModel | None, errors: list[UserErrorType]) -> WebhookPayload:
+    return WebhookPayload(webhook=WebhookType.from_model(found) if found else None, errors=errors)
+
+
+@strawberry.type
+class WebhooksQuery:
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="Every registered endpoint, oldest first. Secrets are never shown again.",
+    )
+    async def webhooks(self, info: Info) -> list[WebhookType]:
+        found = await info.context.answer(webhooks.list_webhooks)
+        return [WebhookType.from_model(model) for model in found]
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer],
+        description="An endpoint's delivery log, newest first: attempts, status, the receiver's "
+        "last HTTP status and the last error.",
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        webhook_id: strawberry.ID,
+        status: DeliveryStatusEnum | None = None,  # type: ignore[valid-type]
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[WebhookDeliveryType]:
+        found = await info.context.answer(
+            lambda session: webhooks.delivery_log(
+                session, parse_id(webhook_id), status=status, first=first, after=after
+            )
+        )
+        return connection(found, WebhookDeliveryType.from_entry)
+
+
+@strawberry.type
+class WebhooksMutation:
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Register an endpoint for some event types. The answer holds its signing "
+        "secret, shown this once. Audited.",
+    )
+    async def create_webhook(self, info: Info, input: CreateWebhookInput) -> WebhookSecretPayload:
+        context = info.context
+        officer = await context.signed_in()
+        config = context.services.config
+        found, errors = await context.attempt(
+            lambda session: webhooks.create_webhook(
+                session,
+                officer,
+                url=input.url,
+                events=input.events,
+                description=input.description,
+                production=config.production,
+                allow_private=config.webhooks_allow_private,
+                request_id=context.request_id,
+            )
+        )
+        return _with_secret(found, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="A new signing secret, shown this once; the old one keeps signing beside it "
+        "for 24 hours. Audited.",
+    )
+    async def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> WebhookSecretPayload:
+        context = info.context
+        officer = await context.signed_in()
+        found, errors = await context.attempt(
+            lambda session: webhooks.rotate_secret(
+                session, officer, parse_id(id), request_id=context.request_id
+            )
+        )
+        return _with_secret(found, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Stop deliveries to an endpoint. Audited.",
+    )
+    async def disable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
+        context = info.context
+        officer = await context.signed_in()
+        found, errors = await context.attempt(
+            lambda session: webhooks.disable_webhook(
+                session, officer, parse_id(id), request_id=context.request_id
+            )
+        )
+        return _payload(found, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Resume deliveries to a disabled endpoint; replay what it missed. Audited.",
+    )
+    async def enable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
+        context = info.context
+        officer = await context.signed_in()
+        found, errors = await context.attempt(
+            lambda session: webhooks.enable_webhook(
+                session, officer, parse_id(id), request_id=context.request_id
+            )
+        )
+        return _payload(found, errors)
+
+    @strawberry.mutation(
+        permission_classes=[IsPrivacyOfficer],
+        description="Send again every event of the endpoint's types in a time range, with the "
+        "webhook-id each had. Audited.",
+    )
+    async def replay_webhook_events(
+        self, info: Info, input: ReplayWebhookEventsInput
+    ) -> ReplayWebhookEventsPayload:
+        context = info.context
+        officer = await context.signed_in()
+        replayed, errors = await context.attempt(
+            lambda session: webhooks.replay_events(
+                session,
+                officer,
+                parse_id(input.webhook_id),
+                since=input.since,
+                until=input.until,
+                request_id=context.request_id,
+            )
+        )
+        return ReplayWebhookEventsPayload(replayed=replayed, errors=errors)

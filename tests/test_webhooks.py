@@ -1,0 +1,832 @@
+"""Webhooks: officers register endpoints; every consent change, deletion, erasure and policy
+version reaches them signed (checked with the independent `standardwebhooks` package) by a real
+HTTP receiver, retried with backoff, disabled after a day of failures, replayed on request, and
+never sent to a private address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from sqlalchemy import func, select
+from standardwebhooks import Webhook
+
+from config import Config
+from models import (
+    Account,
+    AuditEntry,
+    ConsentEvent,
+    Database,
+    Role,
+    WebhookDelivery,
+    WebhookEvent,
+    utcnow,
+)
+from resolvers import notifications
+from resolvers import webhooks as webhooks_resolver
+from tests.conftest import TEST_SECRET, make_config
+from tests.helpers import (
+    PASSWORD,
+    PROJECT_ROOT,
+    count_statements,
+    gql,
+    logged_in,
+    run_cli,
+    signed_up,
+    staff_token,
+)
+from web.app import create_app
+from workers.purge import purge_due_accounts
+from workers.webhooks import Delivery, StepReport, deliver_step
+
+ALL_EVENTS = [
+    "CONSENT_CHANGED",
+    "ACCOUNT_DELETION_REQUESTED",
+    "ACCOUNT_DELETION_CANCELLED",
+    "ACCOUNT_ERASED",
+    "POLICY_PUBLISHED",
+]
+CREATE = """
+mutation Create($input: CreateWebhookInput!) {
+  createWebhook(input: $input) {
+    webhook { id url description events disabledAt }
+    secret
+    errors { field code message }
+  }
+}
+"""
+WEBHOOKS = "{ webhooks { id url events failingSince disabledAt disabledReason } }"
+DELIVERIES = """
+query Log($id: ID!) {
+  webhookDeliveries(webhookId: $id, first: 100) {
+    edges { node {
+      messageId eventType status attempts nextAttemptAt lastStatusCode lastError deliveredAt
+    } }
+  }
+}
+"""
+DISABLE = (
+    "mutation D($id: ID!) { disableWebhook(id: $id) { webhook { disabledAt } errors { code } } }"
+)
+ENABLE = (
+    "mutation E($id: ID!) { enableWebhook(id: $id) { webhook { disabledAt } errors { code } } }"
+)
+ROTATE = """
+mutation R($id: ID!) { rotateWebhookSecret(id: $id) { secret errors { code } } }
+"""
+REPLAY = """
+mutation Replay($input: ReplayWebhookEventsInput!) {
+  replayWebhookEvents(input: $input) { replayed errors { field code message } }
+}
+"""
+TOGGLE = """
+mutation Toggle($enabled: Boolean!) {
+  setCommunicationPreference(input: {channel: EMAIL, topic: NEWSLETTER, enabled: $enabled}) {
+    errors { code }
+  }
+}
+"""
+REQUEST_DELETION = """
+mutation Delete($password: String!) {
+  requestAccountDeletion(input: {password: $password}) { errors { code } }
+}
+"""
+CANCEL_DELETION = "mutation { cancelAccountDeletion { errors { code } } }"
+PUBLISH = """
+mutation Publish($input: PublishPolicyVersionInput!) {
+  publishPolicyVersion(input: $input) { errors { code } }
+}
+"""
+ME_ID = "{ me { id } }"
+PHONE = "+447400123456"
+
+
+class Receiver:
+    """A real HTTP server on a free port that records what it is sent and answers each request
+    with the next of `answers` (then 204)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.answers: list[int] = []
+        self.always: int | None = None
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.received.append((self.path, dict(self.headers.items()), body))
+                    status = receiver.always or (
+                        receiver.answers.pop(0) if receiver.answers else 204
+                    )
+                self.send_response(status)
+                if status in (301, 302, 307, 308):
+                    self.send_header("location", "/elsewhere")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def bodies(self, path: str | None = None) -> list[dict[str, Any]]:
+        return [json.loads(body) for p, _, body in self.received if path in (None, p)]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def local_config(clean_database_url: str) -> Config:
+    """Development, with the explicit setting that lets webhooks reach a local receiver."""
+    return make_config(clean_database_url, webhooks_allow_private=True)
+
+
+@pytest.fixture
+async def local_app(local_config: Config) -> AsyncIterator[Any]:
+    application = create_app(local_config)
+    yield application
+    await application.state.services.database.dispose()
+
+
+@pytest.fixture
+async def local_client(local_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=local_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+LOCAL = Delivery(https_only=False, allow_private=True, disable_after=timedelta(hours=24))
+
+
+async def officer(client: httpx.AsyncClient, database: Database) -> str:
+    return await staff_token(client, database, Role.PRIVACY_OFFICER, "officer@example.com")
+
+
+async def created(
+    client: httpx.AsyncClient, token: str, url: str, events: list[str] | None = None
+) -> dict[str, Any]:
+    variables = {"input": {"url": url, "events": events or ALL_EVENTS, "description": "CRM sync"}}
+    body = await gql(client, CREATE, variables, token=token)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["createWebhook"]
+    assert payload["errors"] == [], payload
+    return payload
+
+
+async def webhooks(client: httpx.AsyncClient, token: str) -> list[dict[str, Any]]:
+    """Every endpoint, each with its delivery log under `deliveries`."""
+    body = await gql(client, WEBHOOKS, token=token)
+    assert "errors" not in body, body
+    found: list[dict[str, Any]] = body["data"]["webhooks"]
+    for hook in found:
+        log = await gql(client, DELIVERIES, {"id": hook["id"]}, token=token)
+        assert "errors" not in log, log
+        hook["deliveries"] = log["data"]["webhookDeliveries"]
+    return found
+
+
+def log_of(hook: dict[str, Any]) -> list[dict[str, Any]]:
+    return [edge["node"] for edge in hook["deliveries"]["edges"]]
+
+
+async def deliver_all(database: Database, delivery: Delivery = LOCAL, **kw: Any) -> StepReport:
+    """Steps until nothing more is due, as `deliver-webhooks --once` runs them."""
+    attempted = delivered = fanned = 0
+    while True:
+        report = await deliver_step(database, delivery, **kw)
+        attempted += report.attempted
+        delivered += report.delivered
+        fanned += report.fanned_out
+        if report.attempted == 0 and report.fanned_out == 0:
+            return StepReport(fanned, attempted, delivered)
+
+
+def verified(secret: str, receiver: Receiver) -> list[dict[str, Any]]:
+    """Every body the receiver got, each checked with the standardwebhooks package."""
+    checker = Webhook(secret)
+    return [checker.verify(body, headers) for _, headers, body in receiver.received]
+
+
+class TestRegistering:
+    async def test_an_anonymous_caller_is_refused(self, client) -> None:
+        body = await gql(client, CREATE, {"input": {"url": "https://x.example", "events": []}})
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert body["data"] is None
+
+    @pytest.mark.parametrize("role", [None, Role.SUPPORT])
+    async def test_people_and_support_staff_are_refused(self, client, database, role) -> None:
+        if role is None:
+            token = await signed_up(client)
+        else:
+            token = await staff_token(client, database, role, "support@example.com")
+        for query, variables in (
+            (CREATE, {"input": {"url": "https://x.example", "events": ["CONSENT_CHANGED"]}}),
+            (WEBHOOKS, {}),
+            (DELIVERIES, {"id": "00000000-0000-0000-0000-000000000001"}),
+            (DISABLE, {"id": "00000000-0000-0000-0000-000000000001"}),
+            (ROTATE, {"id": "00000000-0000-0000-0000-000000000001"}),
+        ):
+            body = await gql(client, query, variables, token=token)
+            assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+
+    async def test_an_unknown_webhook_is_not_found(self, client, database) -> None:
+        token = await officer(client, database)
+        body = await gql(client, DISABLE, {"id": "not-an-id"}, token=token)
+        assert body["data"]["disableWebhook"]["errors"] == [{"code": "NOT_FOUND"}]
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:8080/hook",
+            "https://127.0.0.1/hook",
+            "https://10.1.2.3/hook",
+            "https://192.168.0.10/hook",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://[fe80::1]/hook",
+            "https://0.0.0.0/hook",
+            "https://localhost/hook",  # a name that resolves to loopback
+            "https://2130706433/hook",  # 127.0.0.1 written as one number
+            "https://0x7f.1/hook",
+            "https://100.64.0.1/hook",  # shared address space (carrier-grade NAT)
+            "ftp://example.com/hook",
+            "https://user:pass@example.com/hook",
+            "not a url",
+        ],
+    )
+    async def test_unsafe_urls_are_refused(self, client, database, url) -> None:
+        token = await officer(client, database)
+        body = await gql(
+            client, CREATE, {"input": {"url": url, "events": ["CONSENT_CHANGED"]}}, token=token
+        )
+        payload = body["data"]["createWebhook"]
+        assert [(e["field"], e["code"]) for e in payload["errors"]] == [("url", "INVALID_INPUT")]
+        assert payload["secret"] is None
+        assert await webhooks(client, token) == []
+
+    async def test_production_takes_https_only(self, production_client, database) -> None:
+        token = await officer(production_client, database)
+        body = await gql(
+            production_client,
+            CREATE,
+            {"input": {"url": "http://93.184.215.14/hook", "events": ["CONSENT_CHANGED"]}},
+            token=token,
+        )
+        assert body["data"]["createWebhook"]["errors"][0]["message"] == "Use an https:// URL."
+
+    async def test_no_event_types_is_refused(self, client, database) -> None:
+        token = await officer(client, database)
+        body = await gql(
+            client, CREATE, {"input": {"url": "https://93.184.215.14/", "events": []}}, token=token
+        )
+        assert body["data"]["createWebhook"]["errors"][0]["field"] == "events"
+
+    async def test_the_secret_is_shown_once_and_every_change_is_audited(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        payload = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        assert payload["secret"].startswith("whsec_")
+        hook_id = payload["webhook"]["id"]
+        [listed] = await webhooks(local_client, token)
+        assert listed["id"] == hook_id and listed["events"] == ["CONSENT_CHANGED"]
+        assert payload["secret"] not in json.dumps(listed)
+
+        rotated = await gql(local_client, ROTATE, {"id": hook_id}, token=token)
+        new_secret = rotated["data"]["rotateWebhookSecret"]["secret"]
+        assert new_secret.startswith("whsec_") and new_secret != payload["secret"]
+        body = await gql(local_client, DISABLE, {"id": hook_id}, token=token)
+        assert body["data"]["disableWebhook"]["webhook"]["disabledAt"] is not None
+        body = await gql(local_client, ENABLE, {"id": hook_id}, token=token)
+        assert body["data"]["enableWebhook"]["webhook"]["disabledAt"] is None
+
+        async with database.session() as session:
+            actions = list(await session.scalars(select(AuditEntry.action)))
+        assert actions.count("webhook.create") == 1
+        assert {"webhook.rotate_secret", "webhook.disable", "webhook.enable"} <= set(actions)
+
+
+class TestDelivery:
+    async def test_consent_changes_arrive_signed_with_the_ledger_numbers(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        secret = (await created(local_client, token, receiver.url + "/hooks"))["secret"]
+        person = await signed_up(local_client, phone=PHONE)
+        await gql(local_client, TOGGLE, {"enabled": True}, token=person)
+
+        report = await deliver_all(database)
+
+        assert report.attempted == report.delivered == len(receiver.received) > 0
+        bodies = verified(secret, receiver)
+        async with database.session() as session:
+            account = await session.scalar(select(Account).where(Account.role == Role.USER))
+            assert account is not None
+            ledger = list(
+                await session.scalars(
+                    select(ConsentEvent)
+                    .where(ConsentEvent.account_id == account.id)
+                    .order_by(ConsentEvent.seq)
+                )
+            )
+        changes = sorted(
+            (b["data"] for b in bodies if b["type"] == "consent.changed"),
+            key=lambda data: data["sequence"],
+        )
+        assert [(c["sequence"], c["eventHash"], c["key"]) for c in changes] == [
+            (event.seq, event.hash, event.key) for event in ledger
+        ]
+        newest = changes[-1]
+        assert newest["accountId"] == str(account.id)
+        assert (newest["oldValue"], newest["newValue"]) == ("false", "true")
+        assert newest["actor"] == "person" and newest["source"] == "api"
+        for path, headers, raw in receiver.received:
+            assert path == "/hooks"
+            assert headers["webhook-id"].startswith("msg_")
+            assert b"@" not in raw and PHONE.encode() not in raw and b"Ada" not in raw
+
+        [hook] = await webhooks(local_client, token)
+        assert {(d["status"], d["attempts"]) for d in log_of(hook)} == {("DELIVERED", 1)}
+        assert (await deliver_step(database, LOCAL)).attempted == 0  # each once
+
+    async def test_a_change_costs_the_same_whatever_the_number_of_endpoints(
+        self, local_client, local_app, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        person = await signed_up(local_client)
+        engine = local_app.state.services.database.engine
+        with count_statements(engine) as without:
+            await gql(local_client, TOGGLE, {"enabled": True}, token=person)
+        for number in range(5):
+            await created(local_client, token, f"{receiver.url}/{number}")
+        with count_statements(engine) as with_five:
+            await gql(local_client, TOGGLE, {"enabled": False}, token=person)
+        assert len(with_five) == len(without)
+        async with database.session() as session:
+            assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+        await deliver_all(database)
+        async with database.session() as session:
+            # Fanned out by the worker: one delivery per endpoint, for the event made after it.
+            assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 5
+
+    async def test_deletion_erasure_and_policy_events(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(
+            local_client,
+            token,
+            receiver.url,
+            [e for e in ALL_EVENTS if e != "CONSENT_CHANGED"],
+        )
+        person = await signed_up(local_client, phone=PHONE)
+        account_id = (await gql(local_client, ME_ID, token=person))["data"]["me"]["id"]
+        await gql(local_client, REQUEST_DELETION, {"password": PASSWORD}, token=person)
+        person = await signed_up(local_client, email="bo@example.com")
+        other_id = (await gql(local_client, ME_ID, token=person))["data"]["me"]["id"]
+        await gql(local_client, REQUEST_DELETION, {"password": PASSWORD}, token=person)
+        person = await logged_in(local_client, "bo@example.com")  # signed out everywhere
+        body = await gql(local_client, CANCEL_DELETION, token=person)
+        assert body["data"]["cancelAccountDeletion"]["errors"] == []
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": True}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        async with database.transaction() as session:
+            waiting = await notifications.pending(session)
+            await notifications.mark_sent(session, [message.id for message in waiting])
+        purged = await purge_due_accounts(database, TEST_SECRET, utcnow() + timedelta(days=31))
+        assert purged.purged == 1
+
+        await deliver_all(database)
+
+        bodies = verified(hook["secret"], receiver)
+        kinds = [(b["type"], b["data"].get("accountId")) for b in bodies]
+        assert ("account.deletion_requested", other_id) in kinds
+        assert ("account.deletion_cancelled", other_id) in kinds
+        assert ("policy.published", None) in kinds
+        erased = next(b["data"] for b in bodies if b["type"] == "account.erased")
+        assert set(erased) == {"pseudonym", "occurredAt"}
+        assert erased["pseudonym"] != account_id
+        # What was waiting about the erased account went out under its pseudonym too.
+        requested = [b["data"] for b in bodies if b["type"] == "account.deletion_requested"]
+        assert {r["accountId"] for r in requested} == {erased["pseudonym"], other_id}
+        for _, _, raw in receiver.received:
+            assert account_id.encode() not in raw
+            assert b"@" not in raw and PHONE.encode() not in raw
+
+    async def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url)
+        rotated = await gql(local_client, ROTATE, {"id": hook["webhook"]["id"]}, token=token)
+        await signed_up(local_client)
+        await deliver_all(database)
+        assert verified(hook["secret"], receiver)
+        assert verified(rotated["data"]["rotateWebhookSecret"]["secret"], receiver)
+
+
+class TestRetries:
+    async def test_a_failure_is_retried_later_with_the_same_webhook_id(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        receiver.answers = [500, 503]
+        start = utcnow()
+
+        assert (await deliver_step(database, LOCAL, now=start)).delivered == 0
+        [hook] = await webhooks(local_client, token)
+        [entry] = log_of(hook)
+        assert (entry["status"], entry["attempts"], entry["lastStatusCode"]) == ("PENDING", 1, 500)
+        assert entry["lastError"] == "HTTP 500"
+        first_wait = datetime.fromisoformat(entry["nextAttemptAt"]) - start
+        assert hook["failingSince"] is not None
+
+        # Not due again yet: nothing is sent.
+        assert (await deliver_step(database, LOCAL, now=start + first_wait / 2)).attempted == 0
+        await deliver_step(database, LOCAL, now=start + first_wait)
+        [entry] = log_of((await webhooks(local_client, token))[0])
+        second_wait = datetime.fromisoformat(entry["nextAttemptAt"]) - (start + first_wait)
+        assert second_wait == 2 * first_wait  # exponential backoff
+        await deliver_step(database, LOCAL, now=start + first_wait + second_wait)
+
+        [hook] = await webhooks(local_client, token)
+        [entry] = log_of(hook)
+        assert (entry["status"], entry["attempts"]) == ("DELIVERED", 3)
+        assert hook["failingSince"] is None
+        ids = {headers["webhook-id"] for _, headers, _ in receiver.received}
+        assert len(receiver.received) == 3 and len(ids) == 1
+
+    async def test_redirects_are_not_followed(self, local_client, database, receiver) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        receiver.answers = [302]
+        await deliver_step(database, LOCAL)
+        assert [path for path, _, _ in receiver.received] == ["/"]
+        [entry] = log_of((await webhooks(local_client, token))[0])
+        assert (entry["status"], entry["lastStatusCode"]) == ("PENDING", 302)
+
+    async def test_an_endpoint_failing_for_a_day_is_disabled(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        receiver.always = 500
+        start = utcnow()
+        await deliver_step(database, LOCAL, now=start)
+        tried = len(receiver.received)
+        [hook] = await webhooks(local_client, token)
+        assert hook["disabledAt"] is None
+
+        await deliver_step(database, LOCAL, now=start + timedelta(hours=23))
+        assert (await webhooks(local_client, token))[0]["disabledAt"] is None
+        await deliver_step(database, LOCAL, now=start + timedelta(hours=24, minutes=1))
+
+        [hook] = await webhooks(local_client, token)
+        assert hook["disabledAt"] is not None
+        assert "24 hours" in hook["disabledReason"]
+        sent = len(receiver.received)
+        assert sent == 3 * tried
+        assert (await deliver_step(database, LOCAL, now=start + timedelta(days=2))).attempted == 0
+        assert len(receiver.received) == sent
+
+
+class TestReplay:
+    async def test_a_range_of_events_is_sent_again_with_the_same_ids(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        hook_id = hook["webhook"]["id"]
+        before = utcnow()
+        person = await signed_up(local_client)
+        middle = utcnow()
+        await gql(local_client, TOGGLE, {"enabled": True}, token=person)
+        after = utcnow()
+        await deliver_all(database)
+        first_ids = [headers["webhook-id"] for _, headers, _ in receiver.received]
+        async with database.session() as session:
+            late = await session.scalar(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.created_at >= middle)
+            )
+
+        body = await gql(
+            local_client,
+            REPLAY,
+            {
+                "input": {
+                    "webhookId": hook_id,
+                    "since": middle.isoformat(),
+                    "until": after.isoformat(),
+                }
+            },
+            token=token,
+        )
+        assert body["data"]["replayWebhookEvents"] == {"replayed": late, "errors": []}
+        await deliver_all(database)
+
+        replayed = [headers["webhook-id"] for _, headers, _ in receiver.received[len(first_ids) :]]
+        assert len(replayed) == late > 0
+        assert set(replayed) <= set(first_ids)
+        assert verified(hook["secret"], receiver)
+        assert before < middle
+
+    async def test_what_happened_while_disabled_or_before_registering_comes_by_replay(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        start = utcnow()
+        person = await signed_up(local_client)  # before the endpoint exists
+        hook = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        hook_id = hook["webhook"]["id"]
+        await gql(local_client, DISABLE, {"id": hook_id}, token=token)
+        await gql(local_client, TOGGLE, {"enabled": True}, token=person)  # while disabled
+        await deliver_all(database)
+        await gql(local_client, ENABLE, {"id": hook_id}, token=token)
+        await deliver_all(database)
+        assert receiver.received == []
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+
+        window = {"webhookId": hook_id, "since": start.isoformat(), "until": utcnow().isoformat()}
+        body = await gql(local_client, REPLAY, {"input": window}, token=token)
+        assert body["data"]["replayWebhookEvents"]["replayed"] == events
+        await deliver_all(database)
+
+        bodies = verified(hook["secret"], receiver)
+        sequences = sorted(b["data"]["sequence"] for b in bodies)
+        assert sequences == list(range(1, events + 1))
+
+    async def test_an_empty_or_backwards_range_is_refused(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url)
+        now = utcnow().isoformat()
+        body = await gql(
+            local_client,
+            REPLAY,
+            {"input": {"webhookId": hook["webhook"]["id"], "since": now, "until": now}},
+            token=token,
+        )
+        payload = body["data"]["replayWebhookEvents"]
+        assert payload["replayed"] is None
+        assert payload["errors"][0]["code"] == "INVALID_INPUT"
+
+    async def test_people_cannot_replay(self, local_client) -> None:
+        person = await signed_up(local_client)
+        now = utcnow().isoformat()
+        body = await gql(
+            local_client,
+            REPLAY,
+            {"input": {"webhookId": "x", "since": now, "until": now}},
+            token=person,
+        )
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+class TestAddressCheckedAtDelivery:
+    async def test_a_private_address_is_refused_when_sending_too(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        strict = Delivery(https_only=False, allow_private=False, disable_after=timedelta(hours=24))
+
+        await deliver_step(database, strict)
+
+        assert receiver.received == []
+        [entry] = log_of((await webhooks(local_client, token))[0])
+        assert entry["status"] == "PENDING"
+        assert entry["lastError"].startswith("Refused: The host 127.0.0.1 resolves to 127.0.0.1")
+
+
+class TestAWorkerThatDies:
+    async def test_what_it_had_claimed_is_sent_by_another_once_the_claim_is_stale(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        start = utcnow()
+        async with database.transaction() as session:  # claimed, then the worker is gone
+            await webhooks_resolver.fan_out(session, start)
+            assert len(await webhooks_resolver.claim(session, start)) == 1
+
+        assert (
+            await deliver_step(database, LOCAL, now=start + timedelta(minutes=1))
+        ).attempted == 0
+        later = start + webhooks_resolver.CLAIM_TIMEOUT + timedelta(seconds=1)
+        assert (await deliver_step(database, LOCAL, now=later)).delivered == 1
+        assert len(receiver.received) == 1
+
+
+class TestRacingWorkers:
+    async def test_two_workers_deliver_each_event_once_per_endpoint(
+        self, local_client, database, local_config, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        for path in ("a", "b"):
+            await created(local_client, token, f"{receiver.url}/{path}", ["CONSENT_CHANGED"])
+        person = await signed_up(local_client)
+        for number in range(10):
+            await gql(local_client, TOGGLE, {"enabled": number % 2 == 0}, token=person)
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+        second = Database(local_config.database_url)
+        try:
+            await asyncio.gather(deliver_all(database, limit=5), deliver_all(second, limit=5))
+        finally:
+            await second.dispose()
+
+        for path in ("/a", "/b"):
+            ids = [h["webhook-id"] for p, h, _ in receiver.received if p == path]
+            assert len(ids) == len(set(ids)) == events
+        async with database.session() as session:
+            delivered = await session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.attempts == 1, WebhookDelivery.delivered_at.is_not(None))
+            )
+        assert delivered == 2 * events
+
+
+class TestCommandLine:
+    async def test_deliver_webhooks_once_delivers_what_is_due_and_stops(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+
+        code, out, err = await run_cli(
+            local_config.database_url,
+            tmp_path,
+            "deliver-webhooks",
+            "--once",
+            PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE="1",
+        )
+
+        assert code == 0, err
+        assert f"{events} delivered" in out
+        assert len(verified(hook["secret"], receiver)) == events
+
+    async def test_deliver_webhooks_runs_until_told_to_stop(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        environment = {
+            **os.environ,
+            "PRIVACY_API_DATABASE_URL": local_config.database_url,
+            "PRIVACY_API_DATA_DIR": str(tmp_path),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            "PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE": "1",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            "deliver-webhooks",
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            for _ in range(300):
+                if receiver.received or process.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = await process.communicate()
+
+        assert process.returncode == 0, out
+        assert len(receiver.received) == 1
+        assert "1 delivered" in out.decode()
+
+    async def test_the_local_receiver_setting_is_refused_in_production(
+        self, local_config, tmp_path
+    ) -> None:
+        code, _, err = await run_cli(
+            local_config.database_url,
+            tmp_path,
+            "deliver-webhooks",
+            "--once",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+            PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE="1",
+        )
+        assert code == 2
+        assert "PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only" in err
+
+
+class TestPruning:
+    async def test_events_delivered_long_ago_are_forgotten_and_waiting_ones_kept(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, f"{receiver.url}/ok", ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        await deliver_all(database)
+        await created(local_client, token, f"{receiver.url}/down", ["POLICY_PUBLISHED"])
+        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
+        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        receiver.always = 500
+        await deliver_all(database)
+
+        async with database.transaction() as session:
+            assert await webhooks_resolver.prune_delivered(session, utcnow()) == 0
+        async with database.transaction() as session:
+            later = utcnow() + webhooks_resolver.EVENTS_KEPT + timedelta(days=1)
+            pruned = await webhooks_resolver.prune_delivered(session, later)
+        async with database.session() as session:
+            kept = list(await session.scalars(select(WebhookEvent.type)))
+        assert pruned > 0
+        assert [kind.value for kind in kept] == ["policy.published"]  # still being retried
+
+
+class TestTls:
+    @pytest.mark.parametrize("certified", ["localhost", "someone-else.example"])
+    async def test_the_certificate_is_checked_for_the_host_in_the_url(
+        self, local_client, database, certified
+    ) -> None:
+        authority = trustme.CA()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert(certified).configure_cert(tls)
+        receiver = Receiver(tls)
+        receiver.thread.start()
+        try:
+            token = await officer(local_client, database)
+            port = receiver.server.server_address[1]
+            hook = await created(local_client, token, f"https://localhost:{port}/hook")
+            trusting = ssl.create_default_context()
+            authority.configure_trust(trusting)
+            delivery = Delivery(
+                https_only=True,
+                allow_private=True,
+                disable_after=timedelta(hours=24),
+                trusted=trusting,
+            )
+            await signed_up(local_client)
+            await deliver_all(database, delivery)
+        finally:
+            receiver.server.shutdown()
+            receiver.server.server_close()
+
+        [entry, *_] = log_of((await webhooks(local_client, token))[0])
+        if certified == "localhost":
+            assert entry["status"] == "DELIVERED"
+            assert verified(hook["secret"], receiver)
+            assert {
+                v for _, h, _ in receiver.received for k, v in h.items() if k.lower() == "host"
+            } == {f"localhost:{port}"}
+        else:
+            assert receiver.received == []
+            assert entry["status"] == "PENDING"
+            assert "CERTIFICATE_VERIFY_FAILED" in entry["lastError"]
