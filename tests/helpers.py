@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -15,6 +17,7 @@ import httpx
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import cli
 from auth import passwords
 from models import (
     ConsentEvent,
@@ -394,22 +397,37 @@ def process_environment(**env: str) -> dict[str, str]:
 async def run_cli(
     database_url: str, data_dir: Path, *args: str, **env: str
 ) -> tuple[int, str, str]:
-    """Run `privacy-api` on the test's database with the test's secret: exit code, out, err."""
+    """Run `privacy-api` on the test's database with the test's secret: exit code, out, err.
+
+    In this process, as a process would (its own environment, event loop, output and logging),
+    to spare each run the start of an interpreter; tests/test_cli.py and tests/test_startup.py
+    run the real command."""
     environment = process_environment(
         PRIVACY_API_DATABASE_URL=database_url,
         PRIVACY_API_DATA_DIR=str(data_dir),
         PRIVACY_API_SECRET_KEY=TEST_SECRET,
         **env,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        *args,
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await asyncio.to_thread(_run_in_process, list(args), environment)
+
+
+def _run_in_process(argv: list[str], environment: dict[str, str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    saved_environment = dict(os.environ)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    os.environ.clear()
+    os.environ.update(environment)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        # The command set up logging for itself (to its stderr); the test's comes back.
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    return code, out.getvalue(), err.getvalue()

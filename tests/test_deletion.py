@@ -4,7 +4,6 @@ erases everything but the pseudonymised proof of consent."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,8 +43,7 @@ from resolvers.errors import Rejected
 from resolvers.notifications import queue
 from resolvers.requests import open_request
 from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, signed_up
-from tests.test_cli import COMMAND, PROJECT_ROOT, run_cli
+from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, run_cli, signed_up
 from tests.test_signup import table_dump
 from web.app import create_app
 from workers.purge import PurgeReport, purge_due_accounts
@@ -634,40 +632,38 @@ class TestLegalHolds:
         assert await account_exists(database, account_id)
 
 
-def test_the_purge_command_prints_a_report_without_personal_data(tmp_path: Path) -> None:
-    assert run_cli(tmp_path, "migrate").returncode == 0
+async def test_the_purge_command_prints_a_report_without_personal_data(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}"
+    assert (await run_cli(url, tmp_path, "migrate"))[0] == 0
+    app = create_app(make_config(url))
+    database = Database(url)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            gone = await deleting(client, database, "gone@example.com")
+            held = await deleting(client, database, "held@example.com")
+        officer = await staff(database)
+        async with database.transaction() as session:
+            await erasure.set_legal_hold(session, officer, held, "Court order 7")
+        assert gone != held
+    finally:
+        await app.state.services.database.dispose()
+        await database.dispose()
 
-    async def two_due_accounts_one_held() -> None:
-        app = create_app(make_config(url))
-        database = Database(url)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                gone = await deleting(client, database, "gone@example.com")
-                held = await deleting(client, database, "held@example.com")
-            officer = await staff(database)
-            async with database.transaction() as session:
-                await erasure.set_legal_hold(session, officer, held, "Court order 7")
-            assert gone != held
-        finally:
-            await app.state.services.database.dispose()
-            await database.dispose()
+    first = await run_cli(url, tmp_path, "purge")
+    second = await run_cli(url, tmp_path, "purge")
 
-    asyncio.run(two_due_accounts_one_held())
-
-    first = run_cli(tmp_path, "purge")
-    second = run_cli(tmp_path, "purge")
-
-    assert first.returncode == 0, first.stderr
-    assert "1 purged, 1 held back by a legal hold" in first.stdout
-    assert second.returncode == 0, second.stderr
-    assert "0 purged, 1 held back by a legal hold" in second.stdout
-    for output in (first.stdout + first.stderr, second.stdout + second.stderr):
-        assert "@example.com" not in output and "Someone Else" not in output
+    assert first[0] == 0, first[2]
+    assert "1 purged, 1 held back by a legal hold" in first[1]
+    assert second[0] == 0, second[2]
+    assert "0 purged, 1 held back by a legal hold" in second[1]
+    for _, out, err in (first, second):
+        assert "@example.com" not in out + err and "Someone Else" not in out + err
 
 
-async def test_the_erased_ledger_verifies_through_the_cli(client, database, database_url) -> None:
+async def test_the_erased_ledger_verifies_through_the_cli(
+    client, database, database_url, tmp_path
+) -> None:
     """`verify-ledger`, as an operator runs it, finds an erased account's chain intact."""
     account_id = await deleting(client, database, "gone@example.com")
     await signed_up(client)
@@ -676,18 +672,10 @@ async def test_the_erased_ledger_verifies_through_the_cli(client, database, data
         total = await session.scalar(select(func.count()).select_from(ConsentEvent))
     assert await ledger_of(database, account_id) == []
 
-    process = await asyncio.create_subprocess_exec(
-        *COMMAND,
-        "verify-ledger",
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PRIVACY_API_DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
+    code, out, err = await run_cli(database_url, tmp_path, "verify-ledger")
 
-    assert process.returncode == 0, err.decode()
-    assert f"Checked {total} consent events" in out.decode()
+    assert code == 0, err
+    assert f"Checked {total} consent events" in out
 
 
 class TestPruneExpired:
