@@ -199,9 +199,10 @@ async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.Step
     database = Database(config.database_url, config.database_timeouts)
     try:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for stopping in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(stopping, stop.set)
+        if not once:  # a run that ends by itself needs no way to be stopped
+            loop = asyncio.get_running_loop()
+            for stopping in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(stopping, stop.set)
         return await webhook_worker.run(
             database, webhook_worker.Delivery.from_config(config), once=once, stop=stop
         )
