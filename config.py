@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from auth import signing
 from models.database import DatabaseTimeouts
 
 DEVELOPMENT = "development"
@@ -44,6 +45,12 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
+    # The Ed25519 key consent receipts are signed with (PEM, or 32 raw bytes in base64). Empty
+    # only in a configuration built by hand: the app then signs with a throwaway key.
+    receipt_signing_key: str = ""
+    # A signed-out visitor's cookie choices are kept this long after their last choice (about
+    # 13 months, the longest a cookie consent is commonly held to last), then purged.
+    visitor_retention_days: int = 395
 
     @property
     def production(self) -> bool:
@@ -145,11 +152,13 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             # Links in messages (unsubscribe, exports) would point at the developer's machine.
             raise ConfigError("PRIVACY_API_PUBLIC_URL is required in production")
         public_url = "http://127.0.0.1:8000"
+    receipt_signing_key = _receipt_signing_key(env, environment, data_dir)
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
+        ("visitor_retention_days", "PRIVACY_API_VISITOR_RETENTION_DAYS", 395),
     ):
         raw = env.get(variable, str(default))
         if not raw.strip().isdigit():
@@ -165,8 +174,28 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
+        receipt_signing_key=receipt_signing_key,
         **numbers,
     )
+
+
+def _receipt_signing_key(env: dict[str, str], environment: str, data_dir: Path) -> str:
+    """PRIVACY_API_RECEIPT_SIGNING_KEY, checked; generated once into the data folder in
+    development, so receipts issued before a restart keep verifying."""
+    given = env.get("PRIVACY_API_RECEIPT_SIGNING_KEY", "").strip()
+    if not given:
+        if environment == PRODUCTION:
+            # A key made at start would change with every restart and every process.
+            raise ConfigError(
+                "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
+                "key, PEM or its 32 raw bytes in base64"
+            )
+        return signing.development_key(data_dir)
+    try:
+        signing.load_private_key(given)
+    except signing.SigningKeyError as error:
+        raise ConfigError(f"PRIVACY_API_RECEIPT_SIGNING_KEY: {error}") from None
+    return given
 
 
 def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:

@@ -9,6 +9,7 @@ from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
 from models.staff import AuditEntry, LegalHold
+from models.visitors import Visitor, VisitorConsentEvent
 
 __all__ = [
     "Account",
@@ -31,5 +32,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Source",
+    "Visitor",
+    "VisitorConsentEvent",
     "utcnow",
 ]

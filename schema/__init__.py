@@ -31,6 +31,7 @@ from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.settings import SettingsMutation, SettingsQuery
+from schema.visitors import VisitorMutation, VisitorQuery
 
 __all__ = [
     "MAX_ALIASES",
@@ -45,7 +46,7 @@ CACHE_SIZE = 512
 
 
 @strawberry.type
-class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery):
+class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery, VisitorQuery):
     pass
 
 
@@ -58,6 +59,7 @@ class Mutation(
     ProfileMutation,
     RequestsMutation,
     SettingsMutation,
+    VisitorMutation,
 ):
     pass
 

@@ -25,11 +25,13 @@ from auth.actor import (
     note_session_use,
     session_use_is_stale,
 )
+from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
 from auth.rate_limits import RateLimiter
+from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
 from models import Account, ConsentActor, Database, Source, utcnow
-from resolvers import settings, staff
+from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected
@@ -49,6 +51,7 @@ class Links(Protocol):
     def export_download(self, token: str) -> str: ...
     def unsubscribe(self, token: str) -> str: ...
     def confirm_email(self, token: str) -> str: ...
+    def receipt_keys(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Services:
     limiter: RateLimiter
     age_gate: Signer
     links: Links
+    receipts: ReceiptSigner
 
 
 class RequestContext:
@@ -182,6 +186,11 @@ class RequestContext:
         the signal costs nothing more."""
         actor = await self.actor()
         if actor is None:
+            if self._sends_global_privacy_control() and self.device_id is not None:
+                async with self.unit_of_work() as session:
+                    await visitors.apply_global_privacy_control(
+                        session, self.device_id, self.request_id
+                    )
             return
         now = utcnow()
         gpc = self._sends_global_privacy_control() and not actor.gpc_applied
@@ -197,6 +206,10 @@ class RequestContext:
             self._actor = dataclasses.replace(actor, gpc_applied=True)
             self.forget_account(actor.account_id)
 
+    @property
+    def sends_global_privacy_control(self) -> bool:
+        return self._sends_global_privacy_control()
+
     def _sends_global_privacy_control(self) -> bool:
         return self.request.headers.get("sec-gpc", "").strip() == "1"
 
@@ -208,6 +221,9 @@ class RequestContext:
         is ours, and is recorded beside them.
         """
         source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
+        if source is None and self._actor is None:
+            # A signed-out visitor: apps name their device in a header, browsers in a cookie.
+            source = Source.API if DEVICE_HEADER.lower() in self.request.headers else Source.WEB
         if source is None:
             via_cookie = self._credentials is not None and self._credentials.via_cookie
             source = Source.WEB if via_cookie else Source.API
@@ -257,7 +273,27 @@ class RequestContext:
             session_days=self.services.config.session_days,
             request_id=self.request_id,
             global_privacy_control=self._sends_global_privacy_control(),
+            device_id=self.device_id,
         )
+
+    @property
+    def device_id(self) -> str | None:
+        """The signed-out visitor's device, as the request names it (header or cookie)."""
+        return device_id_from_request(self.request.headers, self.request.cookies)
+
+    def remember_device(self, device_id: str, *, issued: bool) -> None:
+        """Hand the device id to the browser (cookie, renewed with each choice) and, when newly
+        issued, to an app (header); a page on another origin cannot read the header."""
+        self.response.set_cookie(
+            DEVICE_COOKIE,
+            device_id,
+            max_age=self.services.config.visitor_retention_days * 24 * 60 * 60,
+            httponly=True,
+            samesite="lax",
+            secure=self.services.config.production,
+        )
+        if issued or DEVICE_HEADER.lower() in self.request.headers:
+            self.response.headers[DEVICE_HEADER] = device_id
 
     def start_web_session(self, token: str) -> None:
         self.response.set_cookie(

@@ -14,7 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from auth.actor import CREDENTIAL_HEADERS
+from auth.devices import DEVICE_HEADER
 from auth.rate_limits import RateLimiter
+from auth.signing import ReceiptSigner, throwaway_key
 from auth.tokens import Signer
 from config import Config, load_config
 from models import Database
@@ -25,6 +27,7 @@ from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.receipts import receipt_keys
 from web.unsubscribe import UnsubscribePages
 
 
@@ -49,6 +52,7 @@ def build_services(config: Config) -> Services:
         limiter=RateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
+        receipts=ReceiptSigner(config.receipt_signing_key or throwaway_key()),
     )
 
 
@@ -73,6 +77,7 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
+            Route(routes.RECEIPT_KEYS, receipt_keys, methods=["GET"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
         ],
@@ -87,7 +92,12 @@ def create_app(config: Config | None = None) -> Starlette:
                 allow_methods=["GET", "POST"],
                 # Every header the API reads that a page may set; Sec-GPC, Cookie and User-Agent
                 # are set by the browser itself and need no permission.
-                allow_headers=[*CREDENTIAL_HEADERS, SOURCE_HEADER, REQUEST_ID_HEADER],
+                allow_headers=[
+                    *CREDENTIAL_HEADERS,
+                    SOURCE_HEADER,
+                    REQUEST_ID_HEADER,
+                    DEVICE_HEADER,
+                ],
                 expose_headers=["X-Request-ID"],
             ),
         ],

@@ -11,6 +11,8 @@ UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+# The public keys consent receipts are signed with (a JSON Web Key Set).
+RECEIPT_KEYS = "/.well-known/consent-receipt-keys"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class PublicLinks:
 
     def unsubscribe(self, token: str) -> str:
         return f"{self.public_url}{UNSUBSCRIBE}?{urlencode({'token': token})}"
+
+    def receipt_keys(self) -> str:
+        return self.public_url + RECEIPT_KEYS
 
     def confirm_email(self, token: str) -> str:
         # Our tokens are URL-safe already; left as they are, a message template's placeholder
