@@ -255,10 +255,11 @@ async def set_cookie_consent(
     async with _open_ledger(session, visitor.id, provenance, choice=True) as ledger:
         newest = await _newest_events(session, visitor.id)
         for setting, value in wanted.items():
+            # A key's first choice is recorded even when it equals the default: a refusal is
+            # a choice too, and it must win over an older one when carried into an account.
             old = newest[setting.key].value if setting.key in newest else None
-            new = setting.encode(value)
-            if new != (old or setting.encode(setting.default)):
-                ledger.append(setting.key, old or setting.encode(setting.default), new)
+            if setting.encode(value) != old:
+                ledger.append(setting.key, old, setting.encode(value))
     return Chosen(visitor_id=visitor.id, issued_device_id=issued)
 
 

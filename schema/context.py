@@ -282,8 +282,15 @@ class RequestContext:
         return device_id_from_request(self.request.headers, self.request.cookies)
 
     def remember_device(self, device_id: str, *, issued: bool) -> None:
-        """Hand the device id to the browser (cookie, renewed with each choice) and, when newly
-        issued, to an app (header); a page on another origin cannot read the header."""
+        """Hand the device id back the way the device sent it: an app that sent the header gets
+        the header; otherwise the browser gets the cookie (renewed with each choice), and a newly
+        issued id comes in the header as well, for an app's first choice (a page on another
+        origin cannot read that header)."""
+        via_header = DEVICE_HEADER.lower() in self.request.headers
+        if issued or via_header:
+            self.response.headers[DEVICE_HEADER] = device_id
+        if via_header:
+            return
         self.response.set_cookie(
             DEVICE_COOKIE,
             device_id,
@@ -292,8 +299,6 @@ class RequestContext:
             samesite="lax",
             secure=self.services.config.production,
         )
-        if issued or DEVICE_HEADER.lower() in self.request.headers:
-            self.response.headers[DEVICE_HEADER] = device_id
 
     def start_web_session(self, token: str) -> None:
         self.response.set_cookie(
