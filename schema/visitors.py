@@ -59,14 +59,9 @@ class VisitorType:
         )
         return [ConsentEventType.from_model(row) for row in rows]
 
-    @strawberry.field(
-        description="A signed receipt of one of the device's events (`consentHistory` ids)."
-    )
-    async def consent_receipt(self, info: Info, event_id: strawberry.ID) -> JSON:
-        return await visitor_receipt(info, event_id)
-
 
 async def visitor_receipt(info: Info, event_id: strawberry.ID) -> JSON:
+    """The signed-out device's equivalent of `me.consentReceipt`."""
     context = info.context
     receipt = await context.answer(
         lambda session: receipts.visitor_receipt(
@@ -200,6 +195,13 @@ class VisitorQuery:
         if state.visitor is None:
             return None
         return VisitorType.of(state, state.visitor, _retention(info))
+
+    @strawberry.field(
+        description="A signed receipt of one event of this device's choices as a signed-out "
+        "visitor (`visitor.consentHistory` ids): the equivalent of `me.consentReceipt`."
+    )
+    async def visitor_consent_receipt(self, info: Info, event_id: strawberry.ID) -> JSON:
+        return await visitor_receipt(info, event_id)
 
 
 @strawberry.type

@@ -22,7 +22,7 @@ from tests.helpers import changed, gql, signed_up
 
 KEYS_URL = "/.well-known/consent-receipt-keys"
 ACCOUNT_RECEIPT = "query Receipt($id: ID!) { me { consentReceipt(eventId: $id) } }"
-VISITOR_RECEIPT = "query Receipt($id: ID!) { visitor { consentReceipt(eventId: $id) } }"
+VISITOR_RECEIPT = "query Receipt($id: ID!) { visitorConsentReceipt(eventId: $id) }"
 HISTORY = "{ me { consentHistory(first: 1) { edges { node { id key } } } } }"
 VISITOR_CHOICE = """
 mutation { setCookieConsent(input: {analytics: true}) {
@@ -168,7 +168,7 @@ class TestVisitorReceipt:
 
         answer = await gql(client, VISITOR_RECEIPT, {"id": event["id"]})
 
-        signed = answer["data"]["visitor"]["consentReceipt"]
+        signed = answer["data"]["visitorConsentReceipt"]
         await verify(client, signed)
         assert signed["receipt"]["subject"]["kind"] == "visitor"
         assert signed["receipt"]["consent"]["key"] == "cookies.analytics"
