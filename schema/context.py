@@ -186,11 +186,7 @@ class RequestContext:
         the signal costs nothing more."""
         actor = await self.actor()
         if actor is None:
-            if self._sends_global_privacy_control() and self.device_id is not None:
-                async with self.unit_of_work() as session:
-                    await visitors.apply_global_privacy_control(
-                        session, self.device_id, self.request_id
-                    )
+            await self._apply_visitor_signal()
             return
         now = utcnow()
         gpc = self._sends_global_privacy_control() and not actor.gpc_applied
@@ -205,6 +201,18 @@ class RequestContext:
         if gpc:
             self._actor = dataclasses.replace(actor, gpc_applied=True)
             self.forget_account(actor.account_id)
+
+    async def _apply_visitor_signal(self) -> None:
+        """The same for a signed-out device with a visitor record: written once, then only read."""
+        device_id = self.device_id
+        if not self._sends_global_privacy_control() or device_id is None:
+            return
+        async with self.reading() as session:
+            visitor = await visitors.find_visitor(session, device_id)
+        if visitor is None or visitor.gpc_applied_at is not None:
+            return
+        async with self.unit_of_work() as session:
+            await visitors.apply_global_privacy_control(session, device_id, self.request_id)
 
     @property
     def sends_global_privacy_control(self) -> bool:
