@@ -24,6 +24,7 @@ from tests.helpers import (
     run_cli,
     signed_up,
 )
+from tests.test_export import download
 
 CONSENT_FIELDS = "functional analytics advertising gpcApplied gpcConflict updatedAt"
 HISTORY_FIELDS = "id key oldValue newValue actor source"
@@ -316,6 +317,19 @@ class TestMergeIntoAccount:
 
         assert await account_cookies(client, token) == (True, False, False)
 
+    async def test_the_export_holds_the_carried_choices_and_stays_valid(self, client) -> None:
+        await choose(client, advertising=True)
+        token = await signed_up(client)
+        client.cookies.clear()
+
+        document = await download(client, token)  # validated against docs/export-schema.json
+
+        assert [
+            (event["key"], event["new_value"])
+            for event in document["consent_history"]
+            if event["source"] == "device"
+        ] == [("cookies.advertising", "true")]
+
     async def test_a_minor_gets_only_what_a_minor_may_choose(self, client) -> None:
         await choose(client, analytics=True)
 
@@ -323,6 +337,25 @@ class TestMergeIntoAccount:
         client.cookies.clear()
 
         assert await account_cookies(client, token) == (False, False, False)
+
+
+class TestVerifyLedgerCommand:
+    async def test_a_broken_visitor_chain_fails_the_check(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        await choose(client, analytics=True)
+        await choose(client, functional=True)
+        intact = await run_cli(database_url, tmp_path, "verify-ledger")
+        async with database.transaction() as session:
+            newest = await session.scalar(select(func.max(VisitorConsentEvent.id)))
+            await session.execute(
+                text("DELETE FROM visitor_consent_events WHERE id = :id"), {"id": newest}
+            )
+
+        broken = await run_cli(database_url, tmp_path, "verify-ledger")
+
+        assert intact[0] == 0, intact
+        assert (broken[0], "a signed-out visitor's chain" in broken[2]) == (1, True), broken
 
 
 class TestExpiry:
