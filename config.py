@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from auth import signing
+from auth import passwords, signing
 from models.database import DatabaseTimeouts
 
 DEVELOPMENT = "development"
@@ -146,6 +146,12 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             if origin.strip()
         )
     )
+    cost = env.get(passwords.COST_VARIABLE, passwords.STANDARD).strip().lower()
+    if cost not in passwords.COSTS or (cost != passwords.STANDARD and environment == PRODUCTION):
+        raise ConfigError(
+            f"{passwords.COST_VARIABLE} is for the test suite only: leave it unset "
+            f"(passwords are hashed at the {passwords.STANDARD} cost)"
+        )
     public_url = env.get("PRIVACY_API_PUBLIC_URL", "").strip().rstrip("/")
     if not public_url:
         if environment == PRODUCTION:

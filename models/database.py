@@ -8,14 +8,16 @@ calls only add and flush.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -44,6 +46,34 @@ def _begin_sqlite(connection: Connection) -> None:
     deferred and never block a writer."""
     immediate = connection.get_execution_options().get(_WRITES, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# A connection back from the pool after this long idle is tried before use: the server may have
+# restarted or a network device dropped it meanwhile. One used moments ago is not: under load that
+# would cost a round trip (three on asyncpg) per request. A connection that dies in use is
+# reported as retryable (web/outage.py), and the pool then replaces every connection it holds.
+IDLE_BEFORE_PING = 5.0
+_CHECKED_IN_AT = "privacy_api_checked_in_at"
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_after_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    def check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_BEFORE_PING:
+            return  # new, or used moments ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            # The pool throws this connection away and checks out another (a new one if need be).
+            raise DisconnectionError("the connection did not answer a ping")
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -97,7 +127,10 @@ def create_engine(url: str, timeouts: DatabaseTimeouts | None = None) -> AsyncEn
     if _has_connection_queue(url):
         bounds.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     # hide_parameters keeps emails and names out of error messages and logs.
-    engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True, **bounds)
+    engine = create_async_engine(url, hide_parameters=True, **bounds)
+    if _has_connection_queue(url):
+        event.listen(engine.sync_engine, "checkin", _note_checkin)
+        event.listen(engine.sync_engine, "checkout", _ping_after_idle(engine.dialect))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _begin_sqlite)
@@ -112,6 +145,16 @@ class Database:
         self.timeouts = timeouts
         # Objects stay readable after commit: an edge answers from what its use case returned.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # A request's reads, which never write: on PostgreSQL without BEGIN and ROLLBACK around
+        # them (two round trips), as each statement sees its own snapshot under READ COMMITTED
+        # either way. SQLite keeps its deferred BEGIN: a local call.
+        self.reads = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine,
+            expire_on_commit=False,
+            autoflush=False,
+        )
         self._writers = async_sessionmaker(
             self.engine.execution_options(**{_WRITES: True}), expire_on_commit=False
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import String, case, func, literal, select, true, union_all, update
+from sqlalchemy import String, bindparam, case, func, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -30,7 +30,7 @@ from models import (
 )
 from resolvers import catalogue
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
-from resolvers.policy import current_policy
+from resolvers.policy import newest_version
 
 POLICY_KEY = "policy"
 
@@ -211,28 +211,11 @@ async def open_ledger(
     database's write lock before anything is read.
     """
     now = utcnow()
-    row = (
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(updated_at=now)
-            .returning(
-                Account.ledger_seq,
-                Account.ledger_head,
-                Account.birth_date,
-                Account.country,
-                Account.phone,
-                Account.gpc_applied_at,
-                Account.accepted_policy_version,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    ).one()
-    policy = await current_policy(session)
+    row = (await session.execute(_LOCK, {"account_id": account_id, "now": now})).one()
     ledger = Ledger(
         account_id=account_id,
         provenance=provenance,
-        policy_version=policy.version,
+        policy_version=row.policy_version,
         accepted_policy_version=row.accepted_policy_version,
         seq=row.ledger_seq,
         head=row.ledger_head,
@@ -246,11 +229,34 @@ async def open_ledger(
     if ledger.events:
         session.add_all(ledger.events)
         await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(ledger_seq=ledger.seq, ledger_head=ledger.head)
-            .execution_options(synchronize_session=False)
+            _NEW_HEAD, {"account_id": account_id, "seq": ledger.seq, "head": ledger.head}
         )
+
+
+# Built once, as every change runs them. The lock also reads the policy version in force, so a
+# change costs no statement of its own for it.
+_LOCK = (
+    update(Account)
+    .where(Account.id == bindparam("account_id"))
+    .values(updated_at=bindparam("now"))
+    .returning(
+        Account.ledger_seq,
+        Account.ledger_head,
+        Account.birth_date,
+        Account.country,
+        Account.phone,
+        Account.gpc_applied_at,
+        Account.accepted_policy_version,
+        newest_version().label("policy_version"),
+    )
+    .execution_options(synchronize_session=False)
+)
+_NEW_HEAD = (
+    update(Account)
+    .where(Account.id == bindparam("account_id"))
+    .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"))
+    .execution_options(synchronize_session=False)
+)
 
 
 # Sequence numbers only grow, so a cursor stays valid however many events arrive.

@@ -171,15 +171,19 @@ def per_account_statement(
     """One statement for a page of each account's rows.
 
     Each account gets its own `ORDER BY ... LIMIT` branch of a UNION ALL, so each reads only its
-    page through its index, however many rows the account holds.
+    page through its index, however many rows the account holds. One account (the common case:
+    `me`) needs no union: its branch is the statement.
     """
-    branches = []
-    for account_id in account_ids:
+
+    def branch(account_id: uuid.UUID) -> Select[T]:
         query = select(model).where(account_column == account_id, *where(account_id))
         if page.after is not None:
             query = query.where(keyset.beyond(page.after))
-        branch = query.order_by(*keyset.order()).limit(page.first + 1).subquery()
-        branches.append(select(branch))
+        return query.order_by(*keyset.order()).limit(page.first + 1)
+
+    if len(account_ids) == 1:
+        return branch(account_ids[0])
+    branches = [select(branch(account_id).subquery()) for account_id in account_ids]
     found = aliased(model, union_all(*branches).subquery(), adapt_on_names=True)
     return select(found).order_by(*keyset.order(found))
 

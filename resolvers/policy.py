@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from auth.actor import Actor
 from models import Account, NotificationKind, PolicyVersion, Role, utcnow
@@ -38,13 +39,18 @@ class Published:
     notified: int  # messages queued in the outbox
 
 
+def _newest() -> Select[PolicyVersion]:
+    return select(PolicyVersion).order_by(PolicyVersion.published_at.desc()).limit(1)
+
+
 async def current_policy(session: AsyncSession) -> PolicyVersion:
     """The newest published version; a migration seeds the first one, so there always is one."""
-    return (
-        await session.scalars(
-            select(PolicyVersion).order_by(PolicyVersion.published_at.desc()).limit(1)
-        )
-    ).one()
+    return (await session.scalars(_newest())).one()
+
+
+def newest_version() -> ScalarSelect[str]:
+    """The version in force, as a subquery for a statement that needs it beside other things."""
+    return _newest().with_only_columns(PolicyVersion.version).scalar_subquery()
 
 
 def acceptance_error(version: str, current_version: str, field: str) -> UserError | None:

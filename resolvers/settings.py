@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -57,20 +57,24 @@ Settings = dict[str, CurrentValue]
 SettingsChange = Callable[..., Awaitable[int]]
 
 
+_SETTINGS = select(
+    AccountSetting.account_id,
+    AccountSetting.key,
+    AccountSetting.value,
+    AccountSetting.updated_at,
+    AccountSetting.gpc_conflict_at,
+)
+_ONE_ACCOUNTS_SETTINGS = _SETTINGS.where(AccountSetting.account_id == bindparam("account_id"))
+
+
 async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Settings]:
     """Every setting in the catalogue for each account, in the order asked (one statement)."""
+    # The usual case, one account (`me`), runs a statement built once.
     rows = await session.execute(
-        select(
-            AccountSetting.account_id,
-            AccountSetting.key,
-            AccountSetting.value,
-            AccountSetting.updated_at,
-            AccountSetting.gpc_conflict_at,
-        ).where(
-            # The usual case, one account (`me`), as a plain comparison: cheaper to build.
-            AccountSetting.account_id == account_ids[0]
+        *(
+            (_ONE_ACCOUNTS_SETTINGS, {"account_id": account_ids[0]})
             if len(account_ids) == 1
-            else AccountSetting.account_id.in_(account_ids)
+            else (_SETTINGS.where(AccountSetting.account_id.in_(account_ids)),)
         )
     )
     stored: dict[uuid.UUID, dict[str, tuple[str, datetime, datetime | None]]] = {}

@@ -25,7 +25,7 @@ from resolvers import catalogue, settings
 from resolvers.catalogue import CookieCategory, SettingDefinition, SettingGroup, Value
 from resolvers.consent import BrokenLink, Provenance, chained_values, link_problem
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.policy import current_policy
+from resolvers.policy import newest_version
 
 # What a visitor can choose: the cookie categories that can be switched off.
 VISITOR_SETTINGS: tuple[SettingDefinition, ...] = tuple(
@@ -94,15 +94,19 @@ async def _open_ledger(
             update(Visitor)
             .where(Visitor.id == visitor_id)
             .values(**renewed)
-            .returning(Visitor.ledger_seq, Visitor.ledger_head, Visitor.gpc_applied_at)
+            .returning(
+                Visitor.ledger_seq,
+                Visitor.ledger_head,
+                Visitor.gpc_applied_at,
+                newest_version().label("policy_version"),
+            )
             .execution_options(synchronize_session=False)
         )
     ).one()
-    policy = await current_policy(session)
     ledger = _VisitorLedger(
         visitor_id=visitor_id,
         provenance=provenance,
-        policy_version=policy.version,
+        policy_version=row.policy_version,
         seq=row.ledger_seq,
         head=row.ledger_head,
         now=now,

@@ -14,7 +14,7 @@ from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
 from schema.arguments import guard_arguments
-from schema.budget import MaxObjectsLimiter
+from schema.budget import MaxObjectsLimiter, ObjectCounts
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
 from schema.limits import (
@@ -65,6 +65,8 @@ class Mutation(
 
 
 class _Schema(strawberry.Schema):
+    validator: QueryValidator  # its hit count shows the validation cache at work
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -75,23 +77,26 @@ class _Schema(strawberry.Schema):
         return guard_arguments(super().get_fields(type_definition))
 
 
-def build_schema(*, production: bool = False) -> strawberry.Schema:
+def build_schema(*, production: bool = False) -> _Schema:
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
     # shared by the whole process, the validation cache by every request to this schema.
     validator = QueryValidator(production=production, cache_size=CACHE_SIZE)
+    counts = ObjectCounts(cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidateOnce(validator),
-        MaxObjectsLimiter,
+        lambda: MaxObjectsLimiter(counts),
     ]
-    return _Schema(
+    schema = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=production),
         execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
+    schema.validator = validator
+    return schema
 
 
 def schema_sdl() -> str:

@@ -9,6 +9,7 @@ FIXED_LIST_ITEMS), and refuses a query over MAX_OBJECTS before a single statemen
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -45,15 +46,52 @@ FIXED_LIST_ITEMS = 20
 PAGE_ARGUMENT = "first"
 
 
+class ObjectCounts:
+    """What each distinct query asks for, kept per schema: most queries name their `first` in
+    the text, so counting again on every request would only repeat the answer. A count that read
+    a variable is not kept, as the next request may send another value."""
+
+    def __init__(self, cache_size: int) -> None:
+        self.cache_size = cache_size
+        self._counts: OrderedDict[tuple[str, str | None], int] = OrderedDict()
+
+    def count(
+        self,
+        schema: GraphQLSchema,
+        query: str | None,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any],
+    ) -> int:
+        key = (query, operation_name) if query is not None else None
+        if key is not None and (known := self._counts.get(key)) is not None:
+            self._counts.move_to_end(key)
+            return known
+        counter = _counter(schema, document, operation_name, variables)
+        asked = counter.total() if counter is not None else 0
+        if key is not None and (counter is None or not counter.read_variables):
+            self._counts[key] = asked
+            if len(self._counts) > self.cache_size:
+                self._counts.popitem(last=False)
+        return asked
+
+
 class MaxObjectsLimiter(SchemaExtension):
     """Refuses, with code QUERY_TOO_LARGE, a query that could answer with over MAX_OBJECTS."""
+
+    def __init__(self, counts: ObjectCounts) -> None:
+        self.counts = counts
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.result is None:
-            asked = _objects_asked(
-                context.schema._schema, document, context.operation_name, context.variables or {}
+            asked = self.counts.count(
+                context.schema._schema,
+                context.query,
+                document,
+                context.operation_name,
+                context.variables or {},
             )
             if asked > MAX_OBJECTS:
                 context.result = GraphQLExecutionResult(
@@ -70,27 +108,28 @@ class MaxObjectsLimiter(SchemaExtension):
         yield
 
 
-def _objects_asked(
+def _counter(
     schema: GraphQLSchema,
     document: DocumentNode,
     operation_name: str | None,
     variables: Mapping[str, Any],
-) -> int:
+) -> _Counter | None:
+    """A count of the operation to run; None when there is none to count."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = [o for o in operations if operation_name is None or _name(o) == operation_name]
     if len(chosen) != 1:
-        return 0  # execution reports the missing or ambiguous operation
+        return None  # execution reports the missing or ambiguous operation
     operation = chosen[0]
     root = schema.get_root_type(operation.operation)
     if root is None:
-        return 0
+        return None
     defaults = {
         d.variable.name.value: d.default_value for d in operation.variable_definitions or ()
     }
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    return _Counter(schema, fragments, variables, defaults).items(operation.selection_set, root)
+    return _Counter(schema, fragments, variables, defaults, operation.selection_set, root)
 
 
 def _name(operation: OperationDefinitionNode) -> str | None:
@@ -107,12 +146,20 @@ class _Counter:
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
         defaults: Mapping[str, Any],
+        selection_set: SelectionSetNode,
+        root: GraphQLNamedType,
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
         self.defaults = defaults
+        self.selection_set = selection_set
+        self.root = root
         self.fragment_objects: dict[tuple[str, int], int] = {}
+        self.read_variables = False
+
+    def total(self) -> int:
+        return self.items(self.selection_set, self.root)
 
     def items(
         self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType, edges: int = 0
@@ -178,6 +225,7 @@ class _Counter:
         if isinstance(node, IntValueNode):
             return int(node.value)
         if isinstance(node, VariableNode):
+            self.read_variables = True
             name = node.name.value
             if name in self.variables:
                 return self.variables[name]

@@ -103,7 +103,7 @@ class RequestContext:
         """The request's read session, for one resolver at a time."""
         async with self._lock:
             if self._session is None:
-                self._session = self.services.database.sessions()
+                self._session = self.services.database.reads()
             try:
                 yield self._session
             except BaseException:

@@ -8,8 +8,7 @@ that stops at the limit, and the verdict (refusal or validation errors) is cache
 
 from __future__ import annotations
 
-import functools
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,7 +141,31 @@ class QueryValidator:
             *(DisableIntrospection().validation_rules if production else ()),
         )
         self.hide_suggestions = production
-        self.validate = functools.lru_cache(maxsize=cache_size)(self._validate)
+        self.cache_size = cache_size
+        # Keyed by the query's text, whose hash Python keeps: hashing the parsed document would
+        # walk every node of it on every request.
+        self._verdicts: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def validate(
+        self, schema: GraphQLSchema, query: str | None, document: DocumentNode
+    ) -> list[GraphQLError]:
+        """The errors of a document (none: valid), for `schema`, the one this validator serves.
+        `query` is the text the document was parsed from; None validates without the cache."""
+        if query is None:
+            return self._validate(schema, document)
+        verdict = self._verdicts.get(query)
+        if verdict is not None:
+            self.hits += 1
+            self._verdicts.move_to_end(query)
+            return verdict
+        self.misses += 1
+        verdict = self._validate(schema, document)
+        self._verdicts[query] = verdict
+        if len(self._verdicts) > self.cache_size:
+            self._verdicts.popitem(last=False)
+        return verdict
 
     def _validate(self, schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
         if refusal := too_complex(document):
@@ -159,7 +182,9 @@ class ValidateOnce(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        errors = self.validator.validate(context.schema._schema, context.graphql_document)
+        errors = self.validator.validate(
+            context.schema._schema, context.query, context.graphql_document
+        )
         context.pre_execution_errors = list(errors)
         yield
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
+# The cheapest argon2id for the thousands of sign-ins the suite makes, set before anything hashes
+# (and inherited by the CLI run as a subprocess); tests of the real cost ask for it by fixture.
+os.environ["PRIVACY_API_PASSWORD_COST"] = "test"
 
 import asyncpg
 import httpx
@@ -14,6 +18,7 @@ import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
+from auth import passwords
 from cli import migrate
 from config import Config
 from models import Base, Database, PolicyVersion
@@ -96,6 +101,16 @@ async def clean_database_url(database_url: str) -> str:
         await session.commit()
     await database.dispose()
     return database_url
+
+
+@pytest.fixture
+def standard_password_cost() -> Iterator[None]:
+    """Passwords hashed at the cost production uses, for the tests about that cost."""
+    passwords.use_cost(passwords.STANDARD)
+    try:
+        yield
+    finally:
+        passwords.use_cost(passwords.TEST)
 
 
 def make_config(database_url: str, **overrides: object) -> Config:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import socket
 import subprocess
@@ -15,13 +14,14 @@ from pathlib import Path
 import httpx
 
 from schema import schema_sdl
+from tests.helpers import process_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "cli"]
 
 
 def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(data_dir), **env}
+    environment = process_environment(PRIVACY_API_DATA_DIR=str(data_dir), **env)
     environment.pop("PRIVACY_API_DATABASE_URL", None)
     return subprocess.run(
         [*COMMAND, *args],
@@ -36,7 +36,7 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
 
 def start_serve(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """`privacy-api serve` in the background on a database in `data_dir`, output in one pipe."""
-    environment = {**os.environ, "PRIVACY_API_DATA_DIR": str(data_dir), **env}
+    environment = process_environment(PRIVACY_API_DATA_DIR=str(data_dir), **env)
     environment.pop("PRIVACY_API_DATABASE_URL", None)
     return subprocess.Popen(
         [*COMMAND, "serve", *args],
@@ -79,6 +79,20 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "migrate", PRIVACY_API_ENV="production", PRIVACY_API_SECRET_KEY="")
     assert result.returncode == 2
     assert "PRIVACY_API_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_refuses_the_test_suites_password_cost(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "migrate",
+        PRIVACY_API_ENV="production",
+        PRIVACY_API_SECRET_KEY="s" * 40,
+        PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+        PRIVACY_API_PASSWORD_COST="test",
+    )
+    assert result.returncode == 2
+    assert "PRIVACY_API_PASSWORD_COST is for the test suite only" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -378,5 +378,6 @@ class TestStatementCounts:
                 token=token,
             )
 
-        # Session lookup; lock the chain; policy in force; old value; new value; event; chain head.
-        assert len(later) == len(first) == 7, later
+        # Session lookup; lock the chain (with the policy in force); old value; new value; event;
+        # chain head.
+        assert len(later) == len(first) == 6, later

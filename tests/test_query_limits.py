@@ -11,7 +11,7 @@ from graphql import GraphQLNonNull, GraphQLObjectType, get_named_type
 from graphql import build_schema as schema_from_sdl
 from graphql.validation import ExecutableDefinitionsRule
 
-from schema import MAX_REPEATS, MAX_SELECTIONS, schema_sdl
+from schema import MAX_REPEATS, MAX_SELECTIONS, build_schema, schema_sdl
 from tests.helpers import count_statements, gql, signed_up
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
@@ -151,6 +151,15 @@ class TestValidationCache:
             body = await gql(client, query)
             assert body["data"]["currentPolicy"]["version"]
         assert len(runs) == 1
+
+    async def test_the_cache_hit_count_grows_on_a_repeated_query(self) -> None:
+        schema = build_schema(production=True)
+        for _ in range(3):
+            result = await schema.execute("query Probe { __typename }")
+            assert result.data == {"__typename": "Query"}
+        other = await schema.execute("query Other { __typename }")
+        assert other.errors is None
+        assert (schema.validator.misses, schema.validator.hits) == (2, 2)
 
     async def test_production_and_development_keep_their_own_answers(
         self, client: httpx.AsyncClient, production_client: httpx.AsyncClient

@@ -7,7 +7,6 @@ these tests start the real server (one per setting, shared by the module) and re
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -28,7 +27,7 @@ from resolvers.catalogue import Topic
 from resolvers.notifications import PLACEHOLDER
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
-from tests.helpers import LOGIN, SIGNUP, signup_input
+from tests.helpers import LOGIN, SIGNUP, process_environment, signup_input
 from tests.test_cli import free_port
 from web.access_log import redact
 
@@ -69,14 +68,13 @@ def serve(data_dir: Path, **env: str) -> Iterator[Server]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    environment = {
-        **os.environ,
-        "PRIVACY_API_DATA_DIR": str(data_dir),
-        "PRIVACY_API_SECRET_KEY": TEST_SECRET,
-        "PRIVACY_API_PUBLIC_URL": base,
-        "PYTHONUNBUFFERED": "1",
+    environment = process_environment(
+        PRIVACY_API_DATA_DIR=str(data_dir),
+        PRIVACY_API_SECRET_KEY=TEST_SECRET,
+        PRIVACY_API_PUBLIC_URL=base,
+        PYTHONUNBUFFERED="1",
         **env,
-    }
+    )
     environment.pop("PRIVACY_API_DATABASE_URL", None)
     with log.open("w") as output:
         process = subprocess.Popen(

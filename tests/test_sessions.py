@@ -68,6 +68,7 @@ class TestLogin:
         still_limited = await login(client, "ada@example.com", PASSWORD)
         assert codes(still_limited) == ["RATE_LIMITED"]
 
+    @pytest.mark.usefixtures("standard_password_cost")
     async def test_an_outdated_hash_is_upgraded_on_login(self, client, database) -> None:
         await signed_up(client)
         weaker = PasswordHasher(memory_cost=8192, time_cost=1, parallelism=1).hash(PASSWORD)

@@ -71,6 +71,7 @@ class TestSignup:
         me = await gql(client, ME)
         assert me["data"]["me"]["email"] == "ada@example.com"
 
+    @pytest.mark.usefixtures("standard_password_cost")
     async def test_password_is_stored_as_argon2id(self, client, database) -> None:
         await signed_up(client)
         async with database.session() as session:
