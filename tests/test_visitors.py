@@ -18,6 +18,7 @@ from tests.helpers import (
     PASSWORD,
     birth_date_for_age,
     changed,
+    count_statements,
     events,
     gql,
     post,
@@ -117,6 +118,20 @@ class TestChoiceThroughTheCookie:
             ("cookies.analytics", None, "true"),
             ("cookies.functional", None, "true"),
         ]
+
+    async def test_reading_costs_the_same_however_long_the_history(self, app, client) -> None:
+        engine = app.state.services.database.engine
+        await choose(client, analytics=True)
+        banner = f"{{ cookieConsent {{ {CONSENT_FIELDS} }} }}"
+        with count_statements(engine) as short:
+            await gql(client, banner)
+        for turn in range(10):
+            await choose(client, analytics=turn % 2 == 0, functional=turn % 2 == 1)
+        with count_statements(engine) as long:
+            await gql(client, banner)
+
+        # The device's record, and the newest event of each category in one statement.
+        assert len(short) == len(long) == 2, short
 
     async def test_the_same_choice_again_records_nothing(self, client, database) -> None:
         await choose(client, advertising=True)
