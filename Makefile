@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# GraphiQL's scripts and styles, fetched from the npm registry (web/playground.py).
+PLAYGROUND := web/playground_assets/.complete
+PORT ?= 8000
 
 .PHONY: install run test lint format schema bench
 
@@ -12,10 +15,15 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+# Without npm the API still runs; its playground page then says what is missing.
+$(PLAYGROUND): $(INSTALLED)
+	$(BIN)/python -m web.playground && touch $(PLAYGROUND) \
+		|| echo "The playground's scripts were not fetched (is npm installed?)." >&2
+
+install: $(INSTALLED) $(PLAYGROUND)
 
 run: install
-	$(BIN)/privacy-api serve
+	$(BIN)/privacy-api serve --port $(PORT)
 
 test: install lint
 	$(BIN)/pytest -n 2
@@ -24,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

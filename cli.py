@@ -1,5 +1,5 @@
 """The `privacy-api` command: serve, migrate, export-schema, create-staff, verify-ledger, purge,
-apply-age-rules, unsubscribe-link, notifications."""
+apply-age-rules, unsubscribe-link, notifications, deliver."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
+import logging
 import os
 import secrets
+import signal
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,6 +34,7 @@ from web import access_log
 from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
+from workers.delivery import DeliveryReport, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEMO_EMAIL = "demo@example.com"
@@ -180,6 +183,23 @@ async def unsent_notifications(
         await database.dispose()
 
 
+async def deliver(config: Config, *, once: bool) -> DeliveryReport:
+    """Deliver the outbox: what is due now (`once`), or until SIGINT or SIGTERM."""
+    database = Database(config.database_url, config.database_timeouts)
+    try:
+        worker = delivery_for(config, database)
+        if once:
+            return await worker.run_once()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stopping, stop.set)
+        await worker.run(stop)
+        return DeliveryReport()
+    finally:
+        await database.dispose()
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
         # Each process would count on its own: ten tries at a password become ten per process.
@@ -189,6 +209,11 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return 2
+    if not config.production and not os.environ.get("PRIVACY_API_PUBLIC_URL", "").strip():
+        # Links in messages point at the port served (read again by each worker's app).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
     asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
@@ -337,6 +362,31 @@ def cmd_notifications(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_deliver(args: argparse.Namespace, config: Config) -> int:
+    if config.production and config.smtp is None:
+        print(
+            "Configuration error: production mail needs PRIVACY_API_SMTP_URL "
+            "(such as smtp://user:password@mail.example.com:587).",
+            file=sys.stderr,
+        )
+        return 2
+    # Running on, each message is logged as it goes; once, the summary below says it all.
+    level = logging.WARNING if args.once else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    if config.smtp is None:
+        print(f"No PRIVACY_API_SMTP_URL: writing messages to {config.mail_dir}/ as .eml files.")
+    report = asyncio.run(deliver(config, once=args.once))
+    if not args.once:
+        return 0
+    for path in report.files:
+        print(f"Wrote {path}")
+    print(
+        f"Delivered {report.sent}, suppressed {report.suppressed} (topic switched off), "
+        f"{report.retrying} to try again later, {report.failed} failed."
+    )
+    return 1 if report.failed else 0
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError("a whole number of 1 or more")
@@ -405,6 +455,16 @@ def parser() -> argparse.ArgumentParser:
         "--mark-sent", action="store_true", help="then mark the listed messages as sent"
     )
     outbox.set_defaults(handler=cmd_notifications)
+
+    deliver = commands.add_parser(
+        "deliver",
+        help="send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
+        "data/mail/) until stopped",
+    )
+    deliver.add_argument(
+        "--once", action="store_true", help="deliver what is due now, then exit (for cron)"
+    )
+    deliver.set_defaults(handler=cmd_deliver)
     return root
 
 

@@ -10,8 +10,9 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from auth import passwords, signing
 from models.database import DatabaseTimeouts
@@ -27,6 +28,19 @@ class ConfigError(RuntimeError):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 _IPV6 = re.compile(r"[0-9a-f:.]+")
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where the delivery worker sends mail (PRIVACY_API_SMTP_URL)."""
+
+    host: str
+    port: int
+    # True: TLS from the first byte (smtps://). False: plain, upgraded with STARTTLS (smtp://),
+    # which is required when there are credentials to send.
+    implicit_tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,17 @@ class Config:
     # A signed-out visitor's cookie choices are kept this long after their last choice (about
     # 13 months, the longest a cookie consent is commonly held to last), then purged.
     visitor_retention_days: int = 395
+    # None: messages are written as .eml files to `mail_dir` instead of sent (development).
+    smtp: SmtpServer | None = None
+    mail_dir: Path = field(default_factory=lambda: Path("data") / "mail")
+    # The From of every message; its domain is also the right-hand side of Message-IDs.
+    mail_from: str = "Privacy <privacy@localhost>"
+    # Whether `serve` delivers the outbox itself, beside the API (development: yes).
+    deliver_in_serve: bool = False
+    # How often each process writes the use counts of API keys (see auth.api_keys.KeyUsage).
+    api_key_usage_flush_seconds: int = 60
+    # How old an opt-out is before the sender API's feed lists it (see resolvers.sender).
+    suppression_feed_delay_seconds: int = 60
 
     @property
     def production(self) -> bool:
@@ -103,6 +128,55 @@ def _origin(given: str) -> str:
         raise refused
     origin = f"{scheme}://[{host}]" if is_ipv6 else f"{scheme}://{host}"
     return origin if port in (None, _DEFAULT_PORTS[scheme]) else f"{origin}:{port}"
+
+
+def _smtp_server(raw: str) -> SmtpServer | None:
+    """`smtp://user:pass@host:587` (STARTTLS) or `smtps://user:pass@host:465` (implicit TLS)."""
+    if not raw:
+        return None
+    refused = ConfigError(
+        "PRIVACY_API_SMTP_URL must look like smtp://user:password@host:587 (STARTTLS) or "
+        "smtps://user:password@host:465 (TLS), with the user and password URL-encoded"
+    )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise refused from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/"):
+        raise refused
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if scheme == "smtps" else 587),
+        implicit_tls=scheme == "smtps",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _mail_from(raw: str, public_url: str) -> str:
+    """The sender: as configured, or privacy@ the public host (localhost for an address)."""
+    if not raw:
+        host = urlsplit(public_url).hostname or "localhost"
+        domain = "localhost" if _IPV6.fullmatch(host) or host[-1:].isdigit() else host
+        return f"Privacy <privacy@{domain}>"
+    _, address = parseaddr(raw)
+    if "@" not in address or any(character in raw for character in "\r\n"):
+        raise ConfigError(
+            "PRIVACY_API_MAIL_FROM must be an address, such as privacy@example.com or "
+            "Privacy <privacy@example.com>"
+        )
+    return raw
+
+
+def _switch(env: dict[str, str], variable: str, default: bool) -> bool:
+    raw = env.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise ConfigError(f"{variable} must be true or false")
+    return raw in ("1", "true", "yes")
 
 
 def _trusted_proxies(raw: str) -> tuple[str, ...]:
@@ -165,6 +239,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
         ("visitor_retention_days", "PRIVACY_API_VISITOR_RETENTION_DAYS", 395),
+        ("api_key_usage_flush_seconds", "PRIVACY_API_KEY_USAGE_FLUSH_SECONDS", 60),
+        ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
         raw = env.get(variable, str(default))
         if not raw.strip().isdigit():
@@ -181,6 +257,12 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
         receipt_signing_key=receipt_signing_key,
+        smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
+        mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
+        mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
+        deliver_in_serve=_switch(
+            env, "PRIVACY_API_DELIVER_IN_SERVE", default=environment != PRODUCTION
+        ),
         **numbers,
     )
 

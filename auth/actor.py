@@ -48,10 +48,24 @@ class SignedInAccount:
 CREDENTIAL_HEADERS = ("Authorization", "Content-Type", "X-Requested-With")
 
 
+# The header a client names itself with (web, mobile, api).
+CLIENT_SOURCE_HEADER = "x-client-source"
+# Headers a page on another site cannot add without the API's CORS permission (the browser asks
+# first): either shows that a request is not a cross-site form or link.
+_CUSTOM_HEADERS = ("x-requested-with", CLIENT_SOURCE_HEADER)
+# Why a request that sent the session cookie was treated as signed out.
+COOKIE_NEEDS_HEADER = (
+    "The session cookie was not used: a request signed in by cookie must carry the header "
+    "X-Requested-With (any value) or X-Client-Source, or a JSON Content-Type, which a form or "
+    "link on another site cannot send. Clients that query over GET, such as urql, must add one "
+    "of the headers."
+)
+
+
 def _cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
     """A cross-site HTML form can send neither a JSON content type nor a custom header."""
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return content_type == "application/json" or "x-requested-with" in headers
+    return content_type == "application/json" or any(name in headers for name in _CUSTOM_HEADERS)
 
 
 def credentials_from_request(

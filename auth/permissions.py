@@ -1,6 +1,9 @@
-"""Permission classes, one per role, declared on the fields they guard.
+"""Permission classes, one per role and one per API key scope, declared on the fields they guard.
 
-Each expects `info.context.actor()` to return the signed-in Actor or None.
+Each role's class expects `info.context.actor()` to return the signed-in Actor or None, and
+`info.context.cookie_left_unused` to say whether a session cookie came without the header that
+lets it be used; a scope's class expects `info.context.machine()` to return the machine client
+behind an API key, or None.
 """
 
 from __future__ import annotations
@@ -11,11 +14,18 @@ import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.permission import BasePermission
 
-from auth.actor import STAFF_ROLES, Actor
-from models import Role
+from auth.actor import COOKIE_NEEDS_HEADER, STAFF_ROLES, Actor
+from auth.api_keys import Machine
+from models import ApiScope, Role
 
 UNAUTHENTICATED = "UNAUTHENTICATED"
 FORBIDDEN = "FORBIDDEN"
+
+
+def signed_out_error(cookie_left_unused: bool) -> StrawberryGraphQLError:
+    """UNAUTHENTICATED, saying why when a session cookie came but could not be used."""
+    message = COOKIE_NEEDS_HEADER if cookie_left_unused else "Sign in to do this."
+    return StrawberryGraphQLError(message, extensions={"code": UNAUTHENTICATED})
 
 
 class _RolePermission(BasePermission):
@@ -26,9 +36,7 @@ class _RolePermission(BasePermission):
         # concurrent requests, so it must not hold per-request state such as the message.
         actor: Actor | None = await info.context.actor()
         if actor is None:
-            raise StrawberryGraphQLError(
-                "Sign in to do this.", extensions={"code": UNAUTHENTICATED}
-            )
+            raise signed_out_error(info.context.cookie_left_unused)
         if actor.role not in self.allowed_roles:
             raise StrawberryGraphQLError(
                 "You are not allowed to do this.", extensions={"code": FORBIDDEN}
@@ -48,3 +56,33 @@ class IsSupport(_RolePermission):
 
 class IsPrivacyOfficer(_RolePermission):
     allowed_roles = frozenset({Role.PRIVACY_OFFICER})
+
+
+class _ScopePermission(BasePermission):
+    """Fields for machine clients: an API key holding the scope. A person, even signed in, is
+    not one (and a key is not a person: it reaches no person's or staff field)."""
+
+    scope: ApiScope
+
+    async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        machine: Machine | None = await info.context.machine()
+        if machine is None:
+            raise StrawberryGraphQLError(
+                f"Call this with an API key holding the {self.scope.value} scope "
+                "(Authorization: Bearer pk_...).",
+                extensions={"code": UNAUTHENTICATED},
+            )
+        if self.scope not in machine.scopes:
+            raise StrawberryGraphQLError(
+                f"This API key does not hold the {self.scope.value} scope.",
+                extensions={"code": FORBIDDEN},
+            )
+        return True
+
+
+class CanReadConsent(_ScopePermission):
+    scope = ApiScope.CONSENT_READ
+
+
+class CanReadSuppressions(_ScopePermission):
+    scope = ApiScope.SUPPRESSIONS_READ

@@ -42,6 +42,10 @@ class Door(Enum):
     # writes by hand, and stops a script from burying the queue.
     COMPLAINT_PER_ACCOUNT = ("complaint-per-account", "10/hour")
     CORRECTION_PER_ACCOUNT = ("correction-per-account", "10/hour")
+    # Each request mails someone who has no account here: a few a day let a teen retry or ask
+    # both parents, and keep the API from being a way to flood a stranger's inbox.
+    PARENTAL_CONSENT_PER_ACCOUNT = ("parental-consent-per-account", "5/day")
+    PARENTAL_CONSENT_PER_PARENT = ("parental-consent-per-parent", "3/day")
 
     @property
     def limit(self) -> RateLimitItem:

@@ -1,10 +1,12 @@
 """SQLAlchemy models, the engine and the session factory."""
 
 from models.account import Account, AuthSession, ProfileChange, Role
+from models.api_keys import ApiKey, ApiScope
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
 from models.database import Database
-from models.notifications import Notification, NotificationKind
+from models.notifications import DeliveryStatus, Notification, NotificationKind
+from models.parental import ParentalConsent, ParentalDecision, ParentalRequest
 from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
@@ -14,6 +16,8 @@ from models.visitors import Visitor, VisitorConsentEvent
 __all__ = [
     "Account",
     "AccountSetting",
+    "ApiKey",
+    "ApiScope",
     "AuditEntry",
     "AuthSession",
     "Base",
@@ -21,10 +25,14 @@ __all__ = [
     "ConsentEvent",
     "DataExport",
     "Database",
+    "DeliveryStatus",
     "IdempotencyKey",
     "LegalHold",
     "Notification",
     "NotificationKind",
+    "ParentalConsent",
+    "ParentalDecision",
+    "ParentalRequest",
     "PolicyVersion",
     "PrivacyRequest",
     "ProfileChange",

@@ -21,6 +21,9 @@ class ConsentActor(enum.Enum):
     GPC = "gpc"
     SIGNUP = "signup"
     SYSTEM = "system"  # the API itself, applying a rule (such as the age rules)
+    # A parent of a minor, through the link mailed to them: the event's actor_id is the
+    # parental consent request, which holds a hash of the parent's address, never the address.
+    PARENT = "parent"
 
 
 class Source(enum.Enum):
@@ -45,6 +48,14 @@ class ConsentEvent(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "seq"),
         Index("ix_consent_events_account_id_key_seq", "account_id", "key", "seq"),
+        # Events that switch something off, in the order the sender API's opt-out feed reads.
+        Index(
+            "ix_consent_events_turned_off",
+            "occurred_at",
+            "id",
+            sqlite_where=text("new_value = 'false'"),
+            postgresql_where=text("new_value = 'false'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -57,7 +68,8 @@ class ConsentEvent(Base):
     old_value: Mapped[str | None] = mapped_column(String(64))
     new_value: Mapped[str] = mapped_column(String(64))
     actor: Mapped[ConsentActor] = mapped_column(text_enum(ConsentActor))
-    actor_id: Mapped[uuid.UUID | None]  # the staff member, if one acted
+    # The staff member, if one acted; for a parent, the parental consent request they answered.
+    actor_id: Mapped[uuid.UUID | None]
     source: Mapped[Source] = mapped_column(text_enum(Source))
     policy_version: Mapped[str] = mapped_column(String(32))  # the version in force
     occurred_at: Mapped[datetime]

@@ -7,7 +7,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, text_enum, utcnow, uuid_pk
@@ -23,6 +23,15 @@ class NotificationKind(enum.Enum):
     # The last message to an erased account's address: it names no account, and is deleted as
     # soon as a mailer has sent it.
     ACCOUNT_ERASED = "account_erased"
+    # To a minor's parent, who has no account here: the address is forgotten once sent.
+    PARENTAL_CONSENT_REQUEST = "parental_consent_request"
+
+
+class DeliveryStatus(enum.Enum):
+    PENDING = "pending"  # waiting in the outbox, or between two attempts
+    SENT = "sent"  # handed to the mail server
+    FAILED = "failed"  # given up on; `failure` says why
+    SUPPRESSED = "suppressed"  # not sent: its topic was switched off before it went
 
 
 class Notification(Base):
@@ -42,3 +51,20 @@ class Notification(Base):
     secret: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The HTML alternative of `body`, for kinds whose template has one (same placeholder).
+    html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        text_enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    # Not tried again before this time (exponential backoff after a failed attempt).
+    next_attempt_at: Mapped[datetime | None]
+    # A worker holds the message from `claimed_at`; a claim older than the lease is void, so the
+    # message of a worker that crashed is taken by another.
+    claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # Why the last attempt failed: an error class and SMTP code, never the server's text (which
+    # may quote the address).
+    failure: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_notifications_deliverable", "status", "next_attempt_at"),)

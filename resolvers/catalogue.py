@@ -108,6 +108,17 @@ class SettingDefinition:
             return Audience[text]
         return text == "true"
 
+    @property
+    def parent_may_grant(self) -> bool:
+        """Whether a parent may consent to this for a minor (GDPR Art. 8(2)): an on/off setting
+        withheld from minors. Who may see a minor's profile stays out of a parent's reach: a
+        teen's profile is never made public."""
+        return (
+            self.withheld_from_minors
+            and self.kind is SettingKind.TOGGLE
+            and (self.group is not SettingGroup.VISIBILITY)
+        )
+
     def withheld(self, value: Value) -> bool:
         """Whether a minor may not choose this value."""
         if not self.withheld_from_minors:
@@ -279,4 +290,8 @@ MARKETING_COMMUNICATIONS: tuple[SettingDefinition, ...] = tuple(
 # What nobody below the age of digital consent may have: these settings' on (or PUBLIC) values.
 WITHHELD_FROM_MINORS: tuple[SettingDefinition, ...] = tuple(
     setting for setting in CATALOGUE if setting.withheld_from_minors
+)
+# What a parent may switch on for a minor with their consent.
+PARENT_MAY_GRANT: tuple[SettingDefinition, ...] = tuple(
+    setting for setting in CATALOGUE if setting.parent_may_grant
 )

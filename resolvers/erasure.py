@@ -25,6 +25,7 @@ from models import (
     Base,
     ConsentEvent,
     DataExport,
+    DeliveryStatus,
     IdempotencyKey,
     LegalHold,
     Notification,
@@ -48,15 +49,6 @@ COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseud
 ERASED_TEXT = "[erased]"
 # How long the purge waits for a mailer to send the deletion notice before erasing anyway.
 NOTICE_MAX_WAIT = timedelta(days=3)
-ERASED_SUBJECT = "Your account has been erased"
-ERASED_BODY = (
-    "As we told you, we have now erased your account: its profile, settings, sign-ins and "
-    "messages are gone for good.\n\n"
-    "We keep only the record of the consent choices made on it, which we must be able to show, "
-    "and it no longer carries your name or contact details.\n\n"
-    "This is the last message we send to this address. Once it is sent we delete it, and with "
-    "it the address."
-)
 
 # The columns outside the ledger's hashed fields that name the account, in records that outlive it.
 PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
@@ -107,6 +99,11 @@ def _day(moment: datetime) -> str:
 
 def _when(moment: datetime) -> str:
     return f"{_day(moment)} at {moment:%H:%M} UTC"
+
+
+def _deletion_dates(due_at: datetime, *, by_privacy_team: bool) -> dict[str, object]:
+    """What the deletion notice's template says."""
+    return {"day": _day(due_at), "when": _when(due_at), "by_privacy_team": by_privacy_team}
 
 
 async def _lock_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
@@ -184,15 +181,7 @@ async def request_account_deletion(
             session,
             account,
             NotificationKind.DELETION_SCHEDULED,
-            f"Your account will be deleted on {_day(account.deletion_due_at)}",
-            f"You asked us to delete your account. We will erase it on "
-            f"{_when(account.deletion_due_at)}, and we have signed you out on every device.\n\n"
-            "Changed your mind? Sign in before then and cancel the deletion; everything stays "
-            "as it was.\n\n"
-            "On that date your profile, settings, sign-ins and messages are erased for good. "
-            "We keep only the record of the consent choices you made, which we must be able to "
-            "show, and it will no longer carry your name or contact details.\n\n"
-            "If you did not ask for this, sign in, cancel the deletion and change your password.",
+            _deletion_dates(account.deletion_due_at, by_privacy_team=False),
         )
     await _sign_out_everywhere(session, account.id)
     await session.flush()
@@ -259,12 +248,7 @@ async def schedule_deletion(
         session,
         account,
         NotificationKind.DELETION_SCHEDULED,
-        f"Your account will be deleted on {_day(account.deletion_due_at)}",
-        f"Our privacy team has decided that your account must be deleted. We will erase it on "
-        f"{_when(account.deletion_due_at)}, and we have signed you out on every device.\n\n"
-        "We keep only the record of the consent choices made on the account, which we must be "
-        "able to show, and it will no longer carry your name or contact details.\n\n"
-        "If you think this is a mistake, contact our privacy team.",
+        _deletion_dates(account.deletion_due_at, by_privacy_team=True),
     )
     await _sign_out_everywhere(session, account.id)
     return account
@@ -349,15 +333,18 @@ async def purge_account(
 ) -> PurgeOutcome:
     """Erase one account, after checking again under its lock. The caller runs this in a
     transaction of its own, so an interruption leaves the account either erased or intact."""
-    email = await session.scalar(
-        update(Account)
-        .where(Account.id == account_id, Account.deletion_due_at <= now)
-        .values(updated_at=Account.updated_at)
-        .returning(Account.email)
-        .execution_options(synchronize_session=False)
-    )
-    if email is None:
+    locked = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.deletion_due_at <= now)
+            .values(updated_at=Account.updated_at)
+            .returning(Account.email, Account.locale)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if locked is None:
         return PurgeOutcome.GONE
+    email, locale = locked
     if await session.scalar(select(_hold_in_force(account_id))):
         return PurgeOutcome.HELD
     if await session.scalar(select(_notice_unsent(account_id, now))):
@@ -367,7 +354,7 @@ async def purge_account(
     await _complete_deletion_requests(session, account_id, now)
     await _pseudonymise_references(session, account_id, pseudonym(secret_key, account_id))
     await _delete_account(session, account_id)
-    notifications.queue_last_message(session, email, ERASED_SUBJECT, ERASED_BODY)
+    notifications.queue_last_message(session, email, locale)
     return PurgeOutcome.ERASED
 
 
@@ -377,7 +364,7 @@ def _notice_unsent(account_id: uuid.UUID, now: datetime) -> Exists:
     return exists().where(
         Notification.account_id == account_id,
         Notification.kind == NotificationKind.DELETION_SCHEDULED,
-        Notification.sent_at.is_(None),
+        Notification.status == DeliveryStatus.PENDING,
         Notification.created_at > now - NOTICE_MAX_WAIT,
     )
 
@@ -474,7 +461,13 @@ async def prune_expired(session: AsyncSession, now: datetime) -> Pruned:
             delete(IdempotencyKey).where(IdempotencyKey.created_at <= now - IDEMPOTENCY_KEYS_KEPT)
         ),
         notifications=await removed(
-            delete(Notification).where(Notification.sent_at <= now - SENT_NOTIFICATIONS_KEPT)
+            delete(Notification).where(
+                (Notification.sent_at <= now - SENT_NOTIFICATIONS_KEPT)
+                | (
+                    Notification.status.in_([DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED])
+                    & (Notification.created_at <= now - SENT_NOTIFICATIONS_KEPT)
+                )
+            )
         ),
     )
     return pruned

@@ -36,14 +36,15 @@ from models import (
     RequestStatus,
     utcnow,
 )
-from resolvers import catalogue
+from resolvers import catalogue, parental
+from resolvers.age import is_minor, today_everywhere
 from resolvers.consent import POLICY_KEY
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
-FORMAT_VERSION = "1.2"
+FORMAT_VERSION = "1.3"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -304,11 +305,30 @@ def _consent_event(row: Row[Any]) -> dict[str, Any]:
     }
 
 
+def _parental_consent(*, minor: bool, now: datetime) -> Callable[[Row[Any]], dict[str, Any]]:
+    # The status as read now (a grant lapses when the person comes of age); never the parent's
+    # address, of which only a keyed hash is kept.
+    def to_json(row: Row[Any]) -> dict[str, Any]:
+        view = parental.view_of(row, minor=minor, now=now)
+        return {
+            "key": view.key,
+            "status": view.status.value,
+            "requested_at": _time(view.requested_at),
+            "decide_by": _time(view.decide_by),
+            "decided_at": _time(view.decided_at),
+            "withdrawn_at": _time(view.withdrawn_at),
+        }
+
+    return to_json
+
+
 Section = tuple[str, Select, Callable[[Row[Any]], dict[str, Any]]]
 
 
-def _sections(account_id: uuid.UUID) -> list[Section]:
+def _sections(account: Account, now: datetime) -> list[Section]:
     """The lists after the settings: each a name, the query for it, and how a row is written."""
+    account_id = account.id
+    minor = is_minor(account.birth_date, account.country, today_everywhere(now))
     ledger = ConsentEvent.__table__
     staff = aliased(Account)
     return [
@@ -384,6 +404,11 @@ def _sections(account_id: uuid.UUID) -> list[Section]:
             _staff_access,
         ),
         (
+            "parental_consents",
+            parental.consents_of(account_id),
+            _parental_consent(minor=minor, now=now),
+        ),
+        (
             "consent_history",
             # A plain table query: rows need no ORM objects or identity tracking, which for a
             # long history is most of the work.
@@ -446,7 +471,7 @@ async def write_export(
         _list("settings", [_setting(s, settings[s.key]) for s in catalogue.CATALOGUE]),
     ]
     yield "{\n" + ",\n".join(head)
-    for section in _sections(account_id):
+    for section in _sections(account, generated_at):
         yield ",\n"
         async for piece in _streamed_list(session, section):
             yield piece

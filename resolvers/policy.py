@@ -138,17 +138,6 @@ def _publish_errors(version: str, summary: str) -> list[UserError]:
     return errors
 
 
-def _notice(version: str, summary: str) -> tuple[str, str]:
-    subject = f"We have updated our privacy policy ({version})"
-    body = (
-        f"We have published a new version of our privacy policy, {version}. What changed:\n\n"
-        f"{summary}\n\n"
-        "Please read it and accept it the next time you sign in. You can see and change what "
-        "we do with your data at any time in your privacy settings."
-    )
-    return subject, body
-
-
 async def publish_policy_version(
     session: AsyncSession,
     officer: Actor,
@@ -183,13 +172,11 @@ async def publish_policy_version(
         raise exists_already from None
     notified = 0
     if material:
-        subject, body = _notice(version, summary)
         notified = await notifications.queue_for_accounts(
             session,
             (Account.role == Role.USER) & Account.deletion_due_at.is_(None),
             NotificationKind.POLICY_UPDATE,
-            subject,
-            body,
+            {"version": version, "summary": summary},
         )
     await audit(
         session, officer, "policy.publish", [], f"Published policy version {version}", request_id

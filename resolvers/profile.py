@@ -170,11 +170,7 @@ async def request_email_change(
         session,
         account,
         NotificationKind.EMAIL_CONFIRMATION,
-        "Confirm your new email address",
-        "Someone, hopefully you, asked to use this address for their account. To confirm, open "
-        f"{confirmation_link(notifications.PLACEHOLDER)} or enter this code in the "
-        f"app: {notifications.PLACEHOLDER}\n"
-        "The code works for 24 hours. If it was not you, ignore this message.",
+        {"confirmation_link": confirmation_link(notifications.PLACEHOLDER)},
         recipient=email,
         secret=token,
     )
@@ -218,9 +214,6 @@ async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
         session,
         account,
         NotificationKind.EMAIL_CHANGED,
-        "Your email address was changed",
-        "The email address of your account was changed. If you did not do this, contact us "
-        "at once: your account may be in someone else's hands.",
         recipient=previous,
     )
     await session.flush()

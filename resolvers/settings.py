@@ -19,6 +19,8 @@ from models import (
     ConsentActor,
     ConsentEvent,
     IdempotencyKey,
+    ParentalConsent,
+    ParentalDecision,
     Source,
     utcnow,
 )
@@ -118,6 +120,42 @@ def _choice_error(
     return None
 
 
+async def granted_by_parent(
+    session: AsyncSession, account_id: uuid.UUID, keys: Sequence[str]
+) -> set[str]:
+    """Of these keys, those a parent has granted and not withdrawn. A grant counts only while
+    its holder is a minor; callers ask only then (after that it has lapsed, see
+    `resolvers.parental`)."""
+    if not keys:
+        return set()
+    rows = await session.scalars(
+        select(ParentalConsent.key)
+        .where(
+            ParentalConsent.account_id == account_id,
+            ParentalConsent.key.in_(keys),
+            ParentalConsent.decision == ParentalDecision.GRANTED,
+        )
+        .distinct()
+    )
+    return set(rows)
+
+
+async def _allowed_by_parent(
+    session: AsyncSession, account_id: uuid.UUID, errors: list[UserError]
+) -> list[UserError]:
+    """The errors left once a parent's consent is taken into account: a minor may switch on
+    what a parent has granted. Reads only when a parent's consent is what is missing."""
+    needing = [e.field for e in errors if e.code is ErrorCode.PARENTAL_CONSENT_REQUIRED]
+    if not needing:
+        return errors
+    granted = await granted_by_parent(session, account_id, [key for key in needing if key])
+    return [
+        error
+        for error in errors
+        if not (error.code is ErrorCode.PARENTAL_CONSENT_REQUIRED and error.field in granted)
+    ]
+
+
 def _fingerprint(operation: str, wanted: Mapping[SettingDefinition, Value]) -> str:
     body = json.dumps(
         [operation, sorted((s.key, s.encode(v)) for s, v in wanted.items())], separators=(",", ":")
@@ -182,6 +220,7 @@ async def change_settings(
                 for setting, value in wanted.items()
                 if (error := _choice_error(setting, value, ledger, today)) is not None
             ]
+            errors = await _allowed_by_parent(session, account_id, errors)
             if errors:
                 raise Rejected(*errors)
         written = await _store(session, ledger, wanted)
@@ -291,8 +330,8 @@ async def protect_if_minor(
 ) -> int:
     """Apply the age rules to the account as it is now: if its holder is below the age of
     digital consent, each setting holding a value withheld from minors goes back to its default
-    (off, or private), one event each. Callers run it in the transaction that changed who the
-    person is, after flushing that change.
+    (off, or private), one event each, unless a parent granted it. Callers run it in the
+    transaction that changed who the person is, after flushing that change.
 
     Returns the number of events written: 0 for an adult, or for a minor already protected.
     """
@@ -300,10 +339,16 @@ async def protect_if_minor(
         if not is_minor(ledger.birth_date, ledger.country, today_everywhere(ledger.now)):
             return 0
         [current] = await read_settings(session, [account_id])
-        wanted: dict[SettingDefinition, Value] = {
-            setting: setting.default
+        holding = [
+            setting
             for setting in catalogue.WITHHELD_FROM_MINORS
             if setting.withheld(current[setting.key].value)
+        ]
+        granted = await granted_by_parent(
+            session, account_id, [s.key for s in holding if s.parent_may_grant]
+        )
+        wanted: dict[SettingDefinition, Value] = {
+            setting: setting.default for setting in holding if setting.key not in granted
         }
         return await _store(session, ledger, wanted) if wanted else 0
 

@@ -237,11 +237,12 @@ async def process_request(
             session,
             person,
             NotificationKind.REQUEST_ANSWERED,
-            f"Your {_kind_name(request)} of {_day(request.created_at)} has been {outcome}",
-            f"We have {outcome} your {_kind_name(request)} of {_day(request.created_at)}.\n\n"
-            f"{request.resolution or ''}\n\n"
-            "If you are not satisfied with this answer, you may reply to this message or "
-            "complain to your data protection authority.",
+            {
+                "request": _kind_name(request),
+                "day": _day(request.created_at),
+                "outcome": outcome,
+                "resolution": request.resolution or "",
+            },
         )
     await session.flush()
     return request
@@ -309,11 +310,12 @@ async def extend_request(
             session,
             person,
             NotificationKind.REQUEST_EXTENDED,
-            f"We need more time for your {_kind_name(request)} of {_day(request.created_at)}",
-            f"We will answer your {_kind_name(request)} of {_day(request.created_at)} by "
-            f"{_day(request.due_at)}, not by the date we gave before, because:\n\n{reason}\n\n"
-            "The law lets us extend by up to two months in all when a request needs it; you "
-            "may complain to your data protection authority if you disagree.",
+            {
+                "request": _kind_name(request),
+                "day": _day(request.created_at),
+                "due_day": _day(request.due_at),
+                "reason": reason,
+            },
         )
     await session.flush()
     return request

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
+from schema.api_keys import ApiKeysMutation, ApiKeysQuery
 from schema.arguments import guard_arguments
 from schema.budget import MaxObjectsLimiter, ObjectCounts
 from schema.erasure import ErasureMutation
@@ -27,9 +31,11 @@ from schema.limits import (
     QueryValidator,
     ValidateOnce,
 )
+from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
+from schema.sender import SenderQuery
 from schema.settings import SettingsMutation, SettingsQuery
 from schema.visitors import VisitorMutation, VisitorQuery
 
@@ -44,17 +50,40 @@ __all__ = [
 
 CACHE_SIZE = 512
 
+# Strawberry's own Date and DateTime (ISO 8601 text), saying which specification they follow.
+SCALARS = {
+    datetime.date: dataclasses.replace(
+        DateDefinition,
+        description="A calendar date, such as 1990-05-17.",
+        specified_by_url="https://scalars.graphql.org/andimarek/local-date.html",
+    ),
+    datetime.datetime: dataclasses.replace(
+        DateTimeDefinition,
+        description="A moment with its UTC offset, such as 2025-07-01T09:30:00+00:00 (RFC 3339).",
+        specified_by_url="https://scalars.graphql.org/andimarek/date-time.html",
+    ),
+}
 
-@strawberry.type
-class Query(AccountQuery, PolicyQuery, RequestsQuery, SettingsQuery, VisitorQuery):
+
+@strawberry.type(
+    description="Reads: the signed-in person, the policy in force, the catalogue, and staff views.",
+)
+class Query(
+    AccountQuery, ApiKeysQuery, PolicyQuery, RequestsQuery, SenderQuery, SettingsQuery, VisitorQuery
+):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="Changes: each returns a payload whose `errors` list says what was refused "
+    "and why.",
+)
 class Mutation(
     AccountMutation,
+    ApiKeysMutation,
     ErasureMutation,
     ExportMutation,
+    ParentalMutation,
     PolicyMutation,
     ProfileMutation,
     RequestsMutation,
@@ -66,6 +95,7 @@ class Mutation(
 
 class _Schema(strawberry.Schema):
     validator: QueryValidator  # its hit count shows the validation cache at work
+    staff_validator: QueryValidator  # in production, staff's (introspection allowed)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -81,21 +111,29 @@ def build_schema(*, production: bool = False) -> _Schema:
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
     # shared by the whole process, the validation cache by every request to this schema.
     validator = QueryValidator(production=production, cache_size=CACHE_SIZE)
+    # In production, introspection (the playground's docs and completion) is for staff only.
+    staff_validator = (
+        QueryValidator(production=production, cache_size=CACHE_SIZE, introspection=True)
+        if production
+        else validator
+    )
     counts = ObjectCounts(cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidateOnce(validator),
+        lambda: ValidateOnce(validator, staff_validator),
         lambda: MaxObjectsLimiter(counts),
     ]
     schema = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
+        scalar_overrides=SCALARS,  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=production),
         execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
     schema.validator = validator
+    schema.staff_validator = staff_validator
     return schema
 
 

@@ -8,10 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from auth.permissions import IsAuthenticated
+from auth.permissions import IsAuthenticated, signed_out_error
 from models import Account as AccountModel
-from models import AuthSession, Notification, NotificationKind, ProfileChange, Role, utcnow
-from resolvers import access, requests
+from models import (
+    AuthSession,
+    DeliveryStatus,
+    Notification,
+    NotificationKind,
+    ProfileChange,
+    Role,
+    utcnow,
+)
+from resolvers import access, parental, requests
 from resolvers import account as accounts
 from resolvers.age import is_minor, today_everywhere
 from resolvers.erasure import processing_suspended
@@ -23,6 +31,7 @@ from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import parse_id
 from schema.pages import Connection, checked, connection, first_rows, load_page
+from schema.parental import ParentalConsentType
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
 
@@ -34,14 +43,22 @@ RoleEnum = strawberry.enum(Role, name="Role", description="What an account may d
 MessageKindEnum = strawberry.enum(
     NotificationKind, name="MessageKind", description="Why a message was sent."
 )
+MessageStatusEnum = strawberry.enum(
+    DeliveryStatus,
+    name="MessageStatus",
+    description="Where a message is: waiting (or between attempts), sent, given up on, or not "
+    "sent because its topic was switched off before it went.",
+)
 
 
 @strawberry.type(
     name="ProfileChange", description="A personal field that changed: which, when and by whom."
 )
 class ProfileChangeType:
-    field: str
-    changed_at: datetime
+    field: str = strawberry.field(
+        description="The profile field that changed (its value is not kept here)."
+    )
+    changed_at: datetime = strawberry.field(description="When it changed.")
     by_staff: bool = strawberry.field(description="Changed by staff rather than the person.")
 
     @classmethod
@@ -59,6 +76,7 @@ class MessageType:
     subject: str
     created_at: datetime
     sent_at: datetime | None = strawberry.field(description="Null while it waits in the outbox.")
+    status: MessageStatusEnum  # type: ignore[valid-type]
 
     @classmethod
     def from_model(cls, model: Notification) -> MessageType:
@@ -67,6 +85,7 @@ class MessageType:
             subject=model.subject,
             created_at=model.created_at,
             sent_at=model.sent_at,
+            status=model.status,
         )
 
 
@@ -79,7 +98,9 @@ class StaffAccessType:
     role: RoleEnum | None = strawberry.field(  # type: ignore[valid-type]
         description="Null once the staff account no longer exists."
     )
-    action: str
+    action: str = strawberry.field(
+        description="What the staff member did, such as viewing the account."
+    )
     reason: str
     occurred_at: datetime
 
@@ -93,10 +114,16 @@ class StaffAccessType:
 @strawberry.type(name="Session", description="A device or browser signed in to the account.")
 class SessionType:
     id: strawberry.ID
-    user_agent: str | None
+    user_agent: str | None = strawberry.field(
+        description="The browser or app that signed in, as it said."
+    )
     created_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
+    last_used_at: datetime = strawberry.field(
+        description="The last request with this session, to within a few minutes."
+    )
+    expires_at: datetime = strawberry.field(
+        description="When the session ends unless signed out before."
+    )
     current: bool = strawberry.field(description="Whether this request uses this session.")
 
     @classmethod
@@ -117,17 +144,25 @@ class AccountType(AccountSettingsFields):
     email: str
     display_name: str
     phone: str | None = strawberry.field(description="E.164, such as +4915123456789.")
-    birth_date: date | None
+    birth_date: date | None = strawberry.field(
+        description="As given at signup; staff correct it on request."
+    )
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
     is_minor: bool = strawberry.field(
         description="Below the age of digital consent in the account's country."
     )
-    role: RoleEnum  # type: ignore[valid-type]
-    locale: str | None
+    role: RoleEnum = strawberry.field(  # type: ignore[valid-type]
+        description="What the account may do: a person, support staff or a privacy officer."
+    )
+    locale: str | None = strawberry.field(
+        description="The language messages are written in, such as en-GB."
+    )
     pending_email: str | None = strawberry.field(
         description="A new address waiting for its confirmation code to be redeemed."
     )
-    accepted_policy_version: str | None
+    accepted_policy_version: str | None = strawberry.field(
+        description="The privacy policy version the person last accepted."
+    )
     policy_accepted_at: datetime | None = strawberry.field(
         description="When the person accepted `acceptedPolicyVersion`."
     )
@@ -238,13 +273,23 @@ class AccountType(AccountSettingsFields):
         )
         return [StaffAccessType.from_entry(entry) for entry in rows]
 
+    @strawberry.field(
+        description="What the person asked their parents to consent to, newest request first, "
+        "and where each stands."
+    )
+    async def parental_consents(self, info: Info) -> list[ParentalConsentType]:
+        account = await info.context.account_of(self._model_id)
+        async with info.context.reading() as session:
+            views = await parental.parental_consents(session, account)
+        return [ParentalConsentType.from_view(view) for view in views]
+
 
 async def _current_session(info: Info) -> uuid.UUID | None:
     actor = await info.context.actor()
     return actor.session_id if actor else None
 
 
-@strawberry.type
+@strawberry.type(description="A new session (signup or login), or why none was started.")
 class AuthPayload:
     token: str | None = strawberry.field(
         description="Bearer token for the mobile app; the web gets an HttpOnly cookie as well."
@@ -253,7 +298,7 @@ class AuthPayload:
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="The account after the change, or why it was refused.")
 class AccountPayload:
     account: AccountType | None
     errors: list[UserErrorType]
@@ -263,32 +308,38 @@ class AccountPayload:
         return cls(account=AccountType.from_model(account) if account else None, errors=errors)
 
 
-@strawberry.type
+@strawberry.type(description="Whether the session ended.")
 class LogoutPayload:
-    ok: bool
+    ok: bool = strawberry.field(description="True when the session ended.")
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="What an account needs: a date of birth is asked, never an age.")
 class SignupInput:
     email: str
     password: str = strawberry.field(description="8 to 128 characters, not a common password.")
     display_name: str
-    birth_date: date
+    birth_date: date = strawberry.field(
+        description="The date of birth; under 13 is refused, and nothing about the child is kept."
+    )
     country: str = strawberry.field(description="ISO 3166-1 alpha-2, such as DE.")
     accept_policy_version: str = strawberry.field(
         description="The `currentPolicy.version` the person has read and accepts."
     )
-    phone: str | None = None
+    phone: str | None = strawberry.field(
+        default=None, description="E.164, such as +4915123456789; needed for SMS."
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description="Email and password. Send them as variables, never inline in the document.",
+)
 class LoginInput:
     email: str
     password: str
 
 
-@strawberry.input
+@strawberry.input(description="The current password, to prove it is you, and the new one.")
 class ChangePasswordInput:
     current_password: str
     new_password: str
@@ -307,10 +358,16 @@ def _signed_in(
 
 @strawberry.type
 class AccountQuery:
-    @strawberry.field(description="The signed-in person, or null when not signed in.")
+    @strawberry.field(
+        description="The signed-in person, or null when not signed in. A session cookie sent "
+        "without the X-Requested-With header (or a JSON Content-Type) is an UNAUTHENTICATED "
+        "error that says so, not a silent null."
+    )
     async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
         actor = await info.context.actor()
         if actor is None:
+            if info.context.cookie_left_unused:
+                raise signed_out_error(cookie_left_unused=True)
             return None
         return AccountType.from_model(await info.context.account_of(actor.account_id))
 

@@ -18,6 +18,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.exceptions import StrawberryGraphQLError
 
 from auth.actor import (
+    CLIENT_SOURCE_HEADER,
+    STAFF_ROLES,
     Actor,
     Credentials,
     actor_for_token,
@@ -25,6 +27,7 @@ from auth.actor import (
     note_session_use,
     session_use_is_stale,
 )
+from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
 from auth.rate_limits import RateLimiter
 from auth.signing import ReceiptSigner
@@ -37,7 +40,7 @@ from resolvers.consent import Provenance
 from resolvers.errors import Rejected
 from schema.errors import UserErrorType, to_user_errors
 
-SOURCE_HEADER = "x-client-source"
+SOURCE_HEADER = CLIENT_SOURCE_HEADER
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
 AGE_GATE_COOKIE = "privacy_age_gate"
@@ -52,6 +55,7 @@ class Links(Protocol):
     def unsubscribe(self, token: str) -> str: ...
     def confirm_email(self, token: str) -> str: ...
     def receipt_keys(self) -> str: ...
+    def parental_consent(self, token: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Services:
     age_gate: Signer
     links: Links
     receipts: ReceiptSigner
+    key_usage: KeyUsage
 
 
 class RequestContext:
@@ -85,6 +90,9 @@ class RequestContext:
         self._actor: Actor | None = None
         self._actor_loaded = False
         self._credentials: Credentials | None = None
+        self._credentials_read = False
+        self._machine: Machine | None = None
+        self._machine_loaded = False
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -159,18 +167,69 @@ class RequestContext:
             async with self.unit_of_work() as session:
                 return await use_case(session)
 
-    async def actor(self) -> Actor | None:
-        """Who is calling, looked up once per request. Only reads."""
-        if not self._actor_loaded:
+    def credentials(self) -> Credentials | None:
+        """What the request presents, read from its headers once."""
+        if not self._credentials_read:
             self._credentials = credentials_from_request(self.request.headers, self.request.cookies)
-            if self._credentials is not None:
+            self._credentials_read = True
+        return self._credentials
+
+    def _api_key(self) -> str | None:
+        credentials = self.credentials()
+        if credentials is None or credentials.via_cookie or not is_api_key(credentials.token):
+            return None
+        return credentials.token
+
+    async def actor(self) -> Actor | None:
+        """Who is calling, looked up once per request. Only reads. None for an API key: a
+        machine client is not a person."""
+        if not self._actor_loaded:
+            credentials = self.credentials()
+            if credentials is not None and self._api_key() is None:
                 async with self.reading() as session:
-                    found = await actor_for_token(session, self._credentials.token, utcnow())
+                    found = await actor_for_token(session, credentials.token, utcnow())
                 if found is not None:
                     self._actor = found.actor
                     self.account_loader.prime(found.actor.account_id, found.account)
             self._actor_loaded = True
         return self._actor
+
+    @property
+    def caller_is_staff(self) -> bool:
+        """Whether the caller, as looked up before the operation ran, is support or a privacy
+        officer (false when the lookup could not reach the database)."""
+        return self._actor is not None and self._actor.role in STAFF_ROLES
+
+    @property
+    def cookie_left_unused(self) -> bool:
+        """A session cookie came without what shows the request is not a cross-site form or
+        link (see `credentials_from_request`), so the caller was treated as signed out."""
+        return (
+            self._actor_loaded
+            and self._credentials is None
+            and SESSION_COOKIE in (self.request.cookies)
+        )
+
+    async def page_visitor(self) -> Actor | None:
+        """Who opened a page in the browser, by the session cookie alone. Only for deciding which
+        page to show: a page that changes nothing and that no other site can read."""
+        token = self.request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        async with self.reading() as session:
+            found = await actor_for_token(session, token, utcnow())
+        return found.actor if found is not None else None
+
+    async def machine(self) -> Machine | None:
+        """The machine client behind the request's API key, looked up once per request: None
+        without a key, or for one that is unknown or revoked. Only reads."""
+        if not self._machine_loaded:
+            key = self._api_key()
+            if key is not None:
+                async with self.reading() as session:
+                    self._machine = await machine_for_key(session, key)
+            self._machine_loaded = True
+        return self._machine
 
     async def signed_in(self) -> Actor:
         """The actor, in fields whose permission class has already required one."""
@@ -183,7 +242,14 @@ class RequestContext:
         minutes) and honour a Global Privacy Control signal, in one short unit of work committed
         before the operation reads anything. Once an account has received the signal, its
         opted-out state holds (see `settings.apply_global_privacy_control`), so a request with
-        the signal costs nothing more."""
+        the signal costs nothing more.
+
+        A request with an API key is counted as a use of the key, in memory; every minute or so
+        one such request writes the counts gathered (see `KeyUsage`)."""
+        machine = await self.machine()
+        if machine is not None:
+            await self._count_key_use(machine)
+            return
         actor = await self.actor()
         if actor is None:
             await self._apply_visitor_signal()
@@ -218,6 +284,19 @@ class RequestContext:
     def sends_global_privacy_control(self) -> bool:
         return self._sends_global_privacy_control()
 
+    async def _count_key_use(self, machine: Machine) -> None:
+        usage = self.services.key_usage
+        usage.note(machine.key_id, utcnow())
+        if not usage.due():
+            return
+        taken = usage.take()
+        try:
+            async with self.unit_of_work() as session:
+                await record_key_uses(session, taken)
+        except BaseException:
+            usage.give_back(taken)
+            raise
+
     def _sends_global_privacy_control(self) -> bool:
         return self.request.headers.get("sec-gpc", "").strip() == "1"
 
@@ -233,7 +312,8 @@ class RequestContext:
             # A signed-out visitor: apps name their device in a header, browsers in a cookie.
             source = Source.API if DEVICE_HEADER.lower() in self.request.headers else Source.WEB
         if source is None:
-            via_cookie = self._credentials is not None and self._credentials.via_cookie
+            credentials = self.credentials()
+            via_cookie = credentials is not None and credentials.via_cookie
             source = Source.WEB if via_cookie else Source.API
         return Provenance(
             ConsentActor.PERSON,

@@ -20,7 +20,7 @@ Info = strawberry.Info[RequestContext]
 
 @strawberry.type(description="The account is scheduled for deletion.")
 class AccountDeletion:
-    requested_at: datetime
+    requested_at: datetime = strawberry.field(description="When the deletion was asked for.")
     due_at: datetime = strawberry.field(
         description="When the account is erased. Until then, `cancelAccountDeletion` keeps it."
     )
@@ -32,7 +32,7 @@ class AccountDeletion:
         return cls(requested_at=account.deletion_requested_at, due_at=account.deletion_due_at)
 
 
-@strawberry.input
+@strawberry.input(description="Confirm a deletion request with your password.")
 class RequestAccountDeletionInput:
     password: str = strawberry.field(description="Your current password, to confirm it is you.")
 

@@ -6,16 +6,59 @@ import strawberry
 
 from resolvers.errors import ErrorCode, UserError
 
+ERROR_CODES: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_EMAIL: "Not an email address that can receive mail.",
+    ErrorCode.EMAIL_UNAVAILABLE: (
+        "This email address cannot be used; says nothing about whether it is registered."
+    ),
+    ErrorCode.WEAK_PASSWORD: "Too short, too long, or a common password.",
+    ErrorCode.INVALID_DISPLAY_NAME: "The display name is empty or too long.",
+    ErrorCode.INVALID_PHONE: "Not a phone number that can be written in E.164.",
+    ErrorCode.INVALID_COUNTRY: "Not an ISO 3166-1 alpha-2 country code.",
+    ErrorCode.INVALID_BIRTH_DATE: "Not a date of birth that can be real, such as one to come.",
+    ErrorCode.AGE_RESTRICTED: "Under 13: no account, and nothing about the child is kept.",
+    ErrorCode.POLICY_OUTDATED: "Not the policy version in force: read and accept that one.",
+    ErrorCode.POLICY_VERSION_EXISTS: "A policy version with this name was published already.",
+    ErrorCode.INVALID_CREDENTIALS: "The email and password do not match an account.",
+    ErrorCode.RATE_LIMITED: "Too many tries: wait before the next one (the message says how long).",
+    ErrorCode.NOT_FOUND: "What the change is about does not exist, or is not yours.",
+    ErrorCode.DELETION_NOT_CANCELLABLE: (
+        "The deletion's date has passed, or the privacy team scheduled it: it cannot be cancelled."
+    ),
+    ErrorCode.PROCESSING_SUSPENDED: (
+        "The account is pending deletion: nothing that needs consent may happen until it is kept."
+    ),
+    ErrorCode.INVALID_INPUT: "A value is out of range or malformed; the message says why.",
+    ErrorCode.SETTING_LOCKED: "This setting cannot be turned off, such as security alerts.",
+    ErrorCode.PARENTAL_CONSENT_REQUIRED: (
+        "Below the age of digital consent in the person's country, this needs a parent's consent."
+    ),
+    ErrorCode.MINOR_PROTECTED: "Not allowed for a minor, such as a public profile.",
+    ErrorCode.CORRECTION_REQUIRED: (
+        "The change would lift a protection of minors: ask staff with requestCorrection."
+    ),
+    ErrorCode.PHONE_REQUIRED: "SMS needs a phone number on the account first.",
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: (
+        "This idempotency key was used for a different change; send a new key for a new change."
+    ),
+}
+
 ErrorCodeEnum = strawberry.enum(
     ErrorCode, name="ErrorCode", description="What went wrong, for the frontend to switch on."
 )
+# Strawberry reads a value's description from the enum member itself; the domain's enum holds
+# plain strings, so the descriptions are set on strawberry's definition of it.
+for _value in ErrorCodeEnum.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    _value.description = ERROR_CODES.get(ErrorCode(_value.value))
 
 
 @strawberry.type(name="UserError", description="A problem the person can fix.")
 class UserErrorType:
     field: str | None = strawberry.field(description="The input field at fault, if one is.")
     message: str
-    code: ErrorCodeEnum  # type: ignore[valid-type]
+    code: ErrorCodeEnum = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for the frontend to switch on."
+    )
 
     @classmethod
     def from_domain(cls, error: UserError) -> UserErrorType:

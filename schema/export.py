@@ -12,7 +12,7 @@ from schema.context import RequestContext
 from schema.errors import UserErrorType
 
 
-@strawberry.type
+@strawberry.type(description="A single-use download link for the export, or why none was made.")
 class DataExportPayload:
     url: str | None = strawberry.field(
         description=(

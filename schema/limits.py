@@ -126,19 +126,20 @@ def too_complex(document: DocumentNode) -> GraphQLError | None:
 
 class QueryValidator:
     """Validates each distinct document once for one schema: its size first, then GraphQL's
-    rules with our depth and alias limits (and, in production, no introspection), without
-    "Did you mean" hints in production."""
+    rules with our depth and alias limits (and, in production, no introspection unless asked
+    for), without "Did you mean" hints in production."""
 
-    def __init__(self, *, production: bool, cache_size: int) -> None:
+    def __init__(self, *, production: bool, cache_size: int, introspection: bool = False) -> None:
         # Built once: the rule classes are part of the cache key, so new ones per request
-        # would make every request miss.
+        # would make every request miss. The cache belongs to this validator, so validators
+        # with other rules (staff's, with introspection) never share a verdict.
         self.rules = (
             *specified_rules,
             MaybeNullValidationRule,
             OneOfInputValidationRule,
             *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
             *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-            *(DisableIntrospection().validation_rules if production else ()),
+            *(DisableIntrospection().validation_rules if production and not introspection else ()),
         )
         self.hide_suggestions = production
         self.cache_size = cache_size
@@ -174,17 +175,19 @@ class QueryValidator:
 
 
 class ValidateOnce(SchemaExtension):
-    """The validation step of every request, answered from the schema's QueryValidator."""
+    """The validation step of every request, answered from the schema's QueryValidator, or the
+    staff's one when the caller is staff (the request context's `caller_is_staff`)."""
 
-    def __init__(self, validator: QueryValidator) -> None:
+    def __init__(self, validator: QueryValidator, staff: QueryValidator | None = None) -> None:
         self.validator = validator
+        self.staff = staff or validator
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        errors = self.validator.validate(
-            context.schema._schema, context.query, context.graphql_document
-        )
+        is_staff = getattr(context.context, "caller_is_staff", False) is True
+        validator = self.staff if is_staff else self.validator
+        errors = validator.validate(context.schema._schema, context.query, context.graphql_document)
         context.pre_execution_errors = list(errors)
         yield
 

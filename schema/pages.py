@@ -26,19 +26,19 @@ Fetch = Callable[
 ]
 
 
-@strawberry.type
+@strawberry.type(description="Where a page ends and whether another follows.")
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
 
 
-@strawberry.type
+@strawberry.type(description="One item of a page and the cursor that pages on from it.")
 class Edge(Generic[Node]):
     cursor: str
     node: Node
 
 
-@strawberry.type
+@strawberry.type(description="A page of items; `pageInfo.endCursor` asks for the next one.")
 class Connection(Generic[Node]):
     edges: list[Edge[Node]]
     page_info: PageInfo

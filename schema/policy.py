@@ -40,8 +40,10 @@ class PolicyVersion:
 
 @strawberry.type(description="Which version of the privacy policy a person has accepted.")
 class AccountPolicy:
-    accepted_version: str | None
-    current_version: str
+    accepted_version: str | None = strawberry.field(
+        description="The version the person accepted; null if none."
+    )
+    current_version: str = strawberry.field(description="The version in force.")
     acceptance_required: bool = strawberry.field(
         description=(
             "A material version newer than the accepted one has been published: show "
@@ -62,14 +64,14 @@ async def account_policy(root: Any, info: Info) -> AccountPolicy:
     )
 
 
-@strawberry.input
+@strawberry.input(description="The policy version the person read and accepts.")
 class AcceptPolicyInput:
     version: str = strawberry.field(
         description="The `currentPolicy.version` the person has read and accepts."
     )
 
 
-@strawberry.input
+@strawberry.input(description="A new version of the privacy policy.")
 class PublishPolicyVersionInput:
     version: str = strawberry.field(
         description="New; letters, digits, dots, dashes, such as 2026-01."
@@ -80,13 +82,13 @@ class PublishPolicyVersionInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The account after accepting, or why it was refused.")
 class AcceptPolicyPayload:
     account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="The published version, or why it was refused.")
 class PublishPolicyVersionPayload:
     policy: PolicyVersion | None
     notified: int = strawberry.field(

@@ -16,23 +16,27 @@ Info = strawberry.Info[RequestContext]
 @strawberry.input(description="Fields left out stay as they are; an empty phone removes it.")
 class UpdateProfileInput:
     display_name: str | None = None
-    phone: str | None = None
-    country: str | None = None
+    phone: str | None = strawberry.field(
+        default=None, description="E.164, such as +4915123456789; an empty string removes it."
+    )
+    country: str | None = strawberry.field(
+        default=None, description="ISO 3166-1 alpha-2, such as DE."
+    )
     locale: str | None = strawberry.field(default=None, description="Such as en, de or pt-BR.")
 
 
-@strawberry.input
+@strawberry.input(description="The new address, and the current password to prove it is you.")
 class EmailChangeInput:
     new_email: str
     current_password: str
 
 
-@strawberry.input
+@strawberry.input(description="The code sent to the new address.")
 class ConfirmEmailInput:
-    token: str
+    token: str = strawberry.field(description="The code from the message sent to the new address.")
 
 
-@strawberry.type
+@strawberry.type(description="Whether the new address is now the account's, or why not.")
 class EmailChangePayload:
     email: str | None = strawberry.field(description="The address now in use.")
     errors: list[UserErrorType]

@@ -24,9 +24,18 @@ from schema.ids import parse_id
 from schema.pages import Connection, connection
 
 Info = strawberry.Info[RequestContext]
-RequestKindEnum = strawberry.enum(RequestKind, name="RequestKind")
-RequestStatusEnum = strawberry.enum(RequestStatus, name="RequestStatus")
-ChildReportDecisionEnum = strawberry.enum(ChildReportDecision, name="ChildReportDecision")
+RequestKindEnum = strawberry.enum(
+    RequestKind, name="RequestKind", description="What a privacy request asks for."
+)
+RequestStatusEnum = strawberry.enum(
+    RequestStatus, name="RequestStatus", description="Where a privacy request stands."
+)
+ChildReportDecisionEnum = strawberry.enum(
+    ChildReportDecision,
+    name="ChildReportDecision",
+    description="CLEAR: not a child's account, restrictions lifted. DELETE: a child's "
+    "account, erased without a grace period.",
+)
 Reason = Annotated[
     str, strawberry.argument(description="Why you need this: kept in the audit log.")
 ]
@@ -45,7 +54,11 @@ DueWithinDays = Annotated[
 ]
 
 
-@strawberry.type(name="PrivacyRequest")
+@strawberry.type(
+    name="PrivacyRequest",
+    description="A request to the privacy team (complaint, correction, child report, ...) "
+    "with its due date and answer.",
+)
 class PrivacyRequestType:
     id: strawberry.ID
     kind: RequestKindEnum  # type: ignore[valid-type]
@@ -61,8 +74,12 @@ class PrivacyRequestType:
         description="By how many months a privacy officer extended the deadline (at most 2)."
     )
     extension_reason: str | None = strawberry.field(description="Why it was extended.")
-    handled_at: datetime | None
-    resolution: str | None
+    handled_at: datetime | None = strawberry.field(
+        description="When staff closed it; null while open."
+    )
+    resolution: str | None = strawberry.field(
+        description="The answer given to the person when it was closed."
+    )
     _account_id: strawberry.Private[uuid.UUID | None]
     _contact_email: strawberry.Private[str | None]
 
@@ -98,15 +115,22 @@ class PrivacyRequestType:
         return self._contact_email
 
 
-@strawberry.type(name="AuditEntry")
+@strawberry.type(
+    name="AuditEntry",
+    description="One staff access to personal data, as the audit log keeps it.",
+)
 class AuditEntryType:
     id: strawberry.ID
-    staff_id: strawberry.ID
-    action: str
+    staff_id: strawberry.ID = strawberry.field(description="The staff member who acted.")
+    action: str = strawberry.field(
+        description="What they did, such as viewing an account or processing a request."
+    )
     account_id: strawberry.ID | None
     reason: str
     occurred_at: datetime
-    request_id: str | None
+    request_id: str | None = strawberry.field(
+        description="The id of the HTTP request, to trace it in the logs."
+    )
 
     @classmethod
     def from_model(cls, model: AuditEntryModel) -> AuditEntryType:
@@ -126,8 +150,10 @@ class LegalHoldType:
     id: strawberry.ID
     account_id: strawberry.ID
     reason: str
-    set_at: datetime
-    released_at: datetime | None
+    set_at: datetime = strawberry.field(description="When the hold began.")
+    released_at: datetime | None = strawberry.field(
+        description="When it ended; null while it holds."
+    )
 
     @classmethod
     def from_model(cls, model: LegalHoldModel) -> LegalHoldType:
@@ -140,43 +166,43 @@ class LegalHoldType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The legal hold, or why it was refused.")
 class LegalHoldPayload:
     hold: LegalHoldType | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="Keep an account from being erased while a legal matter is open.")
 class SetLegalHoldInput:
     account_id: strawberry.ID
     reason: str = strawberry.field(description="The legal matter; also kept in the audit log.")
 
 
-@strawberry.input
+@strawberry.input(description="Turn every marketing message off for a person who asked staff to.")
 class StaffOptOutInput:
     account_id: strawberry.ID
     reason: str = strawberry.field(description="Such as the ticket of the person's request.")
 
 
-@strawberry.input
+@strawberry.input(description="End a legal hold; the account's deletion, if due, goes ahead.")
 class ReleaseLegalHoldInput:
     id: strawberry.ID
     reason: str
 
 
-@strawberry.type
+@strawberry.type(description="The request after the change, or why it was refused.")
 class PrivacyRequestPayload:
     request: PrivacyRequestType | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="What the request is about, in the person's words.")
 class PrivacyRequestInput:
     subject: str
     details: str
 
 
-@strawberry.input
+@strawberry.input(description="Report an account that may belong to a child under 13.")
 class ChildReportInput:
     account_id: strawberry.ID
     details: str
@@ -185,15 +211,15 @@ class ChildReportInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="Close a privacy request with an answer to the person.")
 class ProcessRequestInput:
     id: strawberry.ID
     status: RequestStatusEnum  # type: ignore[valid-type]
-    resolution: str
+    resolution: str = strawberry.field(description="The answer the person is told.")
     reason: str
 
 
-@strawberry.input
+@strawberry.input(description="Take more time to answer a privacy request, as the law allows.")
 class ExtendRequestInput:
     id: strawberry.ID
     months: int = strawberry.field(description="1 or 2; at most 2 months in all.")
@@ -202,7 +228,9 @@ class ExtendRequestInput:
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description="Correct what a person cannot change themselves, after checking evidence.",
+)
 class CorrectAccountInput:
     account_id: strawberry.ID
     birth_date: date | None = strawberry.field(
@@ -221,17 +249,21 @@ class CorrectAccountInput:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The corrected account and the request it closed, or why it was refused.",
+)
 class AccountCorrectionPayload:
     account: AccountType | None
     request: PrivacyRequestType | None = strawberry.field(description="The request it closed.")
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="The decision on a report that an account belongs to a child.")
 class ChildReportReviewInput:
-    request_id: strawberry.ID
-    decision: ChildReportDecisionEnum  # type: ignore[valid-type]
+    request_id: strawberry.ID = strawberry.field(description="The child report being decided.")
+    decision: ChildReportDecisionEnum = strawberry.field(  # type: ignore[valid-type]
+        description="Lift the restriction, or erase the child's account."
+    )
     reason: str
 
 
@@ -597,7 +629,10 @@ class RequestsMutation:
         )
         return _hold_payload(hold, errors)
 
-    @strawberry.mutation(permission_classes=[IsPrivacyOfficer])
+    @strawberry.mutation(
+        description="End a legal hold. Privacy officers only; audited.",
+        permission_classes=[IsPrivacyOfficer],
+    )
     async def release_legal_hold(
         self, info: Info, input: ReleaseLegalHoldInput
     ) -> LegalHoldPayload:

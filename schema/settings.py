@@ -35,16 +35,36 @@ from schema.pages import PageInfo, checked, load_page
 if TYPE_CHECKING:
     from schema.account import AccountType
 
-ChannelEnum = strawberry.enum(Channel, name="Channel")
-TopicEnum = strawberry.enum(Topic, name="Topic")
+ChannelEnum = strawberry.enum(
+    Channel, name="Channel", description="How a message reaches the person."
+)
+TopicEnum = strawberry.enum(Topic, name="Topic", description="What a message is about.")
 PurposeEnum = strawberry.enum(Purpose, name="Purpose", description="What shared data is used for.")
 AudienceEnum = strawberry.enum(Audience, name="Audience", description="Who may see something.")
-CookieCategoryEnum = strawberry.enum(CookieCategory, name="CookieCategory")
-SettingGroupEnum = strawberry.enum(SettingGroup, name="SettingGroup")
-SettingKindEnum = strawberry.enum(SettingKind, name="SettingKind")
-LegalBasisEnum = strawberry.enum(LegalBasis, name="LegalBasis")
-ConsentActorEnum = strawberry.enum(ConsentActor, name="ConsentActor")
-SourceEnum = strawberry.enum(Source, name="ConsentSource")
+CookieCategoryEnum = strawberry.enum(
+    CookieCategory, name="CookieCategory", description="A kind of cookie, consented to as a group."
+)
+SettingGroupEnum = strawberry.enum(
+    SettingGroup,
+    name="SettingGroup",
+    description="The part of the privacy settings a setting belongs to.",
+)
+SettingKindEnum = strawberry.enum(
+    SettingKind,
+    name="SettingKind",
+    description="Whether a setting is on/off or a choice of audience.",
+)
+LegalBasisEnum = strawberry.enum(
+    LegalBasis,
+    name="LegalBasis",
+    description="Why the platform may process data for a setting (GDPR Art. 6).",
+)
+ConsentActorEnum = strawberry.enum(
+    ConsentActor, name="ConsentActor", description="Who made a change of consent."
+)
+SourceEnum = strawberry.enum(
+    Source, name="ConsentSource", description="Through what a change of consent arrived."
+)
 
 Info = strawberry.Info[RequestContext]
 SUSPENDED = (
@@ -55,21 +75,34 @@ SUSPENDED = (
 
 @strawberry.type(description="One setting as the catalogue defines it.")
 class SettingDefinitionType:
-    key: str
-    group: SettingGroupEnum  # type: ignore[valid-type]
+    key: str = strawberry.field(
+        description="The setting's key, as in consent history and the export."
+    )
+    group: SettingGroupEnum = strawberry.field(  # type: ignore[valid-type]
+        description="The part of the settings it belongs to."
+    )
     kind: SettingKindEnum  # type: ignore[valid-type]
     default_value: str = strawberry.field(description="`true`/`false`, or an Audience name.")
-    legal_basis: LegalBasisEnum  # type: ignore[valid-type]
+    legal_basis: LegalBasisEnum = strawberry.field(  # type: ignore[valid-type]
+        description="Why it may be processed; consent-based settings start off."
+    )
     locked: bool = strawberry.field(description="Cannot be changed by anyone.")
     withheld_from_minors: bool = strawberry.field(
         description="Cannot be switched on (or made PUBLIC) below the age of digital consent."
     )
-    requires_phone: bool
-    description: str
+    parent_may_grant: bool = strawberry.field(
+        description="A minor may ask a parent to consent to it (requestParentalConsent)."
+    )
+    requires_phone: bool = strawberry.field(
+        description="Only with a phone number on the account (SMS)."
+    )
+    description: str = strawberry.field(description="What the setting does, in plain words.")
     channel: ChannelEnum | None  # type: ignore[valid-type]
     topic: TopicEnum | None  # type: ignore[valid-type]
     purpose: PurposeEnum | None  # type: ignore[valid-type]
-    cookie_category: CookieCategoryEnum | None  # type: ignore[valid-type]
+    cookie_category: CookieCategoryEnum | None = strawberry.field(  # type: ignore[valid-type]
+        description="The cookie category, for a cookie setting."
+    )
 
     @classmethod
     def from_domain(cls, setting: SettingDefinition) -> SettingDefinitionType:
@@ -81,6 +114,7 @@ class SettingDefinitionType:
             legal_basis=setting.legal_basis,
             locked=setting.locked,
             withheld_from_minors=setting.withheld_from_minors,
+            parent_may_grant=setting.parent_may_grant,
             requires_phone=setting.needs_phone,
             description=setting.description,
             channel=setting.channel,
@@ -90,45 +124,54 @@ class SettingDefinitionType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="Whether messages of one topic may be sent on one channel.")
 class CommunicationPreference:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
     enabled: bool = strawberry.field(
         description="Whether messages may be sent: false while `suspended`, whatever was chosen."
     )
-    locked: bool
+    locked: bool = strawberry.field(description="Cannot be turned off, such as security alerts.")
     updated_at: datetime | None = strawberry.field(
         description="When it last changed; signup for a default, null if added since."
     )
     suspended: bool = strawberry.field(description=SUSPENDED)
 
 
-@strawberry.type
+@strawberry.type(description="Whether the person's data may be used for one purpose.")
 class DataSharingSetting:
     purpose: PurposeEnum  # type: ignore[valid-type]
     enabled: bool = strawberry.field(
         description="Whether data may be used for it: false while `suspended`."
     )
-    description: str
+    description: str = strawberry.field(description="What this use of data means, in plain words.")
     updated_at: datetime | None
     suspended: bool = strawberry.field(description=SUSPENDED)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Who may see the profile and each contact field, and whether search engines "
+    "may index it.",
+)
 class VisibilitySettings:
-    profile: AudienceEnum  # type: ignore[valid-type]
+    profile: AudienceEnum = strawberry.field(description="Who may see the profile at all.")  # type: ignore[valid-type]
     email: AudienceEnum  # type: ignore[valid-type]
-    phone: AudienceEnum  # type: ignore[valid-type]
-    search_engine_indexing: bool
+    phone: AudienceEnum = strawberry.field(description="Who may see the phone number.")  # type: ignore[valid-type]
+    search_engine_indexing: bool = strawberry.field(
+        description="Whether search engines may index the public profile."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="Consent per cookie category; strictly necessary cookies are always on.",
+)
 class CookieConsent:
-    strictly_necessary: bool
-    functional: bool
-    analytics: bool
-    advertising: bool
+    strictly_necessary: bool = strawberry.field(
+        description="Always true: the site cannot work without them."
+    )
+    functional: bool = strawberry.field(description="Remembering choices such as language.")
+    analytics: bool = strawberry.field(description="Measuring how the site is used.")
+    advertising: bool = strawberry.field(description="Ads and the tracking behind them.")
     gpc_applied: bool = strawberry.field(
         description="A Global Privacy Control signal was received (at signup or since): "
         "advertising and partner sharing are kept off, unless the person chose otherwise."
@@ -148,21 +191,29 @@ class CookieConsent:
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One change of consent in the append-only ledger: who, what, from which value "
+    "to which, and under which policy.",
+)
 class ConsentEventType:
     id: strawberry.ID
     key: str = strawberry.field(description="A catalogue key, or `policy` for an acceptance.")
-    old_value: str | None
-    new_value: str
-    actor: ConsentActorEnum  # type: ignore[valid-type]
-    source: SourceEnum  # type: ignore[valid-type]
+    old_value: str | None = strawberry.field(
+        description="The value before the change (`true`/`false` or an Audience name); null "
+        "for the first."
+    )
+    new_value: str = strawberry.field(description="The value after the change.")
+    actor: ConsentActorEnum = strawberry.field(description="Who made the change.")  # type: ignore[valid-type]
+    source: SourceEnum = strawberry.field(description="Through what the change arrived.")  # type: ignore[valid-type]
     policy_version: str = strawberry.field(description="The version in force at the time.")
     accepted_policy_version: str | None = strawberry.field(
         description="The version the person had accepted at the time (older than the one in "
         "force while a material change waits for their acceptance)."
     )
     occurred_at: datetime
-    request_id: str | None
+    request_id: str | None = strawberry.field(
+        description="The id of the HTTP request that made the change, to trace it in the logs."
+    )
     session_id: strawberry.ID | None = strawberry.field(
         description="The signed-in session the person made the change through (as in `sessions`)."
     )
@@ -188,13 +239,13 @@ class ConsentEventType:
         )
 
 
-@strawberry.type
+@strawberry.type(description="One consent event and the cursor that pages on from it.")
 class ConsentEventEdge:
     cursor: str
     node: ConsentEventType
 
 
-@strawberry.type
+@strawberry.type(description="A page of consent events, newest first.")
 class ConsentEventConnection:
     edges: list[ConsentEventEdge]
     page_info: PageInfo
@@ -243,7 +294,7 @@ class AccountSettingsFields:
             for held_back in [_held_back(self._processing_suspended, s, current.value)]
         ]
 
-    @strawberry.field
+    @strawberry.field(description="Every use of the person's data, with whether it is allowed.")
     async def data_sharing(self, info: Info) -> list[DataSharingSetting]:
         settings = await info.context.settings_of(self._model_id)
         return [
@@ -258,7 +309,7 @@ class AccountSettingsFields:
             for held_back in [_held_back(self._processing_suspended, s, current.value)]
         ]
 
-    @strawberry.field
+    @strawberry.field(description="Who may see the profile and each contact field.")
     async def visibility(self, info: Info) -> VisibilitySettings:
         settings = await info.context.settings_of(self._model_id)
 
@@ -272,7 +323,7 @@ class AccountSettingsFields:
             search_engine_indexing=value(VisibilityField.SEARCH_ENGINE_INDEXING) is True,
         )
 
-    @strawberry.field
+    @strawberry.field(description="Consent per cookie category.")
     async def cookie_consent(self, info: Info) -> CookieConsent:
         settings = await info.context.settings_of(self._model_id)
         return cookie_consent_of(settings, self._gpc_applied, self._processing_suspended)
@@ -359,19 +410,21 @@ class PublicProfile:
     id: strawberry.ID
     display_name: str
     email: str | None
-    phone: str | None
+    phone: str | None = strawberry.field(description="Only when its owner lets the caller see it.")
     search_engine_indexing: bool = strawberry.field(
         description="When false, pages showing this profile must carry noindex."
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The account with its settings after the change, or why it was refused.",
+)
 class SettingsPayload:
     account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
     errors: list[UserErrorType]
 
 
-@strawberry.input
+@strawberry.input(description="Turn one topic on one channel on or off.")
 class CommunicationPreferenceInput:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
@@ -381,46 +434,72 @@ class CommunicationPreferenceInput:
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description="One channel and topic and whether it should be on, in a change of several.",
+)
 class CommunicationChange:
     channel: ChannelEnum  # type: ignore[valid-type]
     topic: TopicEnum  # type: ignore[valid-type]
     enabled: bool
 
 
-@strawberry.input
+@strawberry.input(description="Several communication preferences changed together.")
 class CommunicationPreferencesInput:
-    changes: list[CommunicationChange]
-    idempotency_key: str | None = None
+    changes: list[CommunicationChange] = strawberry.field(
+        description="Every change to make; all are made or none."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Allow or stop one use of the person's data.")
 class DataSharingInput:
     purpose: PurposeEnum  # type: ignore[valid-type]
     enabled: bool
-    idempotency_key: str | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
 
 
 @strawberry.input(description="Fields left out stay as they are.")
 class VisibilityInput:
-    profile: AudienceEnum | None = None  # type: ignore[valid-type]
+    profile: AudienceEnum | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Who may see the profile at all."
+    )
     email: AudienceEnum | None = None  # type: ignore[valid-type]
-    phone: AudienceEnum | None = None  # type: ignore[valid-type]
-    search_engine_indexing: bool | None = None
-    idempotency_key: str | None = None
+    phone: AudienceEnum | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Who may see the phone number."
+    )
+    search_engine_indexing: bool | None = strawberry.field(
+        default=None, description="Whether search engines may index the public profile."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
 
 
 @strawberry.input(description="Strictly necessary cookies are always on. Left out: unchanged.")
 class CookieConsentInput:
-    functional: bool | None = None
-    analytics: bool | None = None
-    advertising: bool | None = None
-    idempotency_key: str | None = None
+    functional: bool | None = strawberry.field(
+        default=None, description="Remembering choices such as language."
+    )
+    analytics: bool | None = strawberry.field(
+        default=None, description="Measuring how the site is used."
+    )
+    advertising: bool | None = strawberry.field(
+        default=None, description="Ads and the tracking behind them."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Turn every marketing message off.")
 class OptOutInput:
-    idempotency_key: str | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
 
 
 async def _change(
@@ -471,7 +550,10 @@ class SettingsQuery:
 
 @strawberry.type
 class SettingsMutation:
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Turn one topic on one channel on or off; consent is recorded.",
+        permission_classes=PERSON,
+    )
     async def set_communication_preference(
         self, info: Info, input: CommunicationPreferenceInput
     ) -> SettingsPayload:
@@ -495,7 +577,10 @@ class SettingsMutation:
             idempotency_key=input.idempotency_key,
         )
 
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Allow or stop one use of your data; consent is recorded.",
+        permission_classes=PERSON,
+    )
     async def set_data_sharing(self, info: Info, input: DataSharingInput) -> SettingsPayload:
         return await _change(
             info,
@@ -505,7 +590,10 @@ class SettingsMutation:
             idempotency_key=input.idempotency_key,
         )
 
-    @strawberry.mutation(permission_classes=PERSON)
+    @strawberry.mutation(
+        description="Choose who sees your profile and contact fields, and search indexing.",
+        permission_classes=PERSON,
+    )
     async def update_visibility(self, info: Info, input: VisibilityInput) -> SettingsPayload:
         return await _change(
             info,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ os.environ["PRIVACY_API_PASSWORD_COST"] = "test"
 import asyncpg
 import httpx
 import pytest
+from limits.storage import storage_from_string
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
@@ -27,6 +29,8 @@ from web.app import create_app
 SEED_POLICY_VERSION = "2025-07"
 POSTGRES_ENV = "PRIVACY_API_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+REDIS_ENV = "PRIVACY_API_TEST_REDIS_URL"
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
 
 
@@ -75,6 +79,32 @@ async def postgresql_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    """Redis for the rate limits several processes share; its URL is a setting like PostgreSQL's."""
+    url = os.environ.get(REDIS_ENV, DEFAULT_REDIS)
+    if not await storage_from_string(f"async+{url}").check():
+        message = f"Redis not reachable at {url}. Start one, or set {REDIS_ENV} to one."
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each reason for skipping once, with how many tests it skipped (pytest's own summary would
+    repeat a missing server's message for every test location)."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped")
+        for reason, count in reasons.most_common():
+            terminalreporter.write_line(f"{count} skipped: {reason}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

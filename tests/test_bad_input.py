@@ -433,9 +433,11 @@ class TestProductionMode:
         assert "Did you mean 'currentPolicy'" in " ".join(graphql_errors(response))
 
     async def test_no_graphiql(self, production_client: httpx.AsyncClient) -> None:
+        # Staff sign in there to get the playground (tests/test_playground.py); nobody else does.
         response = await production_client.get("/graphql", headers={"Accept": "text/html"})
-        assert_clear_refusal(response, 404)
+        assert_clear_refusal(response, 401)
         assert "graphiql" not in response.text.lower()
+        assert "Staff sign-in" in response.text
 
     async def test_graphiql_in_development(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/graphql", headers={"Accept": "text/html"})

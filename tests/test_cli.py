@@ -215,7 +215,7 @@ def test_serve_refuses_several_workers_without_shared_rate_limits(tmp_path: Path
     assert not (tmp_path / "privacy.db").exists()
 
 
-def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path) -> None:
+def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path, redis_url: str) -> None:
     port = free_port()
     server = start_serve(
         tmp_path,
@@ -223,7 +223,7 @@ def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path) -> N
         str(port),
         "--workers",
         "2",
-        PRIVACY_API_RATE_LIMIT_STORAGE="redis://127.0.0.1:6379",
+        PRIVACY_API_RATE_LIMIT_STORAGE=redis_url,
     )
     try:
         deadline = time.monotonic() + 60

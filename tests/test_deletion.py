@@ -23,6 +23,7 @@ from models import (
     ConsentEvent,
     Database,
     DataExport,
+    DeliveryStatus,
     IdempotencyKey,
     LegalHold,
     Notification,
@@ -716,10 +717,11 @@ class TestPruneExpired:
                     ),
                 ]
             )
-            sent = queue(session, account, NotificationKind.POLICY_UPDATE, "Old", "Sent long ago")
-            queue(session, account, NotificationKind.POLICY_UPDATE, "New", "Not sent yet")
+            notice = {"version": "v", "summary": "s"}
+            sent = queue(session, account, NotificationKind.POLICY_UPDATE, notice)
+            queue(session, account, NotificationKind.POLICY_UPDATE, notice)
             await session.flush()
-            sent.sent_at = old
+            sent.sent_at, sent.status = old, DeliveryStatus.SENT
             await session.execute(update(IdempotencyKey).values(created_at=now - timedelta(days=2)))
 
             pruned = await prune_expired(session, now)

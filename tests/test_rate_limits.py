@@ -19,10 +19,10 @@ async def test_doors_with_the_same_limit_count_separately() -> None:
     assert await limiter.allow(Door.EXPORT_PER_ACCOUNT, "someone")
 
 
-async def test_two_processes_share_counters_through_redis() -> None:
+async def test_two_processes_share_counters_through_redis(redis_url: str) -> None:
     # Two limiters stand for two API processes; a fresh identity keeps runs independent.
-    first = RateLimiter("redis://127.0.0.1:6379")
-    second = RateLimiter("redis://127.0.0.1:6379")
+    first = RateLimiter(redis_url)
+    second = RateLimiter(redis_url)
     identity = f"client-{uuid.uuid4()}"
     for number in range(20):
         limiter = first if number % 2 else second
@@ -32,9 +32,9 @@ async def test_two_processes_share_counters_through_redis() -> None:
     assert not await second.allow(Door.SIGNUP_PER_CLIENT, identity)
 
 
-async def test_a_sign_in_place_is_remembered_by_every_process() -> None:
-    first = RateLimiter("redis://127.0.0.1:6379")
-    second = RateLimiter("redis://127.0.0.1:6379")
+async def test_a_sign_in_place_is_remembered_by_every_process(redis_url: str) -> None:
+    first = RateLimiter(redis_url)
+    second = RateLimiter(redis_url)
     place = f"someone@example.com from {uuid.uuid4()}"
     assert not await second.remembers(Door.SIGNED_IN_FROM, place)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
@@ -24,7 +24,6 @@ import pytest
 
 from config import ConfigError, load_config
 from resolvers.catalogue import Topic
-from resolvers.notifications import PLACEHOLDER
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
 from tests.helpers import LOGIN, SIGNUP, process_environment, signup_input
@@ -68,13 +67,14 @@ def serve(data_dir: Path, **env: str) -> Iterator[Server]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    environment = process_environment(
-        PRIVACY_API_DATA_DIR=str(data_dir),
-        PRIVACY_API_SECRET_KEY=TEST_SECRET,
-        PRIVACY_API_PUBLIC_URL=base,
-        PYTHONUNBUFFERED="1",
-        **env,
-    )
+    # `env` may replace any of these (an empty public URL: serve's own default).
+    defaults = {
+        "PRIVACY_API_DATA_DIR": str(data_dir),
+        "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+        "PRIVACY_API_PUBLIC_URL": base,
+        "PYTHONUNBUFFERED": "1",
+    }
+    environment = process_environment(**{**defaults, **env})
     environment.pop("PRIVACY_API_DATABASE_URL", None)
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -161,7 +161,7 @@ class TestAccessLog:
             )
             == []
         )
-        code = email_change_code(server.data_dir, new_email)
+        code = email_change_code(server, new_email)
         assert http.get("/confirm-email", params={"token": code}).status_code == 200
         confirmed = server.graphql(CONFIRM_EMAIL_CHANGE, {"token": code})
         assert error_codes(confirmed, "confirmEmailChange") == []
@@ -194,16 +194,22 @@ class TestAccessLog:
             assert line in output, output
 
 
-def email_change_code(data_dir: Path, recipient: str) -> str:
-    """The code a confirmation message carries, read from the outbox as a mailer would."""
-    with sqlite3.connect(data_dir / "privacy.db") as database:
-        (body, secret) = database.execute(
-            "SELECT body, secret FROM notifications WHERE recipient = ?", (recipient,)
-        ).fetchone()
-    # The code is kept beside the body until the message is sent, and put in at delivery.
-    found = re.search(r"code in the app: (\S+)", body.replace(PLACEHOLDER, secret))
-    assert found, body
-    return found[1]
+def email_change_code(server: Server, recipient: str) -> str:
+    """The code a confirmation message carries, from the .eml file that `serve` delivers to the
+    development mail folder by itself (and says so in its log)."""
+    deadline = time.monotonic() + 30
+    while True:
+        for path in (server.data_dir / "mail").glob("*.eml"):
+            message = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if message["To"] == recipient:
+                assert f"written to {path}" in server.output()
+                part = message.get_body(("plain",))
+                assert part is not None
+                found = re.search(r"code in the app: (\S+)", part.get_content())
+                assert found, part
+                return found[1]
+        assert time.monotonic() < deadline, f"no message delivered:\n{server.output()}"
+        time.sleep(0.2)
 
 
 class TestClientAddress:

@@ -65,4 +65,11 @@ def log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"redact_request_targets": {"()": RedactRequestTargets}}
     config["loggers"]["uvicorn.access"]["filters"] = ["redact_request_targets"]
+    # Our own loggers (delivery says where a development message was written) go where
+    # uvicorn's do. They name records by id, never by address.
+    config["loggers"]["privacy_api"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
     return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +12,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from auth.actor import CREDENTIAL_HEADERS
+from auth.api_keys import KeyUsage, record_key_uses
 from auth.devices import DEVICE_HEADER
 from auth.rate_limits import RateLimiter
 from auth.signing import ReceiptSigner, throwaway_key
@@ -27,8 +30,13 @@ from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.parental_consent import ParentalConsentPages
+from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
 from web.unsubscribe import UnsubscribePages
+from workers.delivery import delivery_for
+
+logger = logging.getLogger("privacy_api.app")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -53,7 +61,20 @@ def build_services(config: Config) -> Services:
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
         receipts=ReceiptSigner(config.receipt_signing_key or throwaway_key()),
+        key_usage=KeyUsage(config.api_key_usage_flush_seconds),
     )
+
+
+async def write_key_uses(services: Services) -> None:
+    """The API key uses this process counted and has not written yet (see KeyUsage)."""
+    taken = services.key_usage.take()
+    if not taken:
+        return
+    try:
+        async with services.database.transaction() as session:
+            await record_key_uses(session, taken)
+    except Exception:
+        logger.warning("could not write the use counts of %d API keys", len(taken), exc_info=True)
 
 
 def create_app(config: Config | None = None) -> Starlette:
@@ -64,11 +85,25 @@ def create_app(config: Config | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.database.dispose()
+        # In development (or when PRIVACY_API_DELIVER_IN_SERVE says so) the outbox is delivered
+        # by this process too; in production that is `privacy-api deliver`'s job.
+        stop = asyncio.Event()
+        worker = None
+        if config.deliver_in_serve:
+            delivery = delivery_for(config, services.database)
+            worker = asyncio.create_task(delivery.run(stop), name="delivery")
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            await write_key_uses(services)
+            await services.database.dispose()
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
+    parental_consent = ParentalConsentPages(services)
     app = Starlette(
         routes=[
             Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
@@ -78,8 +113,11 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
             Route(routes.RECEIPT_KEYS, receipt_keys, methods=["GET"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
+            Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
+            Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

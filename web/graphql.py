@@ -1,4 +1,5 @@
-"""The GraphQL endpoint: builds each request's context, logs and masks unexpected errors."""
+"""The GraphQL endpoint: builds each request's context, logs and masks unexpected errors, answers
+in the media type the client asks for, and serves the playground."""
 
 from __future__ import annotations
 
@@ -9,21 +10,60 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from auth.actor import STAFF_ROLES
 from models.availability import is_unavailable
 from schema import build_schema
 from schema.context import RequestContext, Services
+from web import routes
 from web.outage import retryable_error
+from web.playground import playground_page, staff_sign_in_page
 
 logger = logging.getLogger("privacy_api.graphql")
 
 _CONTEXT = "graphql_context"
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
+# The media type of the GraphQL-over-HTTP specification; `application/json` stays the default.
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def _weights(accept: str) -> dict[str, float]:
+    """The media types an Accept header lists, each with its quality (q) value."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media_type, *parameters = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type:
+            weights[media_type.lower()] = max(weights.get(media_type.lower(), 0.0), quality)
+    return weights
+
+
+def prefers_graphql_response(accept: str) -> bool:
+    """Whether the client asks for `application/graphql-response+json` at least as much as for
+    `application/json` (a client that names neither, or no Accept header, gets the latter)."""
+    weights = _weights(accept)
+    wanted = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return wanted > 0 and wanted >= weights.get("application/json", 0.0)
+
+
+def _is_request_error(result: ExecutionResult) -> bool:
+    """The operation never ran: the document did not parse or validate, or its variables did not
+    fit. Errors raised while it ran have a path."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(error.path is None for error in errors)
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
@@ -36,7 +76,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         production = services.config.production
         super().__init__(
             build_schema(production=production),
-            graphql_ide=None if production else "graphiql",
+            graphql_ide="graphiql",
             allow_queries_via_get=True,
         )
         self.services = services
@@ -66,6 +106,56 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The playground; in production only for staff signed in on this browser."""
+        if not self.services.config.production:
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
+        context: RequestContext = getattr(request.state, _CONTEXT)
+        visitor = await context.page_visitor()
+        if visitor is not None and visitor.role in STAFF_ROLES:
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
+        return HTMLResponse(
+            staff_sign_in_page(signed_in=visitor is not None),
+            status_code=403 if visitor is not None else 401,
+        )
+
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+        sub_response = await super().get_sub_response(request)
+        if prefers_graphql_response(request.headers.get("accept", "")):
+            sub_response.media_type = GRAPHQL_RESPONSE_JSON
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+        return response
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: RequestContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        try:
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as refused:
+            # GraphQL over HTTP: a mutation over GET is 405 (strawberry answers 400, which
+            # application/json clients keep getting).
+            wrong_method = isinstance(refused.__cause__, InvalidOperationTypeError)
+            if wrong_method and sub_response.media_type == GRAPHQL_RESPONSE_JSON:
+                raise HTTPException(405, refused.reason) from refused
+            raise
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         context = RequestContext(request, response, self.services)
@@ -110,4 +200,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
                     )
                 shown.append(error)
             result.errors = shown
-        return await super().process_result(request, result)
+        processed = await super().process_result(request, result)
+        context: RequestContext = getattr(request.state, _CONTEXT)
+        if context.response.media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(result):
+            # GraphQL over HTTP: a request error has no `data` entry and a 4xx status; with
+            # `application/json` it stays a 200 with `data: null`, as clients of that type expect.
+            processed.pop("data", None)
+            context.response.status_code = 400
+        return processed

@@ -6,7 +6,7 @@ the address on as a referrer, and load nothing and post nowhere but here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import urlencode
 
@@ -47,5 +47,39 @@ def post_form(query: Mapping[str, str], button: str, fields: Mapping[str, str] =
     )
     return (
         f'<form method="post" action="{action}">\n{hidden}'
+        f'<button type="submit">{escape(button)}</button>\n</form>\n'
+    )
+
+
+def bullet_list(items: Sequence[str]) -> str:
+    return "<ul>\n" + "".join(f"<li>{escape(item)}</li>\n" for item in items) + "</ul>\n"
+
+
+def choice_form(
+    query: Mapping[str, str],
+    questions: Sequence[tuple[str, str]],
+    choices: Sequence[tuple[str, str]],
+    button: str,
+    fields: Mapping[str, str] = {},
+) -> str:
+    """A form asking each question (name, label) to be answered with one of `choices` (value,
+    label), that POSTs back to this page's path with `query` and `fields`."""
+    action = escape(f"?{urlencode(query)}")
+    hidden = "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
+        for name, value in fields.items()
+    )
+    sets = "".join(
+        f"<fieldset>\n<legend>{escape(label)}</legend>\n"
+        + "".join(
+            f'<label><input type="radio" name="{escape(name)}" value="{escape(value)}" required>'
+            f" {escape(text)}</label>\n"
+            for value, text in choices
+        )
+        + "</fieldset>\n"
+        for name, label in questions
+    )
+    return (
+        f'<form method="post" action="{action}">\n{hidden}{sets}'
         f'<button type="submit">{escape(button)}</button>\n</form>\n'
     )

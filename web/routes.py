@@ -9,10 +9,13 @@ GRAPHQL = "/graphql"
 EXPORT_DOWNLOAD = "/exports/{token}"
 UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
+PARENTAL_CONSENT = "/parental-consent"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 # The public keys consent receipts are signed with (a JSON Web Key Set).
 RECEIPT_KEYS = "/.well-known/consent-receipt-keys"
+# The playground's scripts and styles (web/playground.py), so its page needs no other host.
+PLAYGROUND_ASSETS = "/playground-assets"
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,7 @@ class PublicLinks:
         # Our tokens are URL-safe already; left as they are, a message template's placeholder
         # for the code survives too.
         return f"{self.public_url}{CONFIRM_EMAIL}?token={token}"
+
+    def parental_consent(self, token: str) -> str:
+        # As for `confirm_email`: the token is URL-safe, and a placeholder for it survives.
+        return f"{self.public_url}{PARENTAL_CONSENT}?token={token}"

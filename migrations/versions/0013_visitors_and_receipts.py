@@ -4,7 +4,7 @@ their own, with the account ledger's columns and chain. Visitor events are never
 is carried into an account.
 
 Revision ID: 0013_visitors_and_receipts
-Revises: 0008_consent_proof
+Revises: 0014_parental_consent
 Create Date: 2026-11-25
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_visitors_and_receipts"
-down_revision: str | None = "0008_consent_proof"
+down_revision: str | None = "0014_parental_consent"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
