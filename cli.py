@@ -21,7 +21,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
 from auth.rate_limits import RateLimiter
-from config import Config, ConfigError, load_config
+from config import Config, ConfigError, load_config, receipt_signing_key
 from models import Database, Notification, Role, utcnow
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors
@@ -201,6 +201,11 @@ async def deliver(config: Config, *, once: bool) -> DeliveryReport:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    try:
+        receipt_signing_key(config)
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
         # Each process would count on its own: ten tries at a password become ten per process.
         print(

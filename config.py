@@ -59,8 +59,8 @@ class Config:
     # Addresses and networks of the reverse proxies whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
-    # The Ed25519 key consent receipts are signed with (PEM, or 32 raw bytes in base64). Empty
-    # only in a configuration built by hand: the app then signs with a throwaway key.
+    # The Ed25519 key consent receipts are signed with (PEM, or 32 raw bytes in base64); see
+    # `receipt_signing_key` for when it may be empty.
     receipt_signing_key: str = ""
     # A signed-out visitor's cookie choices are kept this long after their last choice (about
     # 13 months, the longest a cookie consent is commonly held to last), then purged.
@@ -269,21 +269,30 @@ def load_config(env: dict[str, str] | None = None) -> Config:
 
 def _receipt_signing_key(env: dict[str, str], environment: str, data_dir: Path) -> str:
     """PRIVACY_API_RECEIPT_SIGNING_KEY, checked; generated once into the data folder in
-    development, so receipts issued before a restart keep verifying."""
+    development, so receipts issued before a restart keep verifying. Production without one
+    loads (the workers sign nothing), and the API refuses to start: see `receipt_signing_key`."""
     given = env.get("PRIVACY_API_RECEIPT_SIGNING_KEY", "").strip()
     if not given:
-        if environment == PRODUCTION:
-            # A key made at start would change with every restart and every process.
-            raise ConfigError(
-                "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
-                "key, PEM or its 32 raw bytes in base64"
-            )
-        return signing.development_key(data_dir)
+        return "" if environment == PRODUCTION else signing.development_key(data_dir)
     try:
         signing.load_private_key(given)
     except signing.SigningKeyError as error:
         raise ConfigError(f"PRIVACY_API_RECEIPT_SIGNING_KEY: {error}") from None
     return given
+
+
+def receipt_signing_key(config: Config) -> str:
+    """The key consent receipts are signed with, for the API. Production has no fallback: a key
+    made at start would change with every restart and differ between processes. A development
+    configuration built by hand (tests) gets a throwaway key."""
+    if config.receipt_signing_key:
+        return config.receipt_signing_key
+    if config.production:
+        raise ConfigError(
+            "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
+            "key, PEM or its 32 raw bytes in base64"
+        )
+    return signing.throwaway_key()
 
 
 def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:

@@ -18,7 +18,8 @@ from auth.signing import ReceiptSigner
 from config import ConfigError, load_config
 from models import ConsentEvent, VisitorConsentEvent
 from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
-from tests.helpers import changed, gql, signed_up
+from tests.helpers import changed, gql, run_cli, signed_up
+from web.app import create_app
 
 KEYS_URL = "/.well-known/consent-receipt-keys"
 ACCOUNT_RECEIPT = "query Receipt($id: ID!) { me { consentReceipt(eventId: $id) } }"
@@ -223,9 +224,32 @@ class TestSigningKeySetting:
         "PRIVACY_API_PUBLIC_URL": "https://privacy.example.com",
     }
 
-    def test_production_refuses_to_start_without_a_key(self, tmp_path: Path) -> None:
+    def test_production_loads_without_a_key_but_the_api_refuses_to_start(
+        self, tmp_path: Path
+    ) -> None:
+        # Workers (purge, mail delivery) sign nothing; the API would sign with a key that
+        # changed at every restart.
+        config = load_config({**self.PRODUCTION, "PRIVACY_API_DATA_DIR": str(tmp_path)})
+
         with pytest.raises(ConfigError, match="PRIVACY_API_RECEIPT_SIGNING_KEY"):
-            load_config({**self.PRODUCTION, "PRIVACY_API_DATA_DIR": str(tmp_path)})
+            create_app(config)
+        assert not (tmp_path / "receipt_signing_key.pem").exists()
+
+    async def test_serve_in_production_without_a_key_stops_at_once(
+        self, clean_database_url, tmp_path: Path
+    ) -> None:
+        code, _, err = await run_cli(
+            clean_database_url,
+            tmp_path,
+            "serve",
+            "--port",
+            "1",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+        )
+
+        assert code == 2
+        assert "PRIVACY_API_RECEIPT_SIGNING_KEY" in err and "Traceback" not in err
 
     def test_a_key_that_is_not_ed25519_is_refused(self, tmp_path: Path) -> None:
         env = {**self.PRODUCTION, "PRIVACY_API_RECEIPT_SIGNING_KEY": "bm90IGEga2V5"}

@@ -19,9 +19,9 @@ from auth.actor import CREDENTIAL_HEADERS
 from auth.api_keys import KeyUsage, record_key_uses
 from auth.devices import DEVICE_HEADER
 from auth.rate_limits import RateLimiter
-from auth.signing import ReceiptSigner, throwaway_key
+from auth.signing import ReceiptSigner
 from auth.tokens import Signer
-from config import Config, load_config
+from config import Config, load_config, receipt_signing_key
 from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import routes
@@ -60,7 +60,7 @@ def build_services(config: Config) -> Services:
         limiter=RateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
-        receipts=ReceiptSigner(config.receipt_signing_key or throwaway_key()),
+        receipts=ReceiptSigner(receipt_signing_key(config)),
         key_usage=KeyUsage(config.api_key_usage_flush_seconds),
     )
 
