@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -43,3 +44,5 @@ schema: install
 
 bench: install
 	$(BIN)/python -m benchmarks.load $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.signup_timing --database sqlite
+	$(BIN)/python -m benchmarks.signup_timing --database postgresql

@@ -10,8 +10,10 @@ import getpass
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,9 +22,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
-from auth.rate_limits import RateLimiter
+import startup
 from config import Config, ConfigError, load_config, receipt_signing_key
-from models import Database, Notification, Role, utcnow
+from models import Database, Role, utcnow
+from models.availability import is_unavailable
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors
 from resolvers.account import Client
@@ -31,12 +34,14 @@ from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
 from web import access_log
+from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
 from workers.delivery import DeliveryReport, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+logger = logging.getLogger("privacy_api.cli")
 DEMO_EMAIL = "demo@example.com"
 
 
@@ -75,11 +80,9 @@ async def create_demo_account(config: Config) -> tuple[str, str] | None:
                 return None
             password = secrets.token_urlsafe(12)
             current = await policy.current_policy(session)
-            await accounts.signup(
+            await accounts.create_confirmed_account(
                 session,
-                RateLimiter("memory://"),
                 Client(address="cli", user_agent="privacy-api cli", session_days=1),
-                refused_recently=False,
                 email=DEMO_EMAIL,
                 password=password,
                 display_name="Demo Person",
@@ -169,16 +172,18 @@ async def unsubscribe_link(config: Config, email: str, topic: Topic) -> unsubscr
 
 async def unsent_notifications(
     config: Config, *, limit: int, mark_sent: bool
-) -> tuple[list[Notification], int]:
-    """The oldest unsent messages and, when asked, how many of them were then marked sent."""
+) -> tuple[list[tuple[str, str]], int]:
+    """The oldest unsent messages (recipient, subject), read before any is marked sent (which
+    forgets some addresses), and, when asked, how many of them were then marked sent."""
     database = Database(config.database_url)
     try:
         async with database.transaction() as session:
             waiting = list(await notifications.pending(session, limit=limit))
+            listed = [(message.recipient, message.subject) for message in waiting]
             marked = 0
             if mark_sent:
                 marked = await notifications.mark_sent(session, [n.id for n in waiting])
-            return waiting, marked
+            return listed, marked
     finally:
         await database.dispose()
 
@@ -219,12 +224,17 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
         host = f"[{host}]" if ":" in host else host
         os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
-    asyncio.run(migrate(config.database_url))
+    if args.migrate:
+        asyncio.run(migrate(config.database_url))
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
         if demo:
             print(f"Demo account created: email {demo[0]}  password {demo[1]}")
-    print(f"GraphQL API on http://{args.host}:{args.port}/graphql")
+    counts = None
+    if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+        # Each worker writes its counts there; a scrape of any worker adds them all up.
+        counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
+    logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
     uvicorn.run(
         "web.app:create_app",
         factory=True,
@@ -234,12 +244,16 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # A worker still importing the app on a busy host is not dead: give it time to answer.
         timeout_worker_healthcheck=30,
         log_level="info",
-        log_config=access_log.log_config(),
+        log_config=access_log.log_config(config.log_format),
+        # web.observe writes each request's line, with its route, operation and duration.
+        access_log=False,
         # The client address that per-client rate limits count is the peer's, unless the peer
         # is a proxy the operator named (uvicorn would otherwise believe anyone on loopback).
         proxy_headers=bool(config.trusted_proxies),
         forwarded_allow_ips=list(config.trusted_proxies),
     )
+    if counts:
+        shutil.rmtree(counts, ignore_errors=True)
     return 0
 
 
@@ -306,8 +320,9 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
     print(
         f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "
         f"or expired export links, {pruned.idempotency_keys} idempotency keys, "
-        f"{pruned.notifications} sent messages, {expired_visitors} signed-out visitors' cookie "
-        f"choices older than {config.visitor_retention_days} days."
+        f"{pruned.notifications} sent messages, {pruned.pending_signups} unconfirmed signups, "
+        f"{pruned.password_resets} password reset links, {expired_visitors} signed-out "
+        f"visitors' cookie choices older than {config.visitor_retention_days} days."
     )
     if report.failed:
         print(
@@ -357,8 +372,8 @@ def cmd_notifications(args: argparse.Namespace, config: Config) -> int:
     if not waiting:
         print("No unsent notifications.")
         return 0
-    for message in waiting:
-        print(f"{message.recipient}\t{message.subject}")
+    for recipient, subject in waiting:
+        print(f"{recipient}\t{subject}")
     if args.mark_sent:
         print(f"Marked {marked} as sent.")
     if len(waiting) == args.limit:
@@ -408,7 +423,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_positive, default=1, help="API processes (above 1 needs shared limits)"
     )
-    serve.set_defaults(handler=cmd_serve)
+    serve.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not migrate first (when a one-shot `migrate` runs before the API starts)",
+    )
+    serve.set_defaults(handler=cmd_serve, checks_rate_limits=True)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
         handler=cmd_migrate
@@ -482,7 +503,26 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"Configuration error: {error}", file=sys.stderr)
             return 2
-    return int(args.handler(args, config))
+        access_log.configure(config.log_format)
+        # Bounded waits, so that a wrong URL or a server that is down ends the start with a line
+        # that says so, rather than a traceback or a process that hangs.
+        found = startup.problems(config, rate_limits=getattr(args, "checks_rate_limits", False))
+        for problem in found:
+            print(problem, file=sys.stderr)
+        if found:
+            return 2
+    try:
+        return int(args.handler(args, config))
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        kind = type(error)
+        print(
+            f"Database unavailable ({kind.__module__}.{kind.__qualname__}): the command "
+            "stopped. Run it again once the database answers.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

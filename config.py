@@ -14,6 +14,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from auth import passwords, signing
 from models.database import DatabaseTimeouts
 
@@ -76,10 +79,26 @@ class Config:
     api_key_usage_flush_seconds: int = 60
     # How old an opt-out is before the sender API's feed lists it (see resolvers.sender).
     suppression_feed_delay_seconds: int = 60
+    # PRIVACY_API_LOG_FORMAT, `json` or `text`; None: json in production, text in development.
+    log_format_setting: str | None = None
+    # PRIVACY_API_METRICS; None: GET /metrics answers in development only.
+    metrics_setting: bool | None = None
+    # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
+    tracing: bool = False
 
     @property
     def production(self) -> bool:
         return self.environment == PRODUCTION
+
+    @property
+    def log_format(self) -> str:
+        """`json` (one object a line, for a log collector) or `text` (for a person)."""
+        return self.log_format_setting or ("json" if self.production else "text")
+
+    @property
+    def metrics(self) -> bool:
+        """Whether GET /metrics answers (Prometheus text format)."""
+        return not self.production if self.metrics_setting is None else self.metrics_setting
 
 
 def _development_secret(data_dir: Path) -> str:
@@ -170,13 +189,19 @@ def _mail_from(raw: str, public_url: str) -> str:
     return raw
 
 
-def _switch(env: dict[str, str], variable: str, default: bool) -> bool:
+def _switch(env: dict[str, str], variable: str) -> bool | None:
+    """An on/off setting (1, true, yes; 0, false, no); None when it is not set."""
     raw = env.get(variable, "").strip().lower()
     if not raw:
-        return default
+        return None
     if raw not in ("1", "true", "yes", "0", "false", "no"):
-        raise ConfigError(f"{variable} must be true or false")
+        raise ConfigError(f"{variable} must be 1 or 0 (true or false)")
     return raw in ("1", "true", "yes")
+
+
+def _on_unless_production(env: dict[str, str], variable: str, environment: str) -> bool:
+    chosen = _switch(env, variable)
+    return environment != PRODUCTION if chosen is None else chosen
 
 
 def _trusted_proxies(raw: str) -> tuple[str, ...]:
@@ -203,7 +228,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     if environment not in (DEVELOPMENT, PRODUCTION):
         raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
     data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
-    database_url = env.get("PRIVACY_API_DATABASE_URL") or (
+    database_url = _database_url(env.get("PRIVACY_API_DATABASE_URL")) or (
         f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
     )
     secret_key = env.get("PRIVACY_API_SECRET_KEY", "")
@@ -260,9 +285,10 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
         mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
         mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
-        deliver_in_serve=_switch(
-            env, "PRIVACY_API_DELIVER_IN_SERVE", default=environment != PRODUCTION
-        ),
+        deliver_in_serve=_on_unless_production(env, "PRIVACY_API_DELIVER_IN_SERVE", environment),
+        log_format_setting=_choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")),
+        metrics_setting=_switch(env, "PRIVACY_API_METRICS"),
+        tracing=tracing_requested(env),
         **numbers,
     )
 
@@ -293,6 +319,62 @@ def receipt_signing_key(config: Config) -> str:
             "key, PEM or its 32 raw bytes in base64"
         )
     return signing.throwaway_key()
+
+
+def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(variable, "").strip().lower()
+    if value and value not in allowed:
+        raise ConfigError(f"{variable} must be {' or '.join(allowed)}")
+    return value or None
+
+
+# The URL schemes (SQLAlchemy dialect and driver) the API runs on, and what to write instead of
+# the ones people often copy from elsewhere (a host's "postgres://", psycopg's "postgresql://").
+SUPPORTED_DATABASES = {
+    "postgresql": "postgresql+asyncpg://user:password@host:5432/name",
+    "sqlite": "sqlite+aiosqlite:///path/to/privacy.db",
+}
+_ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+
+
+def _database_url(url: str | None) -> str | None:
+    """PRIVACY_API_DATABASE_URL, refused at start unless its scheme is one the API can use."""
+    if not url:
+        return None
+    variable = "PRIVACY_API_DATABASE_URL"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{variable} is not a database URL; write it as "
+            f"{SUPPORTED_DATABASES['postgresql']} or {SUPPORTED_DATABASES['sqlite']}"
+        ) from None
+    scheme = parsed.drivername
+    backend = "postgresql" if scheme.startswith("postgres") else parsed.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, a database this API does not run on; use "
+            f"{SUPPORTED_DATABASES['postgresql']} (or {SUPPORTED_DATABASES['sqlite']})"
+        )
+    if scheme != f"{backend}+{_ASYNC_DRIVERS[backend]}":
+        raise ConfigError(
+            f"{variable} starts with {scheme}://, but the API needs the "
+            f"{_ASYNC_DRIVERS[backend]} driver: write {SUPPORTED_DATABASES[backend]}"
+        )
+    return url
+
+
+def tracing_requested(env: dict[str, str]) -> bool:
+    """True when the standard OpenTelemetry variables ask for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    )
 
 
 def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:

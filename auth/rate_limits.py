@@ -7,9 +7,12 @@ keyed by a hash so that no email address reaches the store.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
+from collections.abc import Awaitable
 from enum import Enum
+from typing import cast
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -32,6 +35,17 @@ class Door(Enum):
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
+    # Each signup mails the address, registered or not: a few an hour is enough for a person
+    # who mistyped, and stops anyone from filling an inbox.
+    SIGNUP_PER_ADDRESS = ("signup-per-address", "5/hour")
+    # "Someone tried to sign up with your address": at most one an hour to an account's owner.
+    SIGNUP_ATTEMPT_NOTICE = ("signup-attempt-notice", "1/hour")
+    # Guesses at a signup's short code: per place, and per address whatever the place.
+    SIGNUP_CONFIRMATION_PER_CLIENT = ("signup-confirmation-per-client", "30/15 minutes")
+    SIGNUP_CONFIRMATION_PER_ADDRESS = ("signup-confirmation-per-address", "10/hour")
+    # Each reset request may mail the address: limited per place and per address.
+    PASSWORD_RESET_PER_CLIENT = ("password-reset-per-client", "10/hour")
+    PASSWORD_RESET_PER_ADDRESS = ("password-reset-per-address", "3/hour")
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")
     # New visitor records (a signed-out device's first cookie choice): room for an office or a
     # school behind one address, not for a script filling the table.
@@ -74,7 +88,19 @@ class RateLimiter:
     def __init__(self, storage_url: str) -> None:
         if not storage_url.startswith("async+"):
             storage_url = f"async+{storage_url}"
-        self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(storage_url))
+        self.shared = not storage_url.startswith("async+memory://")
+        self._storage = storage_from_string(storage_url)
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+
+    async def check(self, within: float) -> bool:
+        """Whether the shared store answers within so many seconds (memory always does)."""
+        if not self.shared:
+            return True
+        try:
+            answered = cast(Awaitable[bool], self._storage.check())
+            return bool(await asyncio.wait_for(answered, within))
+        except Exception:
+            return False
 
     async def allow(self, door: Door, identity: str) -> bool:
         """Count one attempt; False once the door's limit for that identity is used up."""

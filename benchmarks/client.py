@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+
+from models import Database, Notification, NotificationKind
 
 PASSWORD = "benchmark passphrase"
 POLICY_VERSION = "2025-07"
@@ -28,7 +32,12 @@ HISTORY = """query History($after: String) { me { consentHistory(first: 20, afte
 } } }"""
 TYPENAME = "{ __typename }"
 LOGIN = """mutation Login($i: LoginInput!) { login(input: $i) { token errors { code } } }"""
-SIGNUP = """mutation Signup($i: SignupInput!) { signup(input: $i) { token errors { code } } }"""
+SIGNUP = """mutation Signup($i: SignupInput!) {
+  signup(input: $i) { confirmationSent errors { code } } }"""
+CONFIRM_SIGNUP = """mutation Confirm($i: ConfirmSignupInput!) {
+  confirmSignup(input: $i) { token errors { code } } }"""
+REQUEST_RESET = """mutation Reset($i: RequestPasswordResetInput!) {
+  requestPasswordReset(input: $i) { ok errors { code } } }"""
 CATALOGUE = """{ privacyCatalogue { key group kind defaultValue locked description
   channel topic purpose cookieCategory } }"""
 EXPORT = """mutation { requestDataExport { url errors { code message } } }"""
@@ -69,9 +78,8 @@ def call(
     return answer
 
 
-def signup(url: str, email: str) -> str:
-    """A new adult account through the API; its bearer token."""
-    details = {
+def signup_details(email: str) -> dict[str, str]:
+    return {
         "email": email,
         "password": PASSWORD,
         "displayName": "Bench Mark",
@@ -79,10 +87,40 @@ def signup(url: str, email: str) -> str:
         "country": "NL",
         "acceptPolicyVersion": POLICY_VERSION,
     }
-    answer = call(url, SIGNUP, {"i": details}, **{"X-Forwarded-For": some_address()})
-    payload = answer["data"]["signup"]
+
+
+async def _signup_code(database_url: str, email: str) -> str:
+    """The code the API mailed to `email`, read from the outbox as a mailer would."""
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            secret = await session.scalar(
+                select(Notification.secret)
+                .where(
+                    Notification.recipient == email,
+                    Notification.kind == NotificationKind.SIGNUP_CONFIRMATION,
+                )
+                .order_by(Notification.created_at.desc())
+                .limit(1)
+            )
+    finally:
+        await database.dispose()
+    if secret is None:
+        raise RuntimeError(f"no signup code was mailed to {email}")
+    return secret
+
+
+def signup(url: str, email: str, database_url: str) -> str:
+    """A new adult account through the API, confirmed with the code it mailed; its token."""
+    place = {"X-Forwarded-For": some_address()}
+    started = call(url, SIGNUP, {"i": signup_details(email)}, **place)["data"]["signup"]
+    if started["errors"]:
+        raise RuntimeError(f"signup of {email} refused: {started['errors']}")
+    code = asyncio.run(_signup_code(database_url, email))
+    confirm = {"i": {"email": email, "code": code}}
+    payload = call(url, CONFIRM_SIGNUP, confirm, **place)["data"]["confirmSignup"]
     if payload["errors"]:
-        raise RuntimeError(f"signup of {email} refused: {payload['errors']}")
+        raise RuntimeError(f"confirming the signup of {email} failed: {payload['errors']}")
     return str(payload["token"])
 
 

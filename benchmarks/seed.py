@@ -105,7 +105,7 @@ def people(api_url: str, database_url: str, *, togglers: int, large_events: int)
 
     def person(name: str) -> Person:
         email = f"bench-{run}-{name}@example.com"
-        return Person(email, client.signup(api_url, email), 0)
+        return Person(email, client.signup(api_url, email, database_url), 0)
 
     normal, large = person("normal"), person("large")
     others = [person(f"toggler-{number}") for number in range(togglers)]

@@ -1,6 +1,13 @@
 """SQLAlchemy models, the engine and the session factory."""
 
-from models.account import Account, AuthSession, ProfileChange, Role
+from models.account import (
+    Account,
+    AuthSession,
+    PasswordReset,
+    PendingSignup,
+    ProfileChange,
+    Role,
+)
 from models.api_keys import ApiKey, ApiScope
 from models.base import Base, utcnow
 from models.consent import ConsentActor, ConsentEvent, Source
@@ -33,6 +40,8 @@ __all__ = [
     "ParentalConsent",
     "ParentalDecision",
     "ParentalRequest",
+    "PasswordReset",
+    "PendingSignup",
     "PolicyVersion",
     "PrivacyRequest",
     "ProfileChange",

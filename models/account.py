@@ -83,3 +83,42 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class PendingSignup(Base):
+    """A signup waiting for its address to be confirmed: no account exists until it is.
+
+    Only hashes of the link's code are kept, and the row goes when it is confirmed or expires.
+    """
+
+    __tablename__ = "pending_signups"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(16))
+    birth_date: Mapped[date]
+    country: Mapped[str] = mapped_column(String(2))
+    accepted_policy_version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    # `Sec-GPC: 1` came with the signup: applied when the account is created.
+    global_privacy_control: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PasswordReset(Base):
+    """A password-reset link sent to an account's address; only its token's hash is kept."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # None for a request about an unknown address: its row is written all the same (and its
+    # token sent nowhere), so both kinds of request commit the same write and take as long.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

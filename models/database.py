@@ -173,12 +173,17 @@ class Database:
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query (within the connect timeout, if set)."""
-        limit = self.timeouts.connect if self.timeouts is not None else None
         try:
-            await asyncio.wait_for(self._select_one(), limit)
+            await self.check()
         except Exception:
             return False
         return True
+
+    async def check(self) -> None:
+        """Run a trivial query, raising what went wrong (TimeoutError after the connect timeout,
+        if set): a database that accepts connections and never answers must not hang a start."""
+        limit = self.timeouts.connect if self.timeouts is not None else None
+        await asyncio.wait_for(self._select_one(), limit)
 
     async def _select_one(self) -> None:
         async with self.engine.connect() as connection:

@@ -23,6 +23,12 @@ class NotificationKind(enum.Enum):
     # The last message to an erased account's address: it names no account, and is deleted as
     # soon as a mailer has sent it.
     ACCOUNT_ERASED = "account_erased"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 (a kind of message)
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105
+    # To an address with no account yet (account_id None): its link and code create the account.
+    SIGNUP_CONFIRMATION = "signup_confirmation"
+    # To an account's owner: someone tried to sign up with their address.
+    SIGNUP_ATTEMPT_EXISTING = "signup_attempt_existing"
     # To a minor's parent, who has no account here: the address is forgotten once sent.
     PARENTAL_CONSENT_REQUEST = "parental_consent_request"
 
@@ -38,7 +44,8 @@ class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    # None only for an ACCOUNT_ERASED message, which outlives the account it was about.
+    # None for a message to an address with no account: the last one to an erased account, or
+    # the confirmation of a signup.
     account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )

@@ -94,7 +94,19 @@ async def email_taken(session: AsyncSession, email: str) -> bool:
     return await session.scalar(select(Account.id).where(Account.email == email)) is not None
 
 
-async def signup(
+@dataclass(frozen=True)
+class Applicant:
+    """What a signup asked for, checked: everything an account needs but its password."""
+
+    email: str
+    display_name: str
+    phone: str | None
+    birth_date: date
+    country: str
+    policy_version: str
+
+
+async def check_applicant(
     session: AsyncSession,
     limiter: RateLimiter,
     client: Client,
@@ -108,8 +120,9 @@ async def signup(
     accept_policy_version: str,
     phone: str | None = None,
     today: date | None = None,
-) -> SignedIn:
-    """Create an account and sign it in. Under-13s are refused before anything is stored."""
+) -> Applicant:
+    """The checks every signup passes. Under-13s are refused before anything else is looked at;
+    nothing is stored here."""
     # Every attempt counts, refused for age or not: otherwise a child could try date after date.
     if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
         raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-ups from here; try later.")
@@ -129,25 +142,43 @@ async def signup(
         errors.append(outdated)
     if errors:
         raise Rejected(*errors)
-    assert normalized_email is not None
-    email_unavailable = Rejected.one(
-        ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used to sign up.", "email"
-    )
-    if await email_taken(session, normalized_email):
-        raise email_unavailable
-
-    now = utcnow()
-    account = Account(
+    assert normalized_email is not None and country_code is not None
+    return Applicant(
         email=normalized_email,
-        password_hash=await get_password_hash(password),
         display_name=name,
         phone=phone_e164,
         birth_date=birth_date,
         country=country_code,
+        policy_version=policy.version,
+    )
+
+
+async def open_account(
+    session: AsyncSession,
+    client: Client,
+    applicant: Applicant,
+    password_hash: str,
+    *,
+    global_privacy_control: bool,
+    sign_in: bool = True,
+) -> tuple[Account, SignedIn | None]:
+    """Create the account of a checked applicant with its consent events, and sign it in
+    unless told not to.
+
+    Refused with EMAIL_UNAVAILABLE when the address is taken (checked by the insert itself).
+    """
+    now = utcnow()
+    account = Account(
+        email=applicant.email,
+        password_hash=password_hash,
+        display_name=applicant.display_name,
+        phone=applicant.phone,
+        birth_date=applicant.birth_date,
+        country=applicant.country,
         role=Role.USER,
-        accepted_policy_version=policy.version,
+        accepted_policy_version=applicant.policy_version,
         policy_accepted_at=now,
-        gpc_applied_at=now if client.global_privacy_control else None,
+        gpc_applied_at=now if global_privacy_control else None,
         created_at=now,
         updated_at=now,
     )
@@ -155,23 +186,61 @@ async def signup(
         async with session.begin_nested():
             session.add(account)
     except IntegrityError:
-        # Another request signed up the same address between our check and this insert.
-        raise email_unavailable from None
-    signed_in = await _open_session(session, account, client)
+        # Another request created an account with the same address first.
+        raise Rejected.one(
+            ErrorCode.EMAIL_UNAVAILABLE, "This email address already has an account.", "email"
+        ) from None
+    signed_in = await _open_session(session, account, client) if sign_in else None
     # The acceptance and the defaults are recorded as made through the session signup opens.
     await record_initial_state(
         session,
         account.id,
-        policy.version,
+        applicant.policy_version,
         client.request_id,
-        global_privacy_control=client.global_privacy_control,
-        session_id=signed_in.session_id,
+        global_privacy_control=global_privacy_control,
+        session_id=signed_in.session_id if signed_in else None,
         user_agent=client.user_agent,
     )
     await visitors.merge_into_account(
         session, account.id, client.device_id, _provenance(client, signed_in)
     )
-    return signed_in
+    return account, signed_in
+
+
+async def create_confirmed_account(
+    session: AsyncSession,
+    client: Client,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    birth_date: date,
+    country: str,
+    accept_policy_version: str,
+) -> Account:
+    """An account whose address needs no confirmation, as the signup checks it: the demo account
+    a development server creates for its own operator."""
+    applicant = await check_applicant(
+        session,
+        RateLimiter("memory://"),
+        client,
+        refused_recently=False,
+        email=email,
+        password=password,
+        display_name=display_name,
+        birth_date=birth_date,
+        country=country,
+        accept_policy_version=accept_policy_version,
+    )
+    account, _ = await open_account(
+        session,
+        client,
+        applicant,
+        await get_password_hash(password),
+        global_privacy_control=client.global_privacy_control,
+        sign_in=False,
+    )
+    return account
 
 
 def _from_place(email: str, place: str) -> str:
@@ -224,13 +293,14 @@ async def login(
     return signed_in
 
 
-def _provenance(client: Client, signed_in: SignedIn) -> Provenance:
-    """The person, through the session just opened (for choices carried over from the device)."""
+def _provenance(client: Client, signed_in: SignedIn | None) -> Provenance:
+    """The person, through the session just opened if one was (for choices carried over from
+    the device)."""
     return Provenance(
         ConsentActor.PERSON,
         Source.DEVICE,
         request_id=client.request_id,
-        session_id=signed_in.session_id,
+        session_id=signed_in.session_id if signed_in else None,
         user_agent=client.user_agent,
     )
 

@@ -30,6 +30,8 @@ from models import (
     LegalHold,
     Notification,
     NotificationKind,
+    PasswordReset,
+    PendingSignup,
     PrivacyRequest,
     RequestKind,
     RequestStatus,
@@ -439,12 +441,15 @@ class Pruned:
     exports: int
     idempotency_keys: int
     notifications: int
+    # Signups never confirmed, with the name and date of birth they held; unused reset links.
+    pending_signups: int = 0
+    password_resets: int = 0
 
 
 async def prune_expired(session: AsyncSession, now: datetime) -> Pruned:
     """Delete what is no longer needed, as the policy promises to keep data only that long:
     expired sign-ins, used or expired export links, old idempotency keys (a retry comes within
-    minutes) and messages a mailer sent a month ago."""
+    minutes), messages a mailer sent a month ago, and signups and reset links that expired."""
 
     async def removed(statement: Any) -> int:
         result = await session.execute(statement)
@@ -469,5 +474,7 @@ async def prune_expired(session: AsyncSession, now: datetime) -> Pruned:
                 )
             )
         ),
+        pending_signups=await removed(delete(PendingSignup).where(PendingSignup.expires_at <= now)),
+        password_resets=await removed(delete(PasswordReset).where(PasswordReset.expires_at <= now)),
     )
     return pruned

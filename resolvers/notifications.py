@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, case, delete, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -219,3 +232,23 @@ async def queue_for_accounts(
         )
         queued += int(getattr(result, "rowcount", 0) or 0)
     return queued
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How far the mailer is behind: unsent messages and when the oldest was written."""
+
+    unsent: int
+    oldest: datetime | None
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """The outbox's unsent messages, counted in one statement (status is indexed)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(Notification.created_at)).where(
+                Notification.status == DeliveryStatus.PENDING
+            )
+        )
+    ).one()
+    return Backlog(unsent=int(row[0]), oldest=row[1])

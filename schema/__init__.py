@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import strawberry
 from graphql import GraphQLError
@@ -107,7 +107,11 @@ class _Schema(strawberry.Schema):
         return guard_arguments(super().get_fields(type_definition))
 
 
-def build_schema(*, production: bool = False) -> _Schema:
+def build_schema(
+    *, production: bool = False, observers: Sequence[Callable[[], SchemaExtension]] = ()
+) -> _Schema:
+    """The schema; `observers` are the HTTP edge's extensions (the request line, tracing),
+    which see every operation, refused ones included."""
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
     # shared by the whole process, the validation cache by every request to this schema.
     validator = QueryValidator(production=production, cache_size=CACHE_SIZE)
@@ -119,6 +123,7 @@ def build_schema(*, production: bool = False) -> _Schema:
     )
     counts = ObjectCounts(cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
+        *observers,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidateOnce(validator, staff_validator),

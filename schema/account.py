@@ -19,8 +19,9 @@ from models import (
     Role,
     utcnow,
 )
-from resolvers import access, parental, requests
+from resolvers import access, parental, password_reset, requests
 from resolvers import account as accounts
+from resolvers import signup as signups
 from resolvers.age import is_minor, today_everywhere
 from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode
@@ -298,6 +299,37 @@ class AuthPayload:
     errors: list[UserErrorType]
 
 
+_CREATED_BY_CONFIRMATION = "The account is created by confirmSignup, which answers with it."
+
+
+@strawberry.type(
+    description="Whether the confirmation message was sent; the account comes with confirmSignup."
+)
+class SignupPayload:
+    confirmation_sent: bool = strawberry.field(
+        default=False,
+        description="True once the signup is accepted: ask the person to check their email. "
+        "The same answer whether or not the address already has an account.",
+    )
+    errors: list[UserErrorType] = strawberry.field(default_factory=list)
+    token: str | None = strawberry.field(
+        default=None,
+        description="Always null.",
+        deprecation_reason=_CREATED_BY_CONFIRMATION,
+    )
+    account: AccountType | None = strawberry.field(
+        default=None,
+        description="Always null.",
+        deprecation_reason=_CREATED_BY_CONFIRMATION,
+    )
+
+
+@strawberry.type(description="Whether the request was accepted, or why it was refused.")
+class DonePayload:
+    errors: list[UserErrorType]
+    ok: bool = strawberry.field(default=False, description="True when the request was accepted.")
+
+
 @strawberry.type(description="The account after the change, or why it was refused.")
 class AccountPayload:
     account: AccountType | None
@@ -329,6 +361,30 @@ class SignupInput:
     phone: str | None = strawberry.field(
         default=None, description="E.164, such as +4915123456789; needed for SMS."
     )
+
+
+@strawberry.input(
+    description="The token from the message's link, or the email address and the code from it."
+)
+class ConfirmSignupInput:
+    token: str | None = strawberry.field(
+        default=None, description="From the link in the message (the web page sends it)."
+    )
+    email: str | None = None
+    code: str | None = strawberry.field(
+        default=None, description="The short code the message shows, typed with `email` (apps)."
+    )
+
+
+@strawberry.input(description="The address of the account whose password is forgotten.")
+class RequestPasswordResetInput:
+    email: str
+
+
+@strawberry.input(description="The reset link's token and the new password.")
+class ResetPasswordInput:
+    token: str = strawberry.field(description="From the link in the reset message.")
+    new_password: str = strawberry.field(description="The same rules as at signup.")
 
 
 @strawberry.input(
@@ -374,11 +430,14 @@ class AccountQuery:
 
 @strawberry.type
 class AccountMutation:
-    @strawberry.mutation(description="Create an account. A date of birth is asked, never an age.")
-    async def signup(self, info: Info, input: SignupInput) -> AuthPayload:
+    @strawberry.mutation(
+        description="Ask for an account. A date of birth is asked, never an age. The address "
+        "is mailed a link and a code; confirmSignup creates the account."
+    )
+    async def signup(self, info: Info, input: SignupInput) -> SignupPayload:
         context = info.context
-        signed, errors = await context.attempt(
-            lambda session: accounts.signup(
+        started, errors = await context.attempt(
+            lambda session: signups.start_signup(
                 session,
                 context.services.limiter,
                 context.client,
@@ -389,12 +448,62 @@ class AccountMutation:
                 birth_date=input.birth_date,
                 country=input.country,
                 accept_policy_version=input.accept_policy_version,
+                confirmation_link=context.services.links.confirm_signup,
                 phone=input.phone,
             )
         )
         if any(error.code is ErrorCode.AGE_RESTRICTED for error in errors):
             context.remember_age_refusal()
+        return SignupPayload(confirmation_sent=started is not None, errors=errors)
+
+    @strawberry.mutation(
+        description="Create the account a signup asked for, with the code or link it mailed, "
+        "and sign in."
+    )
+    async def confirm_signup(self, info: Info, input: ConfirmSignupInput) -> AuthPayload:
+        context = info.context
+        signed, errors = await context.attempt(
+            lambda session: signups.confirm_signup(
+                session,
+                context.services.limiter,
+                context.client,
+                token=input.token,
+                email=input.email,
+                code=input.code,
+            )
+        )
         return _signed_in(info, signed, errors)
+
+    @strawberry.mutation(
+        description="Mail a link to choose a new password. The same answer whether or not the "
+        "address has an account."
+    )
+    async def request_password_reset(
+        self, info: Info, input: RequestPasswordResetInput
+    ) -> DonePayload:
+        context = info.context
+        _, errors = await context.attempt(
+            lambda session: password_reset.request_password_reset(
+                session,
+                context.services.limiter,
+                context.client,
+                email=input.email,
+                reset_link=context.services.links.reset_password,
+            )
+        )
+        return DonePayload(ok=not errors, errors=errors)
+
+    @strawberry.mutation(
+        description="Set a new password with the token of a reset link; every session is "
+        "signed out."
+    )
+    async def reset_password(self, info: Info, input: ResetPasswordInput) -> DonePayload:
+        _, errors = await info.context.attempt(
+            lambda session: password_reset.reset_password(
+                session, token=input.token, new_password=input.new_password
+            )
+        )
+        return DonePayload(ok=not errors, errors=errors)
 
     @strawberry.mutation(description="Sign in with email and password.")
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:

@@ -27,20 +27,26 @@ REASON = "Why: kept in the audit log."
 @strawberry.type(name="ApiKey", description="A key a machine client calls the sender API with.")
 class ApiKeyType:
     id: strawberry.ID
-    name: str
+    name: str = strawberry.field(description="Which client uses it, as named when it was made.")
     prefix: str = strawberry.field(
         description="The key's first characters, to tell keys apart; the key itself is never "
         "shown again after it was made."
     )
-    scopes: list[ApiScopeEnum]  # type: ignore[valid-type]
+    scopes: list[ApiScopeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="What the key may read."
+    )
     created_at: datetime
-    created_by: strawberry.ID
-    revoked_at: datetime | None
+    created_by: strawberry.ID = strawberry.field(description="The privacy officer who made it.")
+    revoked_at: datetime | None = strawberry.field(
+        description="When it was revoked; null while it works."
+    )
     use_count: int = strawberry.field(
         description="Calls made with the key. Each API process writes its counts about once a "
         "minute: a count read through another process may be up to a minute behind."
     )
-    last_used_at: datetime | None
+    last_used_at: datetime | None = strawberry.field(
+        description="The last call made with it, as far as the counts written show."
+    )
 
     @classmethod
     def from_model(cls, model: ApiKey, unwritten: Uses | None) -> ApiKeyType:
@@ -63,22 +69,24 @@ def _shown(info: Info, model: ApiKey) -> ApiKeyType:
     return ApiKeyType.from_model(model, info.context.services.key_usage.pending(model.id))
 
 
-@strawberry.input
+@strawberry.input(description="A new key for a machine client, and why it is needed.")
 class CreateApiKeyInput:
     name: str = strawberry.field(description="Which client will use it, such as `mailer`.")
-    scopes: list[ApiScopeEnum]  # type: ignore[valid-type]
+    scopes: list[ApiScopeEnum] = strawberry.field(  # type: ignore[valid-type]
+        description="What it may read: only what the client needs."
+    )
     reason: str = strawberry.field(description=REASON)
 
 
-@strawberry.input
+@strawberry.input(description="The key to refuse from now on, and why.")
 class RevokeApiKeyInput:
     id: strawberry.ID
     reason: str = strawberry.field(description=REASON)
 
 
-@strawberry.type
+@strawberry.type(description="The new key, shown once, or why it was not made.")
 class CreateApiKeyPayload:
-    api_key: ApiKeyType | None = None
+    api_key: ApiKeyType | None = strawberry.field(default=None, description="The key's record.")
     key: str | None = strawberry.field(
         default=None,
         description="The key itself (`pk_...`), shown this once: only its hash is kept. The "
@@ -87,9 +95,9 @@ class CreateApiKeyPayload:
     errors: list[UserErrorType]
 
 
-@strawberry.type
+@strawberry.type(description="The key after the change, or why it was refused.")
 class ApiKeyPayload:
-    api_key: ApiKeyType | None = None
+    api_key: ApiKeyType | None = strawberry.field(default=None, description="The key's record.")
     errors: list[UserErrorType]
 
 

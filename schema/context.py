@@ -56,6 +56,8 @@ class Links(Protocol):
     def confirm_email(self, token: str) -> str: ...
     def receipt_keys(self) -> str: ...
     def parental_consent(self, token: str) -> str: ...
+    def confirm_signup(self, token: str) -> str: ...
+    def reset_password(self, token: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ class RequestContext:
             raise
 
     def _sends_global_privacy_control(self) -> bool:
-        return self.request.headers.get("sec-gpc", "").strip() == "1"
+        return sends_global_privacy_control(self.request)
 
     def provenance(self) -> Provenance:
         """A change made by the signed-in person, through the client the request says it is.
@@ -354,15 +356,7 @@ class RequestContext:
 
     @property
     def client(self) -> Client:
-        address = self.request.client.host if self.request.client else "unknown"
-        return Client(
-            address=address,
-            user_agent=self.request.headers.get("user-agent"),
-            session_days=self.services.config.session_days,
-            request_id=self.request_id,
-            global_privacy_control=self._sends_global_privacy_control(),
-            device_id=self.device_id,
-        )
+        return client_of(self.request, self.services.config)
 
     @property
     def device_id(self) -> str | None:
@@ -418,6 +412,22 @@ class RequestContext:
             samesite="lax",
             secure=self.services.config.production,
         )
+
+
+def sends_global_privacy_control(request: Request) -> bool:
+    return request.headers.get("sec-gpc", "").strip() == "1"
+
+
+def client_of(request: Request, config: Config) -> Client:
+    """What a request tells about the device it comes from (GraphQL or a page's form)."""
+    return Client(
+        address=request.client.host if request.client else "unknown",
+        user_agent=request.headers.get("user-agent"),
+        session_days=config.session_days,
+        request_id=str(getattr(request.state, "request_id", "")),
+        global_privacy_control=sends_global_privacy_control(request),
+        device_id=device_id_from_request(request.headers, request.cookies),
+    )
 
 
 @contextmanager

@@ -33,6 +33,9 @@ ERROR_CODES: dict[ErrorCode, str] = {
     ErrorCode.PARENTAL_CONSENT_REQUIRED: (
         "Below the age of digital consent in the person's country, this needs a parent's consent."
     ),
+    ErrorCode.PARENTAL_CONSENT_NOT_NEEDED: (
+        "The person is old enough to consent on their own: no parent is asked."
+    ),
     ErrorCode.MINOR_PROTECTED: "Not allowed for a minor, such as a public profile.",
     ErrorCode.CORRECTION_REQUIRED: (
         "The change would lift a protection of minors: ask staff with requestCorrection."

@@ -30,10 +30,12 @@ ParentalStatusEnum = strawberry.enum(
 class ParentalConsentType:
     key: str = strawberry.field(description="The setting's catalogue key.")
     status: ParentalStatusEnum  # type: ignore[valid-type]
-    requested_at: datetime
+    requested_at: datetime = strawberry.field(description="When the minor asked.")
     decide_by: datetime = strawberry.field(description="The parent can answer until then.")
-    decided_at: datetime | None
-    withdrawn_at: datetime | None
+    decided_at: datetime | None = strawberry.field(description="When the parent answered.")
+    withdrawn_at: datetime | None = strawberry.field(
+        description="When the parent withdrew a consent given."
+    )
 
     @classmethod
     def from_view(cls, view: ParentalConsentView) -> ParentalConsentType:
@@ -47,7 +49,7 @@ class ParentalConsentType:
         )
 
 
-@strawberry.input
+@strawberry.input(description="Whom to ask, and for which settings.")
 class ParentalConsentInput:
     parent_email: str = strawberry.field(description="Where the request is mailed.")
     keys: list[str] = strawberry.field(
@@ -55,7 +57,7 @@ class ParentalConsentInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The request as sent, or why it was not.")
 class ParentalConsentPayload:
     consents: list[ParentalConsentType] | None = strawberry.field(
         description="The settings asked, each PENDING until the parent answers; null when "

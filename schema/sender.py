@@ -29,7 +29,7 @@ ConsentBlockEnum = strawberry.enum(
 )
 
 
-@strawberry.type(name="ConsentDecision")
+@strawberry.type(name="ConsentDecision", description="Whether one thing may be done now.")
 class ConsentDecisionType:
     key: str = strawberry.field(description="The catalogue key asked about.")
     allowed: bool = strawberry.field(description="Whether it may be done for the account now.")
@@ -38,7 +38,9 @@ class ConsentDecisionType:
     )
 
 
-@strawberry.type(name="AccountConsentStatus")
+@strawberry.type(
+    name="AccountConsentStatus", description="What may be done for one account asked about."
+)
 class AccountConsentStatusType:
     account_id: strawberry.ID = strawberry.field(description="As asked.")
     known: bool = strawberry.field(

@@ -16,8 +16,17 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import passwords
-from models import ConsentEvent, Database, utcnow
+from models import (
+    ConsentEvent,
+    Database,
+    Notification,
+    NotificationKind,
+    PendingSignup,
+    utcnow,
+)
 from resolvers.age import today_everywhere
+from resolvers.notifications import mark_sent
+from resolvers.validation import normalize_email
 from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +35,15 @@ ACCOUNT_FIELDS = """
     id email displayName phone birthDate country isMinor role acceptedPolicyVersion createdAt
 """
 
-SIGNUP = f"""
-mutation Signup($input: SignupInput!) {{
-  signup(input: $input) {{
+SIGNUP = """
+mutation Signup($input: SignupInput!) {
+  signup(input: $input) { confirmationSent errors { field message code } }
+}
+"""
+
+CONFIRM_SIGNUP = f"""
+mutation ConfirmSignup($input: ConfirmSignupInput!) {{
+  confirmSignup(input: $input) {{
     token
     account {{ {ACCOUNT_FIELDS} }}
     errors {{ field message code }}
@@ -99,12 +114,79 @@ def signup_input(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-async def signup(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    """Sign up and return the `signup` payload."""
-    body = await gql(client, SIGNUP, {"input": signup_input(**overrides)})
+def database_behind(client: httpx.AsyncClient) -> Database:
+    """The database of the app a test client talks to (through httpx's ASGI transport)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport), "a client of the app in this process"
+    database: Database = transport.app.state.services.database  # type: ignore[attr-defined]
+    return database
+
+
+async def outbox(
+    database: Database, kind: NotificationKind, recipient: str | None = None
+) -> list[Notification]:
+    """The messages of one kind in the outbox (to one address), oldest first."""
+    query = select(Notification).where(Notification.kind == kind)
+    if recipient is not None:
+        query = query.where(Notification.recipient == recipient)
+    async with database.session() as session:
+        found = await session.scalars(query.order_by(Notification.created_at, Notification.id))
+        return list(found.all())
+
+
+async def signup_code(database: Database, email: str, *, deliver: bool = False) -> str | None:
+    """The code of the latest signup confirmation mailed to `email`, while its signup waits.
+    With `deliver`, the message is then marked sent as a mailer would (which deletes it)."""
+    address = normalize_email(email) or email
+    async with database.session() as session:
+        waiting = await session.scalar(
+            select(PendingSignup.id).where(PendingSignup.email == address)
+        )
+    messages = await outbox(database, NotificationKind.SIGNUP_CONFIRMATION, address)
+    if waiting is None or not messages:
+        return None
+    if deliver:
+        async with database.transaction() as session:
+            await mark_sent(session, [messages[-1].id])
+    return messages[-1].secret
+
+
+async def start_signup(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Only the `signup` mutation: its payload (`confirmationSent`, `errors`)."""
+    body = await gql(client, SIGNUP, {"input": signup_input(**overrides)}, headers=headers)
     assert "errors" not in body, body
     payload: dict[str, Any] = body["data"]["signup"]
     return payload
+
+
+async def confirm_signup(
+    client: httpx.AsyncClient, input: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The `confirmSignup` payload (`token`, `account`, `errors`)."""
+    body = await gql(client, CONFIRM_SIGNUP, {"input": input}, headers=headers)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["confirmSignup"]
+    return payload
+
+
+async def signup(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Sign up as a person does: `signup`, then `confirmSignup` with the code mailed to the
+    address. Returns the `confirmSignup` payload (`token`, `account`, `errors`), or the `signup`
+    payload when the signup was refused or mailed no code (the address has an account)."""
+    values = signup_input(**overrides)
+    started = await start_signup(client, headers, **values)
+    refused = {"token": None, "account": None, **started}
+    if started["errors"]:
+        return refused
+    # Delivered, so that the outbox holds only what the test itself causes.
+    code = await signup_code(database_behind(client), values["email"], deliver=True)
+    if code is None:
+        return refused
+    return await confirm_signup(client, {"email": values["email"], "code": code}, headers)
 
 
 async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:

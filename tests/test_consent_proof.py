@@ -16,12 +16,11 @@ from tests.conftest import SEED_POLICY_VERSION
 from tests.helpers import (
     LOGIN,
     PASSWORD,
-    SIGNUP,
     count_statements,
     gql,
     run_cli,
     signed_up,
-    signup_input,
+    signup,
     staff_token,
 )
 from tests.test_consent_ledger import tamper
@@ -141,8 +140,8 @@ class TestSessionAndClient:
         assert stored.hash_version == 2
 
     async def test_signup_events_name_the_session_signup_opened(self, client, database) -> None:
-        body = await gql(client, SIGNUP, {"input": signup_input()}, headers={"User-Agent": BROWSER})
-        me = await history(client, body["data"]["signup"]["token"])
+        payload = await signup(client, headers={"User-Agent": BROWSER})
+        me = await history(client, payload["token"])
         [session] = me["sessions"]
         events = await events_of(database)
         assert {(str(e.session_id), e.user_agent) for e in events} == {(session["id"], BROWSER)}

@@ -17,13 +17,11 @@ from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
 from tests.conftest import make_config
 from tests.helpers import (
-    SIGNUP,
     birth_date_for_age,
     changed,
     count_statements,
     gql,
     signup,
-    signup_input,
     staff_token,
 )
 from tests.test_deletion import request_deletion
@@ -151,13 +149,7 @@ async def person(
     client: httpx.AsyncClient, email: str, headers: dict[str, str] | None = None, **details: Any
 ) -> tuple[str, str]:
     """Sign someone up: their id and bearer token."""
-    if headers:
-        body = await gql(
-            client, SIGNUP, {"input": signup_input(email=email, **details)}, headers=headers
-        )
-        payload = body["data"]["signup"]
-    else:
-        payload = await signup(client, email=email, **details)
+    payload = await signup(client, headers, email=email, **details)
     assert payload["errors"] == [], payload["errors"]
     client.cookies.clear()
     return payload["account"]["id"], payload["token"]

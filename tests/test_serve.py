@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import httpx
 import pytest
@@ -26,7 +26,7 @@ from config import ConfigError, load_config
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
-from tests.helpers import LOGIN, SIGNUP, process_environment, signup_input
+from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, process_environment, signup_input
 from tests.test_cli import free_port
 from web.access_log import redact
 
@@ -128,9 +128,14 @@ class TestAccessLog:
     def test_no_token_code_or_password_reaches_the_log(self, server: Server) -> None:
         http = server.http
         email, new_email = "logged@example.com", "renamed@example.com"
-        signed_up = server.graphql(SIGNUP, {"input": signup_input(email=email, password=PASSWORD)})
-        session_token = signed_up["data"]["signup"]["token"]
-        account_id = uuid.UUID(signed_up["data"]["signup"]["account"]["id"])
+        started = server.graphql(SIGNUP, {"input": signup_input(email=email, password=PASSWORD)})
+        assert error_codes(started, "signup") == []
+        signup_link = urlsplit(message_link(server, email))
+        signup_token = parse_qs(signup_link.query)["token"][0]
+        assert http.get(signup_link.path, params={"token": signup_token}).status_code == 200
+        signed_up = server.graphql(CONFIRM_SIGNUP, {"input": {"token": signup_token}})
+        session_token = signed_up["data"]["confirmSignup"]["token"]
+        account_id = uuid.UUID(signed_up["data"]["confirmSignup"]["account"]["id"])
         credentials = {"input": {"email": email, "password": PASSWORD}}
         second_token = server.graphql(LOGIN, credentials)["data"]["login"]["token"]
         assert session_token and second_token
@@ -174,6 +179,7 @@ class TestAccessLog:
             "export token": export_token,
             "unsubscribe token": unsubscribe_token,
             "email change code": code,
+            "signup confirmation token": signup_token,
             "email": email,
             "new email": new_email,
         }
@@ -190,13 +196,14 @@ class TestAccessLog:
             '"GET /unsubscribe?token=[redacted] HTTP/1.1" 200',
             '"POST /unsubscribe?token=[redacted] HTTP/1.1" 200',
             '"GET /confirm-email?token=[redacted] HTTP/1.1" 200',
+            '"GET /confirm-signup?token=[redacted] HTTP/1.1" 200',
         ):
             assert line in output, output
 
 
-def email_change_code(server: Server, recipient: str) -> str:
-    """The code a confirmation message carries, from the .eml file that `serve` delivers to the
-    development mail folder by itself (and says so in its log)."""
+def delivered_text(server: Server, recipient: str) -> str:
+    """The plain text of the message to `recipient`, from the .eml file that `serve` delivers to
+    the development mail folder by itself (and says so in its log)."""
     deadline = time.monotonic() + 30
     while True:
         for path in (server.data_dir / "mail").glob("*.eml"):
@@ -205,11 +212,26 @@ def email_change_code(server: Server, recipient: str) -> str:
                 assert f"written to {path}" in server.output()
                 part = message.get_body(("plain",))
                 assert part is not None
-                found = re.search(r"code in the app: (\S+)", part.get_content())
-                assert found, part
-                return found[1]
+                text: str = part.get_content()
+                return text
         assert time.monotonic() < deadline, f"no message delivered:\n{server.output()}"
         time.sleep(0.2)
+
+
+def email_change_code(server: Server, recipient: str) -> str:
+    """The code an email change's confirmation message carries."""
+    text = delivered_text(server, recipient)
+    found = re.search(r"code in the app: (\S+)", text)
+    assert found, text
+    return found[1]
+
+
+def message_link(server: Server, recipient: str) -> str:
+    """The first link the message to `recipient` carries."""
+    text = delivered_text(server, recipient)
+    found = re.search(r"https?://\S+", text)
+    assert found, text
+    return found[0]
 
 
 class TestClientAddress:

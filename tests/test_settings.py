@@ -12,7 +12,6 @@ from tests.conftest import SEED_POLICY_VERSION
 from tests.helpers import (
     HISTORY,
     ME_SETTINGS,
-    SIGNUP,
     assert_unauthenticated,
     birth_date_for_age,
     change,
@@ -28,7 +27,7 @@ from tests.helpers import (
     settings_mutation,
     sharing,
     signed_up,
-    signup_input,
+    signup,
 )
 
 CHANNELS = ["EMAIL", "SMS", "PUSH"]
@@ -737,8 +736,7 @@ class TestGlobalPrivacyControl:
         ]
 
     async def test_a_signal_sent_with_signup_is_recorded(self, client, database) -> None:
-        body = await gql(client, SIGNUP, {"input": signup_input()}, headers=GPC)
-        token = body["data"]["signup"]["token"]
+        token = (await signup(client, headers=GPC))["token"]
 
         cookies = await cookie_consent(client, token)
         recorded = await events(client, token)

@@ -9,10 +9,22 @@ import httpx
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from models import Account, AuthSession, Database, utcnow
+from models import Account, AuthSession, Database, NotificationKind, utcnow
 from resolvers.age import today_everywhere
 from schema.context import AGE_GATE_COOKIE
-from tests.helpers import ME, SIGNUP, codes, gql, signed_up, signup, signup_input
+from tests.helpers import (
+    CONFIRM_SIGNUP,
+    ME,
+    SIGNUP,
+    codes,
+    database_behind,
+    gql,
+    outbox,
+    signed_up,
+    signup,
+    signup_code,
+    signup_input,
+)
 
 
 def years_ago(years: int, today: date | None = None) -> date:
@@ -61,8 +73,11 @@ class TestSignup:
     async def test_sets_an_httponly_session_cookie_for_the_web(
         self, client: httpx.AsyncClient
     ) -> None:
+        await gql(client, SIGNUP, {"input": signup_input()})
+        code = await signup_code(database_behind(client), "ada@example.com")
+        variables = {"input": {"email": "ada@example.com", "code": code}}
         response = await client.post(
-            "/graphql", json={"query": SIGNUP, "variables": {"input": signup_input()}}
+            "/graphql", json={"query": CONFIRM_SIGNUP, "variables": variables}
         )
         cookie = response.headers["set-cookie"]
         assert "privacy_session=" in cookie
@@ -82,9 +97,12 @@ class TestSignup:
     async def test_email_is_unique_whatever_its_case(self, client, database) -> None:
         await signed_up(client)
         again = await signup(client, email="ADA@example.com ")
-        assert codes(again) == ["EMAIL_UNAVAILABLE"]
+        # The same answer as for a new address: the owner is told by mail instead.
+        assert again["errors"] == [] and again["confirmationSent"] is True
         assert again["token"] is None
         assert await count_accounts(database) == 1
+        notices = await outbox(database, NotificationKind.SIGNUP_ATTEMPT_EXISTING)
+        assert [notice.recipient for notice in notices] == ["ada@example.com"]
 
     @pytest.mark.parametrize(
         ("field", "value", "code"),
@@ -150,7 +168,7 @@ class TestAgeGate:
 
         payload = response.json()["data"]["signup"]
         assert codes(payload) == ["AGE_RESTRICTED"]
-        assert payload["token"] is None and payload["account"] is None
+        assert payload["confirmationSent"] is False
         message = payload["errors"][0]["message"]
         assert "13" not in message and "age" not in message.lower()
         stored = await table_dump(database)

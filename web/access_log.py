@@ -1,23 +1,29 @@
-"""The server's log configuration: uvicorn's, with the secrets taken out of request lines.
+"""The process's log configuration, and the request target as it may be written in a log line.
+
+Production writes one JSON object a line (for a log collector), development readable text; both
+are set once, when a command starts (`configure`, or uvicorn with `log_config`). The request
+lines themselves are written by `web.observe.ObserveMiddleware`, not by uvicorn.
 
 Links in messages carry their credential in the address (`/exports/<token>`,
 `/unsubscribe?token=...`), and a client may send a whole GraphQL operation, variables and all,
-in the query string. The access log keeps the method, the path and the names of the query
-parameters, and replaces what could be a secret with `[redacted]`.
+in the query string. A text request line keeps the method, the path and the names of the query
+parameters, and replaces what could be a secret with `[redacted]`; a JSON line names the route
+(`/exports/{token}`) and never the path.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
+import logging.config
 import re
 from typing import Any
 
-from uvicorn.config import LOGGING_CONFIG
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from web.routes import EXPORT_DOWNLOAD
 
 REDACTED = "[redacted]"
+JSON = "json"
+TEXT = "text"
 # Routes whose last path segment is the credential itself.
 SECRET_PATH_PREFIXES = (EXPORT_DOWNLOAD.removesuffix("{token}"),)
 # Anything this long in a path is taken for a token (ours are 43 characters), so that a link
@@ -46,30 +52,43 @@ def redact(path_with_query: str) -> str:
     return f"{path}?{'&'.join(parameters)}"
 
 
-class RedactRequestTargets(logging.Filter):
-    """Rewrites the request target of each uvicorn access log record before any handler sees it.
-
-    uvicorn logs `(client, method, path with query string, HTTP version, status)` as the
-    record's arguments; the formatter builds the line from them.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], redact(args[2]), args[3], args[4])
-        return True
-
-
-def log_config() -> dict[str, Any]:
-    """uvicorn's default logging, with request targets redacted in the access log."""
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact_request_targets": {"()": RedactRequestTargets}}
-    config["loggers"]["uvicorn.access"]["filters"] = ["redact_request_targets"]
-    # Our own loggers (delivery says where a development message was written) go where
-    # uvicorn's do. They name records by id, never by address.
-    config["loggers"]["privacy_api"] = {
-        "handlers": ["default"],
-        "level": "INFO",
-        "propagate": False,
+def log_config(log_format: str) -> dict[str, Any]:
+    """The `logging.config.dictConfig` of every process: ours and uvicorn's loggers alike write
+    to stderr, as JSON objects or as text; uvicorn's access log is replaced by our request line."""
+    formatters: dict[str, dict[str, Any]] = {
+        JSON: {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            # uvicorn adds a copy of each message with terminal colours.
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
+        },
+        TEXT: {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     }
-    return config
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {log_format: formatters[log_format]},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format,
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            # aiosqlite logs each statement with its parameters at DEBUG: emails and phones.
+            "aiosqlite": {"level": "INFO"},
+            # The Redis client notes each retry; the rate limiter's failure says enough.
+            "coredis": {"level": "WARNING"},
+        },
+    }
+
+
+def configure(log_format: str) -> None:
+    """Set the process's logging, once, when a command starts."""
+    logging.config.dictConfig(log_config(log_format))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -14,25 +15,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from strawberry.extensions import SchemaExtension
 
 from auth.actor import CREDENTIAL_HEADERS
 from auth.api_keys import KeyUsage, record_key_uses
 from auth.devices import DEVICE_HEADER
-from auth.rate_limits import RateLimiter
 from auth.signing import ReceiptSigner
 from auth.tokens import Signer
 from config import Config, load_config, receipt_signing_key
 from models import Database
 from schema.context import SOURCE_HEADER, Services
-from web import routes
+from web import metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
+from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
+from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
+from web.reset_password import ResetPasswordPages
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
 
@@ -45,19 +49,25 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """The database answers; a load balancer sends traffic only then."""
+    """The database and the shared rate-limit store answer; a load balancer sends traffic only
+    then."""
     services: Services = request.app.state.services
-    if await services.database.ping():
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)
+    if not await services.database.ping():
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
+    if not await services.limiter.check(services.config.database_timeouts.connect):
+        return JSONResponse({"status": "rate limit store unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 def build_services(config: Config) -> Services:
     """What lives as long as the process."""
+    database = Database(config.database_url, config.database_timeouts)
+    metrics.watch_pool(database)
+    metrics.count_consent_events()
     return Services(
         config=config,
-        database=Database(config.database_url, config.database_timeouts),
-        limiter=RateLimiter(config.rate_limit_storage),
+        database=database,
+        limiter=metrics.CountingRateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
         receipts=ReceiptSigner(receipt_signing_key(config)),
@@ -82,6 +92,10 @@ def create_app(config: Config | None = None) -> Starlette:
     # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     services = build_services(config)
+    observers: list[Callable[[], SchemaExtension]] = [ObservedOperation]
+    if config.tracing:
+        tracing.install_provider()
+        observers.append(tracing.GraphQLTracing)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,13 +114,18 @@ def create_app(config: Config | None = None) -> Starlette:
                 await worker
             await write_key_uses(services)
             await services.database.dispose()
+            if os.environ.get(metrics.MULTIPROCESS_DIR):
+                # This worker's share of the live gauges (connections in use) ends with it.
+                metrics.multiprocess.mark_process_dead(os.getpid())
 
     unsubscribe = UnsubscribePages(services)
     confirm_email = ConfirmEmailPages(services)
     parental_consent = ParentalConsentPages(services)
+    confirm_signup = ConfirmSignupPages(services)
+    reset_password = ResetPasswordPages(services)
     app = Starlette(
         routes=[
-            Route(routes.GRAPHQL, GraphQLView(services), methods=["GET", "POST"]),
+            Route(routes.GRAPHQL, GraphQLView(services, observers), methods=["GET", "POST"]),
             Route(routes.EXPORT_DOWNLOAD, download_export, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.confirm, methods=["GET"]),
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
@@ -115,11 +134,22 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.RECEIPT_KEYS, receipt_keys, methods=["GET"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.ask, methods=["GET"]),
+            Route(routes.CONFIRM_SIGNUP, confirm_signup.confirm, methods=["POST"]),
+            Route(routes.RESET_PASSWORD, reset_password.ask, methods=["GET"]),
+            Route(routes.RESET_PASSWORD, reset_password.reset, methods=["POST"]),
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
+            *(
+                [Route(routes.METRICS, metrics.endpoint(services.database), methods=["GET"])]
+                if config.metrics
+                else []
+            ),
         ],
         middleware=[
+            *([tracing.middleware()] if config.tracing else []),
+            Middleware(ObserveMiddleware, log_format=config.log_format),
             Middleware(RequestIdMiddleware),
             Middleware(DatabaseOutageMiddleware),
             Middleware(BodySizeLimitMiddleware),

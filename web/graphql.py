@@ -4,6 +4,7 @@ in the media type the client asks for, and serves the playground."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -72,10 +74,12 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self, services: Services, observers: Sequence[Callable[[], SchemaExtension]] = ()
+    ) -> None:
         production = services.config.production
         super().__init__(
-            build_schema(production=production),
+            build_schema(production=production, observers=observers),
             graphql_ide="graphiql",
             allow_queries_via_get=True,
         )

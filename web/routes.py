@@ -10,12 +10,15 @@ EXPORT_DOWNLOAD = "/exports/{token}"
 UNSUBSCRIBE = "/unsubscribe"
 CONFIRM_EMAIL = "/confirm-email"
 PARENTAL_CONSENT = "/parental-consent"
+CONFIRM_SIGNUP = "/confirm-signup"
+RESET_PASSWORD = "/reset-password"  # noqa: S105 (a path)
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
 # The public keys consent receipts are signed with (a JSON Web Key Set).
 RECEIPT_KEYS = "/.well-known/consent-receipt-keys"
 # The playground's scripts and styles (web/playground.py), so its page needs no other host.
 PLAYGROUND_ASSETS = "/playground-assets"
+METRICS = "/metrics"
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,10 @@ class PublicLinks:
     def parental_consent(self, token: str) -> str:
         # As for `confirm_email`: the token is URL-safe, and a placeholder for it survives.
         return f"{self.public_url}{PARENTAL_CONSENT}?token={token}"
+
+    def confirm_signup(self, token: str) -> str:
+        # As confirm_email: the token is URL-safe, and a placeholder for its code survives.
+        return f"{self.public_url}{CONFIRM_SIGNUP}?token={token}"
+
+    def reset_password(self, token: str) -> str:
+        return f"{self.public_url}{RESET_PASSWORD}?token={token}"

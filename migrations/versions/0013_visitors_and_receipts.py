@@ -4,7 +4,7 @@ their own, with the account ledger's columns and chain. Visitor events are never
 is carried into an account.
 
 Revision ID: 0013_visitors_and_receipts
-Revises: 0014_parental_consent
+Revises: 0010_reset_and_pending_signups
 Create Date: 2026-11-25
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_visitors_and_receipts"
-down_revision: str | None = "0014_parental_consent"
+down_revision: str | None = "0010_reset_and_pending_signups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,27 @@
+# The API as one small image: installed from this repository into a virtual environment, run as
+# an unprivileged user. `compose.yaml` runs it as the API, the one-shot migration and the workers.
+# Build: docker build -t privacy-api .
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/privacy-api
+COPY . .
+RUN /opt/privacy-api/bin/pip install .
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 privacy \
+    && useradd --system --create-home --home-dir /app --uid 10001 --gid 10001 privacy
+COPY --from=build /opt/privacy-api /opt/privacy-api
+ENV PATH=/opt/privacy-api/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PRIVACY_API_ENV=production \
+    PRIVACY_API_DATA_DIR=/app/data
+USER 10001:10001
+WORKDIR /app
+EXPOSE 8000
+# Ready means the database and the shared rate-limit store answer (see /readyz in the README).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+CMD ["privacy-api", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,115 @@
+"""A way back in for a person who forgot their password: a single-use link to their address.
+
+Asking answers the same whether or not the address is registered, and does the same work up to
+the point where there is an account to write for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.passwords import get_password_hash
+from auth.rate_limits import Door, RateLimiter, client_key
+from auth.tokens import hash_token, new_token
+from models import Account, AuthSession, NotificationKind, PasswordReset, utcnow
+from resolvers import notifications
+from resolvers.account import Client
+from resolvers.errors import ErrorCode, Rejected
+from resolvers.validation import email_errors, password_errors
+
+RESET_VALID = timedelta(minutes=30)
+
+
+async def request_password_reset(
+    session: AsyncSession,
+    limiter: RateLimiter,
+    client: Client,
+    *,
+    email: str,
+    reset_link: Callable[[str], str],
+) -> None:
+    """Mail a reset link if the address has an account; answer the same if it has none."""
+    normalized, errors = email_errors(email)
+    if errors:
+        raise Rejected(*errors)
+    assert normalized is not None
+    too_many = Rejected.one(ErrorCode.RATE_LIMITED, "Too many requests; try again later.", "email")
+    if not await limiter.allow(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address)):
+        raise too_many
+    if not await limiter.allow(Door.PASSWORD_RESET_PER_ADDRESS, normalized):
+        raise too_many
+    account = await session.scalar(select(Account).where(Account.email == normalized))
+    # Written for an unknown address too (tied to no account, its token sent nowhere), so that
+    # both requests commit a write and take as long.
+    token = new_token()
+    now = utcnow()
+    session.add(
+        PasswordReset(
+            account_id=account.id if account else None,
+            token_hash=hash_token(token),
+            created_at=now,
+            expires_at=now + RESET_VALID,
+        )
+    )
+    if account is None:
+        await session.flush()
+        return
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.PASSWORD_RESET,
+        {
+            "reset_link": reset_link(notifications.PLACEHOLDER),
+            "valid_minutes": int(RESET_VALID.total_seconds()) // 60,
+        },
+        secret=token,
+    )
+    await session.flush()
+
+
+def _invalid() -> Rejected:
+    return Rejected.one(
+        ErrorCode.NOT_FOUND,
+        "This reset link is not valid, was used already or has expired.",
+        "token",
+    )
+
+
+async def check_reset_token(session: AsyncSession, *, token: str) -> PasswordReset:
+    """The reset this unexpired, unused token belongs to. Reads only."""
+    if not token or len(token) > 256:
+        raise _invalid()
+    reset = await session.scalar(
+        select(PasswordReset).where(
+            PasswordReset.token_hash == hash_token(token),
+            PasswordReset.expires_at > utcnow(),
+            PasswordReset.account_id.is_not(None),
+        )
+    )
+    if reset is None:
+        raise _invalid()
+    return reset
+
+
+async def reset_password(session: AsyncSession, *, token: str, new_password: str) -> Account:
+    """Set a new password with a reset link's token, once. Every session is signed out, every
+    other reset link of the account stops working, and the person is told by mail."""
+    reset = await check_reset_token(session, token=token)
+    account = await session.get_one(Account, reset.account_id)  # never None (see the check)
+    problems = password_errors(new_password, account.email, field="newPassword")
+    if problems:
+        raise Rejected(*problems)
+    # Taking the row makes the link single-use: of two uses at once, the second deletes nothing.
+    taken = await session.execute(delete(PasswordReset).where(PasswordReset.id == reset.id))
+    if not getattr(taken, "rowcount", 0):
+        raise _invalid()
+    await session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
+    account.password_hash = await get_password_hash(new_password)
+    await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
+    notifications.queue(session, account, NotificationKind.PASSWORD_CHANGED)
+    await session.flush()
+    return account

@@ -1,0 +1,161 @@
+"""The container files, checked as far as a machine without a container runtime can: the
+Dockerfile by hadolint, the compose file by docker-compose's own validation, and both against the
+command line, the settings and the README they rely on. The containers themselves are not run."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import cli
+from tests.conftest import TEST_SECRET
+from web import routes
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+COMPOSE = PROJECT_ROOT / "compose.yaml"
+README = (PROJECT_ROOT / "README.md").read_text()
+SETTINGS_SOURCES = "\n".join(
+    (PROJECT_ROOT / name).read_text() for name in ("config.py", "cli.py", "startup.py")
+)
+APP_IMAGE = "privacy-api:local"
+# Given by branches merged beside this one (the mail and webhook delivery workers); until they
+# are, the README must describe them. Remove an entry once the command or setting exists.
+FROM_OTHER_BRANCHES = {"deliver-webhooks"}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())  # merge keys resolved
+    return loaded
+
+
+def app_services() -> dict[str, dict[str, Any]]:
+    """The services that run this repository's image."""
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image") == APP_IMAGE
+    }
+
+
+def command_line(service: dict[str, Any]) -> list[str]:
+    """The `privacy-api ...` arguments a service runs, through a shell loop or not."""
+    command = service["command"]
+    if service.get("entrypoint", [])[:2] == ["/bin/sh", "-c"]:
+        found = re.search(r"privacy-api [a-z -]+?(?=;|$)", command[0])
+        assert found, command
+        return found[0].split()
+    assert isinstance(command, list), command
+    return [str(part) for part in command]
+
+
+def subcommands() -> set[str]:
+    actions = [a for a in cli.parser()._actions if a.dest == "command"]
+    return set(actions[0].choices or ())  # type: ignore[arg-type]
+
+
+class TestDockerfile:
+    def test_hadolint_passes(self) -> None:
+        hadolint = shutil.which("hadolint") or str(PROJECT_ROOT / ".venv/bin/hadolint")
+        result = subprocess.run(
+            [hadolint, str(DOCKERFILE)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_runs_serve_as_an_unprivileged_user_and_asks_readyz(self) -> None:
+        text = DOCKERFILE.read_text()
+        [user] = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+        assert user.split(":")[0] not in {"0", "root"}
+        [command] = re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)
+        arguments = yaml.safe_load(command)
+        assert arguments[:2] == ["privacy-api", "serve"]
+        serve = cli.parser().parse_args(arguments[1:])
+        assert serve.host != "127.0.0.1"  # reachable from outside the container
+        assert serve.port == 8000
+        healthcheck = text[text.index("HEALTHCHECK") :]
+        assert f"127.0.0.1:8000{routes.READYZ}" in healthcheck.split("\nCMD [")[0]
+
+
+class TestComposeFile:
+    def test_docker_compose_validates_it(self) -> None:
+        docker_compose = shutil.which("docker-compose")
+        if docker_compose is None:
+            message = "docker-compose is not installed (apt-get install docker-compose)"
+            if _in_ci():
+                pytest.fail(message)
+            pytest.skip(message)
+        environment = {**os.environ, "PRIVACY_API_SECRET_KEY": TEST_SECRET}
+        result = subprocess.run(
+            [docker_compose, "--file", str(COMPOSE), "config", "--quiet"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+    def test_the_secret_key_must_be_given(self) -> None:
+        assert "${PRIVACY_API_SECRET_KEY:?" in COMPOSE.read_text()
+
+    def test_the_services_an_operator_expects(self) -> None:
+        services = compose()["services"]
+        assert {"api", "postgres", "redis", "mailpit", "migrate", "purge"} <= services.keys()
+        assert {"deliver-mail", "deliver-webhooks"} <= services.keys()
+
+    def test_migrations_run_once_before_the_api_starts(self) -> None:
+        services = compose()["services"]
+        assert command_line(services["migrate"]) == ["privacy-api", "migrate"]
+        assert services["migrate"]["restart"] == "no"
+        api = services["api"]
+        assert api["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        arguments = cli.parser().parse_args(command_line(api)[1:])
+        assert arguments.migrate is False  # the one-shot did it
+        assert arguments.workers >= 2
+        for name in ("deliver-mail", "deliver-webhooks", "purge"):
+            condition = services[name]["depends_on"]["migrate"]["condition"]
+            assert condition == "service_completed_successfully"
+
+    def test_the_api_shares_rate_limits_and_reaches_the_others_by_name(self) -> None:
+        services = compose()["services"]
+        environment = services["api"]["environment"]
+        assert environment["PRIVACY_API_RATE_LIMIT_STORAGE"] == "redis://redis:6379"
+        assert "@postgres:5432/" in environment["PRIVACY_API_DATABASE_URL"]
+        assert environment["PRIVACY_API_DATABASE_URL"].startswith("postgresql+asyncpg://")
+        assert environment["PRIVACY_API_ENV"] == "production"
+        assert environment["PRIVACY_API_SMTP_URL"] == "smtp://mailpit:1025"
+
+    def test_every_command_exists_in_the_cli(self) -> None:
+        known = subcommands()
+        for name, service in app_services().items():
+            arguments = command_line(service)
+            assert arguments[0] == "privacy-api", name
+            if arguments[1] in known:
+                cli.parser().parse_args(arguments[1:])  # exits on an unknown option
+            else:
+                assert arguments[1] in FROM_OTHER_BRANCHES, f"{name}: no command {arguments[1]}"
+                assert f"privacy-api {arguments[1]}" in README
+
+    def test_every_setting_is_read_and_documented(self) -> None:
+        for name, service in app_services().items():
+            for variable in service["environment"]:
+                assert f"`{variable}`" in README, f"{name}: {variable} is not in the README"
+                if variable not in FROM_OTHER_BRANCHES:
+                    assert f'"{variable}"' in SETTINGS_SOURCES, f"{name}: nothing reads {variable}"
+
+    def test_the_readme_walks_through_it_and_says_it_was_not_run_here(self) -> None:
+        section = README[README.index("## Running in production") :]
+        assert "docker compose up" in section
+        assert "were not run" in section
+        for name in compose()["services"]:
+            assert f"`{name}`" in section, f"the README does not name the {name} service"

@@ -1,0 +1,88 @@
+"""The page the signup confirmation message links to, without sign-in.
+
+GET only shows a page with a button, because mail scanners and link previews follow links; the
+account is created by the POST that the button sends. The page signs no one in: another site
+could post a token of its own choosing to it, so the person signs in as usual afterwards.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from resolvers import signup
+from resolvers.errors import ErrorCode, Rejected
+from schema.context import Services, client_of
+from web.pages import page, paragraph, post_form
+
+
+def _refused(rejected: Rejected) -> HTMLResponse:
+    codes = {error.code for error in rejected.errors}
+    if ErrorCode.RATE_LIMITED in codes:
+        return page(
+            "Too many attempts",
+            paragraph("Nothing was created. Wait a while, then open the link again."),
+            status_code=429,
+        )
+    if ErrorCode.EMAIL_UNAVAILABLE in codes:
+        return page(
+            "This address already has an account",
+            paragraph("Nothing was created. Sign in with it, or reset its password."),
+            status_code=400,
+        )
+    return page(
+        "This link is no longer valid",
+        paragraph(
+            "It may have expired, been used already, or been copied incompletely. No account "
+            "was created by it."
+        ),
+        paragraph("To try again, sign up once more: we will send a new link."),
+        status_code=404 if ErrorCode.NOT_FOUND in codes else 400,
+    )
+
+
+class ConfirmSignupPages:
+    """The two handlers behind `/confirm-signup`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def ask(self, request: Request) -> HTMLResponse:
+        """GET: a page with a button that creates the account. Changes nothing itself."""
+        token = request.query_params.get("token", "")
+        try:
+            async with self.services.database.session() as session:
+                pending = await signup.check_signup_token(session, token=token)
+        except Rejected as rejected:
+            return _refused(rejected)
+        return page(
+            "Confirm your email address",
+            paragraph(f"Create the account for {pending.email}?"),
+            post_form({"token": token}, "Create my account"),
+            paragraph("If you did not sign up, close this page: no account is created without it."),
+        )
+
+    async def confirm(self, request: Request) -> HTMLResponse:
+        """POST, with the token in the query string (the button's form) or in the form body."""
+        token = request.query_params.get("token")
+        if token is None:
+            async with request.form() as form:
+                field = form.get("token")
+            token = field if isinstance(field, str) else ""
+        try:
+            async with self.services.database.transaction() as session:
+                account = await signup.confirm_signup_link(
+                    session,
+                    self.services.limiter,
+                    client_of(request, self.services.config),
+                    token=token,
+                )
+        except Rejected as rejected:
+            return _refused(rejected)
+        return page(
+            "Your account is ready",
+            paragraph(
+                f"The account for {account.email} is created. Sign in with this address and "
+                "the password you chose, in the app or on the website."
+            ),
+        )

@@ -1,0 +1,103 @@
+"""OpenTelemetry tracing, on only when the standard OTEL_* variables ask for it (config.tracing).
+
+Off, nothing of it runs: no middleware, no schema extension. On, each request has a server span
+(the ASGI instrumentation) with the GraphQL operation's spans inside it (strawberry's extension),
+exported as OTEL_TRACES_EXPORTER says (`otlp`, the default, over HTTP to
+OTEL_EXPORTER_OTLP_ENDPOINT; or `console`). No span carries personal data: not the document
+(its literals may hold a password), not resolver arguments, not the query string or the path's
+token, not the client's address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Generator
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span
+from starlette.middleware import Middleware
+from starlette.types import Scope
+from strawberry.extensions import LifecycleStep
+from strawberry.extensions.tracing import OpenTelemetryExtension
+
+from web.access_log import REDACTED, redact
+
+SERVICE_NAME = "privacy-api"
+# Attributes the ASGI instrumentation sets that may hold a token or a person's address.
+_ADDRESS_ATTRIBUTES = ("client.address", "net.peer.ip", "http.client_ip", "client.port")
+_TARGET_ATTRIBUTES = ("http.target", "url.path", "url.query", "http.url", "url.full")
+
+
+def _exporter() -> SpanExporter:
+    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower()
+    if name == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
+
+
+def install_provider() -> None:
+    """Export spans as the environment says, unless a provider is installed already (a test's,
+    or one set up by `opentelemetry-instrument`)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SERVICE_NAME}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(_exporter()))
+    trace.set_tracer_provider(provider)
+
+
+class GraphQLTracing(OpenTelemetryExtension):
+    """Strawberry's spans, without the document or any resolver argument."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(arg_filter=lambda _arguments, _info: {}, **kwargs)
+
+    def on_operation(self) -> Generator[None, None, None]:
+        steps = super().on_operation()
+        next(steps)
+        span = self._span_holder[LifecycleStep.OPERATION]
+        # Set over the document strawberry records, before the span can be exported.
+        span.set_attribute("query", REDACTED)
+        try:
+            yield
+        finally:
+            context = self.execution_context
+            if context.operation_name:
+                span.set_attribute("graphql.operation.name", context.operation_name)
+            with contextlib.suppress(RuntimeError):  # no document, or no such operation in it
+                span.set_attribute("graphql.operation.type", context.operation_type.value)
+            next(steps, None)
+
+
+def _without_personal_data(span: Span, scope: dict[str, Any]) -> None:
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _TARGET_ATTRIBUTES:
+        if name in attributes:
+            span.set_attribute(name, redact(str(attributes[name])))
+    for name in _ADDRESS_ATTRIBUTES:
+        if name in attributes:
+            span.set_attribute(name, REDACTED)
+
+
+def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+    return f"{scope.get('method', 'HTTP')} {redact(scope.get('path', ''))}", {}
+
+
+def middleware() -> Middleware:
+    """A server span around each request."""
+    return Middleware(
+        OpenTelemetryMiddleware,
+        server_request_hook=_without_personal_data,
+        default_span_details=_span_details,
+        exclude_spans=["receive", "send"],
+    )
