@@ -36,7 +36,9 @@ Info = strawberry.Info[RequestContext]
 )
 class VisitorType:
     _visitor_id: strawberry.Private[uuid.UUID]
-    cookie_consent: CookieConsent
+    cookie_consent: CookieConsent = strawberry.field(
+        description="The device's choices, the catalogue defaults where none was made."
+    )
     expires_at: datetime = strawberry.field(
         description="When the record and its choices are deleted unless a new choice is made; "
         "they join the account when someone signs up or signs in on this device."
@@ -76,7 +78,9 @@ async def visitor_receipt(info: Info, event_id: strawberry.ID) -> JSON:
     return JSON(receipt)
 
 
-@strawberry.type
+@strawberry.type(
+    description="The cookie choices in force after `setCookieConsent`, or why it was refused."
+)
 class CookieConsentPayload:
     account: Annotated[AccountType, strawberry.lazy("schema.account")] | None = strawberry.field(
         description="The signed-in person's account; null for a signed-out visitor."
