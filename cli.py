@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -13,7 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import uvicorn
@@ -22,11 +23,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
 import startup
-from config import Config, ConfigError, load_config
+from config import Config, ConfigError, load_config, receipt_signing_key
 from models import Database, Role, utcnow
 from models.availability import is_unavailable
 from resolvers import account as accounts
-from resolvers import consent, erasure, notifications, policy, unsubscribe
+from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors
 from resolvers.account import Client
 from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
@@ -118,6 +119,14 @@ async def verify_ledger(
         async with database.session() as session:
             checked, broken = await consent.verify_ledger(session)
         async with database.session() as session:
+            visitor_checked, visitor_broken = await visitors.verify_visitor_ledgers(session)
+        checked += visitor_checked
+        if broken is None and visitor_broken is not None:
+            # Named as an account's would be; the id is the visitor record's.
+            broken = dataclasses.replace(
+                visitor_broken, reason=f"(a signed-out visitor's chain) {visitor_broken.reason}"
+            )
+        async with database.session() as session:
             disagreements = await consent.disagreeing_settings(
                 session, limit=DISAGREEMENTS_SHOWN + 1
             )
@@ -126,12 +135,15 @@ async def verify_ledger(
         await database.dispose()
 
 
-async def purge(config: Config) -> tuple[purge_worker.PurgeReport, erasure.Pruned]:
+async def purge(config: Config) -> tuple[purge_worker.PurgeReport, erasure.Pruned, int]:
+    """Erase due accounts, prune what has served its use, and delete expired visitors."""
     database = Database(config.database_url)
     try:
         now = utcnow()
         report = await purge_worker.purge_due_accounts(database, config.secret_key, now)
-        return report, await purge_worker.prune_expired(database, now)
+        pruned = await purge_worker.prune_expired(database, now)
+        retention = timedelta(days=config.visitor_retention_days)
+        return report, pruned, await purge_worker.purge_expired_visitors(database, now, retention)
     finally:
         await database.dispose()
 
@@ -220,6 +232,11 @@ def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    try:
+        receipt_signing_key(config)
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
         # Each process would count on its own: ten tries at a password become ten per process.
         print(
@@ -320,7 +337,7 @@ def _shown(value: str | None, absent: str) -> str:
 
 
 def cmd_purge(args: argparse.Namespace, config: Config) -> int:
-    report, pruned = asyncio.run(purge(config))
+    report, pruned, expired_visitors = asyncio.run(purge(config))
     print(
         f"Accounts due for deletion: {report.purged} purged, "
         f"{report.held} held back by a legal hold, "
@@ -330,7 +347,8 @@ def cmd_purge(args: argparse.Namespace, config: Config) -> int:
         f"No longer needed, deleted: {pruned.sessions} expired sessions, {pruned.exports} used "
         f"or expired export links, {pruned.idempotency_keys} idempotency keys, "
         f"{pruned.notifications} sent messages, {pruned.pending_signups} unconfirmed signups, "
-        f"{pruned.password_resets} password reset links."
+        f"{pruned.password_resets} password reset links, {expired_visitors} signed-out "
+        f"visitors' cookie choices older than {config.visitor_retention_days} days."
     )
     if report.failed:
         print(

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from auth import passwords
+from auth import passwords, signing
 from models.database import DatabaseTimeouts
 
 DEVELOPMENT = "development"
@@ -66,6 +66,12 @@ class Config:
     webhooks_allow_private: bool = False
     # An endpoint whose deliveries have all failed for this long is disabled.
     webhook_disable_after_hours: int = 24
+    # The Ed25519 key consent receipts are signed with (PEM, or 32 raw bytes in base64); see
+    # `receipt_signing_key` for when it may be empty.
+    receipt_signing_key: str = ""
+    # A signed-out visitor's cookie choices are kept this long after their last choice (about
+    # 13 months, the longest a cookie consent is commonly held to last), then purged.
+    visitor_retention_days: int = 395
     # None: messages are written as .eml files to `mail_dir` instead of sent (development).
     smtp: SmtpServer | None = None
     mail_dir: Path = field(default_factory=lambda: Path("data") / "mail")
@@ -255,12 +261,14 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             # Links in messages (unsubscribe, exports) would point at the developer's machine.
             raise ConfigError("PRIVACY_API_PUBLIC_URL is required in production")
         public_url = "http://127.0.0.1:8000"
+    receipt_signing_key = _receipt_signing_key(env, environment, data_dir)
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
         ("deletion_grace_days", "PRIVACY_API_DELETION_GRACE_DAYS", 30),
         ("export_valid_hours", "PRIVACY_API_EXPORT_VALID_HOURS", 24),
         ("webhook_disable_after_hours", "PRIVACY_API_WEBHOOK_DISABLE_AFTER_HOURS", 24),
+        ("visitor_retention_days", "PRIVACY_API_VISITOR_RETENTION_DAYS", 395),
         ("api_key_usage_flush_seconds", "PRIVACY_API_KEY_USAGE_FLUSH_SECONDS", 60),
         ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
@@ -285,6 +293,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         public_url=public_url,
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
+        receipt_signing_key=receipt_signing_key,
         smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
         mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
         mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
@@ -294,6 +303,34 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         tracing=tracing_requested(env),
         **numbers,
     )
+
+
+def _receipt_signing_key(env: dict[str, str], environment: str, data_dir: Path) -> str:
+    """PRIVACY_API_RECEIPT_SIGNING_KEY, checked; generated once into the data folder in
+    development, so receipts issued before a restart keep verifying. Production without one
+    loads (the workers sign nothing), and the API refuses to start: see `receipt_signing_key`."""
+    given = env.get("PRIVACY_API_RECEIPT_SIGNING_KEY", "").strip()
+    if not given:
+        return "" if environment == PRODUCTION else signing.development_key(data_dir)
+    try:
+        signing.load_private_key(given)
+    except signing.SigningKeyError as error:
+        raise ConfigError(f"PRIVACY_API_RECEIPT_SIGNING_KEY: {error}") from None
+    return given
+
+
+def receipt_signing_key(config: Config) -> str:
+    """The key consent receipts are signed with, for the API. Production has no fallback: a key
+    made at start would change with every restart and differ between processes. A development
+    configuration built by hand (tests) gets a throwaway key."""
+    if config.receipt_signing_key:
+        return config.receipt_signing_key
+    if config.production:
+        raise ConfigError(
+            "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
+            "key, PEM or its 32 raw bytes in base64"
+        )
+    return signing.throwaway_key()
 
 
 def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:

@@ -47,6 +47,9 @@ class Door(Enum):
     PASSWORD_RESET_PER_CLIENT = ("password-reset-per-client", "10/hour")
     PASSWORD_RESET_PER_ADDRESS = ("password-reset-per-address", "3/hour")
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")
+    # New visitor records (a signed-out device's first cookie choice): room for an office or a
+    # school behind one address, not for a script filling the table.
+    VISITOR_PER_CLIENT = ("visitor-per-client", "60/hour")
     # Each export reads the whole account; a few an hour leave room to retry a failed download.
     EXPORT_PER_ACCOUNT = ("export-per-account", "5/hour")
     # A complaint or correction is read by a person on staff: ten an hour is more than anyone

@@ -18,6 +18,7 @@ from models.policy import PolicyVersion
 from models.requests import DataExport, PrivacyRequest, RequestKind, RequestStatus
 from models.settings import AccountSetting, IdempotencyKey
 from models.staff import AuditEntry, LegalHold
+from models.visitors import Visitor, VisitorConsentEvent
 from models.webhooks import (
     WebhookDelivery,
     WebhookDeliveryStatus,
@@ -55,6 +56,8 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Source",
+    "Visitor",
+    "VisitorConsentEvent",
     "WebhookDelivery",
     "WebhookDeliveryStatus",
     "WebhookEndpoint",

@@ -39,6 +39,8 @@ class Source(enum.Enum):
     # The age rules, applied when who the person is changed (a move, a corrected date of
     # birth) or when the table of ages did: the reason for the change, since events carry none.
     AGE_RULES = "age_rules"
+    # Choices made on a device before its holder signed in or signed up, carried into the account.
+    DEVICE = "device"
 
 
 class ConsentEvent(Base):

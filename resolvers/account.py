@@ -15,8 +15,9 @@ from auth.actor import Actor
 from auth.passwords import get_password_hash, verify_password
 from auth.rate_limits import Door, RateLimiter, client_key
 from auth.tokens import hash_token, new_token
-from models import Account, AuthSession, Role, utcnow
-from resolvers import age
+from models import Account, AuthSession, ConsentActor, Role, Source, utcnow
+from resolvers import age, visitors
+from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, current_policy
@@ -52,6 +53,8 @@ class Client:
     request_id: str | None = None
     # `Sec-GPC: 1`: the person opts out of sale and sharing.
     global_privacy_control: bool = False
+    # The signed-out device's id (cookie or header), whose cookie choices join the account.
+    device_id: str | None = None
 
 
 def check_age(birth_date: date, today: date, *, refused_recently: bool = False) -> None:
@@ -198,6 +201,9 @@ async def open_account(
         session_id=signed_in.session_id if signed_in else None,
         user_agent=client.user_agent,
     )
+    await visitors.merge_into_account(
+        session, account.id, client.device_id, _provenance(client, signed_in)
+    )
     return account, signed_in
 
 
@@ -280,8 +286,23 @@ async def login(
     if new_hash is not None:
         account.password_hash = new_hash
     signed_in = await _open_session(session, account, client)
+    await visitors.merge_into_account(
+        session, account.id, client.device_id, _provenance(client, signed_in)
+    )
     await limiter.remember(Door.SIGNED_IN_FROM, _from_place(normalized, place))
     return signed_in
+
+
+def _provenance(client: Client, signed_in: SignedIn | None) -> Provenance:
+    """The person, through the session just opened if one was (for choices carried over from
+    the device)."""
+    return Provenance(
+        ConsentActor.PERSON,
+        Source.DEVICE,
+        request_id=client.request_id,
+        session_id=signed_in.session_id if signed_in else None,
+        user_agent=client.user_agent,
+    )
 
 
 async def confirm_password(

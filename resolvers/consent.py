@@ -14,11 +14,20 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import String, bindparam, case, func, literal, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account, AccountSetting, ConsentActor, ConsentEvent, Source, utcnow
+from models import (
+    Account,
+    AccountSetting,
+    ConsentActor,
+    ConsentEvent,
+    Source,
+    VisitorConsentEvent,
+    utcnow,
+)
 from resolvers import catalogue, webhooks
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import newest_version
@@ -26,6 +35,8 @@ from resolvers.policy import newest_version
 POLICY_KEY = "policy"
 
 
+# An event of either ledger: both have the same columns, hash and chain rules.
+ChainedEvent = ConsentEvent | VisitorConsentEvent
 HASH_VERSION = 2  # the format new events are written in; see `event_hash`
 HASH_VERSIONS = frozenset({1, 2})
 USER_AGENT_LENGTH = 255
@@ -96,7 +107,8 @@ def event_hash(
     return hashlib.sha256(f"{prev_hash or ''}|{payload}".encode()).hexdigest()
 
 
-def _hash_of(event: ConsentEvent) -> str:
+def hash_of(event: ChainedEvent) -> str:
+    """The hash an event should carry, by the format it says it was written in."""
     return event_hash(
         prev_hash=event.prev_hash,
         seq=event.seq,
@@ -139,28 +151,53 @@ class Ledger:
             # An acceptance is made under the version it accepts.
             self.accepted_policy_version = new_value
         self.seq += 1
-        provenance = self.provenance
-        values = {
-            "seq": self.seq,
-            "key": key,
-            "old_value": old_value,
-            "new_value": new_value,
-            "actor": provenance.actor,
-            "actor_id": provenance.actor_id,
-            "source": provenance.source,
-            "policy_version": self.policy_version,
-            "occurred_at": self.now,
-            "request_id": provenance.request_id,
-            "hash_version": HASH_VERSION,
-            "accepted_policy_version": self.accepted_policy_version,
-            "session_id": provenance.session_id,
-            "user_agent": (provenance.user_agent or "")[:USER_AGENT_LENGTH] or None,
-        }
-        digest = event_hash(prev_hash=self.head, **values)  # type: ignore[arg-type]
-        self.events.append(
-            ConsentEvent(account_id=self.account_id, prev_hash=self.head, hash=digest, **values)
+        values = chained_values(
+            self.provenance,
+            seq=self.seq,
+            head=self.head,
+            key=key,
+            old_value=old_value,
+            new_value=new_value,
+            policy_version=self.policy_version,
+            accepted_policy_version=self.accepted_policy_version,
+            now=self.now,
         )
-        self.head = digest
+        self.events.append(ConsentEvent(account_id=self.account_id, **values))
+        self.head = values["hash"]
+
+
+def chained_values(
+    provenance: Provenance,
+    *,
+    seq: int,
+    head: str | None,
+    key: str,
+    old_value: str | None,
+    new_value: str,
+    policy_version: str,
+    accepted_policy_version: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns of the next event of a chain whose newest hash is `head`, its own hash
+    included: one recipe for every ledger (an account's, a visitor's)."""
+    values: dict[str, Any] = {
+        "seq": seq,
+        "key": key,
+        "old_value": old_value,
+        "new_value": new_value,
+        "actor": provenance.actor,
+        "actor_id": provenance.actor_id,
+        "source": provenance.source,
+        "policy_version": policy_version,
+        "occurred_at": now,
+        "request_id": provenance.request_id,
+        "hash_version": HASH_VERSION,
+        "accepted_policy_version": accepted_policy_version,
+        "session_id": provenance.session_id,
+        "user_agent": (provenance.user_agent or "")[:USER_AGENT_LENGTH] or None,
+    }
+    digest = event_hash(prev_hash=head, **values)
+    return {**values, "prev_hash": head, "hash": digest}
 
 
 @asynccontextmanager
@@ -272,26 +309,29 @@ class ChainVerifier:
         if previous is not None and previous.account_id != event.account_id:
             previous = None
         self.previous = event
-        expected_seq = previous.seq + 1 if previous else 1
-        if event.seq != expected_seq:
-            return BrokenLink(
-                event.id, event.account_id, event.seq, f"expected event number {expected_seq}"
-            )
-        if event.prev_hash != (previous.hash if previous else None):
-            return BrokenLink(
-                event.id, event.account_id, event.seq, "does not link to the event before it"
-            )
-        problem = _format_problem(event, previous)
+        problem = link_problem(event, previous)
         if problem is not None:
             return BrokenLink(event.id, event.account_id, event.seq, problem)
-        if event.hash != _hash_of(event):
-            return BrokenLink(
-                event.id, event.account_id, event.seq, "its contents do not match its hash"
-            )
         return None
 
 
-def _format_problem(event: ConsentEvent, previous: ConsentEvent | None) -> str | None:
+def link_problem(event: ChainedEvent, previous: ChainedEvent | None) -> str | None:
+    """What is wrong with an event as the successor of `previous` in its chain (None for the
+    first event), if anything: the chain rules every ledger follows."""
+    expected_seq = previous.seq + 1 if previous else 1
+    if event.seq != expected_seq:
+        return f"expected event number {expected_seq}"
+    if event.prev_hash != (previous.hash if previous else None):
+        return "does not link to the event before it"
+    problem = _format_problem(event, previous)
+    if problem is not None:
+        return problem
+    if event.hash != hash_of(event):
+        return "its contents do not match its hash"
+    return None
+
+
+def _format_problem(event: ChainedEvent, previous: ChainedEvent | None) -> str | None:
     """What is wrong with the event's hash format, if anything: fields its hash does not cover
     could be edited unseen, and a chain never goes back to an older format."""
     if event.hash_version not in HASH_VERSIONS:

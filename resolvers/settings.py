@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -17,6 +17,7 @@ from models import (
     Account,
     AccountSetting,
     ConsentActor,
+    ConsentEvent,
     IdempotencyKey,
     ParentalConsent,
     ParentalDecision,
@@ -288,6 +289,40 @@ async def _store(
     if inserts:
         await session.execute(insert(AccountSetting), inserts)
     return len(ledger.events)
+
+
+async def adopt_device_choices(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    choices: Mapping[SettingDefinition, tuple[Value, datetime]],
+    provenance: Provenance,
+) -> int:
+    """Carry choices made on a device before sign-in (each with when it was made) into the
+    account: the newest choice wins, so each is taken only when it is newer than the account's
+    own newest choice of its key (the defaults recorded at signup and the age rules' changes are
+    not choices), and only when the account holder may make it (the rules of `change_settings`;
+    one they may not is left out, not refused). Returns the number of events written."""
+    if not choices:
+        return 0
+    async with open_ledger(session, account_id, provenance) as ledger:
+        rows = await session.execute(
+            select(ConsentEvent.key, func.max(ConsentEvent.occurred_at))
+            .where(
+                ConsentEvent.account_id == account_id,
+                ConsentEvent.key.in_([setting.key for setting in choices]),
+                ConsentEvent.actor.not_in([ConsentActor.SIGNUP, ConsentActor.SYSTEM]),
+            )
+            .group_by(ConsentEvent.key)
+        )
+        account_chose: dict[str, datetime] = {key: at for key, at in rows}
+        today = today_everywhere(ledger.now)
+        wanted: dict[SettingDefinition, Value] = {
+            setting: value
+            for setting, (value, chosen_at) in choices.items()
+            if (setting.key not in account_chose or chosen_at > account_chose[setting.key])
+            and _choice_error(setting, value, ledger, today) is None
+        }
+        return await _store(session, ledger, wanted) if wanted else 0
 
 
 async def protect_if_minor(

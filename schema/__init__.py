@@ -37,6 +37,7 @@ from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.sender import SenderQuery
 from schema.settings import SettingsMutation, SettingsQuery
+from schema.visitors import VisitorMutation, VisitorQuery
 from schema.webhooks import WebhooksMutation, WebhooksQuery
 
 __all__ = [
@@ -75,6 +76,7 @@ class Query(
     RequestsQuery,
     SenderQuery,
     SettingsQuery,
+    VisitorQuery,
     WebhooksQuery,
 ):
     pass
@@ -94,6 +96,7 @@ class Mutation(
     ProfileMutation,
     RequestsMutation,
     SettingsMutation,
+    VisitorMutation,
     WebhooksMutation,
 ):
     pass

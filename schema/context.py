@@ -28,11 +28,13 @@ from auth.actor import (
     session_use_is_stale,
 )
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
+from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
 from auth.rate_limits import RateLimiter
+from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
 from models import Account, ConsentActor, Database, Source, utcnow
-from resolvers import settings, staff
+from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected
@@ -52,6 +54,7 @@ class Links(Protocol):
     def export_download(self, token: str) -> str: ...
     def unsubscribe(self, token: str) -> str: ...
     def confirm_email(self, token: str) -> str: ...
+    def receipt_keys(self) -> str: ...
     def parental_consent(self, token: str) -> str: ...
     def confirm_signup(self, token: str) -> str: ...
     def reset_password(self, token: str) -> str: ...
@@ -66,6 +69,7 @@ class Services:
     limiter: RateLimiter
     age_gate: Signer
     links: Links
+    receipts: ReceiptSigner
     key_usage: KeyUsage
 
 
@@ -250,6 +254,7 @@ class RequestContext:
             return
         actor = await self.actor()
         if actor is None:
+            await self._apply_visitor_signal()
             return
         now = utcnow()
         gpc = self._sends_global_privacy_control() and not actor.gpc_applied
@@ -264,6 +269,22 @@ class RequestContext:
         if gpc:
             self._actor = dataclasses.replace(actor, gpc_applied=True)
             self.forget_account(actor.account_id)
+
+    async def _apply_visitor_signal(self) -> None:
+        """The same for a signed-out device with a visitor record: written once, then only read."""
+        device_id = self.device_id
+        if not self._sends_global_privacy_control() or device_id is None:
+            return
+        async with self.reading() as session:
+            visitor = await visitors.find_visitor(session, device_id)
+        if visitor is None or visitor.gpc_applied_at is not None:
+            return
+        async with self.unit_of_work() as session:
+            await visitors.apply_global_privacy_control(session, device_id, self.request_id)
+
+    @property
+    def sends_global_privacy_control(self) -> bool:
+        return self._sends_global_privacy_control()
 
     async def _count_key_use(self, machine: Machine) -> None:
         usage = self.services.key_usage
@@ -289,6 +310,9 @@ class RequestContext:
         is ours, and is recorded beside them.
         """
         source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
+        if source is None and self._actor is None:
+            # A signed-out visitor: apps name their device in a header, browsers in a cookie.
+            source = Source.API if DEVICE_HEADER.lower() in self.request.headers else Source.WEB
         if source is None:
             credentials = self.credentials()
             via_cookie = credentials is not None and credentials.via_cookie
@@ -334,6 +358,30 @@ class RequestContext:
     def client(self) -> Client:
         return client_of(self.request, self.services.config)
 
+    @property
+    def device_id(self) -> str | None:
+        """The signed-out visitor's device, as the request names it (header or cookie)."""
+        return device_id_from_request(self.request.headers, self.request.cookies)
+
+    def remember_device(self, device_id: str, *, issued: bool) -> None:
+        """Hand the device id back the way the device sent it: an app that sent the header gets
+        the header; otherwise the browser gets the cookie (renewed with each choice), and a newly
+        issued id comes in the header as well, for an app's first choice (a page on another
+        origin cannot read that header)."""
+        via_header = DEVICE_HEADER.lower() in self.request.headers
+        if issued or via_header:
+            self.response.headers[DEVICE_HEADER] = device_id
+        if via_header:
+            return
+        self.response.set_cookie(
+            DEVICE_COOKIE,
+            device_id,
+            max_age=self.services.config.visitor_retention_days * 24 * 60 * 60,
+            httponly=True,
+            samesite="lax",
+            secure=self.services.config.production,
+        )
+
     def start_web_session(self, token: str) -> None:
         self.response.set_cookie(
             SESSION_COOKIE,
@@ -378,6 +426,7 @@ def client_of(request: Request, config: Config) -> Client:
         session_days=config.session_days,
         request_id=str(getattr(request.state, "request_id", "")),
         global_privacy_control=sends_global_privacy_control(request),
+        device_id=device_id_from_request(request.headers, request.cookies),
     )
 
 

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
 
 from auth.permissions import IsAuthenticated
-from models import ConsentActor, ConsentEvent, Source
-from resolvers import catalogue, consent, erasure, profiles
+from models import ConsentActor, ConsentEvent, Source, VisitorConsentEvent
+from resolvers import catalogue, consent, erasure, profiles, receipts
 from resolvers import settings as use_cases
 from resolvers.catalogue import (
     Audience,
@@ -221,7 +222,7 @@ class ConsentEventType:
     )
 
     @classmethod
-    def from_model(cls, event: ConsentEvent) -> ConsentEventType:
+    def from_model(cls, event: ConsentEvent | VisitorConsentEvent) -> ConsentEventType:
         return cls(
             id=strawberry.ID(str(event.id)),
             key=event.key,
@@ -325,31 +326,25 @@ class AccountSettingsFields:
     @strawberry.field(description="Consent per cookie category.")
     async def cookie_consent(self, info: Info) -> CookieConsent:
         settings = await info.context.settings_of(self._model_id)
-        cookies = {s.cookie: current for s, current in _values(settings, SettingGroup.COOKIES)}
-        changed = [c.updated_at for c in cookies.values() if c.updated_at is not None]
-        conflicts = [
-            s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
-        ]
-        held_back = [
-            s.cookie
-            for s, current in _values(settings, SettingGroup.COOKIES)
-            if _held_back(self._processing_suspended, s, current.value)
-        ]
+        return cookie_consent_of(settings, self._gpc_applied, self._processing_suspended)
 
-        def on(category: CookieCategory) -> bool:
-            return cookies[category].value is True and category not in held_back
-
-        return CookieConsent(
-            strictly_necessary=on(CookieCategory.STRICTLY_NECESSARY),
-            functional=on(CookieCategory.FUNCTIONAL),
-            analytics=on(CookieCategory.ANALYTICS),
-            advertising=on(CookieCategory.ADVERTISING),
-            gpc_applied=self._gpc_applied,
-            gpc_conflict=bool(conflicts),
-            gpc_conflict_keys=conflicts,
-            updated_at=max(changed, default=None),
-            suspended=held_back,
+    @strawberry.field(
+        description="A signed, machine-readable receipt of one event of your consent history "
+        '(`consentHistory` ids): see the README, "Consent receipts".'
+    )
+    async def consent_receipt(self, info: Info, event_id: strawberry.ID) -> JSON:
+        context = info.context
+        receipt = await context.answer(
+            lambda session: receipts.account_receipt(
+                session,
+                context.services.receipts,
+                self._model_id,
+                str(event_id),
+                issuer=context.services.config.public_url,
+                keys_url=context.services.links.receipt_keys(),
+            )
         )
+        return JSON(receipt)
 
     @strawberry.field(description="Every recorded change of consent, newest first.")
     async def consent_history(
@@ -377,6 +372,37 @@ class AccountSettingsFields:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
+
+
+def cookie_consent_of(
+    settings: use_cases.Settings, gpc_applied: bool, processing_suspended: bool
+) -> CookieConsent:
+    """The cookie choices of an account or a visitor, as the API shows them."""
+    cookies = {s.cookie: current for s, current in _values(settings, SettingGroup.COOKIES)}
+    changed = [c.updated_at for c in cookies.values() if c.updated_at is not None]
+    conflicts = [
+        s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
+    ]
+    held_back = [
+        s.cookie
+        for s, current in _values(settings, SettingGroup.COOKIES)
+        if _held_back(processing_suspended, s, current.value)
+    ]
+
+    def on(category: CookieCategory) -> bool:
+        return cookies[category].value is True and category not in held_back
+
+    return CookieConsent(
+        strictly_necessary=on(CookieCategory.STRICTLY_NECESSARY),
+        functional=on(CookieCategory.FUNCTIONAL),
+        analytics=on(CookieCategory.ANALYTICS),
+        advertising=on(CookieCategory.ADVERTISING),
+        gpc_applied=gpc_applied,
+        gpc_conflict=bool(conflicts),
+        gpc_conflict_keys=conflicts,
+        updated_at=max(changed, default=None),
+        suspended=held_back,
+    )
 
 
 @strawberry.type(description="A profile as the viewer may see it; hidden fields are null.")
@@ -576,20 +602,6 @@ class SettingsMutation:
             email=input.email,
             phone=input.phone,
             search_engine_indexing=input.search_engine_indexing,
-            idempotency_key=input.idempotency_key,
-        )
-
-    @strawberry.mutation(
-        description="Consent to cookie categories; strictly necessary ones stay on.",
-        permission_classes=PERSON,
-    )
-    async def set_cookie_consent(self, info: Info, input: CookieConsentInput) -> SettingsPayload:
-        return await _change(
-            info,
-            use_cases.set_cookie_consent,
-            functional=input.functional,
-            analytics=input.analytics,
-            advertising=input.advertising,
             idempotency_key=input.idempotency_key,
         )
 

@@ -32,6 +32,8 @@ DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 REDIS_ENV = "PRIVACY_API_TEST_REDIS_URL"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
+# Consent receipts are signed with this Ed25519 key (its 32 raw bytes, base64) in every test app.
+TEST_RECEIPT_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
 def _in_ci() -> bool:
@@ -148,6 +150,7 @@ def make_config(database_url: str, **overrides: object) -> Config:
         "database_url": database_url,
         "secret_key": TEST_SECRET,
         "environment": "development",
+        "receipt_signing_key": TEST_RECEIPT_KEY,
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]

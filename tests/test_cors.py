@@ -16,7 +16,13 @@ from web.app import create_app
 
 FRONTEND = "https://cms.example"
 # What a web frontend sets itself; Cookie, User-Agent and Sec-GPC are the browser's to send.
-FRONTEND_HEADERS = ["content-type", "x-client-source", "x-request-id", "x-requested-with"]
+FRONTEND_HEADERS = [
+    "content-type",
+    "x-client-source",
+    "x-device-id",
+    "x-request-id",
+    "x-requested-with",
+]
 
 
 @pytest.fixture

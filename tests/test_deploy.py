@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import cli
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET
 from web import routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,11 @@ class TestComposeFile:
             if _in_ci():
                 pytest.fail(message)
             pytest.skip(message)
-        environment = {**os.environ, "PRIVACY_API_SECRET_KEY": TEST_SECRET}
+        environment = {
+            **os.environ,
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+        }
         result = subprocess.run(
             [docker_compose, "--file", str(COMPOSE), "config", "--quiet"],
             capture_output=True,
@@ -107,6 +111,12 @@ class TestComposeFile:
 
     def test_the_secret_key_must_be_given(self) -> None:
         assert "${PRIVACY_API_SECRET_KEY:?" in COMPOSE.read_text()
+
+    def test_the_api_must_be_given_the_receipt_key(self) -> None:
+        environment = compose()["services"]["api"]["environment"]
+        assert environment["PRIVACY_API_RECEIPT_SIGNING_KEY"].startswith(
+            "${PRIVACY_API_RECEIPT_SIGNING_KEY:?"
+        )
 
     def test_the_services_an_operator_expects(self) -> None:
         services = compose()["services"]

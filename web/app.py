@@ -19,8 +19,10 @@ from strawberry.extensions import SchemaExtension
 
 from auth.actor import CREDENTIAL_HEADERS
 from auth.api_keys import KeyUsage, record_key_uses
+from auth.devices import DEVICE_HEADER
+from auth.signing import ReceiptSigner
 from auth.tokens import Signer
-from config import Config, load_config
+from config import Config, load_config, receipt_signing_key
 from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import metrics, routes, tracing
@@ -33,6 +35,7 @@ from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
+from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
@@ -67,6 +70,7 @@ def build_services(config: Config) -> Services:
         limiter=metrics.CountingRateLimiter(config.rate_limit_storage),
         age_gate=Signer(config.secret_key, purpose="age-gate"),
         links=routes.PublicLinks(config.public_url),
+        receipts=ReceiptSigner(receipt_signing_key(config)),
         key_usage=KeyUsage(config.api_key_usage_flush_seconds),
     )
 
@@ -127,6 +131,7 @@ def create_app(config: Config | None = None) -> Starlette:
             Route(routes.UNSUBSCRIBE, unsubscribe.unsubscribe, methods=["POST"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.ask, methods=["GET"]),
             Route(routes.CONFIRM_EMAIL, confirm_email.confirm, methods=["POST"]),
+            Route(routes.RECEIPT_KEYS, receipt_keys, methods=["GET"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.show, methods=["GET"]),
             Route(routes.PARENTAL_CONSENT, parental_consent.answer, methods=["POST"]),
             Route(routes.CONFIRM_SIGNUP, confirm_signup.ask, methods=["GET"]),
@@ -155,7 +160,12 @@ def create_app(config: Config | None = None) -> Starlette:
                 allow_methods=["GET", "POST"],
                 # Every header the API reads that a page may set; Sec-GPC, Cookie and User-Agent
                 # are set by the browser itself and need no permission.
-                allow_headers=[*CREDENTIAL_HEADERS, SOURCE_HEADER, REQUEST_ID_HEADER],
+                allow_headers=[
+                    *CREDENTIAL_HEADERS,
+                    SOURCE_HEADER,
+                    REQUEST_ID_HEADER,
+                    DEVICE_HEADER,
+                ],
                 expose_headers=["X-Request-ID"],
             ),
         ],

@@ -14,6 +14,8 @@ CONFIRM_SIGNUP = "/confirm-signup"
 RESET_PASSWORD = "/reset-password"  # noqa: S105 (a path)
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+# The public keys consent receipts are signed with (a JSON Web Key Set).
+RECEIPT_KEYS = "/.well-known/consent-receipt-keys"
 # The playground's scripts and styles (web/playground.py), so its page needs no other host.
 PLAYGROUND_ASSETS = "/playground-assets"
 METRICS = "/metrics"
@@ -30,6 +32,9 @@ class PublicLinks:
 
     def unsubscribe(self, token: str) -> str:
         return f"{self.public_url}{UNSUBSCRIBE}?{urlencode({'token': token})}"
+
+    def receipt_keys(self) -> str:
+        return self.public_url + RECEIPT_KEYS
 
     def confirm_email(self, token: str) -> str:
         # Our tokens are URL-safe already; left as they are, a message template's placeholder

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from models import Database
-from resolvers import erasure
+from resolvers import erasure, visitors
 from resolvers.erasure import Pruned, PurgeOutcome
 
 logger = logging.getLogger("privacy_api.purge")
@@ -57,3 +57,10 @@ async def prune_expired(database: Database, now: datetime) -> Pruned:
     """Delete what has served its purpose, in one transaction."""
     async with database.transaction() as session:
         return await erasure.prune_expired(session, now)
+
+
+async def purge_expired_visitors(database: Database, now: datetime, retention: timedelta) -> int:
+    """Delete signed-out visitors whose last cookie choice is older than `retention`, with their
+    ledgers, in one transaction. Returns how many went."""
+    async with database.transaction() as session:
+        return await visitors.purge_expired(session, now, retention)
