@@ -3,8 +3,8 @@ their own, with the account ledger's columns and chain. Visitor events are never
 (triggers refuse UPDATE); a visitor's whole chain is deleted with the visitor when it expires or
 is carried into an account.
 
-Revision ID: 0013_visitors_and_receipts
-Revises: 0011_webhooks
+Revision ID: 0014_visitors_and_receipts
+Revises: 0013_webhooks
 Create Date: 2026-11-25
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_visitors_and_receipts"
-down_revision: str | None = "0011_webhooks"
+revision: str = "0014_visitors_and_receipts"
+down_revision: str | None = "0013_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """Parental consent (GDPR Art. 8(2)): a minor's requests for a parent's consent, and the parent's
 decision on each setting asked. The parent's address is kept only as a keyed hash.
 
-Revision ID: 0014_parental_consent
-Revises: 0012_api_keys
+Revision ID: 0011_parental_consent
+Revises: 0010_api_keys
 Create Date: 2026-11-25
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014_parental_consent"
-down_revision: str | None = "0012_api_keys"
+revision: str = "0011_parental_consent"
+down_revision: str | None = "0010_api_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,8 +2,8 @@
 password can be reset through a link sent to the account's address. Both tables keep only hashes
 of the secrets their messages carry.
 
-Revision ID: 0010_reset_and_pending_signups
-Revises: 0014_parental_consent
+Revision ID: 0012_reset_and_pending_signups
+Revises: 0011_parental_consent
 Create Date: 2026-11-25
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_reset_and_pending_signups"
-down_revision: str | None = "0014_parental_consent"
+revision: str = "0012_reset_and_pending_signups"
+down_revision: str | None = "0011_parental_consent"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,7 +4,7 @@ marketing opt-outs of the ledger in order without scanning it.
 The index is partial (only events that switch something off): it costs nothing on the events
 that switch something on or record a policy acceptance.
 
-Revision ID: 0012_api_keys
+Revision ID: 0010_api_keys
 Revises: 0009_mail_delivery
 Create Date: 2026-11-25
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_api_keys"
+revision: str = "0010_api_keys"
 down_revision: str | None = "0009_mail_delivery"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

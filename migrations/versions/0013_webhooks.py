@@ -1,8 +1,8 @@
 """Webhooks: the endpoints privacy officers register, the outbox of events written with each
 change, and one delivery per (event, endpoint) that the worker attempts and logs.
 
-Revision ID: 0011_webhooks
-Revises: 0010_reset_and_pending_signups
+Revision ID: 0013_webhooks
+Revises: 0012_reset_and_pending_signups
 Create Date: 2026-11-25
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_webhooks"
-down_revision: str | None = "0010_reset_and_pending_signups"
+revision: str = "0013_webhooks"
+down_revision: str | None = "0012_reset_and_pending_signups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
