@@ -6,6 +6,7 @@ uvicorn on the app factory, as `serve` does today (production mode either way).
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import signal
@@ -45,6 +46,9 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+RECEIPT_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
 def api_environment(database_url: str, public_url: str, rate_limits: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -53,6 +57,8 @@ def api_environment(database_url: str, public_url: str, rate_limits: str) -> dic
         "PRIVACY_API_PUBLIC_URL": public_url,
         "PRIVACY_API_DATABASE_URL": database_url,
         "PRIVACY_API_RATE_LIMIT_STORAGE": rate_limits,
+        # Production signs consent receipts: a key of the run's own (32 random bytes).
+        "PRIVACY_API_RECEIPT_SIGNING_KEY": RECEIPT_KEY,
         **PROXY_ENV,
     }
 
