@@ -7,6 +7,9 @@ import contextlib
 import io
 import logging
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -382,6 +385,37 @@ async def count_events(database: Database) -> int:
     """Every consent event stored, of every account."""
     async with database.session() as session:
         return int(await session.scalar(select(func.count()).select_from(ConsentEvent)) or 0)
+
+
+@contextmanager
+def serving(
+    arguments: list[str], environment: dict[str, str], log: Path, *, port: int, ready: str
+) -> Iterator[httpx.Client]:
+    """`privacy-api serve` with `arguments` (the port added), in the background, its output in
+    `log`: a client of it once `ready` answers 200, stopped when the block ends."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--port", str(port), *arguments],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, f"serve stopped:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"serve did not start:\n{log.read_text()}"
+                try:
+                    if http.get(ready).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            yield http
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def process_environment(**env: str) -> dict[str, str]:

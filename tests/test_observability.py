@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from config import Config, load_config, tracing_requested
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, make_config
-from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, gql, signed_up, signup_input
+from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, gql, serving, signed_up, signup_input
 from tests.test_cli import free_port
 from web.app import create_app
 
@@ -93,29 +91,8 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PYTHONUNBUFFERED": "1",
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(port), "--workers", "2"],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, f"serve stopped:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"serve did not start:\n{log.read_text()}"
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            yield Server(http, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(["--workers", "2"], environment, log, port=port, ready="/readyz") as http:
+        yield Server(http, log)
 
 
 def request_lines(server: Server) -> list[dict[str, Any]]:

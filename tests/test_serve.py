@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +24,14 @@ from config import ConfigError, load_config
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
-from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, process_environment, signup_input
+from tests.helpers import (
+    CONFIRM_SIGNUP,
+    LOGIN,
+    SIGNUP,
+    process_environment,
+    serving,
+    signup_input,
+)
 from tests.test_cli import free_port
 from web.access_log import redact
 
@@ -76,29 +81,8 @@ def serve(data_dir: Path, **env: str) -> Iterator[Server]:
     }
     environment = process_environment(**{**defaults, **env})
     environment.pop("PRIVACY_API_DATABASE_URL", None)
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, f"serve stopped:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"serve did not start:\n{log.read_text()}"
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            yield Server(http, log, data_dir)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with serving([], environment, log, port=port, ready="/healthz") as http:
+        yield Server(http, log, data_dir)
 
 
 @pytest.fixture(scope="module")
