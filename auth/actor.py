@@ -62,7 +62,7 @@ COOKIE_NEEDS_HEADER = (
 )
 
 
-def _cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
+def cannot_be_a_form_post(headers: Mapping[str, str]) -> bool:
     """A cross-site HTML form can send neither a JSON content type nor a custom header."""
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return content_type == "application/json" or any(name in headers for name in _CUSTOM_HEADERS)
@@ -77,7 +77,7 @@ def credentials_from_request(
     if scheme.lower() == "bearer" and token.strip():
         return Credentials(token.strip(), via_cookie=False)
     cookie = cookies.get(SESSION_COOKIE)
-    if cookie and _cannot_be_a_form_post(headers):
+    if cookie and cannot_be_a_form_post(headers):
         return Credentials(cookie, via_cookie=True)
     return None
 

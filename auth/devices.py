@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from auth.actor import _cannot_be_a_form_post
+from auth.actor import cannot_be_a_form_post
 from auth.tokens import hash_token, new_token
 
 DEVICE_COOKIE = "privacy_device"
@@ -34,5 +34,5 @@ def device_id_from_request(headers: Mapping[str, str], cookies: Mapping[str, str
     given = headers.get(DEVICE_HEADER.lower(), "").strip()
     if not given:
         cookie = cookies.get(DEVICE_COOKIE, "")
-        given = cookie if cookie and _cannot_be_a_form_post(headers) else ""
+        given = cookie if cookie and cannot_be_a_form_post(headers) else ""
     return given if _WELL_FORMED.fullmatch(given) else None

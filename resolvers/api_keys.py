@@ -16,7 +16,7 @@ from models.api_keys import encode_scopes
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.pages import checked_first
-from resolvers.staff import _checked_reason as checked_reason
+from resolvers.staff import checked_reason
 
 NAME_MAX = 100
 

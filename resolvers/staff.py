@@ -52,7 +52,7 @@ class ChildReportDecision(enum.Enum):
     DELETE = "delete"  # a child's account: erased without a grace period
 
 
-def _checked_reason(reason: str) -> str:
+def checked_reason(reason: str) -> str:
     text = reason.strip()
     if not REASON_MIN <= len(text) <= REASON_MAX:
         raise Rejected.one(
@@ -73,7 +73,7 @@ async def look_up_account(
     request_id: str | None,
 ) -> Account | None:
     """One person's account, by id or email, for support."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     if (account_id is None) == (email is None):
         raise Rejected.one(ErrorCode.INVALID_INPUT, "Give either an id or an email.", "id")
     query = select(Account)
@@ -101,7 +101,7 @@ async def search_accounts(
 ) -> Page[Account]:
     """A page of the accounts whose email contains the text, by email, for support; each one
     found is audited."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     needle = email_contains.strip().lower()
     if not 3 <= len(needle) <= 254:
         raise Rejected.one(
@@ -156,7 +156,7 @@ async def list_requests(
     overdue ones are past their due date; due within N days are those due before N days from
     now, overdue ones included unless `overdue` is false.
     """
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     if due_within_days is not None and not 0 <= due_within_days <= MAX_DUE_WITHIN_DAYS:
         raise Rejected.one(
             ErrorCode.INVALID_INPUT,
@@ -218,7 +218,7 @@ async def process_request(
     request_id: str | None,
 ) -> PrivacyRequest:
     """Close a request as completed or rejected, saying how."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     if status not in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Close a request as COMPLETED or REJECTED.", "status"
@@ -283,7 +283,7 @@ async def extend_request(
 ) -> PrivacyRequest:
     """Extend an open request's deadline by one or two months (at most two in all, GDPR Art.
     12(3)), before it is overdue; the reason goes in the audit log and to the person."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     if months not in (1, 2):
         raise Rejected.one(ErrorCode.INVALID_INPUT, "Extend by 1 or 2 months.", "months")
     request = await _open_request(session, privacy_request_id)
@@ -331,7 +331,7 @@ async def review_child_report(
     request_id: str | None,
 ) -> PrivacyRequest:
     """Lift the restriction, or schedule the account's erasure at once and sign it out."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     request = await _open_request(session, privacy_request_id)
     if request.kind is not RequestKind.CHILD_REPORT or request.account_id is None:
         raise Rejected.one(ErrorCode.INVALID_INPUT, "This is not a report of a child.", "id")
@@ -366,7 +366,7 @@ async def opt_out_for(
 ) -> Account:
     """A person asked support (by phone, by letter) to stop marketing: every consent-based
     message off, recorded in their ledger as done by this staff member through the admin."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     account = await session.get(Account, account_id)
     if account is None or account.role is not Role.USER:
         raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
@@ -398,7 +398,7 @@ async def correct_account(
     the protection switches nothing on; the choices become the person's to make. A date that
     makes the person under 13 is refused: such an account is not corrected but erased.
     """
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     if birth_date is None and country is None:
         raise Rejected.one(ErrorCode.INVALID_INPUT, "Give a date of birth, a country or both.")
     account = await session.get(Account, account_id)
@@ -469,7 +469,7 @@ async def hold_account(
     request_id: str | None,
 ) -> LegalHold:
     """Keep an account from erasure for a legal matter; the reason is the hold's and the audit's."""
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     await audit(session, officer, "legal_hold.set", [account_id], reason, request_id)
     return await erasure.set_legal_hold(session, officer, account_id, reason)
 
@@ -482,7 +482,7 @@ async def release_hold(
     reason: str,
     request_id: str | None,
 ) -> LegalHold:
-    reason = _checked_reason(reason)
+    reason = checked_reason(reason)
     hold = await session.get(LegalHold, hold_id)
     await audit(
         session,
