@@ -26,9 +26,6 @@ SETTINGS_SOURCES = "\n".join(
     (PROJECT_ROOT / name).read_text() for name in ("config.py", "cli.py", "startup.py")
 )
 APP_IMAGE = "privacy-api:local"
-# Given by branches merged beside this one (the mail and webhook delivery workers); until they
-# are, the README must describe them. Remove an entry once the command or setting exists.
-FROM_OTHER_BRANCHES: set[str] = set()
 
 
 def _in_ci() -> bool:
@@ -150,18 +147,15 @@ class TestComposeFile:
         for name, service in app_services().items():
             arguments = command_line(service)
             assert arguments[0] == "privacy-api", name
-            if arguments[1] in known:
-                cli.parser().parse_args(arguments[1:])  # exits on an unknown option
-            else:
-                assert arguments[1] in FROM_OTHER_BRANCHES, f"{name}: no command {arguments[1]}"
-                assert f"privacy-api {arguments[1]}" in README
+            assert arguments[1] in known, f"{name}: no command {arguments[1]}"
+            cli.parser().parse_args(arguments[1:])  # exits on an unknown option
+            assert f"privacy-api {arguments[1]}" in README
 
     def test_every_setting_is_read_and_documented(self) -> None:
         for name, service in app_services().items():
             for variable in service["environment"]:
                 assert f"`{variable}`" in README, f"{name}: {variable} is not in the README"
-                if variable not in FROM_OTHER_BRANCHES:
-                    assert f'"{variable}"' in SETTINGS_SOURCES, f"{name}: nothing reads {variable}"
+                assert f'"{variable}"' in SETTINGS_SOURCES, f"{name}: nothing reads {variable}"
 
     def test_the_readme_walks_through_it_and_says_it_was_not_run_here(self) -> None:
         section = README[README.index("## Running in production") :]
