@@ -105,6 +105,7 @@ class Mutation(
 class _Schema(strawberry.Schema):
     validator: QueryValidator  # its hit count shows the validation cache at work
     staff_validator: QueryValidator  # in production, staff's (introspection allowed)
+    object_counts: ObjectCounts  # what each distinct query may answer with
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -147,6 +148,7 @@ def build_schema(
         execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
     schema.validator = validator
+    schema.object_counts = counts
     schema.staff_validator = staff_validator
     return schema
 

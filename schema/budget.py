@@ -9,7 +9,6 @@ FIXED_LIST_ITEMS), and refuses a query over MAX_OBJECTS before a single statemen
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 
 from resolvers.pages import MAX_PAGE
+from schema.limits import Recent
 
 # 50 privacy requests, each with its account's 50 (5,100 objects), answer in one to two seconds on
 # two busy cores; twice that is the most one query may cost. A page of 100 accounts with their
@@ -52,8 +52,7 @@ class ObjectCounts:
     a variable is not kept, as the next request may send another value."""
 
     def __init__(self, cache_size: int) -> None:
-        self.cache_size = cache_size
-        self._counts: OrderedDict[tuple[str, str | None], int] = OrderedDict()
+        self.counts: Recent[tuple[str, str | None], int] = Recent(cache_size)
 
     def count(
         self,
@@ -64,15 +63,12 @@ class ObjectCounts:
         variables: Mapping[str, Any],
     ) -> int:
         key = (query, operation_name) if query is not None else None
-        if key is not None and (known := self._counts.get(key)) is not None:
-            self._counts.move_to_end(key)
+        if key is not None and (known := self.counts.get(key)) is not None:
             return known
         counter = _counter(schema, document, operation_name, variables)
         asked = counter.total() if counter is not None else 0
         if key is not None and (counter is None or not counter.read_variables):
-            self._counts[key] = asked
-            if len(self._counts) > self.cache_size:
-                self._counts.popitem(last=False)
+            self.counts.keep(key, asked)
         return asked
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from graphql import (
     DocumentNode,
@@ -124,6 +124,35 @@ def too_complex(document: DocumentNode) -> GraphQLError | None:
     return None
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """The answers to the most recently asked questions, up to `size` of them; the one asked
+    longest ago goes first. Counts its hits and misses."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._answers: OrderedDict[K, V] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        answer = self._answers.get(key)
+        if answer is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._answers.move_to_end(key)
+        return answer
+
+    def keep(self, key: K, answer: V) -> None:
+        self._answers[key] = answer
+        if len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+
+
 class QueryValidator:
     """Validates each distinct document once for one schema: its size first, then GraphQL's
     rules with our depth and alias limits (and, in production, no introspection unless asked
@@ -142,12 +171,9 @@ class QueryValidator:
             *(DisableIntrospection().validation_rules if production and not introspection else ()),
         )
         self.hide_suggestions = production
-        self.cache_size = cache_size
         # Keyed by the query's text, whose hash Python keeps: hashing the parsed document would
         # walk every node of it on every request.
-        self._verdicts: OrderedDict[str, list[GraphQLError]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        self.verdicts: Recent[str, list[GraphQLError]] = Recent(cache_size)
 
     def validate(
         self, schema: GraphQLSchema, query: str | None, document: DocumentNode
@@ -156,16 +182,10 @@ class QueryValidator:
         `query` is the text the document was parsed from; None validates without the cache."""
         if query is None:
             return self._validate(schema, document)
-        verdict = self._verdicts.get(query)
-        if verdict is not None:
-            self.hits += 1
-            self._verdicts.move_to_end(query)
-            return verdict
-        self.misses += 1
-        verdict = self._validate(schema, document)
-        self._verdicts[query] = verdict
-        if len(self._verdicts) > self.cache_size:
-            self._verdicts.popitem(last=False)
+        verdict = self.verdicts.get(query)
+        if verdict is None:
+            verdict = self._validate(schema, document)
+            self.verdicts.keep(query, verdict)
         return verdict
 
     def _validate(self, schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:

@@ -137,8 +137,8 @@ async def test_staff_and_everyone_else_keep_their_own_validation_cache() -> None
         assert refused.errors and "introspection" in refused.errors[0].message.lower()
         assert answered.errors is None
     # One entry each, found again the second time.
-    assert (schema.validator.misses, schema.validator.hits) == (1, 1)
-    assert (schema.staff_validator.misses, schema.staff_validator.hits) == (1, 1)
+    assert (schema.validator.verdicts.misses, schema.validator.verdicts.hits) == (1, 1)
+    assert (schema.staff_validator.verdicts.misses, schema.staff_validator.verdicts.hits) == (1, 1)
 
 
 class TestProduction:

@@ -160,7 +160,10 @@ class TestValidationCache:
             assert result.data == {"__typename": "Query"}
         other = await schema.execute("query Other { __typename }")
         assert other.errors is None
-        assert (schema.validator.misses, schema.validator.hits) == (2, 2)
+        assert (schema.validator.verdicts.misses, schema.validator.verdicts.hits) == (2, 2)
+        # The object budget is counted once per distinct query too.
+        counts = schema.object_counts.counts
+        assert (counts.misses, counts.hits) == (2, 2)
 
     async def test_production_and_development_keep_their_own_answers(
         self, client: httpx.AsyncClient, production_client: httpx.AsyncClient
