@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -298,23 +298,6 @@ class BrokenLink:
     reason: str
 
 
-class ChainVerifier:
-    """Checks events one at a time, in (account, seq) order, keeping only the last one."""
-
-    def __init__(self) -> None:
-        self.previous: ConsentEvent | None = None
-
-    def check(self, event: ConsentEvent) -> BrokenLink | None:
-        previous = self.previous
-        if previous is not None and previous.account_id != event.account_id:
-            previous = None
-        self.previous = event
-        problem = link_problem(event, previous)
-        if problem is not None:
-            return BrokenLink(event.id, event.account_id, event.seq, problem)
-        return None
-
-
 def link_problem(event: ChainedEvent, previous: ChainedEvent | None) -> str | None:
     """What is wrong with an event as the successor of `previous` in its chain (None for the
     first event), if anything: the chain rules every ledger follows."""
@@ -351,41 +334,53 @@ async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
     event of a chain must be the head the account row records, so removing the newest events
     is caught too.
     """
-    checked = 0
-    verifier = ChainVerifier()
-    last: tuple[ConsentEvent, int | None, str | None] | None = None
     stream = await session.stream(
         select(ConsentEvent, Account.ledger_seq, Account.ledger_head)
         .outerjoin(Account, Account.id == ConsentEvent.account_id)
         .order_by(ConsentEvent.account_id, ConsentEvent.seq)
         .execution_options(yield_per=1000)
     )
-    async for event, head_seq, head_hash in stream:
-        if last is not None and last[0].account_id != event.account_id:
-            broken = _check_head(*last)
-            if broken is not None:
+    return await verify_chains(stream, lambda event: event.account_id, "account")
+
+
+async def verify_chains(
+    rows: AsyncIterable[Any], owner_of: Callable[[Any], uuid.UUID], owner: str
+) -> tuple[int, BrokenLink | None]:
+    """Check chains of events given as (event, head seq, head hash) rows in (owner, seq) order,
+    for the account ledger and the visitors' alike: each link by `link_problem`, and that each
+    chain ends at the head its owner (`owner`: "account", "visitor") records. A head seq of None
+    is an erased account, whose pseudonymised chain stands alone. Returns how many events were
+    checked and the first broken link."""
+    checked = 0
+    last: tuple[Any, int | None, str | None] | None = None
+    async for event, head_seq, head_hash in rows:
+        same_chain = last is not None and owner_of(last[0]) == owner_of(event)
+        if last is not None and not same_chain:
+            if (broken := _head_problem(*last, owner_of, owner)) is not None:
                 return checked, broken
         checked += 1
-        broken = verifier.check(event)
-        if broken is not None:
-            return checked, broken
+        previous = last[0] if last is not None and same_chain else None
+        if (problem := link_problem(event, previous)) is not None:
+            return checked, BrokenLink(event.id, owner_of(event), event.seq, problem)
         last = (event, head_seq, head_hash)
-    return checked, _check_head(*last) if last is not None else None
+    return checked, _head_problem(*last, owner_of, owner) if last is not None else None
 
 
-def _check_head(
-    event: ConsentEvent, head_seq: int | None, head_hash: str | None
+def _head_problem(
+    event: Any,
+    head_seq: int | None,
+    head_hash: str | None,
+    owner_of: Callable[[Any], uuid.UUID],
+    owner: str,
 ) -> BrokenLink | None:
-    if head_seq is None:  # the account was erased; its pseudonymised chain stands alone
+    if head_seq is None or (event.seq == head_seq and event.hash == head_hash):
         return None
-    if event.seq != head_seq or event.hash != head_hash:
-        return BrokenLink(
-            event.id,
-            event.account_id,
-            event.seq,
-            f"the account's chain should end at event {head_seq}; later events are missing",
-        )
-    return None
+    return BrokenLink(
+        event.id,
+        owner_of(event),
+        event.seq,
+        f"the {owner}'s chain should end at event {head_seq}; later events are missing",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from auth.rate_limits import Door, RateLimiter, client_key
 from models import ConsentActor, Source, Visitor, VisitorConsentEvent, utcnow
 from resolvers import catalogue, settings
 from resolvers.catalogue import CookieCategory, SettingDefinition, SettingGroup, Value
-from resolvers.consent import BrokenLink, Provenance, chained_values, link_problem
+from resolvers.consent import BrokenLink, Provenance, chained_values, verify_chains
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.policy import newest_version
 
@@ -338,39 +338,13 @@ async def verify_visitor_ledgers(session: AsyncSession) -> tuple[int, BrokenLink
     """Check every visitor's chain by the account ledger's rules, streaming in bounded memory,
     and that each ends at the head its visitor record holds. Returns how many events were
     checked and the first broken link (naming the visitor where it says account)."""
-    checked = 0
-    previous: VisitorConsentEvent | None = None
-    head: tuple[int, str | None] = (0, None)
     stream = await session.stream(
         select(VisitorConsentEvent, Visitor.ledger_seq, Visitor.ledger_head)
         .join(Visitor, Visitor.id == VisitorConsentEvent.visitor_id)
         .order_by(VisitorConsentEvent.visitor_id, VisitorConsentEvent.seq)
         .execution_options(yield_per=1000)
     )
-    async for event, head_seq, head_hash in stream:
-        if previous is not None and previous.visitor_id != event.visitor_id:
-            if (broken := _head_problem(previous, *head)) is not None:
-                return checked, broken
-            previous = None
-        checked += 1
-        problem = link_problem(event, previous)
-        if problem is not None:
-            return checked, BrokenLink(event.id, event.visitor_id, event.seq, problem)
-        previous, head = event, (head_seq, head_hash)
-    return checked, _head_problem(previous, *head) if previous is not None else None
-
-
-def _head_problem(
-    last: VisitorConsentEvent, head_seq: int, head_hash: str | None
-) -> BrokenLink | None:
-    if last.seq == head_seq and last.hash == head_hash:
-        return None
-    return BrokenLink(
-        last.id,
-        last.visitor_id,
-        last.seq,
-        f"the visitor's chain should end at event {head_seq}; later events are missing",
-    )
+    return await verify_chains(stream, lambda event: event.visitor_id, "visitor")
 
 
 def expires_at(visitor: Visitor, retention: timedelta) -> datetime:
