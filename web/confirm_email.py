@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse
 from resolvers import profile
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services
-from web.pages import page, paragraph, post_form
+from web.pages import page, paragraph, post_form, posted_token
 
 _NOTHING_CHANGED = "Nothing was changed: your account keeps its current email address."
 
@@ -62,11 +62,7 @@ class ConfirmEmailPages:
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """POST, with the token in the query string (the button's form) or in the form body."""
-        token = request.query_params.get("token")
-        if token is None:
-            async with request.form() as form:
-                field = form.get("token")
-            token = field if isinstance(field, str) else ""
+        token = await posted_token(request)
         try:
             async with self.database.transaction() as session:
                 account = await profile.confirm_email_change(session, token=token)

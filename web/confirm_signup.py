@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services, client_of
-from web.pages import page, paragraph, post_form
+from web.pages import page, paragraph, post_form, posted_token
 
 
 def _refused(rejected: Rejected) -> HTMLResponse:
@@ -64,11 +64,7 @@ class ConfirmSignupPages:
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """POST, with the token in the query string (the button's form) or in the form body."""
-        token = request.query_params.get("token")
-        if token is None:
-            async with request.form() as form:
-                field = form.get("token")
-            token = field if isinstance(field, str) else ""
+        token = await posted_token(request)
         try:
             async with self.services.database.transaction() as session:
                 account = await signup.confirm_signup_link(

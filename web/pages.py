@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import urlencode
 
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 HEADERS = {
@@ -83,3 +84,14 @@ def choice_form(
         f'<form method="post" action="{action}">\n{hidden}{sets}'
         f'<button type="submit">{escape(button)}</button>\n</form>\n'
     )
+
+
+async def posted_token(request: Request) -> str:
+    """The token a POST to a page carries: in the query string (the page's own button keeps it
+    there) or in the form body."""
+    token = request.query_params.get("token")
+    if token is None:
+        async with request.form() as form:
+            field = form.get("token")
+        token = field if isinstance(field, str) else ""
+    return token
