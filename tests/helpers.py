@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import cli
 from auth import passwords
+from auth.rate_limits import RateLimiter
 from models import (
     ConsentEvent,
     Database,
@@ -30,7 +31,9 @@ from models import (
     PendingSignup,
     utcnow,
 )
+from resolvers.account import Client, check_applicant, open_account
 from resolvers.age import today_everywhere
+from resolvers.errors import Rejected
 from resolvers.notifications import mark_sent
 from resolvers.validation import normalize_email
 from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
@@ -195,12 +198,50 @@ async def signup(
     return await confirm_signup(client, {"email": values["email"], "code": code}, headers)
 
 
-async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
-    """Sign up successfully and return the bearer token."""
+async def signed_up_through_the_api(client: httpx.AsyncClient, **overrides: Any) -> str:
+    """Sign up as a person does (`signup`, the mailed code, `confirmSignup`), which also sets
+    the web session's cookie on `client`: the bearer token."""
     payload = await signup(client, **overrides)
     assert payload["errors"] == [], payload["errors"]
     token: str = payload["token"]
     return token
+
+
+async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
+    """A new account, signed in: its bearer token. For the tests that need someone, not a
+    signup: the account is made by the code `confirmSignup` runs (the same checks, consent events
+    and session), without the two requests and the mail between them, which the signup tests go
+    through (`signup`). Signed in by token, as the mobile app is: no cookie is set."""
+    values = signup_input(**overrides)
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
+    device = Client(
+        address="127.0.0.1",
+        user_agent=client.headers.get("user-agent"),
+        session_days=services.config.session_days,
+    )
+    try:
+        async with services.database.transaction() as session:
+            applicant = await check_applicant(
+                session,
+                RateLimiter("memory://"),
+                device,
+                refused_recently=False,
+                email=values["email"],
+                password=values["password"],
+                display_name=values["displayName"],
+                birth_date=date.fromisoformat(values["birthDate"]),
+                country=values["country"],
+                accept_policy_version=values["acceptPolicyVersion"],
+                phone=values.get("phone"),
+            )
+            password_hash = await passwords.get_password_hash(values["password"])
+            _, signed_in = await open_account(
+                session, device, applicant, password_hash, global_privacy_control=False
+            )
+    except Rejected as refused:
+        raise AssertionError(f"signup refused: {refused.errors}") from None
+    assert signed_in is not None
+    return signed_in.token
 
 
 def birth_date_for_age(years: int) -> date:

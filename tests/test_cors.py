@@ -11,7 +11,7 @@ import pytest
 
 from config import ConfigError, load_config
 from tests.conftest import make_config
-from tests.helpers import events, settings_mutation, signed_up
+from tests.helpers import events, settings_mutation, signed_up_through_the_api
 from web.app import create_app
 
 FRONTEND = "https://cms.example"
@@ -98,7 +98,7 @@ class TestCredentialedRequest:
     async def test_a_cookie_session_from_the_frontend_is_answered_and_its_source_kept(
         self, cross_origin: httpx.AsyncClient
     ) -> None:
-        token = await signed_up(cross_origin)  # also sets the session cookie
+        token = await signed_up_through_the_api(cross_origin)  # also sets the session cookie
         response = await cross_origin.post(
             "/graphql",
             json={

@@ -11,7 +11,7 @@ import pytest
 
 from auth.tokens import SESSION_COOKIE
 from tests.conftest import make_config
-from tests.helpers import signed_up
+from tests.helpers import signed_up_through_the_api
 from tests.test_cors import FRONTEND, browser_refusals
 from web.app import create_app
 
@@ -87,7 +87,7 @@ class TestQueriesOverGet:
     async def test_the_cookie_alone_is_refused_with_the_reason(
         self, client: httpx.AsyncClient
     ) -> None:
-        await signed_up(client)
+        await signed_up_through_the_api(client)
         assert SESSION_COOKIE in client.cookies
         response = await client.get("/graphql", params={"query": ME})
         assert response.status_code == 200
@@ -99,7 +99,7 @@ class TestQueriesOverGet:
     async def test_the_cookie_with_a_custom_header_is_used(
         self, client: httpx.AsyncClient, header: str
     ) -> None:
-        await signed_up(client)
+        await signed_up_through_the_api(client)
         response = await client.get("/graphql", params={"query": ME}, headers={header: "web"})
         assert response.json() == {"data": {"me": {"email": "ada@example.com"}}}
 
@@ -121,7 +121,7 @@ async def test_a_get_query_from_the_frontend_origin_is_signed_in(
     frontend: httpx.AsyncClient,
 ) -> None:
     """What urql in a browser on the frontend's origin does, with the header added."""
-    await signed_up(frontend)
+    await signed_up_through_the_api(frontend)
     preflight = await frontend.options(
         "/graphql",
         headers={

@@ -28,7 +28,16 @@ from config import Config, load_config, tracing_requested
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, make_config
-from tests.helpers import CONFIRM_SIGNUP, LOGIN, SIGNUP, gql, serving, signed_up, signup_input
+from tests.helpers import (
+    CONFIRM_SIGNUP,
+    LOGIN,
+    SIGNUP,
+    gql,
+    serving,
+    signed_up,
+    signed_up_through_the_api,
+    signup_input,
+)
 from tests.test_cli import free_port
 from web.app import create_app
 
@@ -263,7 +272,7 @@ class TestMetrics:
 
     async def test_what_a_request_changes_shows_in_the_next_scrape(self, client: Any) -> None:
         before = scrape(await client.get("/metrics"))
-        token = await signed_up(client, email=EMAIL, password=PASSWORD)
+        token = await signed_up_through_the_api(client, email=EMAIL, password=PASSWORD)
         toggled = await gql(client, TOGGLE, {"input": NEWSLETTER_BY_EMAIL}, token=token)
         assert toggled["data"]["setCommunicationPreference"]["errors"] == []
         change = {"input": {"newEmail": "renamed." + EMAIL, "currentPassword": PASSWORD}}

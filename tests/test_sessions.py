@@ -13,7 +13,16 @@ from auth.rate_limits import Door
 from auth.tokens import SESSION_COOKIE
 from models import Account, AuthSession, utcnow
 from resolvers import account as account_use_cases
-from tests.helpers import LOGIN, ME, PASSWORD, codes, count_statements, gql, signed_up
+from tests.helpers import (
+    LOGIN,
+    ME,
+    PASSWORD,
+    codes,
+    count_statements,
+    gql,
+    signed_up,
+    signed_up_through_the_api,
+)
 
 LOGOUT = "mutation { logout { ok errors { code } } }"
 CHANGE_PASSWORD = """
@@ -188,13 +197,13 @@ class TestSessionCredentials:
         assert len(stored) == 1 and token not in stored[0]
 
     async def test_cookie_works_for_json_requests(self, client) -> None:
-        await signed_up(client)
+        await signed_up_through_the_api(client)
         assert client.cookies.get(SESSION_COOKIE)
         body = await gql(client, ME)
         assert body["data"]["me"]["email"] == "ada@example.com"
 
     async def test_cookie_is_ignored_on_what_could_be_a_cross_site_form_post(self, client) -> None:
-        await signed_up(client)
+        await signed_up_through_the_api(client)
         as_form = await client.post(
             "/graphql", data={"query": LOGOUT}, headers={"Origin": "https://evil.example"}
         )
@@ -205,7 +214,7 @@ class TestSessionCredentials:
         assert (await gql(client, ME))["data"]["me"]["email"] == "ada@example.com"
 
     async def test_a_custom_header_lets_a_get_query_use_the_cookie(self, client) -> None:
-        await signed_up(client)
+        await signed_up_through_the_api(client)
         response = await client.get(
             "/graphql",
             params={"query": "{ me { email } }"},

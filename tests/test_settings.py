@@ -27,6 +27,7 @@ from tests.helpers import (
     settings_mutation,
     sharing,
     signed_up,
+    signed_up_through_the_api,
     signup,
 )
 
@@ -228,7 +229,7 @@ class TestSetCommunicationPreference:
     async def test_without_a_source_header_a_token_is_api_and_the_cookie_is_web(
         self, client
     ) -> None:
-        token = await signed_up(client)  # the web frontend's cookie is set as well
+        token = await signed_up_through_the_api(client)  # the web frontend's cookie is set as well
 
         await changed(client, SET_PREFERENCE, toggle("EMAIL", "MARKETING", True), token=token)
         await changed(client, SET_PREFERENCE, toggle("EMAIL", "MARKETING", False))

@@ -24,6 +24,7 @@ from tests.helpers import (
     post,
     run_cli,
     signed_up,
+    signed_up_through_the_api,
 )
 from tests.test_export import download
 
@@ -277,7 +278,7 @@ class TestMergeIntoAccount:
     async def test_signup_carries_the_visitors_choices(self, client, database) -> None:
         await choose(client, analytics=True, functional=True)
 
-        token = await signed_up(client)
+        token = await signed_up_through_the_api(client)
         client.cookies.delete("privacy_session")
 
         assert await account_cookies(client, token) == (True, True, False)
@@ -334,7 +335,7 @@ class TestMergeIntoAccount:
 
     async def test_the_export_holds_the_carried_choices_and_stays_valid(self, client) -> None:
         await choose(client, advertising=True)
-        token = await signed_up(client)
+        token = await signed_up_through_the_api(client)
         client.cookies.clear()
 
         document = await download(client, token)  # validated against docs/export-schema.json
