@@ -9,14 +9,17 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from unittest import mock
 
 import httpx
+import uvicorn
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -469,24 +472,68 @@ def process_environment(**env: str) -> dict[str, str]:
     return {**environment, **env}
 
 
-async def run_cli(
-    database_url: str, data_dir: Path, *args: str, **env: str
-) -> tuple[int, str, str]:
+class CliRun(NamedTuple):
+    """What a `privacy-api` command run in this process did: its exit code and its output."""
+
+    code: int
+    out: str
+    err: str
+
+
+# A command run in this process that has not ended by then has hung (a real one would be killed).
+CLI_TIMEOUT = 120.0
+
+
+async def run_cli(database_url: str, data_dir: Path, *args: str, **env: str) -> CliRun:
     """Run `privacy-api` on the test's database with the test's secret: exit code, out, err.
 
-    In this process, as a process would (its own environment, event loop, output and logging),
-    to spare each run the start of an interpreter; tests/test_cli.py and tests/test_startup.py
-    run the real command."""
+    In this process (see `run_in_process`), to spare each run the start of an interpreter."""
     environment = process_environment(
         PRIVACY_API_DATABASE_URL=database_url,
         PRIVACY_API_DATA_DIR=str(data_dir),
         PRIVACY_API_SECRET_KEY=TEST_SECRET,
         **env,
     )
-    return await asyncio.to_thread(_run_in_process, list(args), environment)
+    return await asyncio.to_thread(run_in_process, list(args), environment)
 
 
-def _run_in_process(argv: list[str], environment: dict[str, str]) -> tuple[int, str, str]:
+def run_in_process(argv: list[str], environment: dict[str, str]) -> CliRun:
+    """Run `privacy-api` with these arguments as a process would, with exactly `environment` as
+    its environment, its own event loops (in a thread of its own), its own stdout and stderr, and
+    its own logging; the test's come back afterwards. For sync tests, or async ones through
+    `asyncio.to_thread`.
+
+    Exit codes are `main`'s, and an exception it lets out fails the test (where a process would
+    print a traceback). A command that would go on to serve fails at once instead: in this
+    process, uvicorn would never return. What only a real interpreter shows (output at import
+    or at exit, `sys.exit`) is left to the few tests that start one."""
+    outcome: list[CliRun | BaseException] = []
+
+    def command() -> None:
+        try:
+            outcome.append(_run_swapped(argv, environment))
+        except BaseException as error:  # handed to the test's thread, which raises it
+            outcome.append(error)
+
+    thread = threading.Thread(target=command, name=f"privacy-api {' '.join(argv)}", daemon=True)
+    thread.start()
+    thread.join(CLI_TIMEOUT)
+    if thread.is_alive():
+        raise AssertionError(f"privacy-api {argv} did not end within {CLI_TIMEOUT:g} seconds")
+    [result] = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _refuse_to_serve(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError(
+        "the command started serving (uvicorn.run); in this process it would never end: "
+        "a command that serves is run as a real process (tests.helpers.serving)"
+    )
+
+
+def _run_swapped(argv: list[str], environment: dict[str, str]) -> CliRun:
     out, err = io.StringIO(), io.StringIO()
     saved_environment = dict(os.environ)
     root = logging.getLogger()
@@ -494,7 +541,11 @@ def _run_in_process(argv: list[str], environment: dict[str, str]) -> tuple[int, 
     os.environ.clear()
     os.environ.update(environment)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            mock.patch.object(uvicorn, "run", _refuse_to_serve),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             try:
                 code = cli.main(argv)
             except SystemExit as exit:
@@ -505,4 +556,4 @@ def _run_in_process(argv: list[str], environment: dict[str, str]) -> tuple[int, 
         # The command set up logging for itself (to its stderr); the test's comes back.
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-    return code, out.getvalue(), err.getvalue()
+    return CliRun(code, out.getvalue(), err.getvalue())

@@ -1,4 +1,7 @@
-"""The `privacy-api` command as an operator runs it, on a SQLite file of its own."""
+"""The `privacy-api` command as an operator runs it, on a SQLite file of its own.
+
+Most commands run in this process (`tests.helpers.run_in_process`); the two that serve start the
+real command, as an operator would, and sign in to it."""
 
 from __future__ import annotations
 
@@ -13,34 +16,30 @@ from pathlib import Path
 import httpx
 
 from schema import schema_sdl
-from tests.helpers import process_environment
+from tests.helpers import CliRun, process_environment, run_in_process
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "cli"]
 
 
-def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli_environment(data_dir: Path, **env: str) -> dict[str, str]:
+    """The command's environment: a database of its own in `data_dir`, not the test suite's."""
     environment = process_environment(PRIVACY_API_DATA_DIR=str(data_dir), **env)
     environment.pop("PRIVACY_API_DATABASE_URL", None)
-    return subprocess.run(
-        [*COMMAND, *args],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return environment
+
+
+def run_cli(data_dir: Path, *args: str, **env: str) -> CliRun:
+    """A command that ends (never one that serves), run in this process."""
+    return run_in_process(list(args), cli_environment(data_dir, **env))
 
 
 def start_serve(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """`privacy-api serve` in the background on a database in `data_dir`, output in one pipe."""
-    environment = process_environment(PRIVACY_API_DATA_DIR=str(data_dir), **env)
-    environment.pop("PRIVACY_API_DATABASE_URL", None)
     return subprocess.Popen(
         [*COMMAND, "serve", *args],
         cwd=PROJECT_ROOT,
-        env=environment,
+        env=cli_environment(data_dir, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -62,23 +61,23 @@ def test_committed_schema_matches_the_code() -> None:
 def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
     target = tmp_path / "out.graphql"
     result = run_cli(tmp_path, "export-schema", "--output", str(target))
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     assert target.read_text() == schema_sdl()
 
 
 def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
     for _ in range(2):
         result = run_cli(tmp_path, "migrate")
-        assert result.returncode == 0, result.stderr
+        assert result.code == 0, result.err
     assert (tmp_path / "privacy.db").exists()
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "migrate", PRIVACY_API_ENV="production", PRIVACY_API_SECRET_KEY="")
-    assert result.returncode == 2
-    assert "PRIVACY_API_SECRET_KEY" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.code == 2
+    assert "PRIVACY_API_SECRET_KEY" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_production_refuses_the_test_suites_password_cost(tmp_path: Path) -> None:
@@ -90,13 +89,13 @@ def test_production_refuses_the_test_suites_password_cost(tmp_path: Path) -> Non
         PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
         PRIVACY_API_PASSWORD_COST="test",
     )
-    assert result.returncode == 2
-    assert "PRIVACY_API_PASSWORD_COST is for the test suite only" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.code == 2
+    assert "PRIVACY_API_PASSWORD_COST is for the test suite only" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_create_staff(tmp_path: Path) -> None:
-    run_cli(tmp_path, "migrate")
+    assert run_cli(tmp_path, "migrate").code == 0
     made = run_cli(
         tmp_path,
         "create-staff",
@@ -108,7 +107,7 @@ def test_create_staff(tmp_path: Path) -> None:
         "privacy-officer",
         PRIVACY_API_STAFF_PASSWORD="officer passphrase",
     )
-    assert made.returncode == 0, made.stderr
+    assert made.code == 0, made.err
     again = run_cli(
         tmp_path,
         "create-staff",
@@ -120,8 +119,8 @@ def test_create_staff(tmp_path: Path) -> None:
         "support",
         PRIVACY_API_STAFF_PASSWORD="another passphrase",
     )
-    assert again.returncode == 1
-    assert "already in use" in again.stderr
+    assert again.code == 1
+    assert "already in use" in again.err
     weak = run_cli(
         tmp_path,
         "create-staff",
@@ -133,8 +132,8 @@ def test_create_staff(tmp_path: Path) -> None:
         "support",
         PRIVACY_API_STAFF_PASSWORD="12345678",
     )
-    assert weak.returncode == 1
-    assert "password" in weak.stderr
+    assert weak.code == 1
+    assert "password" in weak.err
 
 
 def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
@@ -171,7 +170,8 @@ def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
         server.wait(timeout=20)
 
     second = run_cli(tmp_path, "serve", "--port", "0", PRIVACY_API_ENV="bogus")
-    assert second.returncode == 2
+    assert second.code == 2
+    assert "PRIVACY_API_ENV" in second.err
 
 
 def test_the_demo_account_is_made_only_on_an_empty_database(tmp_path: Path) -> None:
@@ -200,15 +200,15 @@ def test_production_needs_the_public_url_for_links(tmp_path: Path) -> None:
         PRIVACY_API_SECRET_KEY=secret,
         PRIVACY_API_PUBLIC_URL="https://privacy.example.com/",
     )
-    assert missing.returncode == 2 and "PRIVACY_API_PUBLIC_URL" in missing.stderr
-    assert given.returncode == 0, given.stderr
+    assert missing.code == 2 and "PRIVACY_API_PUBLIC_URL" in missing.err
+    assert given.code == 0, given.err
 
 
 def test_serve_refuses_several_workers_without_shared_rate_limits(tmp_path: Path) -> None:
     # With limits kept in each process's memory, every worker would allow its own ten guesses.
     result = run_cli(tmp_path, "serve", "--port", str(free_port()), "--workers", "2")
-    assert result.returncode == 2
-    [line] = result.stderr.splitlines()
+    assert result.code == 2
+    [line] = result.err.splitlines()
     assert "PRIVACY_API_RATE_LIMIT_STORAGE" in line
     assert not (tmp_path / "privacy.db").exists()
 
@@ -244,8 +244,8 @@ def test_serve_runs_several_workers_with_shared_rate_limits(tmp_path: Path, redi
 def test_serve_refuses_any_origin_in_one_line(tmp_path: Path) -> None:
     # "*" with credentials would let every site act with a signed-in person's cookie.
     result = run_cli(tmp_path, "serve", "--port", str(free_port()), PRIVACY_API_ALLOWED_ORIGINS="*")
-    assert result.returncode == 2
-    [line] = result.stderr.splitlines()
+    assert result.code == 2
+    [line] = result.err.splitlines()
     assert line.startswith("Configuration error: PRIVACY_API_ALLOWED_ORIGINS")
     assert "'*'" in line
     assert not (tmp_path / "privacy.db").exists()

@@ -1,6 +1,9 @@
 """A start that cannot work ends at once with one line that says why, never a traceback or a hang:
 a database URL the API cannot use, a database that refuses or never answers, a rate-limit store
-that is down. `/readyz` tells a load balancer about the last two while the API runs."""
+that is down. `/readyz` tells a load balancer about the last two while the API runs.
+
+The commands run in this process, to spare each the start of an interpreter; one refusal is run
+as a real interpreter, for what only a process shows."""
 
 from __future__ import annotations
 
@@ -18,38 +21,53 @@ import pytest
 
 from config import Config
 from tests.conftest import TEST_SECRET
+from tests.helpers import CliRun, run_in_process
 from tests.test_cli import free_port
 from web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(data_dir: Path, command: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a `privacy-api` command with the environment given (a bounded run: it must end)."""
-    environment = {
+def environment(data_dir: Path, **env: str) -> dict[str, str]:
+    """The environment given and no other PRIVACY_API_* setting (not even the suite's)."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PRIVACY_API_")},
         "PRIVACY_API_DATA_DIR": str(data_dir),
         "PRIVACY_API_SECRET_KEY": TEST_SECRET,
         **env,
     }
-    arguments = [command, "--port", str(free_port())] if command == "serve" else [command]
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *arguments],
+
+
+def arguments(command: str) -> list[str]:
+    return [command, "--port", str(free_port())] if command == "serve" else [command]
+
+
+def start(data_dir: Path, command: str, **env: str) -> CliRun:
+    """Run a `privacy-api` command, in this process, with the environment given. Each one here
+    is refused before it serves (one that served would fail the test at once)."""
+    return run_in_process(arguments(command), environment(data_dir, **env))
+
+
+def start_process(data_dir: Path, command: str, **env: str) -> CliRun:
+    """The same, as a real interpreter: what it prints at import and at exit counts too."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", *arguments(command)],
         cwd=PROJECT_ROOT,
-        env=environment,
+        env=environment(data_dir, **env),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    return CliRun(result.returncode, result.stdout, result.stderr)
 
 
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
+def one_line(result: CliRun) -> str:
     """The single line a refused start prints, after checking it printed nothing else."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert result.code != 0, result
+    assert "Traceback" not in result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
     return lines[0]
 
 
@@ -101,6 +119,22 @@ class TestUnreachableDatabase:
 
         assert line.startswith(f"Database unreachable: {url} did not answer")
         assert "PRIVACY_API_DATABASE_URL" in line
+
+    def test_a_refused_start_as_a_real_process_prints_one_line_and_no_traceback(
+        self, tmp_path: Path
+    ) -> None:
+        # The one refusal run as a real interpreter, for what a command run in this process
+        # cannot show: the exit status, and what Python prints at import or at exit (a warning,
+        # a connection left open, a task whose error nobody read).
+        url = f"postgresql+asyncpg://privacy@127.0.0.1:{free_port()}/privacy"
+
+        result = start_process(tmp_path, "serve", PRIVACY_API_DATABASE_URL=url)
+        line = one_line(result)
+
+        assert result.code == 2
+        assert line.startswith(f"Database unreachable: {url} did not answer")
+        assert result.out == ""
+        assert not (tmp_path / "privacy.db").exists()
 
     def test_a_database_that_never_answers_ends_the_wait(
         self, tmp_path: Path, silent_server: int
