@@ -113,6 +113,12 @@ ME_ID = "{ me { id } }"
 PHONE = "+447400123456"
 
 
+class _Server(ThreadingHTTPServer):
+    # The worker opens up to ten connections at once; with the standard backlog of 5 the kernel
+    # drops the others' first SYN and they connect only when it is sent again, a second later.
+    request_queue_size = 64
+
+
 class Receiver:
     """A real HTTP server on a free port that records what it is sent and answers each request
     with the next of `answers` (then 204)."""
@@ -142,7 +148,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         # A short poll, so that stopping it (after every test) does not wait half a second.
