@@ -29,8 +29,8 @@ from web.app import create_app
 
 T = TypeVar("T")
 
-# A second for each wait, so a test sees quickly what a client sees after the default waits.
-SHORT = DatabaseTimeouts(connect=1, command=1, statement=1, pool=1)
+# Half a second for each wait, so a test sees quickly what a client sees after the default waits.
+SHORT = DatabaseTimeouts(connect=0.5, command=0.5, statement=0.5, pool=0.5)
 # Past this, a request counts as hanging and the test fails instead of waiting for the outage.
 HANG = 10
 RETRYABLE_MESSAGE = "The service is briefly unavailable; try again."
