@@ -23,6 +23,7 @@ from auth import passwords
 from cli import migrate
 from config import Config
 from models import Base, Database, PolicyVersion
+from web import metrics
 from web.app import create_app
 
 SEED_POLICY_VERSION = "2025-07"
@@ -51,11 +52,26 @@ async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test's SQLite database is: one path, so that its URL (and the engine kept for
+    it, see `_Kept`) is the same test after test."""
+    return tmp_path_factory.mktemp("sqlite-each-test") / "privacy.db"
+
+
 @pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "privacy.db"
-    shutil.copyfile(sqlite_template, path)
-    return f"sqlite+aiosqlite:///{path}"
+async def sqlite_url(sqlite_template: Path, sqlite_path: Path) -> str:
+    """A fresh copy of the migrated template, at the same path for every test."""
+    url = f"sqlite+aiosqlite:///{sqlite_path}"
+    await _Kept.close_connections(url)  # none may read the file being replaced
+    _replace(sqlite_path, sqlite_template)
+    return url
+
+
+def _replace(path: Path, template: Path) -> None:
+    for leftover in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{leftover}").unlink(missing_ok=True)
+    shutil.copyfile(template, path)
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +172,32 @@ async def clean_database_url(database_url: str) -> str:
     """The database, emptied of everything but the migrations' seed."""
     if database_url.startswith("sqlite"):
         return database_url  # a fresh copy of the template already
+    await _Kept.close_connections(database_url)
     await _PostgresqlCleaner.clean(database_url)
     return database_url
+
+
+class _Kept:
+    """One `Database` per URL for the tests' `app` and `database` fixtures, kept from test to
+    test: an engine compiles each statement once and keeps it, and a new engine per test
+    compiled every statement of every test again (an eighth of the suite's time). Each test
+    starts with its connections closed. Tests that build their own `Database` or app still get
+    engines of their own."""
+
+    databases: dict[str, Database] = {}
+
+    @classmethod
+    def database(cls, url: str) -> Database:
+        if url not in cls.databases:
+            database = Database(url, make_config(url).database_timeouts)
+            metrics.watch_pool(database)
+            cls.databases[url] = database
+        return cls.databases[url]
+
+    @classmethod
+    async def close_connections(cls, url: str) -> None:
+        if url in cls.databases:
+            await cls.databases[url].dispose()
 
 
 @pytest.fixture
@@ -188,7 +228,7 @@ def config(clean_database_url: str) -> Config:
 
 @pytest.fixture
 async def app(config: Config) -> AsyncIterator[object]:
-    application = create_app(config)
+    application = create_app(config, _Kept.database(config.database_url))
     yield application
     await application.state.services.database.dispose()
 
@@ -215,6 +255,6 @@ async def production_client(clean_database_url: str) -> AsyncIterator[httpx.Asyn
 @pytest.fixture
 async def database(clean_database_url: str) -> AsyncIterator[Database]:
     """Direct access for assertions about what was (not) stored."""
-    db = Database(clean_database_url)
+    db = _Kept.database(clean_database_url)
     yield db
     await db.dispose()

@@ -59,10 +59,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def build_services(config: Config) -> Services:
-    """What lives as long as the process."""
-    database = Database(config.database_url, config.database_timeouts)
-    metrics.watch_pool(database)
+def build_services(config: Config, database: Database | None = None) -> Services:
+    """What lives as long as the process. A `database` given is the caller's, already watched
+    (`metrics.watch_pool`); otherwise one is opened for `config`."""
+    if database is None:
+        database = Database(config.database_url, config.database_timeouts)
+        metrics.watch_pool(database)
     metrics.count_consent_events()
     return Services(
         config=config,
@@ -87,11 +89,13 @@ async def write_key_uses(services: Services) -> None:
         logger.warning("could not write the use counts of %d API keys", len(taken), exc_info=True)
 
 
-def create_app(config: Config | None = None) -> Starlette:
+def create_app(config: Config | None = None, database: Database | None = None) -> Starlette:
+    """The ASGI app for `config` (read from the environment when not given), on `database`
+    when one is given (see `build_services`)."""
     config = config or load_config()
     # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
-    services = build_services(config)
+    services = build_services(config, database)
     observers: list[Callable[[], SchemaExtension]] = [ObservedOperation]
     if config.tracing:
         tracing.install_provider()
