@@ -18,6 +18,7 @@ import httpx
 import pytest
 from limits.storage import storage_from_string
 from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
 
 from auth import passwords
 from cli import migrate
@@ -226,9 +227,17 @@ def config(clean_database_url: str) -> Config:
     return make_config(clean_database_url)
 
 
+def app_for(config: Config) -> Starlette:
+    """The app for `config`, on the database kept for its URL when its waits are the usual ones
+    (see `_Kept`)."""
+    if config.database_timeouts != make_config(config.database_url).database_timeouts:
+        return create_app(config)
+    return create_app(config, _Kept.database(config.database_url))
+
+
 @pytest.fixture
 async def app(config: Config) -> AsyncIterator[object]:
-    application = create_app(config, _Kept.database(config.database_url))
+    application = app_for(config)
     yield application
     await application.state.services.database.dispose()
 
@@ -243,7 +252,7 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the app as production runs it: no introspection, suggestions or GraphiQL."""
-    application = create_app(make_config(clean_database_url, environment="production"))
+    application = app_for(make_config(clean_database_url, environment="production"))
     transport = httpx.ASGITransport(app=application)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

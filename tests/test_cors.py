@@ -10,9 +10,8 @@ import httpx
 import pytest
 
 from config import ConfigError, load_config
-from tests.conftest import make_config
+from tests.conftest import app_for, make_config
 from tests.helpers import events, settings_mutation, signed_up_through_the_api
-from web.app import create_app
 
 FRONTEND = "https://cms.example"
 # What a web frontend sets itself; Cookie, User-Agent and Sec-GPC are the browser's to send.
@@ -27,7 +26,7 @@ FRONTEND_HEADERS = [
 
 @pytest.fixture
 async def cross_origin(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
+    app = app_for(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from auth.tokens import SESSION_COOKIE
-from tests.conftest import make_config
+from tests.conftest import app_for, make_config
 from tests.helpers import signed_up_through_the_api
 from tests.test_cors import FRONTEND, browser_refusals
-from web.app import create_app
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 NEW = {"Accept": f"{GRAPHQL_RESPONSE}, application/json;q=0.9"}
@@ -110,7 +109,7 @@ class TestQueriesOverGet:
 
 @pytest.fixture
 async def frontend(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
+    app = app_for(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

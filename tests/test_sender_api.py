@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, update
 
 from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
-from tests.conftest import make_config
+from tests.conftest import app_for, make_config
 from tests.helpers import (
     birth_date_for_age,
     changed,
@@ -80,7 +80,7 @@ def config_for(database_url: str, **overrides: object) -> Config:
 @pytest.fixture
 async def sender_app(clean_database_url: str) -> AsyncIterator[Any]:
     """The app, with opt-outs listed in the feed at once (a minute later by default)."""
-    application = create_app(config_for(clean_database_url, suppression_feed_delay_seconds=0))
+    application = app_for(config_for(clean_database_url, suppression_feed_delay_seconds=0))
     yield application
     await application.state.services.database.dispose()
 

@@ -36,7 +36,7 @@ from models import (
 )
 from resolvers import notifications
 from resolvers import webhooks as webhooks_resolver
-from tests.conftest import TEST_SECRET, make_config
+from tests.conftest import TEST_SECRET, app_for, make_config
 from tests.helpers import (
     PASSWORD,
     PROJECT_ROOT,
@@ -47,7 +47,6 @@ from tests.helpers import (
     signed_up,
     staff_token,
 )
-from web.app import create_app
 from workers.purge import purge_due_accounts
 from workers.webhooks import Delivery, StepReport, deliver_step
 
@@ -181,7 +180,7 @@ def local_config(clean_database_url: str) -> Config:
 
 @pytest.fixture
 async def local_app(local_config: Config) -> AsyncIterator[Any]:
-    application = create_app(local_config)
+    application = app_for(local_config)
     yield application
     await application.state.services.database.dispose()
 
