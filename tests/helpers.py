@@ -210,8 +210,8 @@ async def signed_up_through_the_api(client: httpx.AsyncClient, **overrides: Any)
     return token
 
 
-async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
-    """A new account, signed in: its bearer token. For the tests that need someone, not a
+async def new_account(client: httpx.AsyncClient, **overrides: Any) -> tuple[str, str]:
+    """A new account, signed in: its id and bearer token. For the tests that need someone, not a
     signup: the account is made by the code `confirmSignup` runs (the same checks, consent events
     and session), without the two requests and the mail between them, which the signup tests go
     through (`signup`). Signed in by token, as the mobile app is: no cookie is set."""
@@ -244,7 +244,13 @@ async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
     except Rejected as refused:
         raise AssertionError(f"signup refused: {refused.errors}") from None
     assert signed_in is not None
-    return signed_in.token
+    return str(signed_in.account.id), signed_in.token
+
+
+async def signed_up(client: httpx.AsyncClient, **overrides: Any) -> str:
+    """A new account, signed in (see `new_account`): its bearer token."""
+    _, token = await new_account(client, **overrides)
+    return token
 
 
 def birth_date_for_age(years: int) -> date:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from models import Account, Notification, Role
-from tests.helpers import PASSWORD, gql, post, signup, staff_token
+from tests.helpers import PASSWORD, gql, new_account, post, staff_token
 from tests.test_export import download
 
 ME = """
@@ -41,9 +41,8 @@ async def me(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
 
 
 async def a_person(client: httpx.AsyncClient) -> tuple[str, str]:
-    payload = await signup(client)
-    client.cookies.clear()
-    return payload["token"], payload["account"]["id"]
+    account_id, token = await new_account(client)
+    return token, account_id
 
 
 class TestMe:

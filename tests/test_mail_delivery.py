@@ -543,6 +543,9 @@ class TestMailFolder:
         assert message["Message-ID"] == f"<{row.id}@localhost>"
         assert row.status is DeliveryStatus.SENT
 
+    # A real process, for how it stops on SIGTERM; what it does on each database is the same
+    # step the in-process tests run on both.
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
     async def test_deliver_runs_until_told_to_stop(
         self, client, clean_database_url, tmp_path
     ) -> None:

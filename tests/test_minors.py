@@ -20,12 +20,12 @@ from tests.helpers import (
     events,
     gql,
     my_settings,
+    new_account,
     post,
     preference,
     run_cli,
     sharing,
     signed_up,
-    signup,
     staff_token,
 )
 from workers.age_rules import AgeRulesReport, apply_age_rules
@@ -54,12 +54,9 @@ REASON = "Ticket 77: the person sent proof of their date of birth"
 
 async def a_person(client: httpx.AsyncClient, *, years: int, country: str) -> tuple[str, str]:
     """Sign up someone of that age in that country: their id and bearer token."""
-    payload = await signup(
+    return await new_account(
         client, email="teen@example.com", birthDate=birth_date_for_age(years), country=country
     )
-    assert payload["errors"] == [], payload["errors"]
-    client.cookies.clear()
-    return payload["account"]["id"], payload["token"]
 
 
 async def consenting(client: httpx.AsyncClient, token: str) -> None:
@@ -80,10 +77,7 @@ async def consenting(client: httpx.AsyncClient, token: str) -> None:
 
 
 async def a_member(client: httpx.AsyncClient) -> str:
-    payload = await signup(client, email="bob@example.com", displayName="Bob")
-    client.cookies.clear()
-    token: str = payload["token"]
-    return token
+    return await signed_up(client, email="bob@example.com", displayName="Bob")
 
 
 def assert_protected(me: dict[str, Any]) -> None:

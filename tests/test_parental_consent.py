@@ -28,7 +28,7 @@ from tests.helpers import (
     my_settings,
     preference,
     sharing,
-    signup,
+    signed_up,
 )
 from tests.test_export import download
 from workers.age_rules import AgeRulesReport, apply_age_rules
@@ -52,13 +52,9 @@ PUBLIC_URL = "http://127.0.0.1:8000"
 async def a_teen(
     client: httpx.AsyncClient, *, years: int = 14, country: str = "DE", email: str = "teen@x.org"
 ) -> str:
-    payload = await signup(
+    return await signed_up(
         client, email=email, birthDate=birth_date_for_age(years), country=country
     )
-    assert payload["errors"] == [], payload["errors"]
-    client.cookies.clear()
-    token: str = payload["token"]
-    return token
 
 
 async def ask(

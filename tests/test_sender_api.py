@@ -21,6 +21,7 @@ from tests.helpers import (
     changed,
     count_statements,
     gql,
+    new_account,
     signup,
     staff_token,
 )
@@ -148,7 +149,10 @@ async def status(
 async def person(
     client: httpx.AsyncClient, email: str, headers: dict[str, str] | None = None, **details: Any
 ) -> tuple[str, str]:
-    """Sign someone up: their id and bearer token."""
+    """Sign someone up: their id and bearer token. Through the API when `headers` say something
+    of the signup (its Global Privacy Control signal)."""
+    if headers is None:
+        return await new_account(client, email=email, **details)
     payload = await signup(client, headers, email=email, **details)
     assert payload["errors"] == [], payload["errors"]
     client.cookies.clear()

@@ -18,7 +18,7 @@ from models import ConsentActor, ConsentEvent, Database, Source
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
-from tests.helpers import gql, run_cli, signup
+from tests.helpers import gql, new_account, run_cli
 
 MARKETING_KEY = "communication.email.marketing"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -38,13 +38,12 @@ async def subscribed_person(
     client: httpx.AsyncClient, email: str = "ada@example.com"
 ) -> tuple[str, uuid.UUID]:
     """A person who said yes to marketing by email and by app; their token and account id."""
-    payload = await signup(client, email=email)
-    token: str = payload["token"]
+    account_id, token = await new_account(client, email=email)
     for channel in ("EMAIL", "PUSH"):
         variables = {"channel": channel, "topic": "MARKETING", "enabled": True}
         body = await gql(client, TOGGLE, variables, token=token)
         assert body["data"]["setCommunicationPreference"]["errors"] == []
-    return token, uuid.UUID(payload["account"]["id"])
+    return token, uuid.UUID(account_id)
 
 
 async def marketing(client: httpx.AsyncClient, token: str) -> dict[str, bool]:

@@ -721,6 +721,9 @@ class TestCommandLine:
         assert f"{events} delivered" in out
         assert len(verified(hook["secret"], receiver)) == events
 
+    # A real process, for how it stops on SIGTERM; what it does on each database is the same
+    # step the in-process tests run on both.
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
     async def test_deliver_webhooks_runs_until_told_to_stop(
         self, local_client, database, local_config, receiver, tmp_path
     ) -> None:
