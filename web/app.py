@@ -59,6 +59,10 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+# Seconds between looks at the outbox when `serve` delivers it itself (the worker's own is 2).
+SERVE_DELIVERY_POLL = 0.5
+
+
 def build_services(config: Config, database: Database | None = None) -> Services:
     """What lives as long as the process. A `database` given is the caller's, already watched
     (`metrics.watch_pool`); otherwise one is opened for `config`."""
@@ -109,7 +113,10 @@ def create_app(config: Config | None = None, database: Database | None = None) -
         worker = None
         if config.deliver_in_serve:
             delivery = delivery_for(config, services.database)
-            worker = asyncio.create_task(delivery.run(stop), name="delivery")
+            # A developer waits for these messages (a signup's code): look twice a second.
+            worker = asyncio.create_task(
+                delivery.run(stop, poll=SERVE_DELIVERY_POLL), name="delivery"
+            )
         try:
             yield
         finally:
