@@ -94,7 +94,8 @@ def test_postgresql_concurrent_migrations_all_succeed(postgresql_url: str) -> No
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for _ in range(4)
+            # Two racing are the case the migration lock is for; more only repeat it.
+            for _ in range(2)
         ]
         results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
         for returncode, stdout, stderr in results:
