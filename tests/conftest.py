@@ -95,6 +95,7 @@ async def postgresql_url() -> AsyncIterator[str]:
         await migrate(url)
         yield url
     finally:
+        await _Kept.close_connections(url)
         await _PostgresqlCleaner.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -173,24 +174,36 @@ async def clean_database_url(database_url: str) -> str:
     """The database, emptied of everything but the migrations' seed."""
     if database_url.startswith("sqlite"):
         return database_url  # a fresh copy of the template already
-    await _Kept.close_connections(database_url)
     await _PostgresqlCleaner.clean(database_url)
     return database_url
+
+
+class _KeptDatabase(Database):
+    """A `Database` kept from test to test (see `_Kept`)."""
+
+    async def dispose(self) -> None:
+        """What a test's teardown asks: SQLite's connections close, as its file is replaced
+        before the next test; PostgreSQL's stay open for it, as that database is only emptied
+        (opening them again cost more than many tests)."""
+        if self.engine.dialect.name == "sqlite":
+            await self.close()
+
+    async def close(self) -> None:
+        await super().dispose()
 
 
 class _Kept:
     """One `Database` per URL for the tests' `app` and `database` fixtures, kept from test to
     test: an engine compiles each statement once and keeps it, and a new engine per test
-    compiled every statement of every test again (an eighth of the suite's time). Each test
-    starts with its connections closed. Tests that build their own `Database` or app still get
-    engines of their own."""
+    compiled every statement of every test again (an eighth of the suite's time). Tests that
+    build their own `Database` or app still get engines of their own."""
 
-    databases: dict[str, Database] = {}
+    databases: dict[str, _KeptDatabase] = {}
 
     @classmethod
     def database(cls, url: str) -> Database:
         if url not in cls.databases:
-            database = Database(url, make_config(url).database_timeouts)
+            database = _KeptDatabase(url, make_config(url).database_timeouts)
             metrics.watch_pool(database)
             cls.databases[url] = database
         return cls.databases[url]
@@ -198,7 +211,7 @@ class _Kept:
     @classmethod
     async def close_connections(cls, url: str) -> None:
         if url in cls.databases:
-            await cls.databases[url].dispose()
+            await cls.databases[url].close()
 
 
 @pytest.fixture
