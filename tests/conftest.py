@@ -128,7 +128,12 @@ class _PostgresqlCleaner:
         # A test may have ended this connection (tests/test_pool.py ends connections).
         if cls.connection is None or cls.connection.is_closed():
             cls.connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
-        await cls.connection.execute(cls.SCRIPT)
+        # Bounded: a connection a failed test left holding a lock must not hang the next one.
+        try:
+            await cls.connection.execute(cls.SCRIPT, timeout=30)
+        except BaseException:
+            await cls.close()  # its transaction may be left open; the next test reconnects
+            raise
 
     @classmethod
     async def close(cls) -> None:
