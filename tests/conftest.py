@@ -132,7 +132,9 @@ class _PostgresqlCleaner:
         try:
             await cls.connection.execute(cls.SCRIPT, timeout=30)
         except BaseException:
-            await cls.close()  # its transaction may be left open; the next test reconnects
+            # Its transaction may be left open: dropped, and the next test connects anew.
+            cls.connection.terminate()
+            cls.connection = None
             raise
 
     @classmethod
