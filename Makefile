@@ -25,8 +25,11 @@ install: $(INSTALLED) $(PLAYGROUND)
 run: install
 	$(BIN)/privacy-api serve --port $(PORT)
 
+# Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE, set on
+# some machines): otherwise every test process and every command a test starts compiles the
+# project, and pytest rewrites the test modules, again. The caches are git-ignored.
 test: install lint
-	$(BIN)/pytest -n 2
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n 2
 
 lint: install
 	$(BIN)/ruff check .
