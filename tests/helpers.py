@@ -7,11 +7,12 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -476,6 +477,38 @@ def process_environment(**env: str) -> dict[str, str]:
     if env.get("PRIVACY_API_ENV") == "production":
         environment.pop(passwords.COST_VARIABLE, None)
     return {**environment, **env}
+
+
+async def run_until_stopped(
+    database_url: str, data_dir: Path, command: str, done: Callable[[], bool], **env: str
+) -> tuple[int | None, str]:
+    """Run the real `privacy-api <command>` on the test's database until `done()` holds (30
+    seconds at most), then send SIGTERM as a service manager would: its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        command,
+        cwd=PROJECT_ROOT,
+        env=process_environment(
+            PRIVACY_API_DATABASE_URL=database_url,
+            PRIVACY_API_DATA_DIR=str(data_dir),
+            PRIVACY_API_SECRET_KEY=TEST_SECRET,
+            **env,
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            if done() or process.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        out, _ = await process.communicate()
+    return process.returncode, out.decode()
 
 
 class CliRun(NamedTuple):

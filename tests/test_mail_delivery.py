@@ -7,10 +7,7 @@ Every link a delivered message carries is followed through the app, and must ans
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -30,7 +27,6 @@ from sqlalchemy.util import await_only
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
 from resolvers import catalogue, delivery, erasure, mail, notifications
-from tests.conftest import TEST_SECRET
 from tests.helpers import (
     PASSWORD,
     changed,
@@ -39,6 +35,7 @@ from tests.helpers import (
     my_settings,
     preference,
     run_cli,
+    run_until_stopped,
     signed_up,
 )
 from tests.test_cli import free_port
@@ -551,35 +548,15 @@ class TestMailFolder:
     ) -> None:
         await ask_for_new_address(client)
         folder = tmp_path / "mail"
-        environment = {
-            **os.environ,
-            "PRIVACY_API_DATABASE_URL": clean_database_url,
-            "PRIVACY_API_DATA_DIR": str(tmp_path),
-            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli",
-            "deliver",
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            for _ in range(300):
-                if list(folder.glob("*.eml")) or process.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
-            [written] = folder.glob("*.eml")
-        finally:
-            process.send_signal(signal.SIGTERM)
-            out, _ = await process.communicate()
 
-        assert process.returncode == 0, out
-        assert f"written to {written}" in out.decode()
-        assert "ada.new@example.com" not in out.decode()
+        code, out = await run_until_stopped(
+            clean_database_url, tmp_path, "deliver", lambda: any(folder.glob("*.eml"))
+        )
+
+        assert code == 0, out
+        [written] = folder.glob("*.eml")
+        assert f"written to {written}" in out
+        assert "ada.new@example.com" not in out
 
     async def test_nothing_to_deliver(self, clean_database_url, tmp_path) -> None:
         code, out, _ = await run_cli(clean_database_url, tmp_path, "deliver", "--once")

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import ssl
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -39,11 +36,11 @@ from resolvers import webhooks as webhooks_resolver
 from tests.conftest import TEST_SECRET, app_for, make_config
 from tests.helpers import (
     PASSWORD,
-    PROJECT_ROOT,
     count_statements,
     gql,
     logged_in,
     run_cli,
+    run_until_stopped,
     signed_up,
     staff_token,
 )
@@ -208,6 +205,22 @@ async def created(
     payload: dict[str, Any] = body["data"]["createWebhook"]
     assert payload["errors"] == [], payload
     return payload
+
+
+async def publish_policy(client: httpx.AsyncClient, token: str, *, material: bool = False) -> None:
+    """A new policy version, published by the officer: one `policy.published` event."""
+    policy = {"version": "2026-09", "summary": "Clearer words.", "material": material}
+    body = await gql(client, PUBLISH, {"input": policy}, token=token)
+    assert body["data"]["publishPolicyVersion"]["errors"] == [], body
+
+
+async def policy_watched(client: httpx.AsyncClient, database: Database, url: str) -> str:
+    """An officer's token, once `url` is registered for `POLICY_PUBLISHED` and a policy is
+    published: one event waits for it."""
+    token = await officer(client, database)
+    await created(client, token, url, ["POLICY_PUBLISHED"])
+    await publish_policy(client, token)
+    return token
 
 
 async def webhooks(client: httpx.AsyncClient, token: str) -> list[dict[str, Any]]:
@@ -426,8 +439,7 @@ class TestDelivery:
         person = await logged_in(local_client, "bo@example.com")  # signed out everywhere
         body = await gql(local_client, CANCEL_DELETION, token=person)
         assert body["data"]["cancelAccountDeletion"]["errors"] == []
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": True}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        await publish_policy(local_client, token, material=True)
         async with database.transaction() as session:
             waiting = await notifications.pending(session)
             await notifications.mark_sent(session, [message.id for message in waiting])
@@ -467,10 +479,7 @@ class TestRetries:
     async def test_a_failure_is_retried_later_with_the_same_webhook_id(
         self, local_client, database, receiver
     ) -> None:
-        token = await officer(local_client, database)
-        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        token = await policy_watched(local_client, database, receiver.url)
         receiver.answers = [500, 503]
         start = utcnow()
 
@@ -498,10 +507,7 @@ class TestRetries:
         assert len(receiver.received) == 3 and len(ids) == 1
 
     async def test_redirects_are_not_followed(self, local_client, database, receiver) -> None:
-        token = await officer(local_client, database)
-        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        token = await policy_watched(local_client, database, receiver.url)
         receiver.answers = [302]
         await deliver_step(database, LOCAL)
         assert [path for path, _, _ in receiver.received] == ["/"]
@@ -634,10 +640,7 @@ class TestAddressCheckedAtDelivery:
     async def test_a_private_address_is_refused_when_sending_too(
         self, local_client, database, receiver
     ) -> None:
-        token = await officer(local_client, database)
-        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        token = await policy_watched(local_client, database, receiver.url)
         strict = Delivery(https_only=False, allow_private=False, disable_after=timedelta(hours=24))
 
         await deliver_step(database, strict)
@@ -652,10 +655,7 @@ class TestAWorkerThatDies:
     async def test_what_it_had_claimed_is_sent_by_another_once_the_claim_is_stale(
         self, local_client, database, receiver
     ) -> None:
-        token = await officer(local_client, database)
-        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        await policy_watched(local_client, database, receiver.url)
         start = utcnow()
         async with database.transaction() as session:  # claimed, then the worker is gone
             await webhooks_resolver.fan_out(session, start)
@@ -727,39 +727,19 @@ class TestCommandLine:
     async def test_deliver_webhooks_runs_until_told_to_stop(
         self, local_client, database, local_config, receiver, tmp_path
     ) -> None:
-        token = await officer(local_client, database)
-        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
-        environment = {
-            **os.environ,
-            "PRIVACY_API_DATABASE_URL": local_config.database_url,
-            "PRIVACY_API_DATA_DIR": str(tmp_path),
-            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
-            "PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE": "1",
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli",
-            "deliver-webhooks",
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            for _ in range(300):
-                if receiver.received or process.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            out, _ = await process.communicate()
+        await policy_watched(local_client, database, receiver.url)
 
-        assert process.returncode == 0, out
+        code, out = await run_until_stopped(
+            local_config.database_url,
+            tmp_path,
+            "deliver-webhooks",
+            lambda: bool(receiver.received),
+            PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE="1",
+        )
+
+        assert code == 0, out
         assert len(receiver.received) == 1
-        assert "1 delivered" in out.decode()
+        assert "1 delivered" in out
 
     async def test_the_local_receiver_setting_is_refused_in_production(
         self, local_config, tmp_path
@@ -786,8 +766,7 @@ class TestPruning:
         await signed_up(local_client)
         await deliver_all(database)
         await created(local_client, token, f"{receiver.url}/down", ["POLICY_PUBLISHED"])
-        policy = {"version": "2026-09", "summary": "Clearer words.", "material": False}
-        await gql(local_client, PUBLISH, {"input": policy}, token=token)
+        await publish_policy(local_client, token)
         receiver.always = 500
         await deliver_all(database)
 
