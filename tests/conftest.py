@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 # The cheapest argon2id for the thousands of sign-ins the suite makes, set before anything hashes
@@ -34,6 +35,8 @@ REDIS_ENV = "PRIVACY_API_TEST_REDIS_URL"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
 # Consent receipts are signed with this Ed25519 key (its 32 raw bytes, base64) in every test app.
+# The web frontend's origin, allowed by the `frontend` fixture's app.
+FRONTEND = "https://cms.example"
 TEST_RECEIPT_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
@@ -269,16 +272,31 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@pytest.fixture
-async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app as production runs it: no introspection, suggestions or GraphiQL."""
-    application = app_for(make_config(clean_database_url, environment="production"))
+@asynccontextmanager
+async def client_of(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app for `config` (see `app_for`) in this process, for a test or fixture
+    that needs other settings than the `client` fixture's."""
+    application = app_for(config)
     transport = httpx.ASGITransport(app=application)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
     finally:
         await application.state.services.database.dispose()
+
+
+@pytest.fixture
+async def production_client(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app as production runs it: no introspection, suggestions or GraphiQL."""
+    async with client_of(make_config(clean_database_url, environment="production")) as http:
+        yield http
+
+
+@pytest.fixture
+async def frontend(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that lets the web frontend's origin (`FRONTEND`) call it."""
+    async with client_of(make_config(clean_database_url, allowed_origins=(FRONTEND,))) as http:
+        yield http
 
 
 @pytest.fixture

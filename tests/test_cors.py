@@ -3,17 +3,15 @@ operator may configure for it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from config import ConfigError, load_config
-from tests.conftest import app_for, make_config
+from tests.conftest import FRONTEND
 from tests.helpers import events, settings_mutation, signed_up_through_the_api
 
-FRONTEND = "https://cms.example"
 # What a web frontend sets itself; Cookie, User-Agent and Sec-GPC are the browser's to send.
 FRONTEND_HEADERS = [
     "content-type",
@@ -22,15 +20,6 @@ FRONTEND_HEADERS = [
     "x-request-id",
     "x-requested-with",
 ]
-
-
-@pytest.fixture
-async def cross_origin(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_for(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-    await app.state.services.database.dispose()
 
 
 def _listed(response: httpx.Response, name: str) -> set[str]:
@@ -55,10 +44,8 @@ def browser_refusals(response: httpx.Response, method: str, headers: list[str]) 
 
 
 class TestPreflight:
-    async def test_the_client_source_header_may_be_sent(
-        self, cross_origin: httpx.AsyncClient
-    ) -> None:
-        response = await cross_origin.options(
+    async def test_the_client_source_header_may_be_sent(self, frontend: httpx.AsyncClient) -> None:
+        response = await frontend.options(
             "/graphql",
             headers={
                 "Origin": FRONTEND,
@@ -69,9 +56,9 @@ class TestPreflight:
         assert browser_refusals(response, "post", ["x-client-source"]) == []
 
     async def test_every_header_a_frontend_sets_may_be_sent(
-        self, cross_origin: httpx.AsyncClient
+        self, frontend: httpx.AsyncClient
     ) -> None:
-        response = await cross_origin.options(
+        response = await frontend.options(
             "/graphql",
             headers={
                 "Origin": FRONTEND,
@@ -81,8 +68,8 @@ class TestPreflight:
         )
         assert browser_refusals(response, "post", [*FRONTEND_HEADERS, "authorization"]) == []
 
-    async def test_another_origin_is_refused(self, cross_origin: httpx.AsyncClient) -> None:
-        response = await cross_origin.options(
+    async def test_another_origin_is_refused(self, frontend: httpx.AsyncClient) -> None:
+        response = await frontend.options(
             "/graphql",
             headers={
                 "Origin": "https://evil.example",
@@ -95,10 +82,10 @@ class TestPreflight:
 
 class TestCredentialedRequest:
     async def test_a_cookie_session_from_the_frontend_is_answered_and_its_source_kept(
-        self, cross_origin: httpx.AsyncClient
+        self, frontend: httpx.AsyncClient
     ) -> None:
-        token = await signed_up_through_the_api(cross_origin)  # also sets the session cookie
-        response = await cross_origin.post(
+        token = await signed_up_through_the_api(frontend)  # also sets the session cookie
+        response = await frontend.post(
             "/graphql",
             json={
                 "query": settings_mutation("setDataSharing"),
@@ -110,7 +97,7 @@ class TestCredentialedRequest:
         assert response.headers["access-control-allow-credentials"] == "true"
         assert "x-request-id" in _listed(response, "access-control-expose-headers")
         assert response.json()["data"]["setDataSharing"]["errors"] == []
-        [newest, *_] = await events(cross_origin, token)
+        [newest, *_] = await events(frontend, token)
         assert (newest["key"], newest["source"]) == ("data_sharing.research", "MOBILE")
 
 

@@ -3,16 +3,15 @@ its status codes, `application/json` as before, and queries over GET from a web 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from auth.tokens import SESSION_COOKIE
-from tests.conftest import app_for, make_config
+from tests.conftest import FRONTEND
 from tests.helpers import signed_up_through_the_api
-from tests.test_cors import FRONTEND, browser_refusals
+from tests.test_cors import browser_refusals
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 NEW = {"Accept": f"{GRAPHQL_RESPONSE}, application/json;q=0.9"}
@@ -105,15 +104,6 @@ class TestQueriesOverGet:
     async def test_no_cookie_is_still_plainly_signed_out(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/graphql", params={"query": ME})
         assert response.json() == {"data": {"me": None}}
-
-
-@pytest.fixture
-async def frontend(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_for(make_config(clean_database_url, allowed_origins=(FRONTEND,)))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-    await app.state.services.database.dispose()
 
 
 async def test_a_get_query_from_the_frontend_origin_is_signed_in(

@@ -15,11 +15,12 @@ from sqlalchemy import func, insert, select, update
 
 from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
-from tests.conftest import app_for, make_config
+from tests.conftest import client_of, make_config
 from tests.helpers import (
     birth_date_for_age,
     changed,
     count_statements,
+    database_behind,
     gql,
     new_account,
     signup,
@@ -79,17 +80,9 @@ def config_for(database_url: str, **overrides: object) -> Config:
 
 
 @pytest.fixture
-async def sender_app(clean_database_url: str) -> AsyncIterator[Any]:
+async def api(clean_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app, with opt-outs listed in the feed at once (a minute later by default)."""
-    application = app_for(config_for(clean_database_url, suppression_feed_delay_seconds=0))
-    yield application
-    await application.state.services.database.dispose()
-
-
-@pytest.fixture
-async def api(sender_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=sender_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with client_of(config_for(clean_database_url, suppression_feed_delay_seconds=0)) as http:
         yield http
 
 
@@ -460,11 +453,11 @@ class TestConsentStatus:
         assert message in error["message"]
 
     async def test_more_than_a_thousand_ids_are_refused_and_nothing_is_written(
-        self, api, sender_app, officer
+        self, api, officer
     ) -> None:
         key = await a_key(api, officer, "CONSENT_READ")
         ids = [str(uuid.uuid4()) for _ in range(1001)]
-        with count_statements(sender_app.state.services.database.engine) as statements:
+        with count_statements(database_behind(api).engine) as statements:
             body = await gql(api, STATUS, {"ids": ids, "keys": [MARKETING]}, token=key)
         assert body["data"] is None
         [error] = body["errors"]
@@ -476,7 +469,7 @@ class TestConsentStatus:
         assert body["errors"][0]["extensions"]["field"] == "accountIds"
 
     async def test_one_and_a_thousand_accounts_cost_the_same_statements(
-        self, api, sender_app, officer, database
+        self, api, officer, database
     ) -> None:
         key = await a_key(api, officer, "CONSENT_READ")
         ada, token = await person(api, "ada@example.com")
@@ -496,7 +489,7 @@ class TestConsentStatus:
         async with database.transaction() as session:
             await session.execute(insert(Account), rows)
         thousand = [ada, *(str(row["id"]) for row in rows)]
-        engine = sender_app.state.services.database.engine
+        engine = database_behind(api).engine
         keys = [MARKETING, SECURITY, PARTNERS]
 
         with count_statements(engine) as one:

@@ -33,10 +33,11 @@ from models import (
 )
 from resolvers import notifications
 from resolvers import webhooks as webhooks_resolver
-from tests.conftest import TEST_SECRET, app_for, make_config
+from tests.conftest import TEST_SECRET, client_of, make_config
 from tests.helpers import (
     PASSWORD,
     count_statements,
+    database_behind,
     gql,
     logged_in,
     run_cli,
@@ -176,16 +177,8 @@ def local_config(clean_database_url: str) -> Config:
 
 
 @pytest.fixture
-async def local_app(local_config: Config) -> AsyncIterator[Any]:
-    application = app_for(local_config)
-    yield application
-    await application.state.services.database.dispose()
-
-
-@pytest.fixture
-async def local_client(local_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=local_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+async def local_client(local_config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(local_config) as http:
         yield http
 
 
@@ -401,11 +394,11 @@ class TestDelivery:
         assert (await deliver_step(database, LOCAL)).attempted == 0  # each once
 
     async def test_a_change_costs_the_same_whatever_the_number_of_endpoints(
-        self, local_client, local_app, database, receiver
+        self, local_client, database, receiver
     ) -> None:
         token = await officer(local_client, database)
         person = await signed_up(local_client)
-        engine = local_app.state.services.database.engine
+        engine = database_behind(local_client).engine
         with count_statements(engine) as without:
             await gql(local_client, TOGGLE, {"enabled": True}, token=person)
         for number in range(5):
