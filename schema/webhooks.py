@@ -3,7 +3,9 @@ policy versions, and read each endpoint's delivery log."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 
@@ -18,6 +20,7 @@ from schema.ids import parse_id
 from schema.pages import Connection, connection
 
 Info = strawberry.Info[RequestContext]
+T = TypeVar("T")
 WebhookEventTypeEnum = strawberry.enum(
     WebhookEventType,
     name="WebhookEventType",
@@ -188,6 +191,18 @@ class WebhooksQuery:
         return connection(found, WebhookDeliveryType.from_entry)
 
 
+async def _change_endpoint(
+    info: Info, change: Callable[..., Awaitable[T]], id: strawberry.ID
+) -> tuple[T | None, list[UserErrorType]]:
+    """Run one officer's change to one endpoint (`change(session, officer, endpoint_id,
+    request_id=...)`) in its own unit of work: what it returned, or the errors."""
+    context = info.context
+    officer = await context.signed_in()
+    return await context.attempt(
+        lambda session: change(session, officer, parse_id(id), request_id=context.request_id)
+    )
+
+
 @strawberry.type
 class WebhooksMutation:
     @strawberry.mutation(
@@ -219,42 +234,21 @@ class WebhooksMutation:
         "for 24 hours. Audited.",
     )
     async def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> WebhookSecretPayload:
-        context = info.context
-        officer = await context.signed_in()
-        found, errors = await context.attempt(
-            lambda session: webhooks.rotate_secret(
-                session, officer, parse_id(id), request_id=context.request_id
-            )
-        )
-        return _with_secret(found, errors)
+        return _with_secret(*await _change_endpoint(info, webhooks.rotate_secret, id))
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Stop deliveries to an endpoint. Audited.",
     )
     async def disable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
-        context = info.context
-        officer = await context.signed_in()
-        found, errors = await context.attempt(
-            lambda session: webhooks.disable_webhook(
-                session, officer, parse_id(id), request_id=context.request_id
-            )
-        )
-        return _payload(found, errors)
+        return _payload(*await _change_endpoint(info, webhooks.disable_webhook, id))
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Resume deliveries to a disabled endpoint; replay what it missed. Audited.",
     )
     async def enable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
-        context = info.context
-        officer = await context.signed_in()
-        found, errors = await context.attempt(
-            lambda session: webhooks.enable_webhook(
-                session, officer, parse_id(id), request_id=context.request_id
-            )
-        )
-        return _payload(found, errors)
+        return _payload(*await _change_endpoint(info, webhooks.enable_webhook, id))
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
