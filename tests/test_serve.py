@@ -192,8 +192,8 @@ def delivered_text(server: Server, recipient: str) -> str:
     while True:
         for path in (server.data_dir / "mail").glob("*.eml"):
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
-            if message["To"] == recipient:
-                assert f"written to {path}" in server.output()
+            # The file is written before the line that says so reaches the log: wait for both.
+            if message["To"] == recipient and f"written to {path}" in server.output():
                 part = message.get_body(("plain",))
                 assert part is not None
                 text: str = part.get_content()
