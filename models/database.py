@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,10 @@ class Database:
         self._writers = async_sessionmaker(
             self.engine.execution_options(**{_WRITES: True}), expire_on_commit=False
         )
+        # The writers waiting their turn, by what they write to (see `transaction`).
+        self._turns: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -166,9 +171,23 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back when it raises."""
-        async with self._writers() as session, session.begin():
+    async def transaction(self, turn: Hashable | None = None) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back when it raises.
+
+        Units of work of this process with the same `turn` (an account's id) run one after the
+        other. Many changes to one account at once then queue here, holding no connection,
+        instead of in the database behind the account's row lock, where each would hold a
+        pooled connection and its wait would count towards the statement timeout: a burst of
+        toggles from one person would end in timeouts rather than in turn.
+        """
+        if turn is None:
+            async with self._writers() as session, session.begin():
+                yield session
+            return
+        lock = self._turns.get(turn)
+        if lock is None:
+            lock = self._turns[turn] = asyncio.Lock()
+        async with lock, self._writers() as session, session.begin():
             yield session
 
     async def ping(self) -> bool:

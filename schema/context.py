@@ -138,8 +138,10 @@ class RequestContext:
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         """One transaction for one use case that writes: committed, or rolled back on error."""
         await self._end_reads()
+        # The signed-in person's changes take turns (see Database.transaction).
+        turn = self._actor.account_id if self._actor is not None else None
         try:
-            async with self.services.database.transaction() as session:
+            async with self.services.database.transaction(turn) as session:
                 yield session
         finally:
             await self._end_reads()

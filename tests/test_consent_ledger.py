@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Database, Source, utcnow
+from models.database import DatabaseTimeouts
 from resolvers import consent
 from resolvers.pages import page_request, per_account_statement
 from tests.conftest import make_config
@@ -176,9 +177,15 @@ class TestVerification:
 async def test_concurrent_toggles_from_web_and_mobile_lose_nothing(
     clean_database_url: str, database: Database
 ) -> None:
-    """200 changes at once through two connection pools, as two API processes would serve them."""
-    web_app = create_app(make_config(clean_database_url))
-    mobile_app = create_app(make_config(clean_database_url))
+    """200 changes at once through two connection pools, as two API processes would serve them.
+
+    They wait their turn rather than fail: with a statement timeout of 1 s (serialised in the
+    database, the 200 take several seconds, and the last would time out waiting for the
+    account's row lock), every one succeeds.
+    """
+    short = DatabaseTimeouts(statement=1)
+    web_app = create_app(make_config(clean_database_url, database_timeouts=short))
+    mobile_app = create_app(make_config(clean_database_url, database_timeouts=short))
     web = httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://web")
     mobile = httpx.AsyncClient(transport=httpx.ASGITransport(app=mobile_app), base_url="http://m")
     try:
