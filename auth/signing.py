@@ -85,7 +85,7 @@ def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     members = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
     thumbprint = _b64url(hashlib.sha256(canonical_json(members)).digest())
-    return {**members, "kid": thumbprint, "alg": "EdDSA", "use": "sig"}
+    return {**members, "kid": thumbprint, "alg": "Ed25519", "use": "sig"}
 
 
 class ReceiptSigner:
@@ -99,3 +99,10 @@ class ReceiptSigner:
     def sign(self, payload: bytes) -> str:
         """The signature, base64url without padding."""
         return _b64url(self._key.sign(payload))
+
+    def compact_jws(self, payload: bytes) -> str:
+        """`payload` as a JWS in compact serialisation (RFC 7515; algorithm "Ed25519", RFC 9864)
+        with the key id in its protected header: what any JOSE library checks with the key set."""
+        header = canonical_json({"alg": "Ed25519", "kid": self.key_id, "typ": "JOSE"})
+        signing_input = f"{_b64url(header)}.{_b64url(payload)}"
+        return f"{signing_input}.{self.sign(signing_input.encode())}"

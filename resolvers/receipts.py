@@ -4,7 +4,8 @@ In the spirit of the Kantara Initiative's consent receipt and ISO/IEC 27560 (rec
 consent): what was consented to (key, purpose, value), when, under which policy version, a hash
 of the wording the catalogue shows for it, through which client, and the event's place in its
 hash chain. The receipt is signed with Ed25519 over its canonical JSON (`signing.canonical_json`),
-so anyone holding the published public key can check it without asking us.
+so anyone holding the published public key can check it without asking us; the same receipt
+also comes as a compact JWS (alg "Ed25519", RFC 9864), for any JOSE library.
 """
 
 from __future__ import annotations
@@ -124,14 +125,17 @@ async def _signed(
             "hash_version": event.hash_version,
         },
     }
+    signed = canonical_json(receipt)
     return {
         "receipt": receipt,
+        # The same receipt for JOSE tooling: its payload is the canonical JSON signed below.
+        "jws": signer.compact_jws(signed),
         "signature": {
             "algorithm": ALGORITHM,
             "key_id": signer.key_id,
             "keys_url": keys_url,
             "canonicalization": CANONICALIZATION,
-            "value": signer.sign(canonical_json(receipt)),
+            "value": signer.sign(signed),
         },
     }
 

@@ -13,6 +13,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from joserfc import jws
+from joserfc.errors import BadSignatureError
+from joserfc.jwk import KeySet
 
 from auth.signing import ReceiptSigner
 from config import ConfigError, load_config
@@ -50,11 +53,22 @@ def canonical(receipt: dict[str, Any]) -> bytes:
 
 
 async def verify(client: httpx.AsyncClient, signed: dict[str, Any]) -> None:
-    """Raises InvalidSignature unless the receipt is exactly what was signed."""
+    """Raises InvalidSignature unless the receipt is exactly what was signed; its JWS form must
+    verify too, and carry the same receipt."""
     signature = signed["signature"]
     assert signature["algorithm"] == "Ed25519"
     key = await published_key(client, signature["key_id"])
     key.verify(_unb64url(signature["value"]), canonical(signed["receipt"]))
+    assert json.loads(await jws_payload(client, signed["jws"])) == signed["receipt"]
+
+
+async def jws_payload(client: httpx.AsyncClient, token: str) -> bytes:
+    """The payload of a compact JWS as a JOSE library checks it: with the published key set,
+    the key picked by the `kid` of the token's header (BadSignatureError if altered)."""
+    keys = KeySet.import_key_set((await client.get(KEYS_URL)).json())
+    verified = jws.deserialize_compact(token, keys, algorithms=["Ed25519"])
+    assert verified.protected["kid"] in {key["kid"] for key in keys.as_dict()["keys"]}
+    return verified.payload
 
 
 async def newest_event_id(client: httpx.AsyncClient, token: str) -> str:
@@ -135,6 +149,12 @@ class TestAccountReceipt:
 
         with pytest.raises(InvalidSignature):
             await verify(client, signed)
+        header, payload, signature = signed["jws"].split(".")
+        altered = json.loads(_unb64url(payload))
+        altered["consent"]["value"] = "false"
+        forged = base64.urlsafe_b64encode(json.dumps(altered).encode()).rstrip(b"=").decode()
+        with pytest.raises(BadSignatureError):
+            await jws_payload(client, f"{header}.{forged}.{signature}")
 
     async def test_another_persons_event_is_answered_as_one_that_does_not_exist(
         self, client
@@ -199,7 +219,7 @@ class TestPublishedKeys:
         assert response.status_code == 200
         assert "max-age" in response.headers["cache-control"]
         [key] = response.json()["keys"]
-        assert (key["alg"], key["use"]) == ("EdDSA", "sig")
+        assert (key["alg"], key["use"]) == ("Ed25519", "sig")
 
     async def test_the_receipt_names_where_the_keys_are(self, client) -> None:
         token = await signed_up(client)
