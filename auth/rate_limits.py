@@ -35,17 +35,32 @@ class Door(Enum):
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
-    # Each signup mails the address, registered or not: a few an hour is enough for a person
-    # who mistyped, and stops anyone from filling an inbox.
-    SIGNUP_PER_ADDRESS = ("signup-per-address", "5/hour")
+    # Each signup mails the address, registered or not: a few an hour from one place is enough
+    # for a person who mistyped. Counted before the address's own limit, so one place cannot use
+    # that up and keep the owner (elsewhere) from signing up.
+    SIGNUP_PER_ADDRESS_AND_CLIENT = ("signup-per-address-and-client", "5/hour")
+    # From every place together: stops anyone from filling an inbox; keeping the owner out
+    # takes signups from more than four places every hour.
+    SIGNUP_PER_ADDRESS = ("signup-per-address", "20/hour")
     # "Someone tried to sign up with your address": at most one an hour to an account's owner.
     SIGNUP_ATTEMPT_NOTICE = ("signup-attempt-notice", "1/hour")
-    # Guesses at a signup's short code: per place, and per address whatever the place.
+    # Guesses at a signup's short code: per place, then per address (or link) from one place,
+    # counted whether or not a signup waits there, so the answer never says whether one does.
     SIGNUP_CONFIRMATION_PER_CLIENT = ("signup-confirmation-per-client", "30/15 minutes")
-    SIGNUP_CONFIRMATION_PER_ADDRESS = ("signup-confirmation-per-address", "10/hour")
-    # Each reset request may mail the address: limited per place and per address.
+    SIGNUP_CONFIRMATION_PER_ADDRESS_AND_CLIENT = (
+        "signup-confirmation-per-address-and-client",
+        "10/hour",
+    )
+    # Codes compared for one address from every place together (each waiting signup's code is
+    # one): bounds a guess spread over many places at 50 codes an hour, 1,200 in a signup's day
+    # against 10^8 codes, however many signups wait.
+    SIGNUP_CONFIRMATION_PER_ADDRESS = ("signup-confirmation-per-address", "50/hour")
+    # Each reset request may mail the address: limited per place, per address from one place
+    # (counted first, so one place cannot keep the owner from asking), and per address from
+    # every place, which bounds the mail one inbox gets.
     PASSWORD_RESET_PER_CLIENT = ("password-reset-per-client", "10/hour")
-    PASSWORD_RESET_PER_ADDRESS = ("password-reset-per-address", "3/hour")
+    PASSWORD_RESET_PER_ADDRESS_AND_CLIENT = ("password-reset-per-address-and-client", "3/hour")
+    PASSWORD_RESET_PER_ADDRESS = ("password-reset-per-address", "10/hour")
     REPORT_PER_CLIENT = ("report-per-client", "5/hour")
     # New visitor records (a signed-out device's first cookie choice): room for an office or a
     # school behind one address, not for a script filling the table.
@@ -68,6 +83,12 @@ class Door(Enum):
 
 def _key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def place_and(address: str, identity: str) -> str:
+    """One identity (such as an email address) as tried from one place (see `client_key`), for
+    the doors counted per place before the identity's own limit."""
+    return f"{client_key(address)} {identity}"
 
 
 def client_key(address: str) -> str:
@@ -102,9 +123,10 @@ class RateLimiter:
         except Exception:
             return False
 
-    async def allow(self, door: Door, identity: str) -> bool:
-        """Count one attempt; False once the door's limit for that identity is used up."""
-        return await self._limiter.hit(door.limit, door.value[0], _key(identity))
+    async def allow(self, door: Door, identity: str, cost: int = 1) -> bool:
+        """Count an attempt (as `cost` of them); False, counting nothing, once the door's limit
+        for that identity would be exceeded."""
+        return await self._limiter.hit(door.limit, door.value[0], _key(identity), cost=cost)
 
     async def remember(self, door: Door, identity: str) -> None:
         """Mark the identity, for a door whose limit is one: a memory that expires."""

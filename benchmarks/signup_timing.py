@@ -63,7 +63,7 @@ def compare(
 def run(url: str, database_url: str, rounds: int) -> None:
     run_id = uuid.uuid4().hex[:8]
     # Each registered address is used at most twice per kind of request, well inside the
-    # per-address limits (5 signups, 3 reset requests an hour).
+    # per-address limits from one place (5 signups, 3 reset requests an hour).
     accounts = [f"bench-{run_id}-{n}@example.com" for n in range((rounds + 1) // 2)]
     for email in accounts:
         client.signup(url, email, database_url)

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passwords import get_password_hash
-from auth.rate_limits import Door, RateLimiter, client_key
+from auth.rate_limits import Door, RateLimiter, client_key, place_and
 from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, NotificationKind, PasswordReset, utcnow
 from resolvers import notifications
@@ -38,7 +38,13 @@ async def request_password_reset(
         raise Rejected(*errors)
     assert normalized is not None
     too_many = Rejected.one(ErrorCode.RATE_LIMITED, "Too many requests; try again later.", "email")
+    # Narrowest first: an attempt refused at one door counts against none wider, so requests
+    # from one place cannot use up the address's limit and keep its owner from asking.
     if not await limiter.allow(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address)):
+        raise too_many
+    if not await limiter.allow(
+        Door.PASSWORD_RESET_PER_ADDRESS_AND_CLIENT, place_and(client.address, normalized)
+    ):
         raise too_many
     if not await limiter.allow(Door.PASSWORD_RESET_PER_ADDRESS, normalized):
         raise too_many

@@ -4,22 +4,27 @@
 password hash either way): a new address is kept as a pending signup and mailed a link and a
 short code; the owner of a registered one is told that someone tried. `confirm_signup` redeems
 the code (typed in the app with the address) or the link's token, and creates the account.
+
+Anyone can sign up with any address, so several signups may wait for one address, each with a
+code of its own: a code creates the account its own signup asked for (with that signup's
+password), and a stranger's signup neither replaces nor uses up the owner's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passwords import get_password_hash
-from auth.rate_limits import Door, RateLimiter, client_key
-from auth.tokens import hash_token
+from auth.rate_limits import Door, RateLimiter, client_key, place_and
 from models import Account, NotificationKind, PendingSignup, utcnow
 from resolvers import notifications
 from resolvers.account import Applicant, Client, SignedIn, check_applicant, open_account
@@ -41,6 +46,13 @@ def link_token(signup_id: uuid.UUID, code: str) -> str:
     return f"{signup_id.hex}{_TOKEN_SEPARATOR}{code}"
 
 
+def code_hash(secret_key: str, email: str, code: str) -> str:
+    """A signup's code as stored: keyed with the secret key, so that a copy of the table is no
+    way to try the 10^8 codes offline, and bound to the address it was mailed to."""
+    message = f"signup-code\0{email}\0{code}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
 async def start_signup(
     session: AsyncSession,
     limiter: RateLimiter,
@@ -54,6 +66,7 @@ async def start_signup(
     country: str,
     accept_policy_version: str,
     confirmation_link: Callable[[str], str],
+    secret_key: str,
     phone: str | None = None,
     today: date | None = None,
 ) -> str:
@@ -76,10 +89,17 @@ async def start_signup(
         phone=phone,
         today=today,
     )
+    too_many = Rejected.one(
+        ErrorCode.RATE_LIMITED, "Too many sign-ups with this address; try later.", "email"
+    )
+    # From this place first: refused here, an attempt counts against no wider limit, so one
+    # place cannot use up the address's and keep its owner from signing up elsewhere.
+    if not await limiter.allow(
+        Door.SIGNUP_PER_ADDRESS_AND_CLIENT, place_and(client.address, applicant.email)
+    ):
+        raise too_many
     if not await limiter.allow(Door.SIGNUP_PER_ADDRESS, applicant.email):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED, "Too many sign-ups with this address; try later.", "email"
-        )
+        raise too_many
     password_hash = await get_password_hash(password)
     owner = await session.scalar(select(Account).where(Account.email == applicant.email))
     if owner is not None:
@@ -87,7 +107,7 @@ async def start_signup(
             notifications.queue(session, owner, NotificationKind.SIGNUP_ATTEMPT_EXISTING)
             await session.flush()
         return applicant.email
-    await _keep_pending(session, client, applicant, password_hash, confirmation_link)
+    await _keep_pending(session, client, applicant, password_hash, confirmation_link, secret_key)
     return applicant.email
 
 
@@ -97,10 +117,15 @@ async def _keep_pending(
     applicant: Applicant,
     password_hash: str,
     confirmation_link: Callable[[str], str],
+    secret_key: str,
 ) -> None:
-    # A new signup with the same address replaces the one before: only the latest code works.
-    await session.execute(delete(PendingSignup).where(PendingSignup.email == applicant.email))
+    # Signups waiting for the same address stay: whoever reads the mailbox confirms their own
+    # with its code. Codes differ among them, so that a code names exactly one signup.
     code = new_code()
+    while await _code_in_use(
+        session, applicant.email, code_hash(secret_key, applicant.email, code)
+    ):
+        code = new_code()
     now = utcnow()
     pending = PendingSignup(
         id=uuid.uuid4(),
@@ -111,7 +136,7 @@ async def _keep_pending(
         birth_date=applicant.birth_date,
         country=applicant.country,
         accepted_policy_version=applicant.policy_version,
-        code_hash=hash_token(code),
+        code_hash=code_hash(secret_key, applicant.email, code),
         global_privacy_control=client.global_privacy_control,
         created_at=now,
         expires_at=now + SIGNUP_VALID,
@@ -128,51 +153,78 @@ async def _keep_pending(
     await session.flush()
 
 
+async def _code_in_use(session: AsyncSession, email: str, hashed: str) -> bool:
+    waiting = exists().where(PendingSignup.email == email, PendingSignup.code_hash == hashed)
+    return bool(await session.scalar(select(waiting)))
+
+
 def _invalid() -> Rejected:
     return Rejected.one(
         ErrorCode.NOT_FOUND, "This confirmation code is not valid or has expired.", "code"
     )
 
 
-def _parse_token(token: str) -> tuple[uuid.UUID, str] | None:
-    signup_id, separator, code = token.strip().partition(_TOKEN_SEPARATOR)
-    if not separator or len(token) > 100:
-        return None
-    try:
-        return uuid.UUID(hex=signup_id), code
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class _Attempt:
+    """A confirmation as given: what it is aimed at and the code it offers."""
+
+    # The address typed with the code, or the signup a link names (its id).
+    target: str
+    code: str
+    email: str | None = None
+    signup_id: uuid.UUID | None = None
 
 
-async def _candidates(
-    session: AsyncSession, *, token: str | None, email: str | None
-) -> tuple[list[PendingSignup], str]:
-    """The pending signups the token or the address points at, unexpired, and the code given."""
-    now = utcnow()
+def _attempt(*, token: str | None, email: str | None, code: str | None) -> _Attempt | None:
+    """The attempt a token, or an address and a code, make; None when they cannot be one."""
     if token is not None:
-        parsed = _parse_token(token)
-        if parsed is None:
-            return [], ""
-        signup_id, code = parsed
-        where = PendingSignup.id == signup_id
+        signup_id, separator, token_code = token.strip().partition(_TOKEN_SEPARATOR)
+        if not separator or len(token) > 100:
+            return None
+        try:
+            parsed = uuid.UUID(hex=signup_id)
+        except ValueError:
+            return None
+        return _Attempt(target=parsed.hex, code=token_code, signup_id=parsed)
+    normalized = normalize_email(email or "")
+    if normalized is None:
+        return None
+    return _Attempt(target=normalized, code=code or "", email=normalized)
+
+
+async def _waiting(session: AsyncSession, attempt: _Attempt) -> list[PendingSignup]:
+    """The unexpired signups an attempt could confirm: the link's one, or the address's."""
+    if attempt.signup_id is not None:
+        where = PendingSignup.id == attempt.signup_id
     else:
-        normalized = normalize_email(email or "")
-        if normalized is None:
-            return [], ""
-        code, where = "", PendingSignup.email == normalized
+        where = PendingSignup.email == attempt.email
     found = await session.scalars(
-        select(PendingSignup).where(where, PendingSignup.expires_at > now)
+        select(PendingSignup).where(where, PendingSignup.expires_at > utcnow())
     )
-    return list(found.all()), code
+    return list(found.all())
 
 
-async def check_signup_token(session: AsyncSession, *, token: str) -> PendingSignup:
-    """The pending signup a link's token confirms, unexpired and unused. Reads only."""
-    candidates, code = await _candidates(session, token=token, email=None)
+def _confirmed_by(
+    secret_key: str, candidates: list[PendingSignup], code: str
+) -> PendingSignup | None:
+    """The one signup among the candidates whose code this is."""
     for pending in candidates:
-        if hmac.compare_digest(pending.code_hash, hash_token(code)):
+        if hmac.compare_digest(pending.code_hash, code_hash(secret_key, pending.email, code)):
             return pending
-    raise _invalid()
+    return None
+
+
+async def check_signup_token(
+    session: AsyncSession, *, secret_key: str, token: str
+) -> PendingSignup:
+    """The pending signup a link's token confirms, unexpired and unused. Reads only."""
+    attempt = _attempt(token=token, email=None, code=None)
+    if attempt is None:
+        raise _invalid()
+    pending = _confirmed_by(secret_key, await _waiting(session, attempt), attempt.code)
+    if pending is None:
+        raise _invalid()
+    return pending
 
 
 async def confirm_signup(
@@ -180,26 +232,37 @@ async def confirm_signup(
     limiter: RateLimiter,
     client: Client,
     *,
+    secret_key: str,
     token: str | None = None,
     email: str | None = None,
     code: str | None = None,
 ) -> SignedIn:
-    """Redeem a signup's link token, or its address and code, once: the account is created with
-    its consent events (and the Global Privacy Control signal sent with the signup or now), and
-    signed in. A code or token that does not match, has expired or was used is one answer."""
+    """Redeem a signup's link token, or its address and code, once: the account that signup
+    asked for is created with its consent events (and the Global Privacy Control signal sent
+    with the signup or now), and signed in. A code or token that does not match, has expired or
+    was used is one answer."""
     _, signed_in = await _redeem(
-        session, limiter, client, token=token, email=email, code=code, sign_in=True
+        session,
+        limiter,
+        client,
+        secret_key=secret_key,
+        token=token,
+        email=email,
+        code=code,
+        sign_in=True,
     )
     assert signed_in is not None
     return signed_in
 
 
 async def confirm_signup_link(
-    session: AsyncSession, limiter: RateLimiter, client: Client, *, token: str
+    session: AsyncSession, limiter: RateLimiter, client: Client, *, secret_key: str, token: str
 ) -> Account:
     """As `confirm_signup` with a link's token, from the link's page, which signs no one in: a
     page another site can post to must not sign its visitor in to an account of its choosing."""
-    account, _ = await _redeem(session, limiter, client, token=token, sign_in=False)
+    account, _ = await _redeem(
+        session, limiter, client, secret_key=secret_key, token=token, sign_in=False
+    )
     return account
 
 
@@ -208,6 +271,7 @@ async def _redeem(
     limiter: RateLimiter,
     client: Client,
     *,
+    secret_key: str,
     token: str | None = None,
     email: str | None = None,
     code: str | None = None,
@@ -217,19 +281,30 @@ async def _redeem(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the link's token, or the email address and code.", None
         )
+    too_many = Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code")
     if not await limiter.allow(Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code")
-    candidates, token_code = await _candidates(session, token=token, email=email)
-    given = hash_token((code if token is None else token_code) or "")
-    for pending in candidates:
-        # Guesses at one signup's code are limited wherever they come from.
-        if not await limiter.allow(Door.SIGNUP_CONFIRMATION_PER_ADDRESS, pending.email):
-            raise Rejected.one(
-                ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code"
-            )
-        if hmac.compare_digest(pending.code_hash, given):
-            return await _create_account(session, client, pending, sign_in=sign_in)
-    raise _invalid()
+        raise too_many
+    attempt = _attempt(token=token, email=email, code=code)
+    if attempt is None:
+        raise _invalid()
+    # Counted before anything is read, and alike whether or not a signup waits, so that neither
+    # the answer nor when it turns to RATE_LIMITED tells whether one does.
+    if not await limiter.allow(
+        Door.SIGNUP_CONFIRMATION_PER_ADDRESS_AND_CLIENT, place_and(client.address, attempt.target)
+    ):
+        raise too_many
+    candidates = await _waiting(session, attempt)
+    # A typed code is compared with the code of every signup waiting for the address: each
+    # counts, so that signups made to be guessed at do not multiply the guesses. A link names
+    # one signup, whose id only its mail holds.
+    if not await limiter.allow(
+        Door.SIGNUP_CONFIRMATION_PER_ADDRESS, attempt.target, cost=max(1, len(candidates))
+    ):
+        raise too_many
+    pending = _confirmed_by(secret_key, candidates, attempt.code)
+    if pending is None:
+        raise _invalid()
+    return await _create_account(session, client, pending, sign_in=sign_in)
 
 
 async def _create_account(
@@ -240,6 +315,8 @@ async def _create_account(
     taken = await session.execute(delete(PendingSignup).where(PendingSignup.id == pending.id))
     if not getattr(taken, "rowcount", 0):
         raise _invalid()
+    # The address now has its account: the other signups that waited for it can create none.
+    await session.execute(delete(PendingSignup).where(PendingSignup.email == pending.email))
     applicant = Applicant(
         email=pending.email,
         display_name=pending.display_name,

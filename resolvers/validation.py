@@ -43,22 +43,84 @@ def _has_control_characters(value: str) -> bool:
     return any(unicodedata.category(char) in ("Cc", "Cf") for char in value)
 
 
-def normalize_email(raw: str) -> str | None:
-    """The canonical form of an email address, or None when it is not a usable address."""
+INVALID_EMAIL = "Enter a valid email address."
+MIXED_SCRIPTS = (
+    "Write each part of the address in one script: this one mixes letters of different "
+    "scripts that look alike (such as a Cyrillic \u0430 among Latin letters)."
+)
+LOOK_ALIKE_FORMS = (
+    "Type the address with plain letters: it holds a look-alike form of one (such as \u017f for s, "
+    "\ufb01 for fi, or a full-width letter)."
+)
+
+# Scripts that UTS #39 lets one identifier mix ("highly restrictive"): Latin with the scripts
+# Japanese, Chinese and Korean are written in beside it. Any other mix is refused.
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+# First words of character names that are not the name of the character's script.
+_SCRIPT_OF_WORD = {
+    "CJK": "HAN",
+    "IDEOGRAPHIC": "HAN",
+    "KATAKANA-HIRAGANA": "KATAKANA",
+    "ARABIC-INDIC": "ARABIC",
+}
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter or digit, as the first word of its Unicode name says (LATIN,
+    CYRILLIC, GREEK, ...); None for what every script uses (ASCII digits, punctuation, marks)."""
+    if char.isascii():
+        return "LATIN" if char.isalpha() else None
+    if unicodedata.category(char)[0] not in "LN":
+        return None
+    word = unicodedata.name(char, "UNNAMED").split(" ", 1)[0]
+    return _SCRIPT_OF_WORD.get(word, word)
+
+
+def look_alike_problem(part: str) -> str | None:
+    """Why a part of an address (the local part, or one label of the domain) could pass for
+    another that is not the same mailbox, or None: a compatibility form (NFKC would change it),
+    or letters of scripts that are not written together (UTS #39)."""
+    if unicodedata.normalize("NFKC", part) != part:
+        return LOOK_ALIKE_FORMS
+    scripts = {script for script in map(_script, part) if script is not None}
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+        return MIXED_SCRIPTS
+    return None
+
+
+def _checked_email(raw: str) -> tuple[str | None, str]:
+    """The canonical form of an address, or None and what to tell the person."""
     candidate = raw.strip()
     if not candidate or len(candidate) > EMAIL_MAX_LENGTH:
-        return None
+        return None, INVALID_EMAIL
     try:
         checked = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError:
-        return None
-    return checked.normalized.lower()
+        return None, INVALID_EMAIL
+    email = checked.normalized.lower()
+    local_part, _, domain = email.rpartition("@")
+    # Two addresses a person on staff cannot tell apart must not make two accounts: each part
+    # is checked as UTS #39 checks an identifier (the domain label by label, as IDNA keeps it).
+    for part in (local_part, *domain.split(".")):
+        problem = look_alike_problem(part)
+        if problem is not None:
+            return None, problem
+    return email, ""
+
+
+def normalize_email(raw: str) -> str | None:
+    """The canonical form of an email address, or None when it is not a usable address."""
+    return _checked_email(raw)[0]
 
 
 def email_errors(raw: str) -> tuple[str | None, list[UserError]]:
-    email = normalize_email(raw)
+    email, problem = _checked_email(raw)
     if email is None:
-        return None, [UserError("email", "Enter a valid email address.", ErrorCode.INVALID_EMAIL)]
+        return None, [UserError("email", problem, ErrorCode.INVALID_EMAIL)]
     return email, []
 
 

@@ -449,6 +449,7 @@ class AccountMutation:
                 country=input.country,
                 accept_policy_version=input.accept_policy_version,
                 confirmation_link=context.services.links.confirm_signup,
+                secret_key=context.services.config.secret_key,
                 phone=input.phone,
             )
         )
@@ -467,6 +468,7 @@ class AccountMutation:
                 session,
                 context.services.limiter,
                 context.client,
+                secret_key=context.services.config.secret_key,
                 token=input.token,
                 email=input.email,
                 code=input.code,

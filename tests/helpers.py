@@ -112,6 +112,15 @@ async def gql(
     return body
 
 
+def from_address(client: httpx.AsyncClient, address: str) -> httpx.AsyncClient:
+    """A client of the same app whose requests come from another address (as uvicorn reports
+    the peer): another place, for the limits counted per place. Close it after use."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport), "a client of the app in this process"
+    elsewhere = httpx.ASGITransport(app=transport.app, client=(address, 40000))
+    return httpx.AsyncClient(transport=elsewhere, base_url="http://testserver")
+
+
 def signup_input(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "email": "ada@example.com",

@@ -4,17 +4,20 @@ exists only once the code or link mailed to its address is redeemed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 
 from auth import passwords
 from models import Account, Database, Notification, NotificationKind, PendingSignup, utcnow
 from resolvers.notifications import PLACEHOLDER, render
+from tests.conftest import client_of, make_config
 from tests.helpers import (
     LOGIN,
     ME,
@@ -23,6 +26,7 @@ from tests.helpers import (
     codes,
     confirm_signup,
     events,
+    from_address,
     gql,
     my_settings,
     outbox,
@@ -33,6 +37,7 @@ from tests.helpers import (
 )
 
 GPC = {"Sec-GPC": "1"}
+STRANGERS_PASSWORD = "the stranger's own 42"
 
 
 class CountingHashes:
@@ -68,6 +73,17 @@ def link_in(message: Notification) -> str:
     assert found, message.body
     parts = urlsplit(found.group(0))
     return f"{parts.path}?{parts.query}"
+
+
+def wrong_code(code: str | None) -> str:
+    """A code of the right shape that is not `code`."""
+    assert code is not None
+    return f"{(int(code) + 1) % 10**8:08d}"
+
+
+async def can_log_in(client: httpx.AsyncClient, password: str) -> bool:
+    body = await gql(client, LOGIN, {"input": {"email": "ada@example.com", "password": password}})
+    return bool(body["data"]["login"]["token"])
 
 
 async def confirmation(database: Database, email: str = "ada@example.com") -> Notification:
@@ -145,6 +161,29 @@ class TestSignupRevealsNothing:
         answers = [codes(await start_signup(client)) for _ in range(6)]
         assert answers == [[]] * 5 + [["RATE_LIMITED"]]
 
+    async def test_signups_from_elsewhere_do_not_use_up_the_owners(self, client, database) -> None:
+        async with from_address(client, "203.0.113.9") as stranger:
+            strangers = [
+                codes(await start_signup(stranger, password=STRANGERS_PASSWORD)) for _ in range(6)
+            ]
+
+        owners = await start_signup(client)
+
+        assert strangers == [[]] * 5 + [["RATE_LIMITED"]]
+        assert owners["errors"] == []
+        code = await signup_code(database, "ada@example.com")
+        confirmed = await confirm_signup(client, {"email": "ada@example.com", "code": code})
+        assert confirmed["errors"] == [] and await can_log_in(client, PASSWORD)
+
+    async def test_signups_with_one_address_from_every_place_are_limited(self, client) -> None:
+        for place in range(4):
+            async with from_address(client, f"203.0.113.{place}") as someone:
+                for _ in range(5):
+                    assert codes(await start_signup(someone)) == []
+
+        # From a fifth place too: the address had its 20 messages this hour.
+        assert codes(await start_signup(client)) == ["RATE_LIMITED"]
+
 
 class TestConfirmSignup:
     async def test_with_the_code_creates_the_account_and_signs_in(self, client, database) -> None:
@@ -186,23 +225,25 @@ class TestConfirmSignup:
         assert codes(payload) == ["NOT_FOUND"]
         assert await count(database, Account) == 0
 
-    async def test_a_new_signup_replaces_the_code_of_the_one_before(self, client, database) -> None:
+    async def test_each_signup_keeps_its_own_code(self, client, database) -> None:
         await start_signup(client)
-        old = await signup_code(database, "ada@example.com")
+        first = await signup_code(database, "ada@example.com")
         await start_signup(client, displayName="Ada King")
-        new = await signup_code(database, "ada@example.com")
+        second = await signup_code(database, "ada@example.com")
 
-        refused = await confirm_signup(client, {"email": "ada@example.com", "code": old})
-        accepted = await confirm_signup(client, {"email": "ada@example.com", "code": new})
+        accepted = await confirm_signup(client, {"email": "ada@example.com", "code": first})
+        refused = await confirm_signup(client, {"email": "ada@example.com", "code": second})
 
+        assert first != second
+        assert accepted["account"]["displayName"] == "Ada Lovelace"
+        # The address has its account: the other signup that waited for it is gone.
         assert codes(refused) == ["NOT_FOUND"]
-        assert accepted["account"]["displayName"] == "Ada King"
+        assert await count(database, PendingSignup) == 0
 
     async def test_guesses_at_a_code_are_limited(self, client, database) -> None:
         await start_signup(client)
         code = await signup_code(database, "ada@example.com")
-        assert code is not None
-        wrong = f"{(int(code) + 1) % 10**8:08d}"
+        wrong = wrong_code(code)
 
         answers = [
             codes(await confirm_signup(client, {"email": "ada@example.com", "code": wrong}))
@@ -213,6 +254,85 @@ class TestConfirmSignup:
         assert answers == [["NOT_FOUND"]] * 10
         assert codes(right) == ["RATE_LIMITED"]
         assert await count(database, Account) == 0
+
+    async def test_wrong_codes_from_elsewhere_do_not_block_the_right_one(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+        wrong = {"email": "ada@example.com", "code": wrong_code(code)}
+        async with from_address(client, "203.0.113.9") as guesser:
+            guesses = [codes(await confirm_signup(guesser, wrong)) for _ in range(11)]
+
+        right = await confirm_signup(client, {"email": "ada@example.com", "code": code})
+
+        assert guesses == [["NOT_FOUND"]] * 10 + [["RATE_LIMITED"]]
+        assert right["errors"] == [] and right["account"]["email"] == "ada@example.com"
+
+    async def test_the_limit_answers_alike_whether_or_not_a_signup_waits(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+
+        answers = {
+            email: [
+                codes(await confirm_signup(client, {"email": email, "code": wrong_code(code)}))
+                for _ in range(11)
+            ]
+            for email in ("ada@example.com", "nobody@example.com")
+        }
+
+        assert answers["ada@example.com"] == answers["nobody@example.com"]
+        assert answers["nobody@example.com"] == [["NOT_FOUND"]] * 10 + [["RATE_LIMITED"]]
+
+    async def test_guesses_at_one_address_from_every_place_are_limited(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+        wrong = {"email": "ada@example.com", "code": wrong_code(code)}
+        for place in range(5):
+            async with from_address(client, f"203.0.113.{place}") as guesser:
+                for _ in range(10):
+                    assert codes(await confirm_signup(guesser, wrong)) == ["NOT_FOUND"]
+
+        right = await confirm_signup(client, {"email": "ada@example.com", "code": code})
+
+        assert codes(right) == ["RATE_LIMITED"]
+        assert await count(database, Account) == 0
+
+    async def test_each_waiting_signup_counts_against_the_guesses_at_its_address(
+        self, client, database
+    ) -> None:
+        # Three signups wait: each guess is compared with three codes, so 16 guesses use 48 of
+        # the address's 50 codes an hour and the 17th is refused.
+        for _ in range(3):
+            await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+        wrong = {"email": "ada@example.com", "code": wrong_code(code)}
+        answers = []
+        for place in range(2):
+            async with from_address(client, f"203.0.113.{place}") as guesser:
+                answers += [codes(await confirm_signup(guesser, wrong)) for _ in range(10)]
+
+        assert answers == [["NOT_FOUND"]] * 16 + [["RATE_LIMITED"]] * 4
+
+    async def test_the_link_is_not_blocked_by_guesses_at_its_address(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+        link = link_in(await confirmation(database))
+        wrong = {"email": "ada@example.com", "code": wrong_code(code)}
+        for place in range(6):
+            async with from_address(client, f"203.0.113.{place}") as guesser:
+                for _ in range(10):
+                    await confirm_signup(guesser, wrong)
+
+        done = await client.post(link)
+
+        assert done.status_code == 200 and "ready" in done.text
 
     async def test_nothing_to_confirm_with_is_bad_input(self, client) -> None:
         payload = await confirm_signup(client, {"email": "ada@example.com"})
@@ -249,6 +369,82 @@ class TestConfirmSignup:
         assert len(signed_in) == 1 and signed_in[0]["errors"] == []
         assert refused == [["NOT_FOUND"]]
         assert await count(database, Account) == 1
+
+
+class TestAStrangersSignup:
+    """Anyone may sign up with any address: whoever reads its mail decides which account is
+    created, and with whose password."""
+
+    async def test_a_later_signup_by_a_stranger_leaves_the_owners_code_working(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        owners = await signup_code(database, "ada@example.com")
+        async with from_address(client, "203.0.113.9") as stranger:
+            await start_signup(
+                stranger, password=STRANGERS_PASSWORD, displayName="Mallory", phone="+4915123456789"
+            )
+
+        payload = await confirm_signup(client, {"email": "ada@example.com", "code": owners})
+
+        assert payload["errors"] == []
+        assert payload["account"]["displayName"] == "Ada Lovelace"
+        assert payload["account"]["phone"] is None
+        assert await can_log_in(client, PASSWORD)
+        assert not await can_log_in(client, STRANGERS_PASSWORD)
+
+    async def test_a_strangers_code_no_longer_works_once_the_owner_confirmed(
+        self, client, database
+    ) -> None:
+        async with from_address(client, "203.0.113.9") as stranger:
+            await start_signup(stranger, password=STRANGERS_PASSWORD, displayName="Mallory")
+        strangers = await signup_code(database, "ada@example.com")
+        await start_signup(client)
+        owners = await signup_code(database, "ada@example.com")
+
+        confirmed = await confirm_signup(client, {"email": "ada@example.com", "code": owners})
+        late = await confirm_signup(client, {"email": "ada@example.com", "code": strangers})
+
+        assert confirmed["account"]["displayName"] == "Ada Lovelace"
+        assert codes(late) == ["NOT_FOUND"]
+        assert not await can_log_in(client, STRANGERS_PASSWORD)
+
+    async def test_each_link_opens_a_page_naming_the_account_it_creates(
+        self, client, database
+    ) -> None:
+        await start_signup(client)
+        async with from_address(client, "203.0.113.9") as stranger:
+            await start_signup(stranger, password=STRANGERS_PASSWORD, displayName="<b>Mallory")
+        owners, strangers = await outbox(
+            database, NotificationKind.SIGNUP_CONFIRMATION, "ada@example.com"
+        )
+
+        owners_page = await client.get(link_in(owners))
+        strangers_page = await client.get(link_in(strangers))
+
+        assert "ada@example.com" in owners_page.text and "Ada Lovelace" in owners_page.text
+        assert "Mallory" not in owners_page.text
+        assert "&lt;b&gt;Mallory" in strangers_page.text and "<b>" not in strangers_page.text
+        assert "Ada Lovelace" not in strangers_page.text
+
+    async def test_the_code_is_kept_only_keyed_with_the_secret_key(
+        self, client, database, clean_database_url: str
+    ) -> None:
+        await start_signup(client)
+        code = await signup_code(database, "ada@example.com")
+        assert code is not None
+        async with database.session() as session:
+            stored = (await session.scalars(select(PendingSignup))).one()
+
+        async with client_of(make_config(clean_database_url, secret_key="x" * 40)) as other_key:
+            elsewhere = await confirm_signup(other_key, {"email": "ada@example.com", "code": code})
+
+        # Not the plain hash of the code, which anyone could find by trying all 10^8 codes.
+        assert stored.code_hash != hashlib.sha256(code.encode()).hexdigest()
+        assert codes(elsewhere) == ["NOT_FOUND"]
+        assert (await confirm_signup(client, {"email": "ada@example.com", "code": code}))[
+            "errors"
+        ] == []
 
 
 class TestConfirmationPage:

@@ -14,7 +14,17 @@ from sqlalchemy import func, select, update
 
 from models import Database, Notification, NotificationKind, PasswordReset, utcnow
 from resolvers.notifications import PLACEHOLDER, render
-from tests.helpers import LOGIN, ME, PASSWORD, codes, gql, logged_in, outbox, signed_up
+from tests.helpers import (
+    LOGIN,
+    ME,
+    PASSWORD,
+    codes,
+    from_address,
+    gql,
+    logged_in,
+    outbox,
+    signed_up,
+)
 
 REQUEST = """
 mutation Request($input: RequestPasswordResetInput!) {
@@ -115,6 +125,35 @@ class TestRequestPasswordReset:
                 for _ in range(4)
             ]
             assert answers == [[], [], [], ["RATE_LIMITED"]]
+
+    async def test_requests_from_elsewhere_do_not_use_up_the_owners(self, client, database) -> None:
+        await signed_up(client)
+        async with from_address(client, "203.0.113.9") as stranger:
+            strangers = [
+                codes((await request_reset(stranger))["data"]["requestPasswordReset"])
+                for _ in range(4)
+            ]
+
+        owners = await request_reset(client)
+
+        assert strangers == [[], [], [], ["RATE_LIMITED"]]
+        assert codes(owners["data"]["requestPasswordReset"]) == []
+        assert (await reset(client, await reset_token(database)))["ok"] is True
+        assert await can_log_in(client, NEW_PASSWORD)
+
+    async def test_requests_for_one_address_from_every_place_are_limited_alike(
+        self, client
+    ) -> None:
+        await signed_up(client)
+        for email in ("ada@example.com", "nobody@example.com"):
+            answers = []
+            for place in range(4):
+                async with from_address(client, f"203.0.113.{place}") as someone:
+                    answers += [
+                        codes((await request_reset(someone, email))["data"]["requestPasswordReset"])
+                        for _ in range(3)
+                    ]
+            assert answers == [[]] * 10 + [["RATE_LIMITED"]] * 2
 
     async def test_requests_from_one_place_are_limited(self, client) -> None:
         answers = [

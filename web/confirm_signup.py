@@ -52,14 +52,24 @@ class ConfirmSignupPages:
         token = request.query_params.get("token", "")
         try:
             async with self.services.database.session() as session:
-                pending = await signup.check_signup_token(session, token=token)
+                pending = await signup.check_signup_token(
+                    session, secret_key=self.services.config.secret_key, token=token
+                )
         except Rejected as rejected:
             return _refused(rejected)
+        # Anyone can sign up with any address, and each signup mails its own link: the page
+        # names the account this one creates, so the owner can tell a stranger's from theirs.
         return page(
             "Confirm your email address",
-            paragraph(f"Create the account for {pending.email}?"),
+            paragraph(
+                f"Create the account for {pending.email} in the name {pending.display_name}?"
+            ),
+            paragraph(
+                "It will have the password chosen when signing up with this name. If you did "
+                "not sign up, or this is not the name you gave, close this page: no account is "
+                "created without it."
+            ),
             post_form({"token": token}, "Create my account"),
-            paragraph("If you did not sign up, close this page: no account is created without it."),
         )
 
     async def confirm(self, request: Request) -> HTMLResponse:
@@ -71,6 +81,7 @@ class ConfirmSignupPages:
                     session,
                     self.services.limiter,
                     client_of(request, self.services.config),
+                    secret_key=self.services.config.secret_key,
                     token=token,
                 )
         except Rejected as rejected:

@@ -67,8 +67,8 @@ DB_POOL_CAPACITY = Gauge(
 class CountingRateLimiter(RateLimiter):
     """The rate limiter, counting each refusal by the door it came through."""
 
-    async def allow(self, door: Door, identity: str) -> bool:
-        allowed = await super().allow(door, identity)
+    async def allow(self, door: Door, identity: str, cost: int = 1) -> bool:
+        allowed = await super().allow(door, identity, cost)
         if not allowed:
             RATE_LIMIT_REFUSALS.labels(door.value[0]).inc()
         return allowed
