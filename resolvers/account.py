@@ -15,7 +15,7 @@ from auth.actor import Actor
 from auth.passwords import get_password_hash, verify_password
 from auth.rate_limits import Door, RateLimiter, client_key
 from auth.tokens import hash_token, new_token
-from models import Account, AuthSession, ConsentActor, Role, Source, utcnow
+from models import Account, AuthSession, ConsentActor, PasswordReset, Role, Source, utcnow
 from resolvers import age, visitors
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
@@ -335,7 +335,8 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> Account:
-    """Set a new password and sign out every other device."""
+    """Set a new password, sign out every other device and void what the old password may have
+    started (see `void_pending_changes`)."""
     await confirm_password(session, limiter, actor, current_password)
     account = await session.get_one(Account, actor.account_id)
     problems = password_errors(new_password, account.email, field="newPassword")
@@ -347,7 +348,18 @@ async def change_password(
             AuthSession.account_id == account.id, AuthSession.id != actor.session_id
         )
     )
+    await void_pending_changes(session, account)
     return account
+
+
+async def void_pending_changes(session: AsyncSession, account: Account) -> None:
+    """What a new password ends besides sessions: an email change waiting for its code and every
+    reset link. Whoever held the old password may have started either, and must not finish it
+    once the owner has taken the account back."""
+    account.pending_email = None
+    account.email_token_hash = None
+    account.email_token_expires_at = None
+    await session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
 
 
 # The list shows the most recently used first; pages go by sign-in time, which never changes (the

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from auth.rate_limits import Door
 from auth.tokens import SESSION_COOKIE
-from models import Account, AuthSession, utcnow
+from models import Account, AuthSession, NotificationKind, utcnow
 from resolvers import account as account_use_cases
 from tests.helpers import (
     LOGIN,
@@ -20,6 +20,7 @@ from tests.helpers import (
     codes,
     count_statements,
     gql,
+    outbox,
     signed_up,
     signed_up_through_the_api,
 )
@@ -29,6 +30,24 @@ CHANGE_PASSWORD = """
 mutation Change($input: ChangePasswordInput!) {
   changePassword(input: $input) { account { email } errors { field code } }
 }
+"""
+REQUEST_EMAIL_CHANGE = """
+mutation Change($input: EmailChangeInput!) {
+  requestEmailChange(input: $input) { errors { field code } }
+}
+"""
+CONFIRM_EMAIL_CHANGE = """
+mutation Confirm($token: String!) {
+  confirmEmailChange(input: {token: $token}) { email errors { field code } }
+}
+"""
+REQUEST_RESET = """
+mutation Request($email: String!) {
+  requestPasswordReset(input: {email: $email}) { ok errors { code } }
+}
+"""
+RESET = """
+mutation Reset($input: ResetPasswordInput!) { resetPassword(input: $input) { ok errors { code } } }
 """
 REVOKE = """
 mutation Revoke($id: ID!) { revokeSession(id: $id) { errors { field code } } }
@@ -290,6 +309,30 @@ class TestChangePassword:
         assert (await gql(client, ME, token=other))["data"]["me"] is None
         assert (await gql(client, ME, token=token))["data"]["me"] is not None
         assert codes(await login(client, "ada@example.com", PASSWORD)) == ["INVALID_CREDENTIALS"]
+        assert (await login(client, "ada@example.com", "a new passphrase"))["errors"] == []
+
+    async def test_voids_an_email_change_and_reset_links_started_before(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        move = {"input": {"newEmail": "thief@example.com", "currentPassword": PASSWORD}}
+        moved = await gql(client, REQUEST_EMAIL_CHANGE, move, token=token)
+        assert moved["data"]["requestEmailChange"]["errors"] == []
+        [stolen] = await outbox(database, NotificationKind.EMAIL_CONFIRMATION)
+        await gql(client, REQUEST_RESET, {"email": "ada@example.com"})
+        [reset_message] = await outbox(database, NotificationKind.PASSWORD_RESET)
+        variables = {"input": {"currentPassword": PASSWORD, "newPassword": "a new passphrase"}}
+
+        body = await gql(client, CHANGE_PASSWORD, variables, token=token)
+
+        assert body["data"]["changePassword"]["errors"] == []
+        confirmed = await gql(client, CONFIRM_EMAIL_CHANGE, {"token": stolen.secret})
+        assert codes(confirmed["data"]["confirmEmailChange"]) == ["NOT_FOUND"]
+        reset = {"token": reset_message.secret, "newPassword": "the thief's passphrase"}
+        answer = await gql(client, RESET, {"input": reset})
+        assert codes(answer["data"]["resetPassword"]) == ["NOT_FOUND"]
+        me = await gql(client, "{ me { email pendingEmail } }", token=token)
+        assert me["data"]["me"] == {"email": "ada@example.com", "pendingEmail": None}
         assert (await login(client, "ada@example.com", "a new passphrase"))["errors"] == []
 
 
