@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import math
+import time
 from collections.abc import Awaitable
 from enum import Enum
 from typing import cast
@@ -18,21 +20,27 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
+# The response header a refusal tells its wait in (seconds), so a client need not parse it.
+RETRY_AFTER = "Retry-After"
+
 
 class Door(Enum):
     # Each value names its own counter: two doors with the same limit must not share one.
-    # Password guesses at one account from one place (see `client_key`): the owner elsewhere
-    # keeps signing in while a guesser is refused.
+    # Failed sign-ins at one account from one place (see `client_key`); a success there forgets
+    # them. A place the account signed up or signed in from lately is its owner's: it gets twice
+    # the tries of a new place, where a guesser is likelier than the owner. Failures from one
+    # place never slow another, so nobody can lock the owner out from elsewhere.
     LOGIN_PER_ACCOUNT_AND_CLIENT = ("login-per-account-and-client", "10/15 minutes")
-    # Guesses at one account from every place it has not signed in from lately, together: a
-    # guess spread over many addresses is slowed, and the owner's usual places stay open.
-    LOGIN_PER_ACCOUNT = ("login-per-account", "100/hour")
-    # Not a limit but a memory: this account signed in from this place in the last 30 to 60
-    # days (one hit fills the window; the sliding window forgets it during the next).
+    LOGIN_PER_ACCOUNT_AND_NEW_CLIENT = ("login-per-account-and-new-client", "5/15 minutes")
+    # Not a limit but a memory: this account signed up or signed in from this place in the last
+    # 30 to 60 days (one hit fills the window; the sliding window forgets it during the next).
     SIGNED_IN_FROM = ("signed-in-from", "1/30 days")
     # Re-entering the password to change something sensitive: a stolen session must not be a
     # way to guess it.
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
+    # Sign-in attempts from one place at any accounts, successful or not: a place trying many
+    # accounts is working through a list of stolen passwords, and signing in to an account of
+    # one's own must not reopen the door for more.
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
     # Each signup mails the address, registered or not: a few an hour is enough for a person
@@ -107,6 +115,19 @@ class RateLimiter:
     async def allow(self, door: Door, identity: str) -> bool:
         """Count one attempt; False once the door's limit for that identity is used up."""
         return await self._limiter.hit(door.limit, door.value[0], _key(identity))
+
+    async def admit(self, door: Door, identity: str) -> int:
+        """Count one attempt: 0 when it may go ahead, else the seconds until the door would let
+        that identity through again (at least 1), for the refusal to tell."""
+        if await self.allow(door, identity):
+            return 0
+        stats = await self._limiter.get_window_stats(door.limit, door.value[0], _key(identity))
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def forget(self, door: Door, identity: str) -> None:
+        """Drop what the door counted for the identity: a sign-in that succeeded forgets the
+        failures before it, so only failures use up the allowance."""
+        await self._limiter.clear(door.limit, door.value[0], _key(identity))
 
     async def remember(self, door: Door, identity: str) -> None:
         """Mark the identity, for a door whose limit is one: a memory that expires."""

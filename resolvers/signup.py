@@ -22,7 +22,14 @@ from auth.rate_limits import Door, RateLimiter, client_key
 from auth.tokens import hash_token
 from models import Account, NotificationKind, PendingSignup, utcnow
 from resolvers import notifications
-from resolvers.account import Applicant, Client, SignedIn, check_applicant, open_account
+from resolvers.account import (
+    Applicant,
+    Client,
+    SignedIn,
+    check_applicant,
+    open_account,
+    remember_place,
+)
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import normalize_email
 
@@ -76,10 +83,8 @@ async def start_signup(
         phone=phone,
         today=today,
     )
-    if not await limiter.allow(Door.SIGNUP_PER_ADDRESS, applicant.email):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED, "Too many sign-ups with this address; try later.", "email"
-        )
+    if wait := await limiter.admit(Door.SIGNUP_PER_ADDRESS, applicant.email):
+        raise Rejected.rate_limited("Too many sign-ups with this address", wait, "email")
     password_hash = await get_password_hash(password)
     owner = await session.scalar(select(Account).where(Account.email == applicant.email))
     if owner is not None:
@@ -217,18 +222,19 @@ async def _redeem(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the link's token, or the email address and code.", None
         )
-    if not await limiter.allow(Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code")
+    if wait := await limiter.admit(Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)):
+        raise Rejected.rate_limited("Too many attempts", wait, "code")
     candidates, token_code = await _candidates(session, token=token, email=email)
     given = hash_token((code if token is None else token_code) or "")
     for pending in candidates:
         # Guesses at one signup's code are limited wherever they come from.
-        if not await limiter.allow(Door.SIGNUP_CONFIRMATION_PER_ADDRESS, pending.email):
-            raise Rejected.one(
-                ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code"
-            )
+        if wait := await limiter.admit(Door.SIGNUP_CONFIRMATION_PER_ADDRESS, pending.email):
+            raise Rejected.rate_limited("Too many attempts", wait, "code")
         if hmac.compare_digest(pending.code_hash, given):
-            return await _create_account(session, client, pending, sign_in=sign_in)
+            created = await _create_account(session, client, pending, sign_in=sign_in)
+            # Where the owner confirmed is one of their places from now on.
+            await remember_place(limiter, pending.email, client)
+            return created
     raise _invalid()
 
 

@@ -29,7 +29,7 @@ from auth.actor import (
 )
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
-from auth.rate_limits import RateLimiter
+from auth.rate_limits import RETRY_AFTER, RateLimiter
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -37,7 +37,7 @@ from models import Account, ConsentActor, Database, Source, utcnow
 from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
-from resolvers.errors import Rejected
+from resolvers.errors import Rejected, UserError
 from schema.errors import UserErrorType, to_user_errors
 
 SOURCE_HEADER = CLIENT_SOURCE_HEADER
@@ -153,7 +153,16 @@ class RequestContext:
             async with self.unit_of_work() as session:
                 return await use_case(session), []
         except Rejected as rejected:
+            self._tell_when_to_retry(rejected.errors)
             return None, to_user_errors(rejected.errors)
+
+    def _tell_when_to_retry(self, errors: list[UserError]) -> None:
+        """A rate-limited answer says in its Retry-After header how long to wait: the longest
+        wait of any field of the request (RFC 9110, section 10.2.3)."""
+        waits = [error.retry_after for error in errors if error.retry_after]
+        if waits:
+            earlier = int(self.response.headers.get(RETRY_AFTER, "0"))
+            self.response.headers[RETRY_AFTER] = str(max(earlier, *waits))
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal

@@ -10,8 +10,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from auth.rate_limits import RETRY_AFTER
 from resolvers import signup
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.errors import ErrorCode, Rejected, waiting_time
 from schema.context import Services, client_of
 from web.pages import page, paragraph, post_form, posted_token
 
@@ -19,11 +20,14 @@ from web.pages import page, paragraph, post_form, posted_token
 def _refused(rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.RATE_LIMITED in codes:
-        return page(
+        wait = max(error.retry_after or 1 for error in rejected.errors)
+        refused = page(
             "Too many attempts",
-            paragraph("Nothing was created. Wait a while, then open the link again."),
+            paragraph(f"Nothing was created. Wait {waiting_time(wait)}, then open the link again."),
             status_code=429,
         )
+        refused.headers[RETRY_AFTER] = str(wait)
+        return refused
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
         return page(
             "This address already has an account",
