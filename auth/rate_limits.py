@@ -38,6 +38,8 @@ class Door(Enum):
     # Re-entering the password to change something sensitive: a stolen session must not be a
     # way to guess it.
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
+    # "Someone tried to move their account to your address": at most one an hour to its owner.
+    EMAIL_CHANGE_ATTEMPT_NOTICE = ("email-change-attempt-notice", "1/hour")
     # Sign-in attempts from one place at any accounts, successful or not: a place trying many
     # accounts is working through a list of stolen passwords, and signing in to an account of
     # one's own must not reopen the door for more.
@@ -48,8 +50,6 @@ class Door(Enum):
     SIGNUP_PER_ADDRESS = ("signup-per-address", "5/hour")
     # "Someone tried to sign up with your address": at most one an hour to an account's owner.
     SIGNUP_ATTEMPT_NOTICE = ("signup-attempt-notice", "1/hour")
-    # "Someone tried to move their account to your address": at most one an hour to its owner.
-    EMAIL_CHANGE_ATTEMPT_NOTICE = ("email-change-attempt-notice", "1/hour")
     # Guesses at a signup's short code: per place, and per address whatever the place.
     SIGNUP_CONFIRMATION_PER_CLIENT = ("signup-confirmation-per-client", "30/15 minutes")
     SIGNUP_CONFIRMATION_PER_ADDRESS = ("signup-confirmation-per-address", "10/hour")
