@@ -12,7 +12,8 @@ import hashlib
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
@@ -20,8 +21,13 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-# The response header a refusal tells its wait in (seconds), so a client need not parse it.
 RETRY_AFTER = "Retry-After"
+# The fields of the IETF draft "RateLimit header fields for HTTP"
+# (draft-ietf-httpapi-ratelimit-headers-10): each refusing door's policy, and its wait.
+RATE_LIMIT = "RateLimit"
+RATE_LIMIT_POLICY = "RateLimit-Policy"
+# What a refusal tells the client, for CORS to let a page read it.
+REFUSAL_HEADERS = (RETRY_AFTER, RATE_LIMIT, RATE_LIMIT_POLICY)
 
 
 class Door(Enum):
@@ -76,6 +82,33 @@ class Door(Enum):
         return parse(self.value[1])
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An attempt a door turned away, and the seconds until it would let the same identity
+    through again: what the answer tells the client."""
+
+    door: Door
+    retry_after: int
+
+
+def refusal_headers(refusals: Sequence[Refusal]) -> dict[str, str]:
+    """The response headers for the refusals of one request: `Retry-After` (RFC 9110) with the
+    longest wait, and the draft's `RateLimit-Policy` (each door's quota `q` per window `w` in
+    seconds) and `RateLimit` (nothing `r` left, for `t` seconds)."""
+    waits: dict[Door, int] = {}
+    for refusal in refusals:
+        waits[refusal.door] = max(waits.get(refusal.door, 0), refusal.retry_after)
+    if not waits:
+        return {}
+    return {
+        RETRY_AFTER: str(max(waits.values())),
+        RATE_LIMIT_POLICY: ", ".join(
+            f'"{door.value[0]}";q={door.limit.amount};w={door.limit.get_expiry()}' for door in waits
+        ),
+        RATE_LIMIT: ", ".join(f'"{door.value[0]}";r=0;t={wait}' for door, wait in waits.items()),
+    }
+
+
 def _key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
@@ -116,13 +149,13 @@ class RateLimiter:
         """Count one attempt; False once the door's limit for that identity is used up."""
         return await self._limiter.hit(door.limit, door.value[0], _key(identity))
 
-    async def admit(self, door: Door, identity: str) -> int:
-        """Count one attempt: 0 when it may go ahead, else the seconds until the door would let
-        that identity through again (at least 1), for the refusal to tell."""
+    async def admit(self, door: Door, identity: str) -> Refusal | None:
+        """Count one attempt: None when it may go ahead, else the refusal, which says how long
+        until the door would let that identity through again (at least a second)."""
         if await self.allow(door, identity):
-            return 0
+            return None
         stats = await self._limiter.get_window_stats(door.limit, door.value[0], _key(identity))
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        return Refusal(door, max(1, math.ceil(stats.reset_time - time.time())))
 
     async def forget(self, door: Door, identity: str) -> None:
         """Drop what the door counted for the identity: a sign-in that succeeded forgets the

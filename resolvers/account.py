@@ -124,8 +124,8 @@ async def check_applicant(
     """The checks every signup passes. Under-13s are refused before anything else is looked at;
     nothing is stored here."""
     # Every attempt counts, refused for age or not: otherwise a child could try date after date.
-    if wait := await limiter.admit(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
-        raise Rejected.rate_limited("Too many sign-ups from here", wait)
+    if refused := await limiter.admit(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
+        raise Rejected.rate_limited("Too many sign-ups from here", refused)
     check_age(
         birth_date, today or age.today_everywhere(utcnow()), refused_recently=refused_recently
     )
@@ -273,11 +273,11 @@ async def login(
     )
     # An attempt refused by the place's door is not counted at the account's, so that guesses
     # at many accounts use up no account's allowance.
-    wait = await limiter.admit(Door.LOGIN_PER_CLIENT, place)
-    if not wait:
-        wait = await limiter.admit(tries, from_place)
-    if wait:
-        raise Rejected.rate_limited("Too many sign-in attempts", wait)
+    refused = await limiter.admit(Door.LOGIN_PER_CLIENT, place)
+    if refused is None:
+        refused = await limiter.admit(tries, from_place)
+    if refused:
+        raise Rejected.rate_limited("Too many sign-in attempts", refused)
     account = None
     # Every stored email is a valid one; anything else (such as a NUL byte, which PostgreSQL
     # refuses in text) is not worth a query.
@@ -320,8 +320,8 @@ async def confirm_password(
 ) -> None:
     """The signed-in person proves it is them before something sensitive; guesses are limited."""
     tries = str(actor.account_id)
-    if wait := await limiter.admit(Door.PASSWORD_CONFIRMATION, tries):
-        raise Rejected.rate_limited("Too many attempts", wait, field)
+    if refused := await limiter.admit(Door.PASSWORD_CONFIRMATION, tries):
+        raise Rejected.rate_limited("Too many attempts", refused, field)
     stored = await session.scalar(
         select(Account.password_hash).where(Account.id == actor.account_id)
     )

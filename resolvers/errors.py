@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from auth.rate_limits import Refusal
+
 
 class ErrorCode(enum.Enum):
     INVALID_EMAIL = "INVALID_EMAIL"
@@ -37,8 +39,8 @@ class UserError:
     field: str | None
     message: str
     code: ErrorCode
-    # For RATE_LIMITED: the seconds to wait before the next try.
-    retry_after: int | None = None
+    # For RATE_LIMITED: the door that refused, and how long until it lets the next try in.
+    refusal: Refusal | None = None
 
 
 def waiting_time(seconds: int) -> str:
@@ -62,7 +64,7 @@ class Rejected(Exception):
         return cls(UserError(field=field, message=message, code=code))
 
     @classmethod
-    def rate_limited(cls, reason: str, retry_after: int, field: str | None = None) -> Rejected:
-        """RATE_LIMITED, saying why and how long to wait (`RateLimiter.admit` tells it)."""
-        message = f"{reason}; try again in {waiting_time(retry_after)}."
-        return cls(UserError(field, message, ErrorCode.RATE_LIMITED, retry_after))
+    def rate_limited(cls, reason: str, refusal: Refusal, field: str | None = None) -> Rejected:
+        """RATE_LIMITED, saying why and how long to wait (as `RateLimiter.admit` refused)."""
+        message = f"{reason}; try again in {waiting_time(refusal.retry_after)}."
+        return cls(UserError(field, message, ErrorCode.RATE_LIMITED, refusal))

@@ -69,8 +69,8 @@ async def request_data_export(
     The token is kept only as its hash; the link in the answer is the one place it appears.
     """
     account_id = actor.account_id
-    if wait := await limiter.admit(Door.EXPORT_PER_ACCOUNT, str(account_id)):
-        raise Rejected.rate_limited("You have asked for several exports recently", wait)
+    if refused := await limiter.admit(Door.EXPORT_PER_ACCOUNT, str(account_id)):
+        raise Rejected.rate_limited("You have asked for several exports recently", refused)
     token = new_token()
     now = utcnow()
     expires_at = now + timedelta(hours=valid_hours)

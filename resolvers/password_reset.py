@@ -37,11 +37,11 @@ async def request_password_reset(
     if errors:
         raise Rejected(*errors)
     assert normalized is not None
-    wait = await limiter.admit(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address))
-    if not wait:
-        wait = await limiter.admit(Door.PASSWORD_RESET_PER_ADDRESS, normalized)
-    if wait:
-        raise Rejected.rate_limited("Too many requests", wait, "email")
+    refused = await limiter.admit(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address))
+    if refused is None:
+        refused = await limiter.admit(Door.PASSWORD_RESET_PER_ADDRESS, normalized)
+    if refused:
+        raise Rejected.rate_limited("Too many requests", refused, "email")
     account = await session.scalar(select(Account).where(Account.email == normalized))
     # Written for an unknown address too (tied to no account, its token sent nowhere), so that
     # both requests commit a write and take as long.

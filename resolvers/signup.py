@@ -83,8 +83,8 @@ async def start_signup(
         phone=phone,
         today=today,
     )
-    if wait := await limiter.admit(Door.SIGNUP_PER_ADDRESS, applicant.email):
-        raise Rejected.rate_limited("Too many sign-ups with this address", wait, "email")
+    if refused := await limiter.admit(Door.SIGNUP_PER_ADDRESS, applicant.email):
+        raise Rejected.rate_limited("Too many sign-ups with this address", refused, "email")
     password_hash = await get_password_hash(password)
     owner = await session.scalar(select(Account).where(Account.email == applicant.email))
     if owner is not None:
@@ -222,14 +222,16 @@ async def _redeem(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the link's token, or the email address and code.", None
         )
-    if wait := await limiter.admit(Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)):
-        raise Rejected.rate_limited("Too many attempts", wait, "code")
+    if refused := await limiter.admit(
+        Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)
+    ):
+        raise Rejected.rate_limited("Too many attempts", refused, "code")
     candidates, token_code = await _candidates(session, token=token, email=email)
     given = hash_token((code if token is None else token_code) or "")
     for pending in candidates:
         # Guesses at one signup's code are limited wherever they come from.
-        if wait := await limiter.admit(Door.SIGNUP_CONFIRMATION_PER_ADDRESS, pending.email):
-            raise Rejected.rate_limited("Too many attempts", wait, "code")
+        if refused := await limiter.admit(Door.SIGNUP_CONFIRMATION_PER_ADDRESS, pending.email):
+            raise Rejected.rate_limited("Too many attempts", refused, "code")
         if hmac.compare_digest(pending.code_hash, given):
             created = await _create_account(session, client, pending, sign_in=sign_in)
             # Where the owner confirmed is one of their places from now on.

@@ -29,7 +29,7 @@ from auth.actor import (
 )
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
-from auth.rate_limits import RETRY_AFTER, RateLimiter
+from auth.rate_limits import RateLimiter, Refusal, refusal_headers
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -95,6 +95,8 @@ class RequestContext:
         self._credentials_read = False
         self._machine: Machine | None = None
         self._machine_loaded = False
+        # What rate limits refused in this request, for the response's headers to tell.
+        self._refusals: list[Refusal] = []
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -157,12 +159,12 @@ class RequestContext:
             return None, to_user_errors(rejected.errors)
 
     def _tell_when_to_retry(self, errors: list[UserError]) -> None:
-        """A rate-limited answer says in its Retry-After header how long to wait: the longest
-        wait of any field of the request (RFC 9110, section 10.2.3)."""
-        waits = [error.retry_after for error in errors if error.retry_after]
-        if waits:
-            earlier = int(self.response.headers.get(RETRY_AFTER, "0"))
-            self.response.headers[RETRY_AFTER] = str(max(earlier, *waits))
+        """A rate-limited answer says in its headers how long to wait, for every field of the
+        request that a limit refused."""
+        refused = [error.refusal for error in errors if error.refusal]
+        if refused:
+            self._refusals += refused
+            self.response.headers.update(refusal_headers(self._refusals))
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal

@@ -74,7 +74,7 @@ class UserErrorType:
             field=error.field,
             message=error.message,
             code=error.code,
-            retry_after=error.retry_after,
+            retry_after=error.refusal.retry_after if error.refusal else None,
         )
 
 

@@ -60,18 +60,20 @@ async def test_a_refusal_tells_the_wait_and_a_forgotten_count_starts_again(
     identity = f"someone@example.com from {uuid.uuid4()}"
     door = Door.LOGIN_PER_ACCOUNT_AND_CLIENT
     for _ in range(door.limit.amount):
-        assert await first.admit(door, identity) == 0
+        assert await first.admit(door, identity) is None
 
-    wait = await second.admit(door, identity)
+    refused = await second.admit(door, identity)
     await first.forget(door, identity)
 
-    assert 0 < wait <= door.limit.get_expiry()
-    assert await second.admit(door, identity) == 0
+    assert refused is not None and refused.door is door
+    assert 0 < refused.retry_after <= door.limit.get_expiry()
+    assert await second.admit(door, identity) is None
 
 
 class TestRetryAfter:
-    """Every rate-limited answer says how long to wait: a Retry-After header (seconds), and the
-    same number in the error, whose message says it in words."""
+    """Every rate-limited answer says how long to wait: a Retry-After header (seconds), the
+    draft RateLimit fields naming the limit, and the same number in the error, whose message
+    says it in words."""
 
     async def test_a_mutation_refused_by_a_limit(self, client) -> None:
         allowed = Door.PASSWORD_RESET_PER_ADDRESS.limit.amount
@@ -90,6 +92,8 @@ class TestRetryAfter:
             wait,
         )
         assert error["message"].startswith("Too many requests; try again in ")
+        assert refused.headers["RateLimit-Policy"] == '"password-reset-per-address";q=3;w=3600'
+        assert refused.headers["RateLimit"] == f'"password-reset-per-address";r=0;t={wait}'
 
     async def test_a_page_refused_by_a_limit(self, client) -> None:
         allowed = Door.SIGNUP_CONFIRMATION_PER_CLIENT.limit.amount
@@ -103,6 +107,7 @@ class TestRetryAfter:
         wait = int(refused.headers["Retry-After"])
         assert 0 < wait <= Door.SIGNUP_CONFIRMATION_PER_CLIENT.limit.get_expiry()
         assert "Wait " in refused.text
+        assert refused.headers["RateLimit"] == f'"signup-confirmation-per-client";r=0;t={wait}'
 
 
 @pytest.mark.parametrize(

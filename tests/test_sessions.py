@@ -111,6 +111,7 @@ class TestLogin:
         assert 0 < wait <= 15 * 60
         assert error["code"] == "RATE_LIMITED" and error["retryAfter"] == wait
         assert error["message"].startswith("Too many sign-in attempts; try again in ")
+        assert refused.headers["RateLimit"] == f'"login-per-account-and-new-client";r=0;t={wait}'
         assert "retry-after" not in (await post(client, ME)).headers
 
     async def test_only_failures_count(self, client) -> None:

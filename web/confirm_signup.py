@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from auth.rate_limits import RETRY_AFTER
+from auth.rate_limits import refusal_headers
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected, waiting_time
 from schema.context import Services, client_of
@@ -20,13 +20,14 @@ from web.pages import page, paragraph, post_form, posted_token
 def _refused(rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.RATE_LIMITED in codes:
-        wait = max(error.retry_after or 1 for error in rejected.errors)
+        refusals = [error.refusal for error in rejected.errors if error.refusal]
+        wait = max((refusal.retry_after for refusal in refusals), default=60)
         refused = page(
             "Too many attempts",
             paragraph(f"Nothing was created. Wait {waiting_time(wait)}, then open the link again."),
             status_code=429,
         )
-        refused.headers[RETRY_AFTER] = str(wait)
+        refused.headers.update(refusal_headers(refusals))
         return refused
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
         return page(
