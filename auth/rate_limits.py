@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-from collections.abc import Awaitable
+import math
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
@@ -18,21 +21,34 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
+RETRY_AFTER = "Retry-After"
+# The fields of the IETF draft "RateLimit header fields for HTTP"
+# (draft-ietf-httpapi-ratelimit-headers-10): each refusing door's policy, and its wait.
+RATE_LIMIT = "RateLimit"
+RATE_LIMIT_POLICY = "RateLimit-Policy"
+# What a refusal tells the client, for CORS to let a page read it.
+REFUSAL_HEADERS = (RETRY_AFTER, RATE_LIMIT, RATE_LIMIT_POLICY)
+
 
 class Door(Enum):
     # Each value names its own counter: two doors with the same limit must not share one.
-    # Password guesses at one account from one place (see `client_key`): the owner elsewhere
-    # keeps signing in while a guesser is refused.
+    # Failed sign-ins at one account from one place (see `client_key`); a success there forgets
+    # them. A place the account signed up or signed in from lately is its owner's: it gets twice
+    # the tries of a new place, where a guesser is likelier than the owner. Failures from one
+    # place never slow another, so nobody can lock the owner out from elsewhere.
     LOGIN_PER_ACCOUNT_AND_CLIENT = ("login-per-account-and-client", "10/15 minutes")
-    # Guesses at one account from every place it has not signed in from lately, together: a
-    # guess spread over many addresses is slowed, and the owner's usual places stay open.
-    LOGIN_PER_ACCOUNT = ("login-per-account", "100/hour")
-    # Not a limit but a memory: this account signed in from this place in the last 30 to 60
-    # days (one hit fills the window; the sliding window forgets it during the next).
+    LOGIN_PER_ACCOUNT_AND_NEW_CLIENT = ("login-per-account-and-new-client", "5/15 minutes")
+    # Not a limit but a memory: this account signed up or signed in from this place in the last
+    # 30 to 60 days (one hit fills the window; the sliding window forgets it during the next).
     SIGNED_IN_FROM = ("signed-in-from", "1/30 days")
     # Re-entering the password to change something sensitive: a stolen session must not be a
     # way to guess it.
     PASSWORD_CONFIRMATION = ("password-confirmation", "10/15 minutes")
+    # "Someone tried to move their account to your address": at most one an hour to its owner.
+    EMAIL_CHANGE_ATTEMPT_NOTICE = ("email-change-attempt-notice", "1/hour")
+    # Sign-in attempts from one place at any accounts, successful or not: a place trying many
+    # accounts is working through a list of stolen passwords, and signing in to an account of
+    # one's own must not reopen the door for more.
     LOGIN_PER_CLIENT = ("login-per-client", "50/15 minutes")
     SIGNUP_PER_CLIENT = ("signup-per-client", "20/hour")
     # Each signup mails the address, registered or not: a few an hour from one place is enough
@@ -81,6 +97,33 @@ class Door(Enum):
         return parse(self.value[1])
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An attempt a door turned away, and the seconds until it would let the same identity
+    through again: what the answer tells the client."""
+
+    door: Door
+    retry_after: int
+
+
+def refusal_headers(refusals: Sequence[Refusal]) -> dict[str, str]:
+    """The response headers for the refusals of one request: `Retry-After` (RFC 9110) with the
+    longest wait, and the draft's `RateLimit-Policy` (each door's quota `q` per window `w` in
+    seconds) and `RateLimit` (nothing `r` left, for `t` seconds)."""
+    waits: dict[Door, int] = {}
+    for refusal in refusals:
+        waits[refusal.door] = max(waits.get(refusal.door, 0), refusal.retry_after)
+    if not waits:
+        return {}
+    return {
+        RETRY_AFTER: str(max(waits.values())),
+        RATE_LIMIT_POLICY: ", ".join(
+            f'"{door.value[0]}";q={door.limit.amount};w={door.limit.get_expiry()}' for door in waits
+        ),
+        RATE_LIMIT: ", ".join(f'"{door.value[0]}";r=0;t={wait}' for door, wait in waits.items()),
+    }
+
+
 def _key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
@@ -127,6 +170,20 @@ class RateLimiter:
         """Count an attempt (as `cost` of them); False, counting nothing, once the door's limit
         for that identity would be exceeded."""
         return await self._limiter.hit(door.limit, door.value[0], _key(identity), cost=cost)
+
+    async def admit(self, door: Door, identity: str, cost: int = 1) -> Refusal | None:
+        """Count an attempt (as `cost` of them): None when it may go ahead, else the refusal,
+        which says how long until the door would let that identity through again (at least a
+        second)."""
+        if await self.allow(door, identity, cost):
+            return None
+        stats = await self._limiter.get_window_stats(door.limit, door.value[0], _key(identity))
+        return Refusal(door, max(1, math.ceil(stats.reset_time - time.time())))
+
+    async def forget(self, door: Door, identity: str) -> None:
+        """Drop what the door counted for the identity: a sign-in that succeeded forgets the
+        failures before it, so only failures use up the allowance."""
+        await self._limiter.clear(door.limit, door.value[0], _key(identity))
 
     async def remember(self, door: Door, identity: str) -> None:
         """Mark the identity, for a door whose limit is one: a memory that expires."""

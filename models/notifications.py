@@ -29,6 +29,8 @@ class NotificationKind(enum.Enum):
     SIGNUP_CONFIRMATION = "signup_confirmation"
     # To an account's owner: someone tried to sign up with their address.
     SIGNUP_ATTEMPT_EXISTING = "signup_attempt_existing"
+    # To an account's owner: someone asked to move another account to their address.
+    EMAIL_CHANGE_ATTEMPT_EXISTING = "email_change_attempt_existing"
     # To a minor's parent, who has no account here: the address is forgotten once sent.
     PARENTAL_CONSENT_REQUEST = "parental_consent_request"
 

@@ -15,7 +15,7 @@ from auth.actor import Actor
 from auth.passwords import get_password_hash, verify_password
 from auth.rate_limits import Door, RateLimiter, client_key
 from auth.tokens import hash_token, new_token
-from models import Account, AuthSession, ConsentActor, Role, Source, utcnow
+from models import Account, AuthSession, ConsentActor, PasswordReset, Role, Source, utcnow
 from resolvers import age, visitors
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
@@ -124,8 +124,8 @@ async def check_applicant(
     """The checks every signup passes. Under-13s are refused before anything else is looked at;
     nothing is stored here."""
     # Every attempt counts, refused for age or not: otherwise a child could try date after date.
-    if not await limiter.allow(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-ups from here; try later.")
+    if refused := await limiter.admit(Door.SIGNUP_PER_CLIENT, client_key(client.address)):
+        raise Rejected.rate_limited("Too many sign-ups from here", refused)
     check_age(
         birth_date, today or age.today_everywhere(utcnow()), refused_recently=refused_recently
     )
@@ -247,17 +247,10 @@ def _from_place(email: str, place: str) -> str:
     return f"{email} from {place}"
 
 
-async def _may_try_password(limiter: RateLimiter, email: str, place: str) -> bool:
-    """Count a sign-in attempt at the doors it passes, in turn. An attempt refused at one door
-    counts at no later one, so guesses from one place cannot use up the allowance the account
-    has across all places; places it signed in from lately skip that allowance."""
-    if not await limiter.allow(Door.LOGIN_PER_CLIENT, place):
-        return False
-    if not await limiter.allow(Door.LOGIN_PER_ACCOUNT_AND_CLIENT, _from_place(email, place)):
-        return False
-    if await limiter.remembers(Door.SIGNED_IN_FROM, _from_place(email, place)):
-        return True
-    return await limiter.allow(Door.LOGIN_PER_ACCOUNT, email)
+async def remember_place(limiter: RateLimiter, email: str, client: Client) -> None:
+    """Count the client's place as one of the account's own (it signed up or signed in from
+    there): sign-ins from it get the larger allowance of failed tries."""
+    await limiter.remember(Door.SIGNED_IN_FROM, _from_place(email, client_key(client.address)))
 
 
 async def login(
@@ -265,14 +258,26 @@ async def login(
 ) -> SignedIn:
     """Sign in. An unknown email and a wrong password are the same answer in the same time.
 
-    Rate limits are checked first: a refused attempt costs no hashing and no query.
+    Rate limits are checked first: a refused attempt costs no hashing and no query. Each
+    attempt is counted before the password is checked, so that tries sent at once cannot all
+    pass; a sign-in that succeeds then forgets the failures of its place at the account.
     """
     invalid = Rejected.one(ErrorCode.INVALID_CREDENTIALS, "The email or password is incorrect.")
     valid_email = normalize_email(email)
     normalized = valid_email or email.strip().lower()
     place = client_key(client.address)
-    if not await _may_try_password(limiter, normalized, place):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many sign-in attempts; try again later.")
+    from_place = _from_place(normalized, place)
+    own_place = await limiter.remembers(Door.SIGNED_IN_FROM, from_place)
+    tries = (
+        Door.LOGIN_PER_ACCOUNT_AND_CLIENT if own_place else Door.LOGIN_PER_ACCOUNT_AND_NEW_CLIENT
+    )
+    # An attempt refused by the place's door is not counted at the account's, so that guesses
+    # at many accounts use up no account's allowance.
+    refused = await limiter.admit(Door.LOGIN_PER_CLIENT, place)
+    if refused is None:
+        refused = await limiter.admit(tries, from_place)
+    if refused:
+        raise Rejected.rate_limited("Too many sign-in attempts", refused)
     account = None
     # Every stored email is a valid one; anything else (such as a NUL byte, which PostgreSQL
     # refuses in text) is not worth a query.
@@ -289,7 +294,8 @@ async def login(
     await visitors.merge_into_account(
         session, account.id, client.device_id, _provenance(client, signed_in)
     )
-    await limiter.remember(Door.SIGNED_IN_FROM, _from_place(normalized, place))
+    await limiter.forget(tries, from_place)
+    await limiter.remember(Door.SIGNED_IN_FROM, from_place)
     return signed_in
 
 
@@ -313,14 +319,17 @@ async def confirm_password(
     field: str = "currentPassword",
 ) -> None:
     """The signed-in person proves it is them before something sensitive; guesses are limited."""
-    if not await limiter.allow(Door.PASSWORD_CONFIRMATION, str(actor.account_id)):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", field)
+    tries = str(actor.account_id)
+    if refused := await limiter.admit(Door.PASSWORD_CONFIRMATION, tries):
+        raise Rejected.rate_limited("Too many attempts", refused, field)
     stored = await session.scalar(
         select(Account.password_hash).where(Account.id == actor.account_id)
     )
     matched, _ = await verify_password(password[:1024], stored)
     if not matched:
         raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", field)
+    # Only wrong passwords use up the allowance.
+    await limiter.forget(Door.PASSWORD_CONFIRMATION, tries)
 
 
 async def logout(session: AsyncSession, actor: Actor) -> None:
@@ -335,7 +344,8 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> Account:
-    """Set a new password and sign out every other device."""
+    """Set a new password, sign out every other device and void what the old password may have
+    started (see `void_pending_changes`)."""
     await confirm_password(session, limiter, actor, current_password)
     account = await session.get_one(Account, actor.account_id)
     problems = password_errors(new_password, account.email, field="newPassword")
@@ -347,7 +357,18 @@ async def change_password(
             AuthSession.account_id == account.id, AuthSession.id != actor.session_id
         )
     )
+    await void_pending_changes(session, account)
     return account
+
+
+async def void_pending_changes(session: AsyncSession, account: Account) -> None:
+    """What a new password ends besides sessions: an email change waiting for its code and every
+    reset link. Whoever held the old password may have started either, and must not finish it
+    once the owner has taken the account back."""
+    account.pending_email = None
+    account.email_token_hash = None
+    account.email_token_expires_at = None
+    await session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
 
 
 # The list shows the most recently used first; pages go by sign-in time, which never changes (the

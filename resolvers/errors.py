@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from auth.rate_limits import Refusal
+
 
 class ErrorCode(enum.Enum):
     INVALID_EMAIL = "INVALID_EMAIL"
@@ -37,6 +39,17 @@ class UserError:
     field: str | None
     message: str
     code: ErrorCode
+    # For RATE_LIMITED: the door that refused, and how long until it lets the next try in.
+    refusal: Refusal | None = None
+
+
+def waiting_time(seconds: int) -> str:
+    """A wait in words, rounded up in the unit a person would use: "90 seconds", "15 minutes",
+    "3 hours"."""
+    for unit, length in (("hour", 3600), ("minute", 60)):
+        if seconds >= 2 * length:
+            return f"{-(-seconds // length)} {unit}s"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 class Rejected(Exception):
@@ -49,3 +62,9 @@ class Rejected(Exception):
     @classmethod
     def one(cls, code: ErrorCode, message: str, field: str | None = None) -> Rejected:
         return cls(UserError(field=field, message=message, code=code))
+
+    @classmethod
+    def rate_limited(cls, reason: str, refusal: Refusal, field: str | None = None) -> Rejected:
+        """RATE_LIMITED, saying why and how long to wait (as `RateLimiter.admit` refused)."""
+        message = f"{reason}; try again in {waiting_time(refusal.retry_after)}."
+        return cls(UserError(field, message, ErrorCode.RATE_LIMITED, refusal))

@@ -39,7 +39,7 @@ from models import (
 from resolvers import catalogue, parental
 from resolvers.age import is_minor, today_everywhere
 from resolvers.consent import POLICY_KEY
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.errors import Rejected
 from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
@@ -69,10 +69,8 @@ async def request_data_export(
     The token is kept only as its hash; the link in the answer is the one place it appears.
     """
     account_id = actor.account_id
-    if not await limiter.allow(Door.EXPORT_PER_ACCOUNT, str(account_id)):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED, "You have asked for several exports recently; try later."
-        )
+    if refused := await limiter.admit(Door.EXPORT_PER_ACCOUNT, str(account_id)):
+        raise Rejected.rate_limited("You have asked for several exports recently", refused)
     token = new_token()
     now = utcnow()
     expires_at = now + timedelta(hours=valid_hours)

@@ -192,15 +192,11 @@ async def request_parental_consent(
         raise Rejected.one(
             ErrorCode.PHONE_REQUIRED, "Add a phone number to your account first.", "keys"
         )
-    if not await limiter.allow(Door.PARENTAL_CONSENT_PER_ACCOUNT, str(account.id)):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED, "You have sent several requests today; try again tomorrow."
-        )
-    if not await limiter.allow(Door.PARENTAL_CONSENT_PER_PARENT, email):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED,
-            "This address has received several requests today; try again tomorrow.",
-            "parentEmail",
+    if refused := await limiter.admit(Door.PARENTAL_CONSENT_PER_ACCOUNT, str(account.id)):
+        raise Rejected.rate_limited("You have sent several requests today", refused)
+    if refused := await limiter.admit(Door.PARENTAL_CONSENT_PER_PARENT, email):
+        raise Rejected.rate_limited(
+            "This address has received several requests today", refused, "parentEmail"
         )
     token = new_token()
     request = ParentalRequest(

@@ -17,7 +17,7 @@ from auth.rate_limits import Door, RateLimiter, client_key, place_and
 from auth.tokens import hash_token, new_token
 from models import Account, AuthSession, NotificationKind, PasswordReset, utcnow
 from resolvers import notifications
-from resolvers.account import Client
+from resolvers.account import Client, void_pending_changes
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import email_errors, password_errors
 
@@ -37,17 +37,17 @@ async def request_password_reset(
     if errors:
         raise Rejected(*errors)
     assert normalized is not None
-    too_many = Rejected.one(ErrorCode.RATE_LIMITED, "Too many requests; try again later.", "email")
     # Narrowest first: an attempt refused at one door counts against none wider, so requests
     # from one place cannot use up the address's limit and keep its owner from asking.
-    if not await limiter.allow(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address)):
-        raise too_many
-    if not await limiter.allow(
-        Door.PASSWORD_RESET_PER_ADDRESS_AND_CLIENT, place_and(client.address, normalized)
-    ):
-        raise too_many
-    if not await limiter.allow(Door.PASSWORD_RESET_PER_ADDRESS, normalized):
-        raise too_many
+    refused = await limiter.admit(Door.PASSWORD_RESET_PER_CLIENT, client_key(client.address))
+    if refused is None:
+        refused = await limiter.admit(
+            Door.PASSWORD_RESET_PER_ADDRESS_AND_CLIENT, place_and(client.address, normalized)
+        )
+    if refused is None:
+        refused = await limiter.admit(Door.PASSWORD_RESET_PER_ADDRESS, normalized)
+    if refused:
+        raise Rejected.rate_limited("Too many requests", refused, "email")
     account = await session.scalar(select(Account).where(Account.email == normalized))
     # Written for an unknown address too (tied to no account, its token sent nowhere), so that
     # both requests commit a write and take as long.
@@ -103,7 +103,8 @@ async def check_reset_token(session: AsyncSession, *, token: str) -> PasswordRes
 
 async def reset_password(session: AsyncSession, *, token: str, new_password: str) -> Account:
     """Set a new password with a reset link's token, once. Every session is signed out, every
-    other reset link of the account stops working, and the person is told by mail."""
+    other reset link of the account and a pending email change stop working, and the person is
+    told by mail."""
     reset = await check_reset_token(session, token=token)
     account = await session.get_one(Account, reset.account_id)  # never None (see the check)
     problems = password_errors(new_password, account.email, field="newPassword")
@@ -113,7 +114,7 @@ async def reset_password(session: AsyncSession, *, token: str, new_password: str
     taken = await session.execute(delete(PasswordReset).where(PasswordReset.id == reset.id))
     if not getattr(taken, "rowcount", 0):
         raise _invalid()
-    await session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
+    await void_pending_changes(session, account)
     account.password_hash = await get_password_hash(new_password)
     await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
     notifications.queue(session, account, NotificationKind.PASSWORD_CHANGED)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
-from auth.rate_limits import RateLimiter
+from auth.rate_limits import Door, RateLimiter
 from auth.tokens import hash_token, new_token
 from models import Account, ConsentActor, NotificationKind, ProfileChange, Source, utcnow
 from resolvers import catalogue, notifications
@@ -149,7 +149,12 @@ async def request_email_change(
     confirmation_link: Callable[[str], str],
 ) -> Account:
     """Keep the new address pending and send it a token; the current address stays in use
-    until the token is redeemed."""
+    until the token is redeemed.
+
+    The answer is the same whether or not the address has an account, so that this is no way to
+    learn who is registered: a taken address is kept pending too, its token sent nowhere, and
+    its owner is told someone tried (at most once an hour).
+    """
     account = await session.get_one(Account, actor.account_id)
     await confirm_password(session, limiter, actor, current_password)
     email, errors = email_errors(new_email)
@@ -158,22 +163,22 @@ async def request_email_change(
     assert email is not None
     if email == account.email:
         raise Rejected.one(ErrorCode.INVALID_INPUT, "This is already your email address.", "email")
-    if await email_taken(session, email):
-        raise Rejected.one(
-            ErrorCode.EMAIL_UNAVAILABLE, "This email address cannot be used.", "email"
-        )
     token = new_token()
     account.pending_email = email
     account.email_token_hash = hash_token(token)
     account.email_token_expires_at = utcnow() + EMAIL_TOKEN_VALID
-    notifications.queue(
-        session,
-        account,
-        NotificationKind.EMAIL_CONFIRMATION,
-        {"confirmation_link": confirmation_link(notifications.PLACEHOLDER)},
-        recipient=email,
-        secret=token,
-    )
+    owner = await session.scalar(select(Account).where(Account.email == email))
+    if owner is None:
+        notifications.queue(
+            session,
+            account,
+            NotificationKind.EMAIL_CONFIRMATION,
+            {"confirmation_link": confirmation_link(notifications.PLACEHOLDER)},
+            recipient=email,
+            secret=token,
+        )
+    elif await limiter.allow(Door.EMAIL_CHANGE_ATTEMPT_NOTICE, email):
+        notifications.queue(session, owner, NotificationKind.EMAIL_CHANGE_ATTEMPT_EXISTING)
     await session.flush()
     return account
 

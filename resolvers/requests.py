@@ -112,10 +112,8 @@ async def file_request(
     errors += _text_errors("details", details, DETAILS_MAX)
     if errors:
         raise Rejected(*errors)
-    if not await limiter.allow(PERSONAL_REQUESTS[kind], str(actor.account_id)):
-        raise Rejected.one(
-            ErrorCode.RATE_LIMITED, "You have sent ten of these in the last hour; try later."
-        )
+    if refused := await limiter.admit(PERSONAL_REQUESTS[kind], str(actor.account_id)):
+        raise Rejected.rate_limited("You have sent ten of these in the last hour", refused)
     request = open_request(
         session,
         kind=kind,
@@ -160,8 +158,8 @@ async def report_child_account(
     """Anyone may report an account they believe belongs to a child under 13, anonymously. A
     privacy officer reviews every report; the profile is hidden meanwhile when the report meets
     the bar above."""
-    if not await limiter.allow(Door.REPORT_PER_CLIENT, client_key(client_address)):
-        raise Rejected.one(ErrorCode.RATE_LIMITED, "Too many reports from here; try later.")
+    if refused := await limiter.admit(Door.REPORT_PER_CLIENT, client_key(client_address)):
+        raise Rejected.rate_limited("Too many reports from here", refused)
     errors = _text_errors("details", details, DETAILS_MAX)
     email = None
     if contact_email is not None and contact_email.strip():

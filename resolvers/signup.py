@@ -27,7 +27,14 @@ from auth.passwords import get_password_hash
 from auth.rate_limits import Door, RateLimiter, client_key, place_and
 from models import Account, NotificationKind, PendingSignup, utcnow
 from resolvers import notifications
-from resolvers.account import Applicant, Client, SignedIn, check_applicant, open_account
+from resolvers.account import (
+    Applicant,
+    Client,
+    SignedIn,
+    check_applicant,
+    open_account,
+    remember_place,
+)
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import normalize_email
 
@@ -89,17 +96,15 @@ async def start_signup(
         phone=phone,
         today=today,
     )
-    too_many = Rejected.one(
-        ErrorCode.RATE_LIMITED, "Too many sign-ups with this address; try later.", "email"
-    )
     # From this place first: refused here, an attempt counts against no wider limit, so one
     # place cannot use up the address's and keep its owner from signing up elsewhere.
-    if not await limiter.allow(
+    refused = await limiter.admit(
         Door.SIGNUP_PER_ADDRESS_AND_CLIENT, place_and(client.address, applicant.email)
-    ):
-        raise too_many
-    if not await limiter.allow(Door.SIGNUP_PER_ADDRESS, applicant.email):
-        raise too_many
+    )
+    if refused is None:
+        refused = await limiter.admit(Door.SIGNUP_PER_ADDRESS, applicant.email)
+    if refused:
+        raise Rejected.rate_limited("Too many sign-ups with this address", refused, "email")
     password_hash = await get_password_hash(password)
     owner = await session.scalar(select(Account).where(Account.email == applicant.email))
     if owner is not None:
@@ -281,30 +286,34 @@ async def _redeem(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the link's token, or the email address and code.", None
         )
-    too_many = Rejected.one(ErrorCode.RATE_LIMITED, "Too many attempts; try again later.", "code")
-    if not await limiter.allow(Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)):
-        raise too_many
+    if refused := await limiter.admit(
+        Door.SIGNUP_CONFIRMATION_PER_CLIENT, client_key(client.address)
+    ):
+        raise Rejected.rate_limited("Too many attempts", refused, "code")
     attempt = _attempt(token=token, email=email, code=code)
     if attempt is None:
         raise _invalid()
     # Counted before anything is read, and alike whether or not a signup waits, so that neither
     # the answer nor when it turns to RATE_LIMITED tells whether one does.
-    if not await limiter.allow(
+    if refused := await limiter.admit(
         Door.SIGNUP_CONFIRMATION_PER_ADDRESS_AND_CLIENT, place_and(client.address, attempt.target)
     ):
-        raise too_many
+        raise Rejected.rate_limited("Too many attempts", refused, "code")
     candidates = await _waiting(session, attempt)
     # A typed code is compared with the code of every signup waiting for the address: each
     # counts, so that signups made to be guessed at do not multiply the guesses. A link names
     # one signup, whose id only its mail holds.
-    if not await limiter.allow(
+    if refused := await limiter.admit(
         Door.SIGNUP_CONFIRMATION_PER_ADDRESS, attempt.target, cost=max(1, len(candidates))
     ):
-        raise too_many
+        raise Rejected.rate_limited("Too many attempts", refused, "code")
     pending = _confirmed_by(secret_key, candidates, attempt.code)
     if pending is None:
         raise _invalid()
-    return await _create_account(session, client, pending, sign_in=sign_in)
+    created = await _create_account(session, client, pending, sign_in=sign_in)
+    # Where the owner confirmed is one of their places from now on.
+    await remember_place(limiter, pending.email, client)
+    return created
 
 
 async def _create_account(

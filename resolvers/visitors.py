@@ -245,10 +245,8 @@ async def set_cookie_consent(
     if visitor is None:
         if not wanted:
             return None
-        if not await limiter.allow(Door.VISITOR_PER_CLIENT, client_key(client_address)):
-            raise Rejected.one(
-                ErrorCode.RATE_LIMITED, "Too many new visitors from here; try again later."
-            )
+        if refused := await limiter.admit(Door.VISITOR_PER_CLIENT, client_key(client_address)):
+            raise Rejected.rate_limited("Too many new visitors from here", refused)
         issued = new_device_id()
         now = utcnow()
         visitor = Visitor(device_hash=device_hash(issued), created_at=now, last_choice_at=now)

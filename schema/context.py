@@ -29,7 +29,7 @@ from auth.actor import (
 )
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
-from auth.rate_limits import RateLimiter
+from auth.rate_limits import RateLimiter, Refusal, refusal_headers
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -37,7 +37,7 @@ from models import Account, ConsentActor, Database, Source, utcnow
 from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
-from resolvers.errors import Rejected
+from resolvers.errors import Rejected, UserError
 from schema.errors import UserErrorType, to_user_errors
 
 SOURCE_HEADER = CLIENT_SOURCE_HEADER
@@ -95,6 +95,8 @@ class RequestContext:
         self._credentials_read = False
         self._machine: Machine | None = None
         self._machine_loaded = False
+        # What rate limits refused in this request, for the response's headers to tell.
+        self._refusals: list[Refusal] = []
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -155,7 +157,16 @@ class RequestContext:
             async with self.unit_of_work() as session:
                 return await use_case(session), []
         except Rejected as rejected:
+            self._tell_when_to_retry(rejected.errors)
             return None, to_user_errors(rejected.errors)
+
+    def _tell_when_to_retry(self, errors: list[UserError]) -> None:
+        """A rate-limited answer says in its headers how long to wait, for every field of the
+        request that a limit refused."""
+        refused = [error.refusal for error in errors if error.refusal]
+        if refused:
+            self._refusals += refused
+            self.response.headers.update(refusal_headers(self._refusals))
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal

@@ -62,10 +62,20 @@ class UserErrorType:
     code: ErrorCodeEnum = strawberry.field(  # type: ignore[valid-type]
         description="What went wrong, for the frontend to switch on."
     )
+    retry_after: int | None = strawberry.field(
+        default=None,
+        description="For RATE_LIMITED: the seconds to wait before trying again, as the "
+        "response's Retry-After header says. Null for every other code.",
+    )
 
     @classmethod
     def from_domain(cls, error: UserError) -> UserErrorType:
-        return cls(field=error.field, message=error.message, code=error.code)
+        return cls(
+            field=error.field,
+            message=error.message,
+            code=error.code,
+            retry_after=error.refusal.retry_after if error.refusal else None,
+        )
 
 
 def to_user_errors(errors: list[UserError]) -> list[UserErrorType]:

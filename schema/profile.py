@@ -66,7 +66,8 @@ class ProfileMutation:
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
-        description="Send a confirmation code to a new address; the old one stays until then.",
+        description="Send a confirmation code to a new address; the old one stays until then. "
+        "The same answer whether or not the new address has an account.",
     )
     async def request_email_change(self, info: Info, input: EmailChangeInput) -> AccountPayload:
         context = info.context

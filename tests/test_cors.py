@@ -96,6 +96,8 @@ class TestCredentialedRequest:
         assert response.headers["access-control-allow-origin"] == FRONTEND
         assert response.headers["access-control-allow-credentials"] == "true"
         assert "x-request-id" in _listed(response, "access-control-expose-headers")
+        for refusal_header in ("retry-after", "ratelimit", "ratelimit-policy"):
+            assert refusal_header in _listed(response, "access-control-expose-headers")
         assert response.json()["data"]["setDataSharing"]["errors"] == []
         [newest, *_] = await events(frontend, token)
         assert (newest["key"], newest["source"]) == ("data_sharing.research", "MOBILE")

@@ -36,6 +36,16 @@ mutation Reset($input: ResetPasswordInput!) {
   resetPassword(input: $input) { ok errors { field message code } }
 }
 """
+REQUEST_EMAIL_CHANGE = """
+mutation Change($input: EmailChangeInput!) {
+  requestEmailChange(input: $input) { errors { field code } }
+}
+"""
+CONFIRM_EMAIL_CHANGE = """
+mutation Confirm($token: String!) {
+  confirmEmailChange(input: {token: $token}) { email errors { field code } }
+}
+"""
 NEW_PASSWORD = "a brand new passphrase"
 
 
@@ -206,6 +216,23 @@ class TestResetPassword:
         await reset(client, await reset_token(database))
 
         assert codes(await reset(client, older)) == ["NOT_FOUND"]
+
+    async def test_an_email_change_waiting_for_its_code_is_voided(self, client, database) -> None:
+        # Someone who had the password asked to move the account to their own address.
+        token = await signed_up(client)
+        move = {"input": {"newEmail": "thief@example.com", "currentPassword": PASSWORD}}
+        moved = await gql(client, REQUEST_EMAIL_CHANGE, move, token=token)
+        assert codes(moved["data"]["requestEmailChange"]) == []
+        [stolen] = await outbox(database, NotificationKind.EMAIL_CONFIRMATION)
+        await request_reset(client)
+
+        await reset(client, await reset_token(database))
+
+        confirmed = await gql(client, CONFIRM_EMAIL_CHANGE, {"token": stolen.secret})
+        assert codes(confirmed["data"]["confirmEmailChange"]) == ["NOT_FOUND"]
+        token = await logged_in(client, "ada@example.com", NEW_PASSWORD)
+        me = await gql(client, "{ me { email pendingEmail } }", token=token)
+        assert me["data"]["me"] == {"email": "ada@example.com", "pendingEmail": None}
 
     async def test_an_expired_link_is_refused(self, client, database) -> None:
         await signed_up(client)

@@ -145,12 +145,48 @@ class TestEmailChange:
         ]
         assert await self.outbox(database, NotificationKind.EMAIL_CONFIRMATION) == []
 
-    async def test_a_taken_address_is_refused(self, client) -> None:
+    async def test_a_taken_address_answers_as_a_free_one_and_its_owner_is_told(
+        self, client, database
+    ) -> None:
         token = await signed_up(client)
+        other = await signed_up(client, email="carol@example.com")
         await signed_up(client, email="bob@example.com")
-        variables = {"input": {"newEmail": "BOB@example.com", "currentPassword": PASSWORD}}
-        body = await gql(client, REQUEST_CHANGE, variables, token=token)
-        assert body["data"]["requestEmailChange"]["errors"][0]["code"] == "EMAIL_UNAVAILABLE"
+
+        taken = await gql(
+            client,
+            REQUEST_CHANGE,
+            {"input": {"newEmail": "BOB@example.com", "currentPassword": PASSWORD}},
+            token=token,
+        )
+        free = await gql(
+            client,
+            REQUEST_CHANGE,
+            {"input": {"newEmail": "dan@example.com", "currentPassword": PASSWORD}},
+            token=other,
+        )
+
+        assert taken["data"]["requestEmailChange"] == {
+            "account": {"email": "ada@example.com", "pendingEmail": "bob@example.com"},
+            "errors": [],
+        }
+        assert free["data"]["requestEmailChange"] == {
+            "account": {"email": "carol@example.com", "pendingEmail": "dan@example.com"},
+            "errors": [],
+        }
+        confirmations = await self.outbox(database, NotificationKind.EMAIL_CONFIRMATION)
+        assert [message.recipient for message in confirmations] == ["dan@example.com"]
+        [notice] = await self.outbox(database, NotificationKind.EMAIL_CHANGE_ATTEMPT_EXISTING)
+        assert notice.recipient == "bob@example.com"
+        assert notice.secret is None
+        assert "nothing was changed" in notifications.render(notice)
+        # Asking again within the hour tells the owner nothing more.
+        again = {"input": {"newEmail": "bob@example.com", "currentPassword": PASSWORD}}
+        await gql(client, REQUEST_CHANGE, again, token=token)
+        assert len(await self.outbox(database, NotificationKind.EMAIL_CHANGE_ATTEMPT_EXISTING)) == 1
+        bob = await gql(
+            client, LOGIN, {"input": {"email": "bob@example.com", "password": PASSWORD}}
+        )
+        assert bob["data"]["login"]["account"]["email"] == "bob@example.com"
 
     async def test_the_new_address_waits_for_its_code(self, client, database) -> None:
         token = await signed_up(client)

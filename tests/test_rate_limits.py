@@ -7,6 +7,13 @@ import uuid
 import pytest
 
 from auth.rate_limits import Door, RateLimiter, client_key
+from tests.helpers import post
+
+REQUEST_RESET = """
+mutation Request($email: String!) {
+  requestPasswordReset(input: {email: $email}) { ok errors { field message code retryAfter } }
+}
+"""
 
 
 async def test_doors_with_the_same_limit_count_separately() -> None:
@@ -43,6 +50,64 @@ async def test_a_sign_in_place_is_remembered_by_every_process(redis_url: str) ->
 
     assert await second.remembers(Door.SIGNED_IN_FROM, place)
     assert not await second.remembers(Door.SIGNED_IN_FROM, f"{place} elsewhere")
+
+
+async def test_a_refusal_tells_the_wait_and_a_forgotten_count_starts_again(
+    redis_url: str,
+) -> None:
+    first = RateLimiter(redis_url)
+    second = RateLimiter(redis_url)
+    identity = f"someone@example.com from {uuid.uuid4()}"
+    door = Door.LOGIN_PER_ACCOUNT_AND_CLIENT
+    for _ in range(door.limit.amount):
+        assert await first.admit(door, identity) is None
+
+    refused = await second.admit(door, identity)
+    await first.forget(door, identity)
+
+    assert refused is not None and refused.door is door
+    assert 0 < refused.retry_after <= door.limit.get_expiry()
+    assert await second.admit(door, identity) is None
+
+
+class TestRetryAfter:
+    """Every rate-limited answer says how long to wait: a Retry-After header (seconds), the
+    draft RateLimit fields naming the limit, and the same number in the error, whose message
+    says it in words."""
+
+    async def test_a_mutation_refused_by_a_limit(self, client) -> None:
+        allowed = Door.PASSWORD_RESET_PER_ADDRESS.limit.amount
+        for _ in range(allowed):
+            answered = await post(client, REQUEST_RESET, {"email": "ada@example.com"})
+            assert "retry-after" not in answered.headers
+
+        refused = await post(client, REQUEST_RESET, {"email": "ada@example.com"})
+
+        [error] = refused.json()["data"]["requestPasswordReset"]["errors"]
+        wait = int(refused.headers["Retry-After"])
+        assert 0 < wait <= Door.PASSWORD_RESET_PER_ADDRESS.limit.get_expiry()
+        assert (error["code"], error["field"], error["retryAfter"]) == (
+            "RATE_LIMITED",
+            "email",
+            wait,
+        )
+        assert error["message"].startswith("Too many requests; try again in ")
+        assert refused.headers["RateLimit-Policy"] == '"password-reset-per-address";q=3;w=3600'
+        assert refused.headers["RateLimit"] == f'"password-reset-per-address";r=0;t={wait}'
+
+    async def test_a_page_refused_by_a_limit(self, client) -> None:
+        allowed = Door.SIGNUP_CONFIRMATION_PER_CLIENT.limit.amount
+        for _ in range(allowed):
+            answered = await client.post("/confirm-signup", data={"token": "0123.456"})
+            assert answered.status_code == 404
+
+        refused = await client.post("/confirm-signup", data={"token": "0123.456"})
+
+        assert refused.status_code == 429
+        wait = int(refused.headers["Retry-After"])
+        assert 0 < wait <= Door.SIGNUP_CONFIRMATION_PER_CLIENT.limit.get_expiry()
+        assert "Wait " in refused.text
+        assert refused.headers["RateLimit"] == f'"signup-confirmation-per-client";r=0;t={wait}'
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from strawberry.extensions import SchemaExtension
 from auth.actor import CREDENTIAL_HEADERS
 from auth.api_keys import KeyUsage, record_key_uses
 from auth.devices import DEVICE_HEADER
+from auth.rate_limits import REFUSAL_HEADERS
 from auth.signing import ReceiptSigner
 from auth.tokens import Signer
 from config import Config, load_config, receipt_signing_key
@@ -177,7 +178,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
                     REQUEST_ID_HEADER,
                     DEVICE_HEADER,
                 ],
-                expose_headers=["X-Request-ID"],
+                expose_headers=["X-Request-ID", *REFUSAL_HEADERS],
             ),
         ],
         lifespan=lifespan,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from auth.rate_limits import refusal_headers
 from resolvers import signup
-from resolvers.errors import ErrorCode, Rejected
+from resolvers.errors import ErrorCode, Rejected, waiting_time
 from schema.context import Services, client_of
 from web.pages import page, paragraph, post_form, posted_token
 
@@ -19,11 +20,15 @@ from web.pages import page, paragraph, post_form, posted_token
 def _refused(rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.RATE_LIMITED in codes:
-        return page(
+        refusals = [error.refusal for error in rejected.errors if error.refusal]
+        wait = max((refusal.retry_after for refusal in refusals), default=60)
+        refused = page(
             "Too many attempts",
-            paragraph("Nothing was created. Wait a while, then open the link again."),
+            paragraph(f"Nothing was created. Wait {waiting_time(wait)}, then open the link again."),
             status_code=429,
         )
+        refused.headers.update(refusal_headers(refusals))
+        return refused
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
         return page(
             "This address already has an account",
