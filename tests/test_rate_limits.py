@@ -76,7 +76,7 @@ class TestRetryAfter:
     says it in words."""
 
     async def test_a_mutation_refused_by_a_limit(self, client) -> None:
-        allowed = Door.PASSWORD_RESET_PER_ADDRESS.limit.amount
+        allowed = Door.PASSWORD_RESET_PER_ADDRESS_AND_CLIENT.limit.amount
         for _ in range(allowed):
             answered = await post(client, REQUEST_RESET, {"email": "ada@example.com"})
             assert "retry-after" not in answered.headers
@@ -85,15 +85,20 @@ class TestRetryAfter:
 
         [error] = refused.json()["data"]["requestPasswordReset"]["errors"]
         wait = int(refused.headers["Retry-After"])
-        assert 0 < wait <= Door.PASSWORD_RESET_PER_ADDRESS.limit.get_expiry()
+        assert 0 < wait <= Door.PASSWORD_RESET_PER_ADDRESS_AND_CLIENT.limit.get_expiry()
         assert (error["code"], error["field"], error["retryAfter"]) == (
             "RATE_LIMITED",
             "email",
             wait,
         )
         assert error["message"].startswith("Too many requests; try again in ")
-        assert refused.headers["RateLimit-Policy"] == '"password-reset-per-address";q=3;w=3600'
-        assert refused.headers["RateLimit"] == f'"password-reset-per-address";r=0;t={wait}'
+        assert (
+            refused.headers["RateLimit-Policy"]
+            == '"password-reset-per-address-and-client";q=3;w=3600'
+        )
+        assert (
+            refused.headers["RateLimit"] == f'"password-reset-per-address-and-client";r=0;t={wait}'
+        )
 
     async def test_a_page_refused_by_a_limit(self, client) -> None:
         allowed = Door.SIGNUP_CONFIRMATION_PER_CLIENT.limit.amount
