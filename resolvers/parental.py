@@ -153,7 +153,8 @@ def _asked_settings(keys: Sequence[str]) -> list[SettingDefinition]:
         if setting is None or not setting.parent_may_grant:
             raise Rejected.one(
                 ErrorCode.INVALID_INPUT,
-                f"{key[:64]} is not a setting a parent can agree to; see privacyCatalogue.",
+                catalogue.WITHDRAWN.get(key)
+                or f"{key[:64]} is not a setting a parent can agree to; see privacyCatalogue.",
                 "keys",
             )
         settings.append(setting)

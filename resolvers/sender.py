@@ -71,10 +71,7 @@ def checked_keys(keys: Sequence[str]) -> list[SettingDefinition]:
     for key in asked:
         setting = catalogue.BY_KEY.get(key)
         if setting is None:
-            raise _bad_keys(
-                f"Unknown key {key[:64]!r}: use a catalogue key (privacyCatalogue) such as "
-                "communication.email.marketing or data_sharing.research."
-            )
+            raise _bad_keys(catalogue.unknown_key(key))
         if setting.group is SettingGroup.VISIBILITY or setting.kind is not SettingKind.TOGGLE:
             raise _bad_keys(
                 f"{key} is a visibility setting, not something one may receive: ask about "

@@ -34,7 +34,7 @@ REASON = "Ticket 12: the mailer syncs consent before each send"
 MARKETING = "communication.email.marketing"
 NEWSLETTER = "communication.email.newsletter"
 SECURITY = "communication.email.security_alerts"
-PARTNERS = "data_sharing.third_party_marketing"
+RESEARCH = "data_sharing.research"
 ADVERTISING = "cookies.advertising"
 
 CREATE = """
@@ -419,25 +419,21 @@ class TestConsentStatus:
         key = await a_key(api, officer, "CONSENT_READ")
         gpc, _ = await person(api, "gpc@example.com", headers={"Sec-GPC": "1"})
         chose, token = await person(api, "chose@example.com", headers={"Sec-GPC": "1"})
-        await changed(
-            api,
-            "setDataSharing",
-            {"purpose": "THIRD_PARTY_MARKETING", "enabled": True},
-            token=token,
-        )
+        await changed(api, "setCookieConsent", {"advertising": True}, token=token)
         plain, _ = await person(api, "plain@example.com")
 
-        found = await status(api, key, [gpc, chose, plain], [PARTNERS, ADVERTISING])
-        assert found[gpc] == {"known": True, PARTNERS: "GPC", ADVERTISING: "GPC"}
+        found = await status(api, key, [gpc, chose, plain], [ADVERTISING])
+        assert found[gpc] == {"known": True, ADVERTISING: "GPC"}
         # Switched on after the signal: the person's explicit choice stands.
-        assert found[chose] == {"known": True, PARTNERS: None, ADVERTISING: "GPC"}
-        assert found[plain] == {"known": True, PARTNERS: "NOT_CHOSEN", ADVERTISING: "NOT_CHOSEN"}
+        assert found[chose] == {"known": True, ADVERTISING: None}
+        assert found[plain] == {"known": True, ADVERTISING: "NOT_CHOSEN"}
 
     @pytest.mark.parametrize(
         ("keys", "message"),
         [
             (["communication.email.marketting"], "Unknown key 'communication.email.marketting'"),
             (["visibility.profile"], "visibility.profile is a visibility setting"),
+            (["data_sharing.third_party_marketing"], "marketing was withdrawn"),
             ([], "1 to 10 keys"),
             ([f"{MARKETING}"] + [f"cookies.x{n}" for n in range(10)], "1 to 10 keys"),
         ],
@@ -490,7 +486,7 @@ class TestConsentStatus:
             await session.execute(insert(Account), rows)
         thousand = [ada, *(str(row["id"]) for row in rows)]
         engine = database_behind(api).engine
-        keys = [MARKETING, SECURITY, PARTNERS]
+        keys = [MARKETING, SECURITY, RESEARCH]
 
         with count_statements(engine) as one:
             found = await status(api, key, [ada], keys)
@@ -498,7 +494,7 @@ class TestConsentStatus:
             "known": True,
             MARKETING: None,
             SECURITY: None,
-            PARTNERS: "NOT_CHOSEN",
+            RESEARCH: "NOT_CHOSEN",
         }
         with count_statements(engine) as many:
             found = await status(api, key, thousand, keys)
