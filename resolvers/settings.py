@@ -126,18 +126,26 @@ async def granted_by_parent(
     """Of these keys, those a parent has granted and not withdrawn. A grant counts only while
     its holder is a minor; callers ask only then (after that it has lapsed, see
     `resolvers.parental`)."""
-    if not keys:
+    return {key for _, key in await parental_grants(session, [account_id], keys)}
+
+
+async def parental_grants(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], keys: Sequence[str]
+) -> set[tuple[uuid.UUID, str]]:
+    """The (account, key) pairs among these that a parent has granted and not withdrawn, in one
+    statement however many accounts (see `granted_by_parent`)."""
+    if not account_ids or not keys:
         return set()
-    rows = await session.scalars(
-        select(ParentalConsent.key)
+    rows = await session.execute(
+        select(ParentalConsent.account_id, ParentalConsent.key)
         .where(
-            ParentalConsent.account_id == account_id,
+            ParentalConsent.account_id.in_(account_ids),
             ParentalConsent.key.in_(keys),
             ParentalConsent.decision == ParentalDecision.GRANTED,
         )
         .distinct()
     )
-    return set(rows)
+    return {(account_id, key) for account_id, key in rows}
 
 
 async def _allowed_by_parent(

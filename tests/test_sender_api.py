@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 
 from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
+from tests import test_parental_consent as parental
 from tests.conftest import client_of, make_config
 from tests.helpers import (
     birth_date_for_age,
@@ -381,6 +382,29 @@ class TestConsentStatus:
         found = await status(api, key, [teen, moved], [MARKETING, SECURITY])
         assert found[teen] == {"known": True, MARKETING: "MINOR", SECURITY: None}
         assert found[moved] == {"known": True, MARKETING: "MINOR", SECURITY: None}
+
+    async def test_what_a_parent_granted_a_minor_is_allowed_as_their_settings_allow_it(
+        self, api, officer, database
+    ) -> None:
+        key = await a_key(api, officer, "CONSENT_READ")
+        teen, token = await person(
+            api, "teen@example.com", birthDate=birth_date_for_age(14), country="DE"
+        )
+        await parental.asked(api, token, [NEWSLETTER])
+        link = await parental.newest_link(database)
+        assert (await parental.answer(api, link, {NEWSLETTER: "grant"})).status_code == 200
+
+        found = await status(api, key, [teen], [NEWSLETTER, MARKETING])
+        assert found[teen] == {"known": True, NEWSLETTER: None, MARKETING: "MINOR"}
+        # Switched off by the teen: theirs to switch on again, so only not chosen.
+        await switch(api, token, "NEWSLETTER", False)
+        found = await status(api, key, [teen], [NEWSLETTER])
+        assert found[teen] == {"known": True, NEWSLETTER: "NOT_CHOSEN"}
+        await switch(api, token, "NEWSLETTER", True)
+        # Withdrawn by the parent: switched off, and the teen may not switch it on again.
+        assert (await parental.withdraw(api, link)).status_code == 200
+        found = await status(api, key, [teen], [NEWSLETTER])
+        assert found[teen] == {"known": True, NEWSLETTER: "MINOR"}
 
     async def test_nothing_consent_based_while_a_deletion_is_pending(self, api, officer) -> None:
         key = await a_key(api, officer, "CONSENT_READ")
