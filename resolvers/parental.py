@@ -96,7 +96,7 @@ def parent_email_hash(secret_key: str, email: str) -> str:
 
 
 def _minor(account: Account, now: datetime) -> bool:
-    return is_minor(account.birth_date, account.country, today_everywhere(now))
+    return is_minor(account.birth_date, account.country, account.us_state, today_everywhere(now))
 
 
 _Columns = tuple[str, ParentalDecision, datetime | None, datetime | None, datetime, datetime]

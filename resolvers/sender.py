@@ -154,7 +154,7 @@ async def consent_status(
     minors = {
         account.id
         for account in accounts.values()
-        if is_minor(account.birth_date, account.country, today)
+        if is_minor(account.birth_date, account.country, account.us_state, today)
     }
     grantable = [setting.key for setting in settings if setting.parent_may_grant]
     granted = await parental_grants(session, list(minors), grantable)

@@ -103,7 +103,9 @@ def _choice_error(
     field = setting.key
     if setting.locked and value != setting.default:
         return UserError(field, "This setting cannot be changed.", ErrorCode.SETTING_LOCKED)
-    if setting.withheld(value) and is_minor(holder.birth_date, holder.country, today):
+    if setting.withheld(value) and is_minor(
+        holder.birth_date, holder.country, holder.us_state, today
+    ):
         if setting.group is SettingGroup.VISIBILITY:
             return UserError(
                 field, "Your profile can't be made public at your age.", ErrorCode.MINOR_PROTECTED
@@ -344,7 +346,9 @@ async def protect_if_minor(
     Returns the number of events written: 0 for an adult, or for a minor already protected.
     """
     async with open_ledger(session, account_id, provenance) as ledger:
-        if not is_minor(ledger.birth_date, ledger.country, today_everywhere(ledger.now)):
+        if not is_minor(
+            ledger.birth_date, ledger.country, ledger.us_state, today_everywhere(ledger.now)
+        ):
             return 0
         [current] = await read_settings(session, [account_id])
         holding = [
@@ -387,12 +391,12 @@ async def minors_to_protect(session: AsyncSession) -> list[uuid.UUID]:
     today = today_everywhere(utcnow())
     found: list[uuid.UUID] = []
     stream = await session.stream(
-        select(Account.id, Account.birth_date, Account.country)
+        select(Account.id, Account.birth_date, Account.country, Account.us_state)
         .where(Account.birth_date.is_not(None), Account.id.in_(holding))
         .execution_options(yield_per=1000)
     )
-    async for account_id, birth_date, country in stream:
-        if is_minor(birth_date, country, today):
+    async for account_id, birth_date, country, us_state in stream:
+        if is_minor(birth_date, country, us_state, today):
             found.append(account_id)
     return found
 

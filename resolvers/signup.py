@@ -55,6 +55,7 @@ async def start_signup(
     accept_policy_version: str,
     confirmation_link: Callable[[str], str],
     phone: str | None = None,
+    us_state: str | None = None,
     today: date | None = None,
 ) -> str:
     """Check the signup and mail its address; returns the address as normalised.
@@ -74,6 +75,7 @@ async def start_signup(
         country=country,
         accept_policy_version=accept_policy_version,
         phone=phone,
+        us_state=us_state,
         today=today,
     )
     if not await limiter.allow(Door.SIGNUP_PER_ADDRESS, applicant.email):
@@ -110,6 +112,7 @@ async def _keep_pending(
         phone=applicant.phone,
         birth_date=applicant.birth_date,
         country=applicant.country,
+        us_state=applicant.us_state,
         accepted_policy_version=applicant.policy_version,
         code_hash=hash_token(code),
         global_privacy_control=client.global_privacy_control,
@@ -246,6 +249,7 @@ async def _create_account(
         phone=pending.phone,
         birth_date=pending.birth_date,
         country=pending.country,
+        us_state=pending.us_state,
         policy_version=pending.accepted_policy_version,
     )
     return await open_account(

@@ -93,11 +93,11 @@ def switch_off_partner_marketing(connection: sa.Connection) -> None:
         .with_for_update()
     ).all()
     if holders:
-        in_force = connection.scalar(
+        in_force = connection.execute(
             sa.select(policy_versions.c.version)
             .order_by(policy_versions.c.published_at.desc())
             .limit(1)
-        )
+        ).scalar_one()
         now = datetime.now(UTC)
         by_the_release = Provenance(ConsentActor.SYSTEM, Source.CATALOGUE)
         events = []
