@@ -29,6 +29,8 @@ class Account(Base):
     # Staff accounts are made by the CLI without an age screen, so these two may be empty.
     birth_date: Mapped[date | None]
     country: Mapped[str | None] = mapped_column(String(2))
+    # ISO 3166-2 (such as US-CA), only for someone in the US: some states' teen rules differ.
+    us_state: Mapped[str | None] = mapped_column(String(5))
     role: Mapped[Role] = mapped_column(text_enum(Role, length=20), default=Role.USER)
     accepted_policy_version: Mapped[str | None] = mapped_column(
         ForeignKey("policy_versions.version")
@@ -100,6 +102,7 @@ class PendingSignup(Base):
     phone: Mapped[str | None] = mapped_column(String(16))
     birth_date: Mapped[date]
     country: Mapped[str] = mapped_column(String(2))
+    us_state: Mapped[str | None] = mapped_column(String(5))
     accepted_policy_version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
     code_hash: Mapped[str] = mapped_column(String(64))
     # `Sec-GPC: 1` came with the signup: applied when the account is created.

@@ -41,6 +41,8 @@ class Source(enum.Enum):
     AGE_RULES = "age_rules"
     # Choices made on a device before its holder signed in or signed up, carried into the account.
     DEVICE = "device"
+    # A release that took a setting out of the catalogue switched its choices off (a migration).
+    CATALOGUE = "catalogue"
 
 
 class ConsentEvent(Base):

@@ -29,6 +29,7 @@ from resolvers.validation import (
     normalize_email,
     password_errors,
     phone_errors,
+    us_state_errors,
 )
 
 # Worded so that it neither names the threshold nor hints at which date would pass.
@@ -103,6 +104,7 @@ class Applicant:
     phone: str | None
     birth_date: date
     country: str
+    us_state: str | None
     policy_version: str
 
 
@@ -119,6 +121,7 @@ async def check_applicant(
     country: str,
     accept_policy_version: str,
     phone: str | None = None,
+    us_state: str | None = None,
     today: date | None = None,
 ) -> Applicant:
     """The checks every signup passes. Under-13s are refused before anything else is looked at;
@@ -134,7 +137,8 @@ async def check_applicant(
     name, name_problems = display_name_errors(display_name)
     country_code, country_problems = country_errors(country)
     phone_e164, phone_problems = phone_errors(phone, None if country_problems else country_code)
-    errors += name_problems + country_problems + phone_problems
+    state, state_problems = us_state_errors(us_state, None if country_problems else country_code)
+    errors += name_problems + country_problems + state_problems + phone_problems
     errors += password_errors(password, normalized_email)
     policy = await current_policy(session)
     outdated = acceptance_error(accept_policy_version, policy.version, "acceptPolicyVersion")
@@ -149,6 +153,7 @@ async def check_applicant(
         phone=phone_e164,
         birth_date=birth_date,
         country=country_code,
+        us_state=state,
         policy_version=policy.version,
     )
 
@@ -175,6 +180,7 @@ async def open_account(
         phone=applicant.phone,
         birth_date=applicant.birth_date,
         country=applicant.country,
+        us_state=applicant.us_state,
         role=Role.USER,
         accepted_policy_version=applicant.policy_version,
         policy_accepted_at=now,

@@ -25,6 +25,21 @@ DIGITAL_CONSENT_AGE: dict[str, int] = {
     # applies there. Its territories outside the EU (BL, PM, NC, PF, WF, TF) keep the default.
     "GP": 15, "GF": 15, "MQ": 15, "RE": 15, "YT": 15, "MF": 15,
 }  # fmt: skip
+# US state laws that protect teens' data from sale, sharing, targeted advertising or profiling
+# unless they (or a parent) opt in, by ISO 3166-2 code: below the age, a person living there is
+# a minor for this API, with the protection minors get everywhere (README, "US states"). States
+# whose rules stop at 13 (COPPA's age, which nobody younger than can sign up anyway) keep 13.
+US_STATE_CONSENT_AGE: dict[str, int] = {
+    "US-CA": 16,  # CCPA as amended by the CPRA, Cal. Civ. Code § 1798.120(c)
+    "US-CO": 18,  # Colorado Privacy Act, as amended by SB 24-041 (from 1 October 2025)
+    "US-CT": 18,  # Connecticut Data Privacy Act, as amended by Public Act 23-56 (SB 3)
+    "US-DE": 18,  # Delaware Personal Data Privacy Act
+    "US-NH": 16,  # New Hampshire privacy act, RSA 507-H
+    "US-NJ": 18,  # New Jersey Data Privacy Act
+    "US-OR": 16,  # Oregon Consumer Privacy Act
+}
+# Someone in the US who has not said in which state: the strictest state's rule.
+US_WITHOUT_STATE_CONSENT_AGE = max(US_STATE_CONSENT_AGE.values())
 # The last time zone to reach a date is UTC-12: a birthday counts once it has begun everywhere,
 # so nobody is treated as older than they are wherever they live.
 LAST_TIME_ZONE = timedelta(hours=-12)
@@ -57,12 +72,19 @@ def is_old_enough(birth_date: date, today: date) -> bool:
     return age_on(birth_date, today) >= MINIMUM_AGE
 
 
-def digital_consent_age(country: str | None) -> int:
+def digital_consent_age(country: str | None, us_state: str | None) -> int:
+    """The age from which a person may give consent online themself where they live."""
+    if (country or "").upper() == "US":
+        if us_state is None:
+            return US_WITHOUT_STATE_CONSENT_AGE
+        return US_STATE_CONSENT_AGE.get(us_state.upper(), DEFAULT_DIGITAL_CONSENT_AGE)
     return DIGITAL_CONSENT_AGE.get((country or "").upper(), DEFAULT_DIGITAL_CONSENT_AGE)
 
 
-def is_minor(birth_date: date | None, country: str | None, today: date) -> bool:
+def is_minor(
+    birth_date: date | None, country: str | None, us_state: str | None, today: date
+) -> bool:
     """Below the age at which the person may give consent online themself."""
     if birth_date is None:
         return False
-    return age_on(birth_date, today) < digital_consent_age(country)
+    return age_on(birth_date, today) < digital_consent_age(country, us_state)

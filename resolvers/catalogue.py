@@ -49,7 +49,6 @@ class Purpose(enum.Enum):
     USAGE_ANALYTICS = "usage_analytics"
     PERSONALIZATION = "personalization"
     RESEARCH = "research"
-    THIRD_PARTY_MARKETING = "third_party_marketing"
 
 
 class Audience(enum.Enum):
@@ -230,10 +229,6 @@ CATALOGUE: tuple[SettingDefinition, ...] = (
         Purpose.RESEARCH,
         "Include your usage, pseudonymised, in research that shapes new features.",
     ),
-    _data_sharing(
-        Purpose.THIRD_PARTY_MARKETING,
-        "Share your contact and usage data with partners for their marketing. Off under GPC.",
-    ),
     _visibility(VisibilityField.PROFILE, "Who can see your profile (display name) at all."),
     _visibility(VisibilityField.EMAIL, "Who can see your email address on your profile."),
     _visibility(VisibilityField.PHONE, "Who can see your phone number on your profile."),
@@ -278,10 +273,7 @@ def in_group(group: SettingGroup) -> tuple[SettingDefinition, ...]:
 
 
 # Signals that switch off these settings without the person's explicit action.
-GPC_OPT_OUTS: tuple[SettingDefinition, ...] = (
-    cookie(CookieCategory.ADVERTISING),
-    data_sharing(Purpose.THIRD_PARTY_MARKETING),
-)
+GPC_OPT_OUTS: tuple[SettingDefinition, ...] = (cookie(CookieCategory.ADVERTISING),)
 MARKETING_COMMUNICATIONS: tuple[SettingDefinition, ...] = tuple(
     setting
     for setting in CATALOGUE
@@ -295,3 +287,20 @@ WITHHELD_FROM_MINORS: tuple[SettingDefinition, ...] = tuple(
 PARENT_MAY_GRANT: tuple[SettingDefinition, ...] = tuple(
     setting for setting in CATALOGUE if setting.parent_may_grant
 )
+
+# Settings taken out of the catalogue, and why: their old events stay in the ledger under the key,
+# and a client that still names one is told this instead of "unknown key".
+WITHDRAWN: dict[str, str] = {
+    "data_sharing.third_party_marketing": (
+        "Sharing with partners for their marketing was withdrawn, as we do not sell, trade or "
+        "rent personal information: every choice of it was switched off."
+    ),
+}
+
+
+def unknown_key(key: str) -> str:
+    """What to tell a client that names `key`, which is not in the catalogue."""
+    return WITHDRAWN.get(key) or (
+        f"Unknown key {key[:64]!r}: use a catalogue key (privacyCatalogue) such as "
+        "communication.email.marketing or data_sharing.research."
+    )

@@ -142,6 +142,7 @@ class Ledger:
     # Read with the lock, for rules that depend on who the account holder is.
     birth_date: date | None = None
     country: str | None = None
+    us_state: str | None = None
     phone: str | None = None
     gpc_applied_at: datetime | None = None
     events: list[ConsentEvent] = field(default_factory=list)
@@ -224,6 +225,7 @@ async def open_ledger(
         now=now,
         birth_date=row.birth_date,
         country=row.country,
+        us_state=row.us_state,
         phone=row.phone,
         gpc_applied_at=row.gpc_applied_at,
     )
@@ -249,6 +251,7 @@ _LOCK = (
         Account.ledger_head,
         Account.birth_date,
         Account.country,
+        Account.us_state,
         Account.phone,
         Account.gpc_applied_at,
         Account.accepted_policy_version,

@@ -44,7 +44,7 @@ from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -187,6 +187,7 @@ def _profile(account: Account) -> dict[str, Any]:
         "phone": account.phone,
         "birth_date": _date(account.birth_date),
         "country": account.country,
+        "us_state": account.us_state,
         "locale": account.locale,
         "role": account.role.value,
         "created_at": _time(account.created_at),
@@ -326,7 +327,7 @@ Section = tuple[str, Select, Callable[[Row[Any]], dict[str, Any]]]
 def _sections(account: Account, now: datetime) -> list[Section]:
     """The lists after the settings: each a name, the query for it, and how a row is written."""
     account_id = account.id
-    minor = is_minor(account.birth_date, account.country, today_everywhere(now))
+    minor = is_minor(account.birth_date, account.country, account.us_state, today_everywhere(now))
     ledger = ConsentEvent.__table__
     staff = aliased(Account)
     return [

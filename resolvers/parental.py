@@ -96,7 +96,7 @@ def parent_email_hash(secret_key: str, email: str) -> str:
 
 
 def _minor(account: Account, now: datetime) -> bool:
-    return is_minor(account.birth_date, account.country, today_everywhere(now))
+    return is_minor(account.birth_date, account.country, account.us_state, today_everywhere(now))
 
 
 _Columns = tuple[str, ParentalDecision, datetime | None, datetime | None, datetime, datetime]
@@ -153,7 +153,8 @@ def _asked_settings(keys: Sequence[str]) -> list[SettingDefinition]:
         if setting is None or not setting.parent_may_grant:
             raise Rejected.one(
                 ErrorCode.INVALID_INPUT,
-                f"{key[:64]} is not a setting a parent can agree to; see privacyCatalogue.",
+                catalogue.WITHDRAWN.get(key)
+                or f"{key[:64]} is not a setting a parent can agree to; see privacyCatalogue.",
                 "keys",
             )
         settings.append(setting)

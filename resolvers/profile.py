@@ -26,6 +26,7 @@ from resolvers.validation import (
     display_name_errors,
     email_errors,
     phone_errors,
+    us_state_errors,
 )
 
 EMAIL_TOKEN_VALID = timedelta(hours=24)
@@ -71,9 +72,11 @@ async def update_profile(
     display_name: str | None = None,
     phone: str | None = None,
     country: str | None = None,
+    us_state: str | None = None,
     locale: str | None = None,
 ) -> Account:
-    """Change what is given; what is left out (None) stays. An empty phone removes it.
+    """Change what is given; what is left out (None) stays. An empty phone or state removes it,
+    and so does a move out of the US the state.
 
     Each changed field is recorded by name, never with its values. Removing the phone switches
     text messages off, since they cannot reach the person any more. A move is checked against the
@@ -92,6 +95,12 @@ async def update_profile(
         code, problems = country_errors(country)
         errors += problems
         wanted["country"] = code
+    living_in = str(wanted.get("country", account.country) or "") or None
+    state = account.us_state if living_in == "US" else None
+    if us_state is not None:
+        state, problems = us_state_errors(us_state, living_in)
+        errors += problems
+    wanted["us_state"] = state
     if phone is not None:
         region = str(wanted.get("country", account.country) or "") or None
         number, problems = phone_errors(phone, region)
@@ -106,12 +115,13 @@ async def update_profile(
     changed = {field: value for field, value in wanted.items() if getattr(account, field) != value}
     if not changed:
         return account
-    if "country" in changed and _lifts_protection(account, str(changed["country"])):
+    moved = "country" in changed or "us_state" in changed
+    if moved and _lifts_protection(account, living_in, state):
         raise Rejected.one(
             ErrorCode.CORRECTION_REQUIRED,
             "Moving there would change what you may agree to at your age, so our staff need to "
             "check it: ask for the change with requestCorrection.",
-            "country",
+            "country" if "country" in changed else "usState",
         )
     if "phone" in changed and changed["phone"] is None:
         texts_off: dict[SettingDefinition, Value] = {
@@ -122,7 +132,7 @@ async def update_profile(
         setattr(account, field, value)
     record_changes(session, account, sorted(changed), actor, provenance.request_id)
     await session.flush()
-    if "country" in changed:
+    if moved:
         await protect_if_minor(session, account.id, _by_age_rules(provenance))
     return account
 
@@ -132,10 +142,10 @@ def _by_age_rules(cause: Provenance) -> Provenance:
     return Provenance(ConsentActor.SYSTEM, Source.AGE_RULES, request_id=cause.request_id)
 
 
-def _lifts_protection(account: Account, country: str) -> bool:
+def _lifts_protection(account: Account, country: str | None, us_state: str | None) -> bool:
     today = today_everywhere(utcnow())
-    return is_minor(account.birth_date, account.country, today) and not is_minor(
-        account.birth_date, country, today
+    return is_minor(account.birth_date, account.country, account.us_state, today) and not is_minor(
+        account.birth_date, country, us_state, today
     )
 
 

@@ -12,7 +12,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import SettingDefinition, SettingGroup, SettingKind, Value
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.settings import parental_grants
 
 MAX_ACCOUNTS = 1000
 # 1,000 accounts by 10 keys is 10,000 answers: the most objects any one query may answer with.
@@ -71,10 +72,7 @@ def checked_keys(keys: Sequence[str]) -> list[SettingDefinition]:
     for key in asked:
         setting = catalogue.BY_KEY.get(key)
         if setting is None:
-            raise _bad_keys(
-                f"Unknown key {key[:64]!r}: use a catalogue key (privacyCatalogue) such as "
-                "communication.email.marketing or data_sharing.research."
-            )
+            raise _bad_keys(catalogue.unknown_key(key))
         if setting.group is SettingGroup.VISIBILITY or setting.kind is not SettingKind.TOGGLE:
             raise _bad_keys(
                 f"{key} is a visibility setting, not something one may receive: ask about "
@@ -98,15 +96,17 @@ def blocked_by(
     value: Value,
     gpc_conflict: bool,
     account: Account,
-    today: date,
+    minor: bool,
+    parent_granted: bool,
 ) -> Block | None:
-    """Whether this account's stored choice may take effect now, and if not, why."""
+    """Whether this account's stored choice may take effect now, and if not, why. A minor's
+    choice counts where a parent's consent stands, as it does when they change their settings."""
     if erasure.processing_suspended(account) and erasure.suspended_by_deletion(setting, True):
         return Block.DELETION_PENDING
     if setting.withheld(True):
         if account.restricted_at is not None:
             return Block.RESTRICTED
-        if is_minor(account.birth_date, account.country, today):
+        if minor and not parent_granted:
             return Block.MINOR
     if (
         setting in catalogue.GPC_OPT_OUTS
@@ -123,7 +123,8 @@ async def consent_status(
     """For each account asked (in the order asked), whether each key may be acted on now.
 
     Two statements whatever the number of accounts: the accounts, and their stored choices for
-    the keys asked (an account without one has the catalogue default).
+    the keys asked (an account without one has the catalogue default); a third, for parents'
+    grants, when minors are asked about settings withheld from them.
     """
     _checked_accounts(account_ids)
     settings = checked_keys(keys)
@@ -150,6 +151,13 @@ async def consent_status(
         for account_id, key, text, gpc_conflict_at in rows:
             stored[account_id, key] = (text, gpc_conflict_at)
     today = today_everywhere(utcnow())
+    minors = {
+        account.id
+        for account in accounts.values()
+        if is_minor(account.birth_date, account.country, account.us_state, today)
+    }
+    grantable = [setting.key for setting in settings if setting.parent_may_grant]
+    granted = await parental_grants(session, list(minors), grantable)
     answers = []
     for account_id in account_ids:
         account = accounts.get(account_id)
@@ -161,7 +169,14 @@ async def consent_status(
         for setting in settings:
             chosen, gpc_conflict_at = stored.get((account_id, setting.key), (None, None))
             value = setting.default if chosen is None else setting.decode(chosen)
-            block = blocked_by(setting, value, gpc_conflict_at is not None, account, today)
+            block = blocked_by(
+                setting,
+                value,
+                gpc_conflict_at is not None,
+                account,
+                minor=account_id in minors,
+                parent_granted=(account_id, setting.key) in granted,
+            )
             decisions.append(Decision(setting.key, block))
         answers.append(AccountConsent(account_id, known=True, decisions=decisions))
     return answers

@@ -75,6 +75,7 @@ async def start_signup(
     confirmation_link: Callable[[str], str],
     secret_key: str,
     phone: str | None = None,
+    us_state: str | None = None,
     today: date | None = None,
 ) -> str:
     """Check the signup and mail its address; returns the address as normalised.
@@ -94,6 +95,7 @@ async def start_signup(
         country=country,
         accept_policy_version=accept_policy_version,
         phone=phone,
+        us_state=us_state,
         today=today,
     )
     # From this place first: refused here, an attempt counts against no wider limit, so one
@@ -140,6 +142,7 @@ async def _keep_pending(
         phone=applicant.phone,
         birth_date=applicant.birth_date,
         country=applicant.country,
+        us_state=applicant.us_state,
         accepted_policy_version=applicant.policy_version,
         code_hash=code_hash(secret_key, applicant.email, code),
         global_privacy_control=client.global_privacy_control,
@@ -332,6 +335,7 @@ async def _create_account(
         phone=pending.phone,
         birth_date=pending.birth_date,
         country=pending.country,
+        us_state=pending.us_state,
         policy_version=pending.accepted_policy_version,
     )
     return await open_account(

@@ -32,7 +32,7 @@ from resolvers.errors import ErrorCode, Rejected, UserError
 from resolvers.pages import Keyset, Page, page_of, page_request
 from resolvers.profile import record_changes
 from resolvers.requests import MAX_EXTENSION_MONTHS, due_date
-from resolvers.validation import country_errors, normalize_email
+from resolvers.validation import country_errors, normalize_email, us_state_errors
 
 REASON_MIN, REASON_MAX = 5, 500
 # A request is due within three months at most: looking further ahead shows nothing more.
@@ -386,12 +386,14 @@ async def correct_account(
     birth_date: date | None,
     country: str | None,
     privacy_request_id: uuid.UUID | None,
+    us_state: str | None = None,
     resolution: str | None,
     reason: str,
     request_id: str | None,
 ) -> tuple[Account, PrivacyRequest | None]:
-    """Correct what a person cannot change themself (date of birth, country), once the facts are
-    checked, closing the correction request it answers if one is named.
+    """Correct what a person cannot change themself (date of birth, country, US state), once the
+    facts are checked, closing the correction request it answers if one is named. An empty state
+    removes it, and so does a move out of the US.
 
     The age rules are applied in the same transaction, in the ledger as this officer's doing: a
     correction that makes the person a minor withdraws what a minor may not have. One that ends
@@ -399,8 +401,10 @@ async def correct_account(
     makes the person under 13 is refused: such an account is not corrected but erased.
     """
     reason = checked_reason(reason)
-    if birth_date is None and country is None:
-        raise Rejected.one(ErrorCode.INVALID_INPUT, "Give a date of birth, a country or both.")
+    if birth_date is None and country is None and us_state is None:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, "Give a date of birth, a country, a US state or several."
+        )
     account = await session.get(Account, account_id)
     if account is None or account.role is not Role.USER:
         raise Rejected.one(ErrorCode.NOT_FOUND, "There is no such account.", "accountId")
@@ -413,6 +417,13 @@ async def correct_account(
         code, problems = country_errors(country)
         errors += problems
         wanted["country"] = code
+    living_in = str(wanted.get("country", account.country) or "") or None
+    state = account.us_state if living_in == "US" else None
+    if us_state is not None:
+        state, problems = us_state_errors(us_state, living_in)
+        errors += problems
+    if state != account.us_state or us_state is not None:
+        wanted["us_state"] = state
     if errors:
         raise Rejected(*errors)
     request = None
@@ -442,7 +453,7 @@ async def correct_account(
     return account, request
 
 
-_FIELD_NAMES = {"birth_date": "date of birth", "country": "country"}
+_FIELD_NAMES = {"birth_date": "date of birth", "country": "country", "us_state": "US state"}
 
 
 def _birth_date_errors(birth_date: date) -> list[UserError]:

@@ -162,6 +162,23 @@ def country_errors(raw: str) -> tuple[str, list[UserError]]:
     return code, []
 
 
+def us_state_errors(raw: str | None, country: str | None) -> tuple[str | None, list[UserError]]:
+    """The state of someone in the US as its ISO 3166-2 code (US-CA; CA is read as US-CA); None
+    when none is given. A state is refused for any other country."""
+    if raw is None or not raw.strip():
+        return None, []
+    code = raw.strip().upper()
+    code = code if code.startswith("US-") else f"US-{code}"
+    if country != "US":
+        message = "A state is given only for someone in the United States (country US)."
+        return None, [UserError("usState", message, ErrorCode.INVALID_INPUT)]
+    subdivision = pycountry.subdivisions.get(code=code) if len(code) <= 6 else None
+    if subdivision is None:
+        message = "Use the state's ISO 3166-2 code, such as US-CA or CA."
+        return None, [UserError("usState", message, ErrorCode.INVALID_INPUT)]
+    return code, []
+
+
 def phone_errors(raw: str | None, country: str | None) -> tuple[str | None, list[UserError]]:
     """The number in E.164 form; a national number is read in the person's country."""
     if raw is None or not raw.strip():

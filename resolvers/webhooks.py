@@ -223,7 +223,13 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 
 async def consent_changed(session: AsyncSession, events: Sequence[ConsentEvent]) -> None:
     """One `consent.changed` per ledger event, in one statement; called by the ledger itself."""
-    rows = [
+    await _write(session, consent_changed_rows(events))
+
+
+def consent_changed_rows(events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:
+    """The outbox rows of `consent.changed` for these ledger events (also for a migration that
+    writes events, so receivers hear of them as of any other)."""
+    return [
         _event_row(
             WebhookEventType.CONSENT_CHANGED,
             event.account_id,
@@ -244,7 +250,6 @@ async def consent_changed(session: AsyncSession, events: Sequence[ConsentEvent])
         )
         for event in events
     ]
-    await _write(session, rows)
 
 
 async def deletion_requested(session: AsyncSession, account: Account, *, by_staff: bool) -> None:

@@ -149,8 +149,12 @@ class AccountType(AccountSettingsFields):
         description="As given at signup; staff correct it on request."
     )
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
+    us_state: str | None = strawberry.field(
+        description="For someone in the US, the state (ISO 3166-2, such as US-CA), if given."
+    )
     is_minor: bool = strawberry.field(
-        description="Below the age of digital consent in the account's country."
+        description="Below the age of digital consent where the person lives (country, and for "
+        "the US the state; the strictest state's age when none is given)."
     )
     role: RoleEnum = strawberry.field(  # type: ignore[valid-type]
         description="What the account may do: a person, support staff or a privacy officer."
@@ -188,7 +192,10 @@ class AccountType(AccountSettingsFields):
             phone=model.phone,
             birth_date=model.birth_date,
             country=model.country,
-            is_minor=is_minor(model.birth_date, model.country, today_everywhere(utcnow())),
+            us_state=model.us_state,
+            is_minor=is_minor(
+                model.birth_date, model.country, model.us_state, today_everywhere(utcnow())
+            ),
             role=model.role,
             locale=model.locale,
             pending_email=pending_email_of(model),
@@ -355,6 +362,11 @@ class SignupInput:
         description="The date of birth; under 13 is refused, and nothing about the child is kept."
     )
     country: str = strawberry.field(description="ISO 3166-1 alpha-2, such as DE.")
+    us_state: str | None = strawberry.field(
+        default=None,
+        description="Only for the US: the state, ISO 3166-2 (US-CA, or CA). Some states protect "
+        "teens for longer; without it, the strictest state's age applies.",
+    )
     accept_policy_version: str = strawberry.field(
         description="The `currentPolicy.version` the person has read and accepts."
     )
@@ -447,6 +459,7 @@ class AccountMutation:
                 display_name=input.display_name,
                 birth_date=input.birth_date,
                 country=input.country,
+                us_state=input.us_state,
                 accept_policy_version=input.accept_policy_version,
                 confirmation_link=context.services.links.confirm_signup,
                 secret_key=context.services.config.secret_key,

@@ -22,6 +22,11 @@ class UpdateProfileInput:
     country: str | None = strawberry.field(
         default=None, description="ISO 3166-1 alpha-2, such as DE."
     )
+    us_state: str | None = strawberry.field(
+        default=None,
+        description="Only for the US: the state, ISO 3166-2 (US-CA, or CA); an empty string "
+        "removes it. A move out of the US removes it too.",
+    )
     locale: str | None = strawberry.field(default=None, description="Such as en, de or pt-BR.")
 
 
@@ -58,6 +63,7 @@ class ProfileMutation:
                 display_name=input.display_name,
                 phone=input.phone,
                 country=input.country,
+                us_state=input.us_state,
                 locale=input.locale,
             )
         )

@@ -237,6 +237,11 @@ class CorrectAccountInput:
         default=None, description="The checked date of birth; under 13 is refused."
     )
     country: str | None = strawberry.field(default=None, description="ISO 3166-1, such as DE.")
+    us_state: str | None = strawberry.field(
+        default=None,
+        description="Only for the US: the state, ISO 3166-2 (US-CA, or CA); an empty string "
+        "removes it.",
+    )
     privacy_request_id: strawberry.ID | None = strawberry.field(
         default=None, description="The person's correction request this answers; it is closed."
     )
@@ -576,9 +581,9 @@ class RequestsMutation:
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
-        description="Correct a person's date of birth or country once checked, closing the "
-        "correction request it answers. The age rules apply at once: a person it makes a minor "
-        "loses what a minor may not have, recorded as done by you. Audited.",
+        description="Correct a person's date of birth, country or US state once checked, closing "
+        "the correction request it answers. The age rules apply at once: a person it makes a "
+        "minor loses what a minor may not have, recorded as done by you. Audited.",
     )
     async def correct_account(
         self, info: Info, input: CorrectAccountInput
@@ -592,6 +597,7 @@ class RequestsMutation:
                 account_id=parse_id(input.account_id),
                 birth_date=input.birth_date,
                 country=input.country,
+                us_state=input.us_state,
                 privacy_request_id=parse_id(input.privacy_request_id)
                 if input.privacy_request_id is not None
                 else None,

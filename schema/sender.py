@@ -23,7 +23,8 @@ ConsentBlockEnum = strawberry.enum(
     description="Why something may not be done for an account now, the first that applies: "
     "UNKNOWN_ACCOUNT (no such account, or erased), DELETION_PENDING (consent-based processing "
     "stops until the deletion is cancelled), RESTRICTED (reported as a child's account: treated "
-    "as a minor's until reviewed), MINOR (below the age of digital consent of their country), "
+    "as a minor's until reviewed), MINOR (below the age of digital consent where they live, and "
+    "no parent's consent to it stands), "
     "GPC (opted out of sale and sharing by the Global Privacy Control signal), NOT_CHOSEN "
     "(off: never switched on, or switched off).",
 )

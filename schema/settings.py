@@ -39,7 +39,12 @@ ChannelEnum = strawberry.enum(
     Channel, name="Channel", description="How a message reaches the person."
 )
 TopicEnum = strawberry.enum(Topic, name="Topic", description="What a message is about.")
-PurposeEnum = strawberry.enum(Purpose, name="Purpose", description="What shared data is used for.")
+PurposeEnum = strawberry.enum(
+    Purpose,
+    name="Purpose",
+    description="What shared data is used for. THIRD_PARTY_MARKETING (sharing with partners for "
+    "their marketing) was withdrawn: we do not sell, trade or rent personal information.",
+)
 AudienceEnum = strawberry.enum(Audience, name="Audience", description="Who may see something.")
 CookieCategoryEnum = strawberry.enum(
     CookieCategory, name="CookieCategory", description="A kind of cookie, consented to as a group."
@@ -174,15 +179,15 @@ class CookieConsent:
     advertising: bool = strawberry.field(description="Ads and the tracking behind them.")
     gpc_applied: bool = strawberry.field(
         description="A Global Privacy Control signal was received (at signup or since): "
-        "advertising and partner sharing are kept off, unless the person chose otherwise."
+        "advertising cookies are kept off, unless the person chose otherwise."
     )
     gpc_conflict: bool = strawberry.field(
         description="The person switched on a setting the GPC signal opts out of, after "
         "sending the signal: the choice stands until switched off again."
     )
     gpc_conflict_keys: list[str] = strawberry.field(
-        description="The catalogue keys of those settings (advertising cookies, partner "
-        "sharing), empty when there is no conflict."
+        description="The catalogue keys of those settings (advertising cookies), empty when "
+        "there is no conflict."
     )
     updated_at: datetime | None
     suspended: list[CookieCategoryEnum] = strawberry.field(  # type: ignore[valid-type]

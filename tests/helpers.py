@@ -246,6 +246,7 @@ async def new_account(client: httpx.AsyncClient, **overrides: Any) -> tuple[str,
                 country=values["country"],
                 accept_policy_version=values["acceptPolicyVersion"],
                 phone=values.get("phone"),
+                us_state=values.get("usState"),
             )
             password_hash = await passwords.get_password_hash(values["password"])
             _, signed_in = await open_account(

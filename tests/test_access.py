@@ -143,7 +143,7 @@ class TestExport:
 
         document = await download(client, token)
 
-        assert document["version"] == "1.3"
+        assert document["version"] == "1.4"
         assert document["profile"]["restricted_at"] is not None
         assert document["profile"]["policy_accepted_at"] is not None
         assert [c["field"] for c in document["profile_changes"]] == ["display_name"]

@@ -12,6 +12,7 @@ from resolvers.account import AGE_RESTRICTED_MESSAGE, check_age
 from resolvers.age import (
     DEFAULT_DIGITAL_CONSENT_AGE,
     DIGITAL_CONSENT_AGE,
+    US_STATE_CONSENT_AGE,
     age_on,
     digital_consent_age,
     is_minor,
@@ -20,7 +21,7 @@ from resolvers.age import (
     today_everywhere,
 )
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.validation import country_errors
+from resolvers.validation import country_errors, us_state_errors
 
 ONE_DAY = timedelta(days=1)
 # Wide enough to hold every leap-year rule (1900 and 2100 are common years, 2000 is a leap year).
@@ -195,50 +196,69 @@ class TestCheckAge:
 class TestDigitalConsentAge:
     @pytest.mark.parametrize(
         ("country", "age"),
-        [("DE", 16), ("FR", 15), ("AT", 14), ("GB", 13), ("US", 13), ("de", 16), (None, 13)],
+        [("DE", 16), ("FR", 15), ("AT", 14), ("GB", 13), ("de", 16), (None, 13)],
     )
     def test_by_country(self, country: str | None, age: int) -> None:
-        assert digital_consent_age(country) == age
+        assert digital_consent_age(country, None) == age
 
     def test_unknown_country_gets_the_default(self) -> None:
-        assert digital_consent_age("ZZ") == DEFAULT_DIGITAL_CONSENT_AGE == 13
+        assert digital_consent_age("ZZ", None) == DEFAULT_DIGITAL_CONSENT_AGE == 13
 
     def test_every_age_is_within_gdpr_article_8(self) -> None:
         assert all(13 <= age <= 16 for age in DIGITAL_CONSENT_AGE.values())
 
 
+class TestUsStates:
+    @pytest.mark.parametrize(
+        ("state", "age"),
+        [("US-CA", 16), ("us-ca", 16), ("US-CT", 18), ("US-OR", 16), ("US-TX", 13), (None, 18)],
+    )
+    def test_by_state_and_the_strictest_without_one(self, state: str | None, age: int) -> None:
+        assert digital_consent_age("US", state) == age
+
+    def test_no_state_means_the_strictest_of_the_table(self) -> None:
+        assert digital_consent_age("US", None) == max(US_STATE_CONSENT_AGE.values())
+
+    def test_every_state_of_the_table_is_an_iso_3166_2_us_subdivision(self) -> None:
+        assert all(us_state_errors(code, "US") == (code, []) for code in US_STATE_CONSENT_AGE)
+
+    def test_a_state_outside_the_us_counts_for_nothing(self) -> None:
+        assert digital_consent_age("DE", "US-CA") == 16
+        assert digital_consent_age("GB", "US-CT") == 13
+
+
 class TestIsMinor:
     @given(birth_date=birth_dates, country=countries)
     def test_minor_until_the_consent_birthday(self, birth_date: date, country: str | None) -> None:
-        consent_day = birthday(birth_date, birth_date.year + digital_consent_age(country))
-        assert is_minor(birth_date, country, consent_day - ONE_DAY)
-        assert not is_minor(birth_date, country, consent_day)
+        consent_day = birthday(birth_date, birth_date.year + digital_consent_age(country, None))
+        assert is_minor(birth_date, country, None, consent_day - ONE_DAY)
+        assert not is_minor(birth_date, country, None, consent_day)
 
     @pytest.mark.parametrize(
-        ("country", "minor"), [("DE", True), ("FR", False), ("GB", False), ("US", False)]
+        ("country", "minor"), [("DE", True), ("FR", False), ("GB", False), ("JP", False)]
     )
     def test_a_15_year_old(self, country: str, minor: bool) -> None:
-        assert is_minor(date(2010, 5, 1), country, date(2025, 5, 1)) is minor
+        assert is_minor(date(2010, 5, 1), country, None, date(2025, 5, 1)) is minor
 
     def test_13_year_old_in_germany_is_minor_but_not_in_britain(self) -> None:
-        assert is_minor(date(2012, 1, 1), "DE", date(2025, 1, 1))
-        assert not is_minor(date(2012, 1, 1), "GB", date(2025, 1, 1))
+        assert is_minor(date(2012, 1, 1), "DE", None, date(2025, 1, 1))
+        assert not is_minor(date(2012, 1, 1), "GB", None, date(2025, 1, 1))
 
     def test_without_a_birth_date_is_not_minor(self) -> None:
         # Staff accounts are created by the CLI without an age screen.
-        assert not is_minor(None, "DE", date(2025, 1, 1))
+        assert not is_minor(None, "DE", None, date(2025, 1, 1))
 
 
 class TestWhereTheyLive:
     @pytest.mark.parametrize("region", ["GP", "GF", "MQ", "RE", "YT", "MF"])
     def test_frances_outermost_regions_take_frances_age(self, region: str) -> None:
-        assert digital_consent_age(region) == digital_consent_age("FR") == 15
-        assert is_minor(date(2011, 5, 1), region, date(2025, 5, 1))
+        assert digital_consent_age(region, None) == digital_consent_age("FR", None) == 15
+        assert is_minor(date(2011, 5, 1), region, None, date(2025, 5, 1))
 
     @pytest.mark.parametrize("territory", ["BL", "PM", "NC", "PF", "WF", "TF"])
     def test_territories_outside_the_eu_keep_the_default(self, territory: str) -> None:
-        assert digital_consent_age(territory) == DEFAULT_DIGITAL_CONSENT_AGE
-        assert not is_minor(date(2011, 5, 1), territory, date(2025, 5, 1))
+        assert digital_consent_age(territory, None) == DEFAULT_DIGITAL_CONSENT_AGE
+        assert not is_minor(date(2011, 5, 1), territory, None, date(2025, 5, 1))
 
     @pytest.mark.parametrize(("typed", "stored"), [("UK", "GB"), ("uk", "GB"), ("EL", "GR")])
     def test_codes_people_type_are_read_as_iso(self, typed: str, stored: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Database, Source, utcnow
 from models.database import DatabaseTimeouts
-from resolvers import consent
+from resolvers import catalogue, consent
 from resolvers.pages import page_request, per_account_statement
 from tests.conftest import make_config
 from tests.helpers import LOGIN, PASSWORD, count_statements, gql, run_cli, signed_up
@@ -95,6 +95,10 @@ class TestAppendOnly:
                 await connection.execute(text("TRUNCATE consent_events"))
 
 
+# The policy accepted and every setting of the catalogue, at signup.
+SIGNUP_EVENTS = len(catalogue.CATALOGUE) + 1
+
+
 class TestVerification:
     async def test_an_untouched_ledger_verifies(self, client, database) -> None:
         token = await signed_up(client)
@@ -107,7 +111,7 @@ class TestVerification:
             checked, broken = await consent.verify_ledger(session)
 
         assert broken is None
-        assert checked == len(await events_of(database)) == 2 * 31 + 3
+        assert checked == len(await events_of(database)) == 2 * SIGNUP_EVENTS + 3
 
     async def test_an_edited_value_is_named(self, client, database) -> None:
         token = await signed_up(client)
@@ -115,7 +119,9 @@ class TestVerification:
             client, TOGGLE, {"channel": "EMAIL", "topic": "MARKETING", "enabled": True}, token=token
         )
         events = await events_of(database)
-        target = next(e for e in events if e.key == "communication.email.marketing" and e.seq > 31)
+        target = next(
+            e for e in events if e.key == "communication.email.marketing" and e.seq > SIGNUP_EVENTS
+        )
         # Pretend the person never consented: the forged event says the opposite.
         await tamper(
             database, "UPDATE consent_events SET new_value = 'false' WHERE id = :id", id=target.id
@@ -161,7 +167,7 @@ class TestVerification:
 
         code, out, err = await verify_ledger()
         assert code == 0, err
-        assert "31 consent events" in out
+        assert f"{SIGNUP_EVENTS} consent events" in out
 
         victim = (await events_of(database))[4]
         await tamper(

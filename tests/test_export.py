@@ -363,15 +363,16 @@ class TestExportContent:
     async def test_marks_a_setting_switched_on_against_the_gpc_signal(self, client) -> None:
         token = await signed_up(client)
         await gql(client, "{ me { id } }", token=token, headers={"Sec-GPC": "1"})
-        await gql(client, SHARE, {"purpose": "THIRD_PARTY_MARKETING", "enabled": True}, token=token)
+        advertise = "mutation { setCookieConsent(input: {advertising: true}) { errors { code } } }"
+        await gql(client, advertise, token=token)
 
         document = await download(client, token)
 
         settings = {s["key"]: s for s in document["settings"]}
-        marketing = settings["data_sharing.third_party_marketing"]
-        assert marketing["value"] is True
-        assert marketing["gpc_conflict_at"] == marketing["updated_at"] is not None
-        assert settings["cookies.advertising"]["gpc_conflict_at"] is None
+        advertising = settings["cookies.advertising"]
+        assert advertising["value"] is True
+        assert advertising["gpc_conflict_at"] == advertising["updated_at"] is not None
+        assert settings["cookies.analytics"]["gpc_conflict_at"] is None
         assert document["profile"]["gpc_applied_at"] is not None
 
     async def test_includes_this_export_as_a_privacy_request(self, client) -> None:

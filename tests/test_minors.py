@@ -11,11 +11,21 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from models import Account, AuditEntry, PrivacyRequest, ProfileChange, RequestStatus, Role
+from models import (
+    Account,
+    AuditEntry,
+    PendingSignup,
+    PrivacyRequest,
+    ProfileChange,
+    RequestStatus,
+    Role,
+)
 from resolvers import age
 from tests.helpers import (
     birth_date_for_age,
+    change,
     changed,
+    codes,
     count_events,
     events,
     gql,
@@ -26,6 +36,8 @@ from tests.helpers import (
     run_cli,
     sharing,
     signed_up,
+    signed_up_through_the_api,
+    signup,
     staff_token,
 )
 from workers.age_rules import AgeRulesReport, apply_age_rules
@@ -114,7 +126,7 @@ class TestCountryChange:
         _, token = await a_person(client, years=14, country="DE")
         before = await my_settings(client, token)
 
-        body = await gql(client, UPDATE, {"input": {"country": "US"}}, token=token)
+        body = await gql(client, UPDATE, {"input": {"country": "GB"}}, token=token)
 
         [error] = body["data"]["updateProfile"]["errors"]
         assert error["code"] == "CORRECTION_REQUIRED" and error["field"] == "country"
@@ -133,7 +145,7 @@ class TestCountryChange:
         assert payload["account"] == {"country": "FR", "isMinor": True}
 
     async def test_moving_below_the_age_of_consent_withdraws_consent(self, client) -> None:
-        person_id, token = await a_person(client, years=14, country="US")
+        person_id, token = await a_person(client, years=14, country="GB")
         await consenting(client, token)
         member = await a_member(client)
         shown = await gql(client, PROFILE, {"id": person_id}, token=member)
@@ -309,7 +321,7 @@ class TestCorrectAccount:
     async def test_a_correction_may_lift_the_protection(self, client, officer) -> None:
         person_id, token = await a_person(client, years=14, country="DE")
         before = await my_settings(client, token)
-        variables = {"input": {"accountId": person_id, "country": "US", "reason": REASON}}
+        variables = {"input": {"accountId": person_id, "country": "GB", "reason": REASON}}
         body = await gql(client, CORRECT, variables, token=officer)
         payload = body["data"]["correctAccount"]
         assert payload["errors"] == [] and payload["account"]["isMinor"] is False
@@ -322,9 +334,9 @@ class TestApplyAgeRules:
     async def test_a_new_age_table_protects_who_it_makes_a_minor_once(
         self, client, database, monkeypatch
     ) -> None:
-        _, token = await a_person(client, years=14, country="US")
+        _, token = await a_person(client, years=14, country="GB")
         await consenting(client, token)
-        monkeypatch.setitem(age.DIGITAL_CONSENT_AGE, "US", 16)
+        monkeypatch.setitem(age.DIGITAL_CONSENT_AGE, "GB", 16)
 
         first = await apply_age_rules(database)
         written = await count_events(database)
@@ -339,7 +351,7 @@ class TestApplyAgeRules:
     async def test_the_command_is_idempotent(
         self, client, database, database_url, tmp_path
     ) -> None:
-        person_id, token = await a_person(client, years=14, country="US")
+        person_id, token = await a_person(client, years=14, country="GB")
         await consenting(client, token)
         adult = await signed_up(client, email="adult@example.com", country="DE")
         client.cookies.clear()
@@ -361,3 +373,150 @@ class TestApplyAgeRules:
 
         assert_protected(await my_settings(client, token))
         assert await my_settings(client, adult) == adult_before
+
+
+WHERE = "{ me { country usState isMinor } }"
+UPDATE_STATE = """
+mutation Update($input: UpdateProfileInput!) {
+  updateProfile(input: $input) {
+    account { country usState isMinor } errors { field code message }
+  }
+}
+"""
+
+
+async def where(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    body = await gql(client, WHERE, token=token)
+    found: dict[str, Any] = body["data"]["me"]
+    return found
+
+
+async def in_the_us(
+    client: httpx.AsyncClient, *, years: int, state: str | None = None, email: str = "t@x.org"
+) -> tuple[str, str]:
+    """Someone of that age in the US, in that state if one is given: their id and token."""
+    return await new_account(
+        client, email=email, birthDate=birth_date_for_age(years), country="US", usState=state
+    )
+
+
+class TestUsStates:
+    async def test_a_us_14_year_old_cannot_share_advertise_or_go_public(self, client) -> None:
+        _, token = await in_the_us(client, years=14)
+
+        cookies = await change(client, "setCookieConsent", {"advertising": True}, token=token)
+        sharing_on = await change(
+            client, "setDataSharing", {"purpose": "RESEARCH", "enabled": True}, token=token
+        )
+        public = await change(
+            client,
+            "updateVisibility",
+            {"profile": "PUBLIC", "searchEngineIndexing": True},
+            token=token,
+        )
+
+        assert codes(cookies) == codes(sharing_on) == ["PARENTAL_CONSENT_REQUIRED"]
+        assert set(codes(public)) == {"MINOR_PROTECTED"}
+        assert await where(client, token) == {"country": "US", "usState": None, "isMinor": True}
+
+    async def test_signup_keeps_the_state_and_it_decides_the_age(self, client) -> None:
+        token = await signed_up_through_the_api(
+            client, birthDate=birth_date_for_age(16), country="US", usState="ca"
+        )
+        assert await where(client, token) == {
+            "country": "US",
+            "usState": "US-CA",
+            "isMinor": False,  # California protects teens up to 16
+        }
+
+    @pytest.mark.parametrize(
+        ("years", "state", "minor"),
+        [
+            (15, "US-CA", True),
+            (17, "US-CT", True),
+            (17, "US-NJ", True),
+            (16, "US-OR", False),
+            (14, "US-TX", False),  # no teen rule beyond 13 there
+            (17, None, True),  # no state given: the strictest state's age, 18
+        ],
+    )
+    async def test_each_states_age(self, client, years, state, minor) -> None:
+        _, token = await in_the_us(client, years=years, state=state)
+        assert (await where(client, token))["isMinor"] is minor
+
+    @pytest.mark.parametrize(
+        ("country", "state"), [("US", "ZZ"), ("US", "US-C@"), ("DE", "US-CA"), ("US", "x" * 40)]
+    )
+    async def test_a_bad_state_is_refused_at_signup_and_nothing_is_kept(
+        self, client, database, country, state
+    ) -> None:
+        payload = await signup(client, country=country, usState=state)
+        assert payload["confirmationSent"] is False
+        assert [(e["field"], e["code"]) for e in payload["errors"]] == [
+            ("usState", "INVALID_INPUT")
+        ]
+        async with database.session() as session:
+            assert list(await session.scalars(select(PendingSignup))) == []
+
+    async def test_an_adult_gives_changes_and_leaves_their_state(self, client) -> None:
+        _, token = await in_the_us(client, years=30)
+
+        given = await gql(client, UPDATE_STATE, {"input": {"usState": "US-NY"}}, token=token)
+        bad = await gql(client, UPDATE_STATE, {"input": {"usState": "Narnia"}}, token=token)
+        moved = await gql(client, UPDATE_STATE, {"input": {"country": "DE"}}, token=token)
+
+        assert given["data"]["updateProfile"]["account"]["usState"] == "US-NY"
+        [error] = bad["data"]["updateProfile"]["errors"]
+        assert (error["field"], error["code"]) == ("usState", "INVALID_INPUT")
+        assert moved["data"]["updateProfile"]["account"] == {
+            "country": "DE",
+            "usState": None,
+            "isMinor": False,
+        }
+
+    async def test_a_state_that_ends_the_protection_needs_staff(self, client, officer) -> None:
+        person_id, token = await in_the_us(client, years=16)
+
+        body = await gql(client, UPDATE_STATE, {"input": {"usState": "US-CA"}}, token=token)
+
+        [error] = body["data"]["updateProfile"]["errors"]
+        assert (error["field"], error["code"]) == ("usState", "CORRECTION_REQUIRED")
+        assert await where(client, token) == {"country": "US", "usState": None, "isMinor": True}
+        variables = {"input": {"accountId": person_id, "usState": "CA", "reason": REASON}}
+        corrected = await gql(client, CORRECT, variables, token=officer)
+        assert corrected["data"]["correctAccount"]["errors"] == []
+        assert await where(client, token) == {"country": "US", "usState": "US-CA", "isMinor": False}
+
+    async def test_a_state_that_makes_someone_a_minor_protects_them(self, client) -> None:
+        _, token = await in_the_us(client, years=17, state="US-TX")
+        await consenting(client, token)
+
+        response = await post(
+            client,
+            UPDATE_STATE,
+            {"input": {"usState": "US-CT"}},
+            token=token,
+            headers={"X-Request-ID": "move-to-connecticut"},
+        )
+
+        assert response.json()["data"]["updateProfile"]["errors"] == []
+        assert_protected(await my_settings(client, token))
+        by = await withdrawn_by(client, token)
+        assert set(by) == WITHDRAWN
+        assert set(by.values()) == {("SYSTEM", "move-to-connecticut")}
+
+    async def test_apply_age_rules_protects_us_teens_the_old_table_left_consenting(
+        self, client, database
+    ) -> None:
+        # As the release before the state table left them: a 14-year-old in the US, consenting.
+        person_id, token = await a_person(client, years=14, country="GB")
+        await consenting(client, token)
+        async with database.transaction() as session:
+            await session.execute(
+                update(Account).where(Account.id == uuid.UUID(person_id)).values(country="US")
+            )
+
+        report = await apply_age_rules(database)
+
+        assert report == AgeRulesReport(protected=1, failed=0)
+        assert_protected(await my_settings(client, token))

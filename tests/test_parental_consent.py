@@ -542,7 +542,7 @@ class TestWhatIsKept:
 
         document = await download(client, token)
 
-        assert document["version"] == "1.3"
+        assert document["version"] == "1.4"
         consents = {item["key"]: item for item in document["parental_consents"]}
         assert {key: item["status"] for key, item in consents.items()} == {
             NEWSLETTER: "granted",

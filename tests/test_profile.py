@@ -100,7 +100,7 @@ class TestUpdateProfile:
         assert "7400123456" not in caplog.text
 
     async def test_moving_country_can_make_a_person_a_minor(self, client) -> None:
-        token = await signed_up(client, birthDate="2011-01-01", country="US")
+        token = await signed_up(client, birthDate="2011-01-01", country="GB")
         body = await gql(client, UPDATE, {"input": {"country": "de"}}, token=token)
         assert body["data"]["updateProfile"]["account"]["country"] == "DE"
         assert body["data"]["updateProfile"]["account"]["isMinor"] is True

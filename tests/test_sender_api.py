@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 
 from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
+from tests import test_parental_consent as parental
 from tests.conftest import client_of, make_config
 from tests.helpers import (
     birth_date_for_age,
@@ -34,7 +35,7 @@ REASON = "Ticket 12: the mailer syncs consent before each send"
 MARKETING = "communication.email.marketing"
 NEWSLETTER = "communication.email.newsletter"
 SECURITY = "communication.email.security_alerts"
-PARTNERS = "data_sharing.third_party_marketing"
+RESEARCH = "data_sharing.research"
 ADVERTISING = "cookies.advertising"
 
 CREATE = """
@@ -382,6 +383,29 @@ class TestConsentStatus:
         assert found[teen] == {"known": True, MARKETING: "MINOR", SECURITY: None}
         assert found[moved] == {"known": True, MARKETING: "MINOR", SECURITY: None}
 
+    async def test_what_a_parent_granted_a_minor_is_allowed_as_their_settings_allow_it(
+        self, api, officer, database
+    ) -> None:
+        key = await a_key(api, officer, "CONSENT_READ")
+        teen, token = await person(
+            api, "teen@example.com", birthDate=birth_date_for_age(14), country="DE"
+        )
+        await parental.asked(api, token, [NEWSLETTER])
+        link = await parental.newest_link(database)
+        assert (await parental.answer(api, link, {NEWSLETTER: "grant"})).status_code == 200
+
+        found = await status(api, key, [teen], [NEWSLETTER, MARKETING])
+        assert found[teen] == {"known": True, NEWSLETTER: None, MARKETING: "MINOR"}
+        # Switched off by the teen: theirs to switch on again, so only not chosen.
+        await switch(api, token, "NEWSLETTER", False)
+        found = await status(api, key, [teen], [NEWSLETTER])
+        assert found[teen] == {"known": True, NEWSLETTER: "NOT_CHOSEN"}
+        await switch(api, token, "NEWSLETTER", True)
+        # Withdrawn by the parent: switched off, and the teen may not switch it on again.
+        assert (await parental.withdraw(api, link)).status_code == 200
+        found = await status(api, key, [teen], [NEWSLETTER])
+        assert found[teen] == {"known": True, NEWSLETTER: "MINOR"}
+
     async def test_nothing_consent_based_while_a_deletion_is_pending(self, api, officer) -> None:
         key = await a_key(api, officer, "CONSENT_READ")
         ada, token = await person(api, "ada@example.com")
@@ -419,25 +443,21 @@ class TestConsentStatus:
         key = await a_key(api, officer, "CONSENT_READ")
         gpc, _ = await person(api, "gpc@example.com", headers={"Sec-GPC": "1"})
         chose, token = await person(api, "chose@example.com", headers={"Sec-GPC": "1"})
-        await changed(
-            api,
-            "setDataSharing",
-            {"purpose": "THIRD_PARTY_MARKETING", "enabled": True},
-            token=token,
-        )
+        await changed(api, "setCookieConsent", {"advertising": True}, token=token)
         plain, _ = await person(api, "plain@example.com")
 
-        found = await status(api, key, [gpc, chose, plain], [PARTNERS, ADVERTISING])
-        assert found[gpc] == {"known": True, PARTNERS: "GPC", ADVERTISING: "GPC"}
+        found = await status(api, key, [gpc, chose, plain], [ADVERTISING])
+        assert found[gpc] == {"known": True, ADVERTISING: "GPC"}
         # Switched on after the signal: the person's explicit choice stands.
-        assert found[chose] == {"known": True, PARTNERS: None, ADVERTISING: "GPC"}
-        assert found[plain] == {"known": True, PARTNERS: "NOT_CHOSEN", ADVERTISING: "NOT_CHOSEN"}
+        assert found[chose] == {"known": True, ADVERTISING: None}
+        assert found[plain] == {"known": True, ADVERTISING: "NOT_CHOSEN"}
 
     @pytest.mark.parametrize(
         ("keys", "message"),
         [
             (["communication.email.marketting"], "Unknown key 'communication.email.marketting'"),
             (["visibility.profile"], "visibility.profile is a visibility setting"),
+            (["data_sharing.third_party_marketing"], "marketing was withdrawn"),
             ([], "1 to 10 keys"),
             ([f"{MARKETING}"] + [f"cookies.x{n}" for n in range(10)], "1 to 10 keys"),
         ],
@@ -490,7 +510,7 @@ class TestConsentStatus:
             await session.execute(insert(Account), rows)
         thousand = [ada, *(str(row["id"]) for row in rows)]
         engine = database_behind(api).engine
-        keys = [MARKETING, SECURITY, PARTNERS]
+        keys = [MARKETING, SECURITY, RESEARCH]
 
         with count_statements(engine) as one:
             found = await status(api, key, [ada], keys)
@@ -498,7 +518,7 @@ class TestConsentStatus:
             "known": True,
             MARKETING: None,
             SECURITY: None,
-            PARTNERS: "NOT_CHOSEN",
+            RESEARCH: "NOT_CHOSEN",
         }
         with count_statements(engine) as many:
             found = await status(api, key, thousand, keys)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import base64
+import json
+import uuid
 from itertools import product
 from typing import Any
 
 import httpx
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
+from cli import alembic_config
+from models import ConsentActor, Database, Source, WebhookEvent
+from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, SettingKind
+from resolvers.consent import Provenance
+from resolvers.settings import write_settings
 from tests.conftest import SEED_POLICY_VERSION
 from tests.helpers import (
     HISTORY,
@@ -22,10 +32,11 @@ from tests.helpers import (
     gql,
     history,
     my_settings,
+    new_account,
     post,
     preference,
+    run_cli,
     settings_mutation,
-    sharing,
     signed_up,
     signed_up_through_the_api,
     signup,
@@ -41,7 +52,7 @@ TOPICS = [
     "SURVEYS_AND_PROMOTIONS",
 ]
 CONSENT_TOPICS = ["NEWSLETTER", "MARKETING", "RECOMMENDATIONS", "SURVEYS_AND_PROMOTIONS"]
-PURPOSES = ["USAGE_ANALYTICS", "PERSONALIZATION", "RESEARCH", "THIRD_PARTY_MARKETING"]
+PURPOSES = ["USAGE_ANALYTICS", "PERSONALIZATION", "RESEARCH"]
 
 CATALOGUE = """
 {
@@ -79,7 +90,8 @@ class TestPrivacyCatalogue:
         pairs = [(e["channel"], e["topic"]) for e in entries if e["group"] == "COMMUNICATION"]
         assert sorted(pairs) == sorted(product(CHANNELS, TOPICS))
         purposes = {e["purpose"] for e in entries if e["group"] == "DATA_SHARING"}
-        assert {"USAGE_ANALYTICS", "PERSONALIZATION", "RESEARCH"} <= purposes
+        # No sharing with partners for their marketing: the policy says we do not sell or trade.
+        assert purposes == {"USAGE_ANALYTICS", "PERSONALIZATION", "RESEARCH"}
         visibility = {
             e["key"]: (e["kind"], e["defaultValue"]) for e in entries if e["group"] == "VISIBILITY"
         }
@@ -353,6 +365,124 @@ class TestSetDataSharing:
         assert summary([newest]) == [("data_sharing.research", "false", "true", "PERSON", "API")]
 
 
+class TestPartnerMarketingWithdrawn:
+    """`data_sharing.third_party_marketing` left the catalogue: the policy says we do not sell,
+    trade or rent personal information."""
+
+    async def test_an_old_client_that_asks_for_it_gets_a_clear_error(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client)
+        stored = await count_events(database)
+
+        response = await post(
+            client,
+            settings_mutation("setDataSharing"),
+            {"input": {"purpose": "THIRD_PARTY_MARKETING", "enabled": True}},
+            token=token,
+        )
+
+        assert response.status_code < 500
+        [error] = response.json()["errors"]
+        assert "'THIRD_PARTY_MARKETING' does not exist in 'Purpose'" in error["message"]
+        assert await count_events(database) == stored
+
+    async def test_asking_a_parent_for_it_says_it_was_withdrawn(self, client) -> None:
+        token = await signed_up(client, birthDate=birth_date_for_age(14).isoformat(), country="DE")
+
+        body = await gql(
+            client,
+            PARENTAL_REQUEST,
+            {"input": {"parentEmail": "parent@example.com", "keys": [WITHDRAWN]}},
+            token=token,
+        )
+
+        [error] = body["data"]["requestParentalConsent"]["errors"]
+        assert (error["field"], error["code"]) == ("keys", "INVALID_INPUT")
+        assert "we do not sell, trade or rent" in error["message"]
+
+    async def test_the_release_switches_choices_off_in_the_ledger_which_still_verifies(
+        self, client, database, database_url, tmp_path
+    ) -> None:
+        sharer, sharer_token = await new_account(client, email="sharer@example.com")
+        _, other_token = await new_account(client, email="other@example.com")
+        await switched_on_as_the_old_release_did(database, sharer)
+
+        await migrate_again(database, database_url)
+
+        code, out, err = await run_cli(database_url, tmp_path, "verify-ledger")
+        assert code == 0, (out, err)
+        [newest, chosen, *_] = await events(client, sharer_token, key=WITHDRAWN)
+        assert (newest["oldValue"], newest["newValue"]) == ("true", "false")
+        assert (newest["actor"], newest["source"]) == ("SYSTEM", "CATALOGUE")
+        assert (chosen["actor"], chosen["newValue"]) == ("PERSON", "true")
+        assert await events(client, other_token, key=WITHDRAWN) == []
+        me = await my_settings(client, sharer_token)
+        assert {s["purpose"] for s in me["dataSharing"]} == set(PURPOSES)
+        async with database.session() as session:
+            payloads = [json.loads(p) for p in await session.scalars(select(WebhookEvent.payload))]
+        told = [p["data"] for p in payloads if p["data"].get("key") == WITHDRAWN]
+        assert [(d["accountId"], d["newValue"], d["source"]) for d in told][-1] == (
+            sharer,
+            "false",
+            "catalogue",
+        )
+        # The chain goes on from the release's event.
+        await changed(
+            client, "setDataSharing", {"purpose": "RESEARCH", "enabled": True}, token=sharer_token
+        )
+        code, out, err = await run_cli(database_url, tmp_path, "verify-ledger")
+        assert code == 0, (out, err)
+
+
+WITHDRAWN = "data_sharing.third_party_marketing"
+PARENTAL_REQUEST = """
+mutation Ask($input: ParentalConsentInput!) {
+  requestParentalConsent(input: $input) { errors { field message code } }
+}
+"""
+
+
+async def switched_on_as_the_old_release_did(database: Database, account_id: str) -> None:
+    """The person's choice of partner marketing, through the ledger as the release that offered
+    it recorded it (the setting no longer has a catalogue entry)."""
+    offered = SettingDefinition(
+        key=WITHDRAWN,
+        group=SettingGroup.DATA_SHARING,
+        kind=SettingKind.TOGGLE,
+        default=False,
+        legal_basis=LegalBasis.CONSENT,
+        description="Share your contact and usage data with partners for their marketing.",
+    )
+    async with database.transaction() as session:
+        await write_settings(
+            session,
+            uuid.UUID(account_id),
+            {offered: True},
+            Provenance(ConsentActor.PERSON, Source.WEB),
+        )
+
+
+async def migrate_again(database: Database, database_url: str) -> None:
+    """Take the database back to before this release's migration, and up again: as a deploy
+    of the release finds a database the previous one left."""
+    await database.engine.dispose()  # its pooled connections knew the tables as they were
+    migrating = Database(database_url)
+    try:
+        async with migrating.engine.begin() as connection:
+            await connection.run_sync(migrate, "0019_us_states-1", True)
+        async with migrating.engine.begin() as connection:
+            await connection.run_sync(migrate, "head")
+    finally:
+        await migrating.dispose()
+
+
+def migrate(connection: Connection, revision: str, down: bool = False) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
 class TestUpdateVisibility:
     OPERATION = "updateVisibility"
 
@@ -599,11 +729,8 @@ class TestIdempotency:
         await changed(client, SET_PREFERENCE, input, token=token)
 
 
-async def advertising_and_partner_sharing_on(client: httpx.AsyncClient, token: str) -> None:
+async def advertising_on(client: httpx.AsyncClient, token: str) -> None:
     await changed(client, "setCookieConsent", {"advertising": True, "analytics": True}, token=token)
-    await changed(
-        client, "setDataSharing", {"purpose": "THIRD_PARTY_MARKETING", "enabled": True}, token=token
-    )
 
 
 COOKIE_CONSENT = "{ me { cookieConsent { advertising gpcApplied gpcConflict gpcConflictKeys } } }"
@@ -621,7 +748,7 @@ async def cookie_consent(
 class TestGlobalPrivacyControl:
     async def test_an_anonymous_signal_changes_nothing(self, client, database) -> None:
         token = await signed_up(client)
-        await advertising_and_partner_sharing_on(client, token)
+        await advertising_on(client, token)
         stored = await count_events(database)
         client.cookies.clear()
 
@@ -630,31 +757,26 @@ class TestGlobalPrivacyControl:
         me = await my_settings(client, token)
         assert me["cookieConsent"]["advertising"] is True
         assert me["cookieConsent"]["gpcApplied"] is False
-        assert sharing(me, "THIRD_PARTY_MARKETING") is True
         assert await count_events(database) == stored
 
-    async def test_switches_advertising_and_partner_sharing_off(self, client) -> None:
+    async def test_switches_advertising_off(self, client) -> None:
         token = await signed_up(client)
-        await advertising_and_partner_sharing_on(client, token)
+        await advertising_on(client, token)
 
         response = await post(client, ME_SETTINGS, token=token, headers=GPC)
 
         me = response.json()["data"]["me"]
         assert me["cookieConsent"]["advertising"] is False
         assert me["cookieConsent"]["gpcApplied"] is True
-        assert sharing(me, "THIRD_PARTY_MARKETING") is False
         assert me["cookieConsent"]["analytics"] is True  # not the signal's business
-        newest = (await events(client, token))[:3]
-        assert summary(newest[:2]) == [
-            ("cookies.advertising", "true", "false", "GPC", "GPC"),
-            ("data_sharing.third_party_marketing", "true", "false", "GPC", "GPC"),
-        ]
-        assert {e["requestId"] for e in newest[:2]} == {response.headers["X-Request-ID"]}
-        assert newest[2]["actor"] == "PERSON"
+        newest = (await events(client, token))[:2]
+        assert summary(newest[:1]) == [("cookies.advertising", "true", "false", "GPC", "GPC")]
+        assert newest[0]["requestId"] == response.headers["X-Request-ID"]
+        assert newest[1]["actor"] == "PERSON"
 
     async def test_a_second_signal_records_nothing(self, client, database) -> None:
         token = await signed_up(client)
-        await advertising_and_partner_sharing_on(client, token)
+        await advertising_on(client, token)
         await my_settings(client, token, headers=GPC)
         stored = await count_events(database)
 
@@ -667,7 +789,7 @@ class TestGlobalPrivacyControl:
         self, client, database
     ) -> None:
         token = await signed_up(client)
-        await advertising_and_partner_sharing_on(client, token)
+        await advertising_on(client, token)
         await my_settings(client, token, headers=GPC)
 
         await changed(client, "setCookieConsent", {"advertising": True}, token=token, headers=GPC)
@@ -685,17 +807,11 @@ class TestGlobalPrivacyControl:
         token = await signed_up(client)
         await my_settings(client, token, headers=GPC)
 
-        await changed(
-            client,
-            "setDataSharing",
-            {"purpose": "THIRD_PARTY_MARKETING", "enabled": True},
-            token=token,
-        )
-        me = await my_settings(client, token, headers=GPC)
+        await changed(client, "setCookieConsent", {"advertising": True}, token=token)
         cookies = await cookie_consent(client, token, headers=GPC)
 
-        assert sharing(me, "THIRD_PARTY_MARKETING") is True
-        assert cookies["gpcConflictKeys"] == ["data_sharing.third_party_marketing"]
+        assert cookies["advertising"] is True
+        assert cookies["gpcConflictKeys"] == ["cookies.advertising"]
 
     async def test_switching_off_again_ends_the_conflict_and_the_signal_holds_after(
         self, client, database
@@ -755,10 +871,7 @@ class TestGlobalPrivacyControl:
             for e in recorded
             if (e["actor"], e["source"]) == ("GPC", "GPC")
         ]
-        assert sorted(started_by_gpc) == [
-            ("cookies.advertising", None, "false"),
-            ("data_sharing.third_party_marketing", None, "false"),
-        ]
+        assert started_by_gpc == [("cookies.advertising", None, "false")]
         assert [e["key"] for e in recorded].count("cookies.advertising") == 1
         assert await count_events(database) == stored
 

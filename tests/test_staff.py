@@ -133,7 +133,7 @@ class TestStaffAccounts:
             )
         found = body["data"]["staffAccounts"]
         assert len(found) == 100
-        assert all(len(a["dataSharing"]) == 4 for a in found)
+        assert all(len(a["dataSharing"]) == 3 for a in found)
 
         assert len(hundred) == len(three), hundred
         audited = [e for e in await audit_entries(database) if e.action == "account.search"]
