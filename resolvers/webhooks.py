@@ -134,11 +134,41 @@ def parse_url(url: str, *, https_only: bool) -> tuple[str, str, int, str]:
     return scheme, host, port or (443 if scheme == "https" else 80), target
 
 
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether an address is on the public internet: not loopback, private, link-local, shared,
-    reserved or multicast (an IPv4 address written as IPv6 is judged as itself)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packets reach: NAT64 (RFC 6052,
+# and the local-use prefix of RFC 8215), IPv4-translated (RFC 2765) and IPv4-compatible (the
+# deprecated ::a.b.c.d; :: and ::1 fall in it too and come out as non-public 0.0.0.x).
+_CARRYING_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _carried(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, translated, compatible,
+    6to4 (the router) or Teredo (its server and client); none for a plain IPv6 address."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if any(address in prefix for prefix in _CARRYING_IPV4):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
+def is_public(address: Address) -> bool:
+    """Whether an address is on the public internet: not loopback, private, link-local,
+    site-local, shared, reserved or multicast. An IPv6 form that carries an IPv4 address is
+    judged by the IPv4 address it leads to, since that is where a connection would go."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:
+            return False
+        carried = _carried(address)
+        if carried:
+            return all(is_public(inner) for inner in carried)
     return address.is_global and not address.is_multicast
 
 
@@ -162,9 +192,10 @@ async def resolve(url: str, *, https_only: bool, allow_private: bool) -> Destina
     if not allow_private:
         for address in addresses:
             if not is_public(address):
+                # Which address is not said: the answer of an internal DNS is not for the caller.
                 raise UnsafeDestination(
-                    f"The host {host} resolves to {address}, a loopback, private, link-local or "
-                    "otherwise non-public address; webhooks go to public addresses only."
+                    f"The host {host} is a loopback, private, link-local or otherwise non-public "
+                    "address, or resolves to one; webhooks go to public addresses only."
                 )
     return Destination(scheme, host, port, target, tuple(str(a) for a in addresses))
 

@@ -293,6 +293,14 @@ class TestRegistering:
             "https://2130706433/hook",  # 127.0.0.1 written as one number
             "https://0x7f.1/hook",
             "https://100.64.0.1/hook",  # shared address space (carrier-grade NAT)
+            # IPv6 forms that carry an IPv4 address: judged by the address they carry.
+            "https://[::127.0.0.1]/hook",  # IPv4-compatible
+            "https://[::ffff:0:127.0.0.1]/hook",  # IPv4-translated (SIIT)
+            "https://[64:ff9b::169.254.169.254]/hook",  # NAT64 to the metadata service
+            "https://[64:ff9b:1::a00:1]/hook",  # local-use NAT64 to 10.0.0.1
+            "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+            "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo to 127.0.0.1
+            "https://[fec0::1]/hook",  # site-local
             "ftp://example.com/hook",
             "https://user:pass@example.com/hook",
             "not a url",
@@ -307,6 +315,24 @@ class TestRegistering:
         assert [(e["field"], e["code"]) for e in payload["errors"]] == [("url", "INVALID_INPUT")]
         assert payload["secret"] is None
         assert await webhooks(client, token) == []
+
+    async def test_a_refusal_does_not_tell_what_a_name_resolves_to(self, client, database) -> None:
+        token = await officer(client, database)
+        body = await gql(
+            client,
+            CREATE,
+            {"input": {"url": "https://localhost/hook", "events": ["CONSENT_CHANGED"]}},
+            token=token,
+        )
+        [error] = body["data"]["createWebhook"]["errors"]
+        assert "localhost" in error["message"] and "public" in error["message"]
+        assert "127.0.0.1" not in error["message"] and "::1" not in error["message"]
+
+    async def test_public_addresses_written_in_ipv6_are_accepted(self, client, database) -> None:
+        token = await officer(client, database)
+        for url in ("https://[64:ff9b::5db8:d70e]/hook", "https://[2002:5db8:d70e::1]/hook"):
+            await created(client, token, url, ["CONSENT_CHANGED"])
+        assert len(await webhooks(client, token)) == 2
 
     async def test_production_takes_https_only(self, production_client, database) -> None:
         token = await officer(production_client, database)
@@ -641,7 +667,7 @@ class TestAddressCheckedAtDelivery:
         assert receiver.received == []
         [entry] = log_of((await webhooks(local_client, token))[0])
         assert entry["status"] == "PENDING"
-        assert entry["lastError"].startswith("Refused: The host 127.0.0.1 resolves to 127.0.0.1")
+        assert entry["lastError"].startswith("Refused: The host 127.0.0.1 is a loopback")
 
 
 class TestAWorkerThatDies:
