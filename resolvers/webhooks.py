@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
+from auth.sealing import Sealer
 from models import (
     Account,
     ConsentEvent,
@@ -354,6 +355,7 @@ async def create_webhook(
     description: str,
     production: bool,
     allow_private: bool,
+    sealer: Sealer,
     request_id: str | None,
 ) -> WithSecret:
     """Register a receiver for some event types; its signing secret is returned this once."""
@@ -376,7 +378,7 @@ async def create_webhook(
         url=url,
         description=description,
         events=[kind.value for kind in dict.fromkeys(events)],
-        secret=secret,
+        secret=sealer.seal(secret),
         created_by=officer.account_id,
         created_at=utcnow(),
     )
@@ -386,6 +388,10 @@ async def create_webhook(
         session, officer, "webhook.create", [], f"Registered webhook {endpoint.id}", request_id
     )
     return WithSecret(endpoint, secret)
+
+
+async def count_webhooks(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0)
 
 
 async def list_webhooks(session: AsyncSession) -> list[WebhookEndpoint]:
@@ -436,7 +442,12 @@ async def enable_webhook(
 
 
 async def rotate_secret(
-    session: AsyncSession, officer: Actor, webhook_id: uuid.UUID, *, request_id: str | None
+    session: AsyncSession,
+    officer: Actor,
+    webhook_id: uuid.UUID,
+    *,
+    sealer: Sealer,
+    request_id: str | None,
 ) -> WithSecret:
     """A new secret, shown this once; the old one keeps signing beside it for a day."""
     _require_privacy_officer(officer)
@@ -444,7 +455,7 @@ async def rotate_secret(
     secret = new_secret()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_KEPT
-    endpoint.secret = secret
+    endpoint.secret = sealer.seal(secret)
     await audit(
         session,
         officer,
@@ -455,6 +466,18 @@ async def rotate_secret(
     )
     await session.flush()
     return WithSecret(endpoint, secret)
+
+
+async def reseal_secrets(session: AsyncSession, sealer: Sealer) -> int:
+    """Seal every stored secret with the first key: plain ones kept before secrets were sealed,
+    and ones sealed with a key that is being retired; returns how many endpoints there are."""
+    endpoints = list(await session.scalars(select(WebhookEndpoint).with_for_update()))
+    for endpoint in endpoints:
+        endpoint.secret = sealer.reseal(endpoint.secret)
+        if endpoint.previous_secret is not None:
+            endpoint.previous_secret = sealer.reseal(endpoint.previous_secret)
+    await session.flush()
+    return len(endpoints)
 
 
 def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
@@ -650,8 +673,11 @@ class Job:
     payload: str
 
 
-async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> list[Job]:
-    """Take up to `limit` due deliveries to enabled endpoints for this worker.
+async def claim(
+    session: AsyncSession, now: datetime, sealer: Sealer, *, limit: int = 50
+) -> list[Job]:
+    """Take up to `limit` due deliveries to enabled endpoints for this worker, with the
+    endpoints' secrets opened.
 
     On PostgreSQL the rows are read FOR UPDATE SKIP LOCKED, so racing workers take different
     ones; on SQLite the write lock serialises the step. The UPDATE is conditional either way:
@@ -709,7 +735,8 @@ async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> lis
     )
     jobs = []
     for delivery_id, attempts, endpoint_id, url, secret, previous, expires, message, body in rows:
-        in_use = (secret, previous) if previous and expires and expires > now else (secret,)
+        sealed = (secret, previous) if previous and expires and expires > now else (secret,)
+        in_use = tuple(sealer.open(each) for each in sealed)
         jobs.append(Job(delivery_id, now, attempts, endpoint_id, url, in_use, message, body))
     return jobs
 

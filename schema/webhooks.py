@@ -3,6 +3,7 @@ policy versions, and read each endpoint's delivery log."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
@@ -223,6 +224,7 @@ class WebhooksMutation:
                 description=input.description,
                 production=config.production,
                 allow_private=config.webhooks_allow_private,
+                sealer=context.services.webhook_sealer,
                 request_id=context.request_id,
             )
         )
@@ -234,7 +236,10 @@ class WebhooksMutation:
         "for 24 hours. Audited.",
     )
     async def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> WebhookSecretPayload:
-        return _with_secret(*await _change_endpoint(info, webhooks.rotate_secret, id))
+        rotate = functools.partial(
+            webhooks.rotate_secret, sealer=info.context.services.webhook_sealer
+        )
+        return _with_secret(*await _change_endpoint(info, rotate, id))
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],

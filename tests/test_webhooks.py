@@ -6,6 +6,7 @@ never sent to a private address."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
 import threading
@@ -20,7 +21,8 @@ import trustme
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from config import Config
+from auth.sealing import Sealer, UnreadableSecret, new_key
+from config import Config, ConfigError, load_config, webhook_sealer
 from models import (
     Account,
     AuditEntry,
@@ -28,12 +30,13 @@ from models import (
     Database,
     Role,
     WebhookDelivery,
+    WebhookEndpoint,
     WebhookEvent,
     utcnow,
 )
 from resolvers import notifications
 from resolvers import webhooks as webhooks_resolver
-from tests.conftest import TEST_SECRET, client_of, make_config
+from tests.conftest import TEST_SECRET, TEST_WEBHOOK_KEY, client_of, make_config
 from tests.helpers import (
     PASSWORD,
     count_statements,
@@ -182,7 +185,10 @@ async def local_client(local_config: Config) -> AsyncIterator[httpx.AsyncClient]
         yield http
 
 
-LOCAL = Delivery(https_only=False, allow_private=True, disable_after=timedelta(hours=24))
+SEALER = Sealer((TEST_WEBHOOK_KEY,))
+LOCAL = Delivery(
+    https_only=False, allow_private=True, disable_after=timedelta(hours=24), sealer=SEALER
+)
 
 
 async def officer(client: httpx.AsyncClient, database: Database) -> str:
@@ -494,6 +500,104 @@ class TestDelivery:
         assert verified(rotated["data"]["rotateWebhookSecret"]["secret"], receiver)
 
 
+async def stored_secrets(database: Database) -> list[str]:
+    async with database.session() as session:
+        rows = await session.execute(
+            select(WebhookEndpoint.secret, WebhookEndpoint.previous_secret)
+        )
+        return [secret for row in rows for secret in row if secret is not None]
+
+
+class TestSecretsAtRest:
+    async def test_the_database_holds_no_secret_in_the_clear(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(local_client, token, receiver.url)
+        rotated = await gql(local_client, ROTATE, {"id": hook["webhook"]["id"]}, token=token)
+        new_secret = rotated["data"]["rotateWebhookSecret"]["secret"]
+
+        stored = await stored_secrets(database)
+
+        assert len(stored) == 2
+        for secret in (hook["secret"], new_secret):
+            key = secret.removeprefix("whsec_")
+            assert all(key not in value and "whsec_" not in value for value in stored)
+        await signed_up(local_client)
+        await deliver_all(database)
+        assert verified(hook["secret"], receiver) and verified(new_secret, receiver)
+
+    async def test_a_worker_with_another_key_signs_nothing(
+        self, local_client, database, receiver
+    ) -> None:
+        await policy_watched(local_client, database, receiver.url)
+        stranger = dataclasses.replace(LOCAL, sealer=Sealer((new_key(),)))
+        with pytest.raises(UnreadableSecret, match="PRIVACY_API_WEBHOOK_SECRET_KEY"):
+            await deliver_step(database, stranger)
+        assert receiver.received == []
+
+    async def test_migrate_seals_plain_secrets_and_moves_them_to_a_new_key(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["POLICY_PUBLISHED"])
+        plain = "whsec_" + "A" * 43 + "="
+        async with database.transaction() as session:  # as a version before sealing kept it
+            endpoint = await session.scalar(select(WebhookEndpoint))
+            assert endpoint is not None
+            endpoint.secret = plain
+        first = new_key()
+
+        code, _, err = await run_cli(
+            local_config.database_url, tmp_path, "migrate", PRIVACY_API_WEBHOOK_SECRET_KEY=first
+        )
+
+        assert code == 0, err
+        [sealed] = await stored_secrets(database)
+        assert sealed != plain and Sealer((first,)).open(sealed) == plain
+        # The key rotated: the new one in front, the old one behind it until migrate ran.
+        second = new_key()
+        code, _, err = await run_cli(
+            local_config.database_url,
+            tmp_path,
+            "migrate",
+            PRIVACY_API_WEBHOOK_SECRET_KEY=f"{second},{first}",
+        )
+        assert code == 0, err
+        await publish_policy(local_client, token)
+        await deliver_all(database, dataclasses.replace(LOCAL, sealer=Sealer((second,))))
+        assert len(verified(plain, receiver)) == 1
+
+    async def test_production_refuses_to_deliver_or_seal_without_a_key(
+        self, local_client, database, local_config, receiver, tmp_path
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url)
+        production = {
+            "PRIVACY_API_ENV": "production",
+            "PRIVACY_API_PUBLIC_URL": "https://privacy.example.com",
+            "PRIVACY_API_WEBHOOK_SECRET_KEY": "",
+        }
+        for command in (["deliver-webhooks", "--once"], ["migrate"]):
+            code, _, err = await run_cli(
+                local_config.database_url, tmp_path, *command, **production
+            )
+            assert code == 2, command
+            assert "PRIVACY_API_WEBHOOK_SECRET_KEY is required in production" in err
+            assert "Traceback" not in err
+        with pytest.raises(ConfigError, match="PRIVACY_API_WEBHOOK_SECRET_KEY"):
+            webhook_sealer(load_config({**production, "PRIVACY_API_SECRET_KEY": TEST_SECRET}))
+        assert not (tmp_path / "webhook_secret_key").exists()
+
+    def test_development_keeps_one_generated_key_and_a_bad_key_is_refused(self, tmp_path) -> None:
+        env = {"PRIVACY_API_DATA_DIR": str(tmp_path), "PRIVACY_API_SECRET_KEY": TEST_SECRET}
+        first, second = load_config(env), load_config(env)
+        assert first.webhook_secret_keys == second.webhook_secret_keys
+        assert (tmp_path / "webhook_secret_key").stat().st_mode & 0o077 == 0
+        with pytest.raises(ConfigError, match="PRIVACY_API_WEBHOOK_SECRET_KEY"):
+            load_config({**env, "PRIVACY_API_WEBHOOK_SECRET_KEY": "not-a-key"})
+
+
 class TestRetries:
     async def test_a_failure_is_retried_later_with_the_same_webhook_id(
         self, local_client, database, receiver
@@ -660,7 +764,7 @@ class TestAddressCheckedAtDelivery:
         self, local_client, database, receiver
     ) -> None:
         token = await policy_watched(local_client, database, receiver.url)
-        strict = Delivery(https_only=False, allow_private=False, disable_after=timedelta(hours=24))
+        strict = dataclasses.replace(LOCAL, allow_private=False)
 
         await deliver_step(database, strict)
 
@@ -678,7 +782,7 @@ class TestAWorkerThatDies:
         start = utcnow()
         async with database.transaction() as session:  # claimed, then the worker is gone
             await webhooks_resolver.fan_out(session, start)
-            assert len(await webhooks_resolver.claim(session, start)) == 1
+            assert len(await webhooks_resolver.claim(session, start, SEALER)) == 1
 
         assert (
             await deliver_step(database, LOCAL, now=start + timedelta(minutes=1))
@@ -820,6 +924,7 @@ class TestTls:
                 https_only=True,
                 allow_private=True,
                 disable_after=timedelta(hours=24),
+                sealer=SEALER,
                 trusted=trusting,
             )
             await signed_up(local_client)

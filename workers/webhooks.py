@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from config import Config
+from auth.sealing import Sealer
+from config import Config, webhook_sealer
 from models import Database, utcnow
 from resolvers import webhooks
 from resolvers.webhooks import Attempt, Destination, Job, UnsafeDestination
@@ -51,15 +52,19 @@ class Delivery:
     https_only: bool
     allow_private: bool
     disable_after: timedelta
+    # Opens the endpoints' sealed signing secrets.
+    sealer: Sealer
     # The certificate authorities trusted; None: the system's.
     trusted: ssl.SSLContext | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Delivery:
+        """Raises ConfigError in production without PRIVACY_API_WEBHOOK_SECRET_KEY."""
         return cls(
             https_only=config.production,
             allow_private=config.webhooks_allow_private,
             disable_after=timedelta(hours=config.webhook_disable_after_hours),
+            sealer=webhook_sealer(config),
         )
 
 
@@ -148,7 +153,7 @@ async def deliver_step(
     now = now or utcnow()
     async with database.transaction() as session:
         fanned_out = await webhooks.fan_out(session, now)
-        jobs = await webhooks.claim(session, now, limit=limit)
+        jobs = await webhooks.claim(session, now, delivery.sealer, limit=limit)
     if not jobs:
         return StepReport(fanned_out, 0, 0)
     own_client = client is None
