@@ -301,21 +301,74 @@ async def deletion_cancelled(session: AsyncSession, account_id: uuid.UUID) -> No
     )
 
 
+def _awaited() -> Any:
+    """An event some enabled endpoint may still take: not fanned out yet while an endpoint is
+    enabled, or with a delivery still pending to an endpoint that is not disabled."""
+    enabled = exists().where(WebhookEndpoint.disabled_at.is_(None))
+    pending = (
+        exists()
+        .where(
+            WebhookDelivery.event_id == WebhookEvent.id,
+            WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
+            WebhookEndpoint.id == WebhookDelivery.endpoint_id,
+            WebhookEndpoint.disabled_at.is_(None),
+        )
+        .correlate(WebhookEvent)
+    )
+    return or_(and_(WebhookEvent.fanned_out_at.is_(None), enabled), pending)
+
+
 async def account_erased(
     session: AsyncSession, account_id: uuid.UUID, alias: uuid.UUID, now: datetime
 ) -> None:
-    """The erasure, naming the account only by the pseudonym its kept records now carry. The
-    account's earlier events still waiting in the outbox are pseudonymised the same way."""
+    """The erasure, naming the account only by the pseudonym its kept records now carry.
+
+    The account's other events in the outbox are pseudonymised the same way, except a deletion
+    request some endpoint has yet to take: it keeps the id receivers know the account by, so
+    that they can erase their copy, and takes the pseudonym once delivered (`release_held`)."""
+    held = and_(WebhookEvent.type == WebhookEventType.ACCOUNT_DELETION_REQUESTED, _awaited())
+    about = WebhookEvent.account_id == account_id
     await session.execute(
         update(WebhookEvent)
-        .where(WebhookEvent.account_id == account_id)
+        .where(about, ~held)
         .values(
             account_id=alias,
             payload=func.replace(WebhookEvent.payload, str(account_id), str(alias)),
         )
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(WebhookEvent)
+        .where(about, held)
+        .values(pseudonym=alias)
+        .execution_options(synchronize_session=False)
     )
     data = {"pseudonym": str(alias), "occurredAt": _instant(now)}
     await _write(session, [_event_row(WebhookEventType.ACCOUNT_ERASED, alias, data, now)])
+
+
+async def release_held(session: AsyncSession) -> int:
+    """Pseudonymise the erased accounts' deletion events that no enabled endpoint still waits
+    for (delivered, or its endpoint disabled); returns how many. Few rows, found by index."""
+    rows = (
+        await session.execute(
+            select(WebhookEvent.id, WebhookEvent.account_id, WebhookEvent.pseudonym)
+            .where(WebhookEvent.pseudonym.is_not(None), ~_awaited())
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for event_id, account_id, alias in rows:
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(
+                account_id=alias,
+                payload=func.replace(WebhookEvent.payload, str(account_id), str(alias)),
+                pseudonym=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return len(rows)
 
 
 async def policy_published(session: AsyncSession, policy: PolicyVersion) -> None:

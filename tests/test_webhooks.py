@@ -481,11 +481,13 @@ class TestDelivery:
         erased = next(b["data"] for b in bodies if b["type"] == "account.erased")
         assert set(erased) == {"pseudonym", "occurredAt"}
         assert erased["pseudonym"] != account_id
-        # What was waiting about the erased account went out under its pseudonym too.
+        # The deletion request still waiting when the account was erased went out with the id
+        # the receiver knows, so that it can erase its copy; nothing else names it.
         requested = [b["data"] for b in bodies if b["type"] == "account.deletion_requested"]
-        assert {r["accountId"] for r in requested} == {erased["pseudonym"], other_id}
-        for _, _, raw in receiver.received:
-            assert account_id.encode() not in raw
+        assert {r["accountId"] for r in requested} == {account_id, other_id}
+        for raw, body in zip((raw for _, _, raw in receiver.received), bodies, strict=True):
+            if body["type"] != "account.deletion_requested":
+                assert account_id.encode() not in raw
             assert b"@" not in raw and PHONE.encode() not in raw
 
     async def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
@@ -596,6 +598,86 @@ class TestSecretsAtRest:
         assert (tmp_path / "webhook_secret_key").stat().st_mode & 0o077 == 0
         with pytest.raises(ConfigError, match="PRIVACY_API_WEBHOOK_SECRET_KEY"):
             load_config({**env, "PRIVACY_API_WEBHOOK_SECRET_KEY": "not-a-key"})
+
+
+REPORT_CHILD = """
+mutation Report($input: ChildReportInput!) {
+  reportChildAccount(input: $input) { request { id } errors { code } }
+}
+"""
+REVIEW_REPORT = """
+mutation Review($input: ChildReportReviewInput!) {
+  reviewChildReport(input: $input) { errors { code } }
+}
+"""
+
+
+async def erased_at_once(client: httpx.AsyncClient, database: Database, token: str) -> str:
+    """A person reported as a child, the report reviewed as DELETE (no grace period) and the
+    purge run before any webhook went out: the erased account's id."""
+    person = await signed_up(client)
+    account_id: str = (await gql(client, ME_ID, token=person))["data"]["me"]["id"]
+    report = {"accountId": account_id, "details": "In year 5"}
+    body = await gql(client, REPORT_CHILD, {"input": report})
+    request_id = body["data"]["reportChildAccount"]["request"]["id"]
+    review = {"requestId": request_id, "decision": "DELETE", "reason": "Checked the report"}
+    body = await gql(client, REVIEW_REPORT, {"input": review}, token=token)
+    assert body["data"]["reviewChildReport"]["errors"] == [], body
+    async with database.transaction() as session:  # the deletion notice went out
+        waiting = await notifications.pending(session)
+        await notifications.mark_sent(session, [message.id for message in waiting])
+    assert (await purge_due_accounts(database, TEST_SECRET, utcnow())).purged == 1
+    return account_id
+
+
+async def ids_in_outbox(database: Database) -> str:
+    """Every account id and payload the webhook outbox holds, as one text."""
+    async with database.session() as session:
+        rows = await session.execute(select(WebhookEvent.account_id, WebhookEvent.payload))
+        return " ".join(f"{account} {payload}" for account, payload in rows)
+
+
+class TestImmediateErasure:
+    async def test_receivers_learn_which_account_to_erase_before_it_is_pseudonymised(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        hook = await created(
+            local_client, token, receiver.url, ["ACCOUNT_DELETION_REQUESTED", "ACCOUNT_ERASED"]
+        )
+        account_id = await erased_at_once(local_client, database, token)
+
+        await deliver_all(database)
+
+        bodies = verified(hook["secret"], receiver)
+        [requested] = [b["data"] for b in bodies if b["type"] == "account.deletion_requested"]
+        [erased] = [b["data"] for b in bodies if b["type"] == "account.erased"]
+        assert requested["accountId"] == account_id
+        assert requested["requestedBy"] == "staff"
+        assert erased["pseudonym"] != account_id
+        # Delivered everywhere: the outbox keeps only the pseudonym.
+        outbox = await ids_in_outbox(database)
+        assert account_id not in outbox and erased["pseudonym"] in outbox
+
+    async def test_the_real_id_is_kept_only_while_an_endpoint_may_still_take_it(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["ACCOUNT_DELETION_REQUESTED"])
+        receiver.always = 503
+        account_id = await erased_at_once(local_client, database, token)
+        start = utcnow()
+
+        await deliver_step(database, LOCAL, now=start)
+        await deliver_step(database, LOCAL, now=start + timedelta(hours=1))
+        assert account_id in await ids_in_outbox(database)  # to be retried
+
+        # Failing for a day: the endpoint is disabled and will not take it; the id goes.
+        await deliver_step(database, LOCAL, now=start + timedelta(hours=25))
+        assert (await webhooks(local_client, token))[0]["disabledAt"] is not None
+        await deliver_step(database, LOCAL, now=start + timedelta(hours=25, seconds=1))
+        assert account_id not in await ids_in_outbox(database)
+        assert len(receiver.received) == 3
 
 
 class TestRetries:

@@ -152,6 +152,8 @@ async def deliver_step(
     concurrently, then record every outcome (another transaction)."""
     now = now or utcnow()
     async with database.transaction() as session:
+        # What the last steps delivered (or gave up on) of an erased account's deletion events.
+        await webhooks.release_held(session)
         fanned_out = await webhooks.fan_out(session, now)
         jobs = await webhooks.claim(session, now, delivery.sealer, limit=limit)
     if not jobs:
