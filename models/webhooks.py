@@ -45,6 +45,10 @@ class WebhookEndpoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Since when every attempt has failed; cleared by a success.
     failing_since: Mapped[datetime | None]
+    # The circuit breaker: failed attempts since the last success, and until when the
+    # endpoint is skipped because of them (resolvers.webhooks.BREAKER_AFTER).
+    failures_in_a_row: Mapped[int] = mapped_column(default=0, server_default="0")
+    paused_until: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
 

@@ -19,7 +19,7 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -70,6 +70,15 @@ CLAIM_TIMEOUT = timedelta(minutes=5)
 # The first retry waits this long, each next one twice as long, up to RETRY_MAX.
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=2)
+# At most this many attempts to one endpoint at once per worker: a slow receiver holds its own
+# connections, never the ones other receivers' deliveries need.
+PER_ENDPOINT = 4
+# The circuit breaker: after this many failed attempts in a row an endpoint is skipped (its
+# deliveries wait, their attempts not spent) for BREAKER_PAUSE, doubled with each further
+# failure up to BREAKER_PAUSE_MAX; then one delivery probes it, and a success closes it.
+BREAKER_AFTER = 5
+BREAKER_PAUSE = timedelta(seconds=30)
+BREAKER_PAUSE_MAX = timedelta(minutes=10)
 DNS_TIMEOUT = 5.0
 # How long events are kept once every delivery of them is done: the range a replay can reach.
 EVENTS_KEPT = timedelta(days=30)
@@ -487,6 +496,8 @@ async def enable_webhook(
     endpoint.disabled_at = None
     endpoint.disabled_reason = None
     endpoint.failing_since = None
+    endpoint.failures_in_a_row = 0
+    endpoint.paused_until = None
     await audit(
         session, officer, "webhook.enable", [], f"Enabled webhook {endpoint.id}", request_id
     )
@@ -727,10 +738,17 @@ class Job:
 
 
 async def claim(
-    session: AsyncSession, now: datetime, sealer: Sealer, *, limit: int = 50
+    session: AsyncSession,
+    now: datetime,
+    sealer: Sealer,
+    *,
+    limit: int = 50,
+    in_flight: Mapping[uuid.UUID, int] | None = None,
 ) -> list[Job]:
     """Take up to `limit` due deliveries to enabled endpoints for this worker, with the
-    endpoints' secrets opened.
+    endpoints' secrets opened: the oldest due first, at most PER_ENDPOINT per endpoint less
+    what `in_flight` says the worker is attempting there already, none to an endpoint whose
+    circuit is open and one (the probe) to one whose pause is over.
 
     On PostgreSQL the rows are read FOR UPDATE SKIP LOCKED, so racing workers take different
     ones; on SQLite the write lock serialises the step. The UPDATE is conditional either way:
@@ -738,18 +756,44 @@ async def claim(
     """
     stale = now - CLAIM_TIMEOUT
     unclaimed = or_(WebhookDelivery.claimed_at.is_(None), WebhookDelivery.claimed_at < stale)
-    due = (
-        select(WebhookDelivery.id)
+    order = (WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+    busy = {endpoint: count for endpoint, count in (in_flight or {}).items() if count}
+    allowed: Any = case((WebhookEndpoint.failures_in_a_row >= BREAKER_AFTER, 1), else_=PER_ENDPOINT)
+    if busy:
+        allowed = allowed - case(
+            *((WebhookEndpoint.id == endpoint, count) for endpoint, count in busy.items()),
+            else_=0,
+        )
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.next_attempt_at,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.endpoint_id, order_by=order)
+            .label("rank"),
+            allowed.label("allowed"),
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             unclaimed,
             WebhookEndpoint.disabled_at.is_(None),
+            or_(WebhookEndpoint.paused_until.is_(None), WebhookEndpoint.paused_until <= now),
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .subquery()
+    )
+    picked = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= ranked.c.allowed)
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    )
+    # A window function cannot be read FOR UPDATE: the rows it picked are, in a query of their own.
+    due = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.id.in_(picked))
+        .with_for_update(skip_locked=True)
     )
     ids = list(await session.scalars(due))
     if not ids:
@@ -824,13 +868,15 @@ async def record(
     id order, so two workers recording at once wait for each other instead of deadlocking.
     """
     logged = 0
-    up: dict[uuid.UUID, bool] = {}  # per endpoint: did any attempt succeed?
+    # Per endpoint: how many attempts failed, or None once one succeeded.
+    failed: dict[uuid.UUID, int | None] = {}
     for job, attempt in sorted(outcomes, key=lambda outcome: outcome[0].delivery_id):
         if await _log_attempt(session, job, attempt, now):
             logged += 1
-            up[job.endpoint_id] = up.get(job.endpoint_id, False) or attempt.delivered
-    for endpoint_id in sorted(up):
-        await _note_endpoint(session, endpoint_id, up[endpoint_id], now, disable_after)
+            so_far = failed.get(job.endpoint_id, 0)
+            failed[job.endpoint_id] = None if attempt.delivered or so_far is None else so_far + 1
+    for endpoint_id in sorted(failed):
+        await _note_endpoint(session, endpoint_id, failed[endpoint_id], now, disable_after)
     return logged
 
 
@@ -857,30 +903,52 @@ async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: d
     return logged is not None
 
 
+def breaker_pause(failures_in_a_row: int) -> timedelta | None:
+    """How long an endpoint is skipped after this many failed attempts in a row: none below
+    BREAKER_AFTER, then BREAKER_PAUSE doubling with each further failure up to the maximum."""
+    if failures_in_a_row < BREAKER_AFTER:
+        return None
+    return min(BREAKER_PAUSE * 2 ** (failures_in_a_row - BREAKER_AFTER), BREAKER_PAUSE_MAX)
+
+
+def _pause_after(failures: Any, now: datetime) -> Any:
+    """`paused_until` for a failure count, as SQL: one branch per doubling of the pause."""
+    branches = []
+    count = BREAKER_AFTER
+    while (pause := breaker_pause(count)) is not None and pause < BREAKER_PAUSE_MAX:
+        branches.append((failures <= count, now + pause))
+        count += 1
+    return case((failures < BREAKER_AFTER, None), *branches, else_=now + BREAKER_PAUSE_MAX)
+
+
 async def _note_endpoint(
     session: AsyncSession,
     endpoint_id: uuid.UUID,
-    up: bool,
+    failed: int | None,
     now: datetime,
     disable_after: timedelta,
 ) -> None:
-    """One statement: a success ends the failing streak; a failure starts it or, once it has
-    lasted `disable_after`, disables the endpoint."""
+    """One statement: a success ends the failing streak and closes the circuit; `failed`
+    failures start the streak or add to it, open the circuit once BREAKER_AFTER are in a row
+    and, once the streak has lasted `disable_after`, disable the endpoint."""
     endpoint = WebhookEndpoint.id == endpoint_id
-    if up:
+    if failed is None:
         await session.execute(
             update(WebhookEndpoint)
             .where(endpoint, WebhookEndpoint.failing_since.is_not(None))
-            .values(failing_since=None)
+            .values(failing_since=None, failures_in_a_row=0, paused_until=None)
         )
         return
     since = func.coalesce(WebhookEndpoint.failing_since, now)
     too_long = and_(WebhookEndpoint.disabled_at.is_(None), since <= now - disable_after)
+    failures = WebhookEndpoint.failures_in_a_row + failed
     await session.execute(
         update(WebhookEndpoint)
         .where(endpoint)
         .values(
             failing_since=since,
+            failures_in_a_row=failures,
+            paused_until=_pause_after(failures, now),
             disabled_at=case((too_long, now), else_=WebhookEndpoint.disabled_at),
             disabled_reason=case(
                 (too_long, f"Every delivery failed for {_hours(disable_after)}."),

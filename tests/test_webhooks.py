@@ -49,7 +49,7 @@ from tests.helpers import (
     staff_token,
 )
 from workers.purge import purge_due_accounts
-from workers.webhooks import Delivery, StepReport, deliver_step
+from workers.webhooks import Delivery, StepReport, deliver_step, run
 
 ALL_EVENTS = [
     "CONSENT_CHANGED",
@@ -127,6 +127,11 @@ class Receiver:
         self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.answers: list[int] = []
         self.always: int | None = None
+        # When given, a request is answered only once this is set: a receiver that hangs.
+        self.held: threading.Event | None = None
+        # Set once `expected` requests have come.
+        self.expected: int | None = None
+        self.all_came = threading.Event()
         self._lock = threading.Lock()
         receiver = self
 
@@ -139,6 +144,10 @@ class Receiver:
                     status = receiver.always or (
                         receiver.answers.pop(0) if receiver.answers else 204
                     )
+                    if len(receiver.received) == receiver.expected:
+                        receiver.all_came.set()
+                if receiver.held is not None:
+                    receiver.held.wait()
                 self.send_response(status)
                 if status in (301, 302, 307, 308):
                     self.send_header("location", "/elsewhere")
@@ -169,6 +178,18 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     server.thread.start()
     yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def hanging() -> Iterator[Receiver]:
+    """A receiver that takes every request and answers none until the test lets it."""
+    server = Receiver()
+    server.held = threading.Event()
+    server.thread.start()
+    yield server
+    server.held.set()
     server.server.shutdown()
     server.server.server_close()
 
@@ -680,6 +701,66 @@ class TestImmediateErasure:
         assert len(receiver.received) == 3
 
 
+class TestAHangingReceiver:
+    async def test_delays_only_its_own_deliveries(
+        self, local_client, database, receiver, hanging
+    ) -> None:
+        token = await officer(local_client, database)
+        healthy = await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        await created(local_client, token, hanging.url, ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+        assert events > 2 * webhooks_resolver.PER_ENDPOINT
+        receiver.expected = events
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run(database, LOCAL, once=False, stop=stop))
+        try:
+            # Every event reaches the healthy receiver while the hanging one still holds its
+            # first requests: no attempt to it has ended (none timed out, none answered).
+            assert await asyncio.to_thread(receiver.all_came.wait, 60)
+            [*_, hung] = await webhooks(local_client, token)
+            assert {(d["status"], d["attempts"]) for d in log_of(hung)} == {("PENDING", 0)}
+            assert len(hanging.received) == webhooks_resolver.PER_ENDPOINT  # its own lane
+        finally:
+            assert hanging.held is not None
+            hanging.held.set()
+            stop.set()
+            await worker
+        assert len(verified(healthy["secret"], receiver)) == events
+
+    async def test_a_failing_receiver_is_skipped_until_a_probe_succeeds(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        await signed_up(local_client)
+        async with database.session() as session:
+            events = await session.scalar(select(func.count()).select_from(WebhookEvent))
+        receiver.always = 503
+        start = utcnow()
+
+        await deliver_all(database, now=start)
+
+        # The circuit opened after a few failures: the other deliveries were not attempted.
+        tried = len(receiver.received)
+        assert webhooks_resolver.BREAKER_AFTER <= tried < events
+        [hook] = await webhooks(local_client, token)
+        assert sum(entry["attempts"] == 0 for entry in log_of(hook)) == events - tried
+        assert (
+            await deliver_step(database, LOCAL, now=start + timedelta(seconds=1))
+        ).attempted == 0
+
+        # Once the pause is over, one delivery probes the receiver; its success closes the circuit.
+        receiver.always = None
+        later = start + webhooks_resolver.BREAKER_PAUSE_MAX
+        assert (await deliver_step(database, LOCAL, now=later)).attempted == 1
+        await deliver_all(database, now=later)
+        [hook] = await webhooks(local_client, token)
+        assert {entry["status"] for entry in log_of(hook)} == {"DELIVERED"}
+        assert len({h["webhook-id"] for _, h, _ in receiver.received}) == events
+
+
 class TestRetries:
     async def test_a_failure_is_retried_later_with_the_same_webhook_id(
         self, local_client, database, receiver
@@ -740,7 +821,8 @@ class TestRetries:
         assert hook["disabledAt"] is not None
         assert "24 hours" in hook["disabledReason"]
         sent = len(receiver.received)
-        assert sent == 3 * tried
+        assert tried == webhooks_resolver.PER_ENDPOINT  # of the account's many events
+        assert sent > 2 * tried  # a probe after the circuit opened, when the day was over
         assert (await deliver_step(database, LOCAL, now=start + timedelta(days=2))).attempted == 0
         assert len(receiver.received) == sent
 
@@ -1015,7 +1097,8 @@ class TestTls:
             receiver.server.shutdown()
             receiver.server.server_close()
 
-        [entry, *_] = log_of((await webhooks(local_client, token))[0])
+        # The newest attempted: after a few failures the circuit opened and the rest wait.
+        entry = next(e for e in log_of((await webhooks(local_client, token))[0]) if e["attempts"])
         if certified == "localhost":
             assert entry["status"] == "DELIVERED"
             assert verified(hook["secret"], receiver)
