@@ -85,6 +85,10 @@ class WebhookType:
     failing_since: datetime | None = strawberry.field(
         description="Since when every delivery has failed; disabled once this lasts too long."
     )
+    paused_until: datetime | None = strawberry.field(
+        description="Skipped by the circuit breaker until then, after several failed attempts "
+        "in a row (its deliveries wait); then one delivery probes it. Null when not paused."
+    )
     disabled_at: datetime | None = strawberry.field(
         description="Since when nothing is sent to it; null while it is enabled."
     )
@@ -101,6 +105,7 @@ class WebhookType:
             events=[WebhookEventType(kind) for kind in model.events],
             created_at=model.created_at,
             failing_since=model.failing_since,
+            paused_until=model.paused_until,
             disabled_at=model.disabled_at,
             disabled_reason=model.disabled_reason,
         )

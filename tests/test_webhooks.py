@@ -67,7 +67,7 @@ mutation Create($input: CreateWebhookInput!) {
   }
 }
 """
-WEBHOOKS = "{ webhooks { id url events failingSince disabledAt disabledReason } }"
+WEBHOOKS = "{ webhooks { id url events failingSince pausedUntil disabledAt disabledReason } }"
 DELIVERIES = """
 query Log($id: ID!) {
   webhookDeliveries(webhookId: $id, first: 100) {
@@ -747,6 +747,7 @@ class TestAHangingReceiver:
         assert webhooks_resolver.BREAKER_AFTER <= tried < events
         [hook] = await webhooks(local_client, token)
         assert sum(entry["attempts"] == 0 for entry in log_of(hook)) == events - tried
+        assert datetime.fromisoformat(hook["pausedUntil"]) > start
         assert (
             await deliver_step(database, LOCAL, now=start + timedelta(seconds=1))
         ).attempted == 0
@@ -758,6 +759,7 @@ class TestAHangingReceiver:
         await deliver_all(database, now=later)
         [hook] = await webhooks(local_client, token)
         assert {entry["status"] for entry in log_of(hook)} == {"DELIVERED"}
+        assert hook["pausedUntil"] is None and hook["failingSince"] is None
         assert len({h["webhook-id"] for _, h, _ in receiver.received}) == events
 
 
