@@ -721,7 +721,7 @@ class TestAHangingReceiver:
             assert await asyncio.to_thread(receiver.all_came.wait, 60)
             [*_, hung] = await webhooks(local_client, token)
             assert {(d["status"], d["attempts"]) for d in log_of(hung)} == {("PENDING", 0)}
-            assert len(hanging.received) == webhooks_resolver.PER_ENDPOINT  # its own lane
+            assert len(hanging.received) <= webhooks_resolver.PER_ENDPOINT  # its own lane
         finally:
             assert hanging.held is not None
             hanging.held.set()
