@@ -49,3 +49,4 @@ bench: install
 	$(BIN)/python -m benchmarks.load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.signup_timing --database sqlite
 	$(BIN)/python -m benchmarks.signup_timing --database postgresql
+	$(BIN)/python -m benchmarks.webhook_lanes

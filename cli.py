@@ -23,11 +23,12 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 
 import startup
-from config import Config, ConfigError, load_config, receipt_signing_key
+from auth.sealing import UnreadableSecret
+from config import Config, ConfigError, load_config, receipt_signing_key, webhook_sealer
 from models import Database, Role, utcnow
 from models.availability import is_unavailable
 from resolvers import account as accounts
-from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors
+from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors, webhooks
 from resolvers.account import Client
 from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
@@ -70,6 +71,31 @@ async def migrate(database_url: str) -> None:
             await connection.run_sync(upgrade)
     finally:
         await database.dispose()
+
+
+async def seal_webhook_secrets(config: Config) -> int:
+    """Seal every stored webhook secret with the first PRIVACY_API_WEBHOOK_SECRET_KEY (plain ones
+    from before secrets were sealed, and ones under a key being retired); returns how many
+    endpoints there are. Without endpoints no key is needed."""
+    database = Database(config.database_url)
+    try:
+        async with database.transaction() as session:
+            if not await webhooks.count_webhooks(session):
+                return 0
+            return await webhooks.reseal_secrets(session, webhook_sealer(config))
+    finally:
+        await database.dispose()
+
+
+def _migrate_and_seal(config: Config) -> str | None:
+    """The schema brought up to date and the webhook secrets sealed; or why the secrets could
+    not be (the schema is migrated either way, and running it again finishes the job)."""
+    asyncio.run(migrate(config.database_url))
+    try:
+        asyncio.run(seal_webhook_secrets(config))
+    except (ConfigError, UnreadableSecret) as error:
+        return f"Configuration error: {error}"
+    return None
 
 
 async def create_demo_account(config: Config) -> tuple[str, str] | None:
@@ -223,6 +249,11 @@ async def deliver_webhooks(config: Config, *, once: bool) -> webhook_worker.Step
 
 
 def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
+    try:
+        webhook_sealer(config)
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
     report = asyncio.run(deliver_webhooks(config, once=args.once))
     print(
         f"Attempted {report.attempted} webhook deliveries: {report.delivered} delivered, "
@@ -234,6 +265,7 @@ def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     try:
         receipt_signing_key(config)
+        webhook_sealer(config)
     except ConfigError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
@@ -251,7 +283,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         host = f"[{host}]" if ":" in host else host
         os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
     if args.migrate:
-        asyncio.run(migrate(config.database_url))
+        problem = _migrate_and_seal(config)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     if not config.production:
         demo = asyncio.run(create_demo_account(config))
         if demo:
@@ -284,7 +319,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
-    asyncio.run(migrate(config.database_url))
+    problem = _migrate_and_seal(config)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     print("Database is up to date.")
     return 0
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from auth import passwords, signing
+from auth import passwords, sealing, signing
 from models.database import DatabaseTimeouts
 
 DEVELOPMENT = "development"
@@ -69,6 +69,9 @@ class Config:
     # The Ed25519 key consent receipts are signed with (PEM, or 32 raw bytes in base64); see
     # `receipt_signing_key` for when it may be empty.
     receipt_signing_key: str = ""
+    # The Fernet keys webhook signing secrets are sealed with, the sealing one first; see
+    # `webhook_sealer` for when there may be none.
+    webhook_secret_keys: tuple[str, ...] = ()
     # A signed-out visitor's cookie choices are kept this long after their last choice (about
     # 13 months, the longest a cookie consent is commonly held to last), then purged.
     visitor_retention_days: int = 395
@@ -262,6 +265,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             raise ConfigError("PRIVACY_API_PUBLIC_URL is required in production")
         public_url = "http://127.0.0.1:8000"
     receipt_signing_key = _receipt_signing_key(env, environment, data_dir)
+    webhook_secret_keys = _webhook_secret_keys(env, environment, data_dir)
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
@@ -294,6 +298,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
         database_timeouts=_database_timeouts(env),
         receipt_signing_key=receipt_signing_key,
+        webhook_secret_keys=webhook_secret_keys,
         smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
         mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
         mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
@@ -331,6 +336,31 @@ def receipt_signing_key(config: Config) -> str:
             "key, PEM or its 32 raw bytes in base64"
         )
     return signing.throwaway_key()
+
+
+def _webhook_secret_keys(env: dict[str, str], environment: str, data_dir: Path) -> tuple[str, ...]:
+    """PRIVACY_API_WEBHOOK_SECRET_KEY, checked; generated once into the data folder in
+    development. Production without it loads (the purge seals nothing), and what seals or opens
+    a webhook secret refuses to start: see `webhook_sealer`."""
+    given = env.get("PRIVACY_API_WEBHOOK_SECRET_KEY", "")
+    if not given.strip():
+        return () if environment == PRODUCTION else (sealing.development_key(data_dir),)
+    try:
+        return sealing.parse_keys(given)
+    except sealing.SealingKeyError as error:
+        raise ConfigError(f"PRIVACY_API_WEBHOOK_SECRET_KEY: {error}") from None
+
+
+def webhook_sealer(config: Config) -> sealing.Sealer:
+    """What webhook signing secrets are sealed and opened with, for the API, the webhook worker
+    and `migrate`. Production has no fallback: a key made at start would leave every stored
+    secret unreadable after a restart."""
+    if not config.webhook_secret_keys:
+        raise ConfigError(
+            "PRIVACY_API_WEBHOOK_SECRET_KEY is required in production: a Fernet key (32 random "
+            "bytes in URL-safe base64) that webhook signing secrets are encrypted with"
+        )
+    return sealing.Sealer(config.webhook_secret_keys)
 
 
 def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:

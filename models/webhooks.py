@@ -34,16 +34,21 @@ class WebhookEndpoint(Base):
     description: Mapped[str] = mapped_column(String(500))
     # The event type values (WebhookEventType) the endpoint receives.
     events: Mapped[list[str]] = mapped_column(JSON)
-    # `whsec_` and base64: kept as is, since every delivery is signed with it.
-    secret: Mapped[str] = mapped_column(String(100))
+    # `whsec_` and base64, sealed (auth.sealing) with PRIVACY_API_WEBHOOK_SECRET_KEY: the worker
+    # opens it to sign each delivery, and a copy of the database alone cannot.
+    secret: Mapped[str] = mapped_column(String(300))
     # The secret before the last rotation, still signed with until it expires, so receivers can
     # switch without dropping messages.
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(300))
     previous_secret_expires_at: Mapped[datetime | None]
     created_by: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Since when every attempt has failed; cleared by a success.
     failing_since: Mapped[datetime | None]
+    # The circuit breaker: failed attempts since the last success, and until when the
+    # endpoint is skipped because of them (resolvers.webhooks.BREAKER_AFTER).
+    failures_in_a_row: Mapped[int] = mapped_column(default=0, server_default="0")
+    paused_until: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
 
@@ -65,6 +70,9 @@ class WebhookEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # Set once the worker has made a delivery for each endpoint it was meant for.
     fanned_out_at: Mapped[datetime | None]
+    # An erased account's deletion event keeps the real id until every endpoint has had it (so
+    # receivers can erase their copy), then takes this pseudonym; None otherwise.
+    pseudonym: Mapped[uuid.UUID | None] = mapped_column(index=True)
 
 
 class WebhookDelivery(Base):

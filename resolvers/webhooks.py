@@ -19,7 +19,7 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
+from auth.sealing import Sealer
 from models import (
     Account,
     ConsentEvent,
@@ -69,6 +70,15 @@ CLAIM_TIMEOUT = timedelta(minutes=5)
 # The first retry waits this long, each next one twice as long, up to RETRY_MAX.
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=2)
+# At most this many attempts to one endpoint at once per worker: a slow receiver holds its own
+# connections, never the ones other receivers' deliveries need.
+PER_ENDPOINT = 4
+# The circuit breaker: after this many failed attempts in a row an endpoint is skipped (its
+# deliveries wait, their attempts not spent) for BREAKER_PAUSE, doubled with each further
+# failure up to BREAKER_PAUSE_MAX; then one delivery probes it, and a success closes it.
+BREAKER_AFTER = 5
+BREAKER_PAUSE = timedelta(seconds=30)
+BREAKER_PAUSE_MAX = timedelta(minutes=10)
 DNS_TIMEOUT = 5.0
 # How long events are kept once every delivery of them is done: the range a replay can reach.
 EVENTS_KEPT = timedelta(days=30)
@@ -134,11 +144,41 @@ def parse_url(url: str, *, https_only: bool) -> tuple[str, str, int, str]:
     return scheme, host, port or (443 if scheme == "https" else 80), target
 
 
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether an address is on the public internet: not loopback, private, link-local, shared,
-    reserved or multicast (an IPv4 address written as IPv6 is judged as itself)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packets reach: NAT64 (RFC 6052,
+# and the local-use prefix of RFC 8215), IPv4-translated (RFC 2765) and IPv4-compatible (the
+# deprecated ::a.b.c.d; :: and ::1 fall in it too and come out as non-public 0.0.0.x).
+_CARRYING_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _carried(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: mapped, NAT64, translated, compatible,
+    6to4 (the router) or Teredo (its server and client); none for a plain IPv6 address."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if any(address in prefix for prefix in _CARRYING_IPV4):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
+def is_public(address: Address) -> bool:
+    """Whether an address is on the public internet: not loopback, private, link-local,
+    site-local, shared, reserved or multicast. An IPv6 form that carries an IPv4 address is
+    judged by the IPv4 address it leads to, since that is where a connection would go."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:
+            return False
+        carried = _carried(address)
+        if carried:
+            return all(is_public(inner) for inner in carried)
     return address.is_global and not address.is_multicast
 
 
@@ -162,9 +202,10 @@ async def resolve(url: str, *, https_only: bool, allow_private: bool) -> Destina
     if not allow_private:
         for address in addresses:
             if not is_public(address):
+                # Which address is not said: the answer of an internal DNS is not for the caller.
                 raise UnsafeDestination(
-                    f"The host {host} resolves to {address}, a loopback, private, link-local or "
-                    "otherwise non-public address; webhooks go to public addresses only."
+                    f"The host {host} is a loopback, private, link-local or otherwise non-public "
+                    "address, or resolves to one; webhooks go to public addresses only."
                 )
     return Destination(scheme, host, port, target, tuple(str(a) for a in addresses))
 
@@ -274,21 +315,74 @@ async def deletion_cancelled(session: AsyncSession, account_id: uuid.UUID) -> No
     )
 
 
+def _awaited() -> Any:
+    """An event some enabled endpoint may still take: not fanned out yet while an endpoint is
+    enabled, or with a delivery still pending to an endpoint that is not disabled."""
+    enabled = exists().where(WebhookEndpoint.disabled_at.is_(None))
+    pending = (
+        exists()
+        .where(
+            WebhookDelivery.event_id == WebhookEvent.id,
+            WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
+            WebhookEndpoint.id == WebhookDelivery.endpoint_id,
+            WebhookEndpoint.disabled_at.is_(None),
+        )
+        .correlate(WebhookEvent)
+    )
+    return or_(and_(WebhookEvent.fanned_out_at.is_(None), enabled), pending)
+
+
 async def account_erased(
     session: AsyncSession, account_id: uuid.UUID, alias: uuid.UUID, now: datetime
 ) -> None:
-    """The erasure, naming the account only by the pseudonym its kept records now carry. The
-    account's earlier events still waiting in the outbox are pseudonymised the same way."""
+    """The erasure, naming the account only by the pseudonym its kept records now carry.
+
+    The account's other events in the outbox are pseudonymised the same way, except a deletion
+    request some endpoint has yet to take: it keeps the id receivers know the account by, so
+    that they can erase their copy, and takes the pseudonym once delivered (`release_held`)."""
+    held = and_(WebhookEvent.type == WebhookEventType.ACCOUNT_DELETION_REQUESTED, _awaited())
+    about = WebhookEvent.account_id == account_id
     await session.execute(
         update(WebhookEvent)
-        .where(WebhookEvent.account_id == account_id)
+        .where(about, ~held)
         .values(
             account_id=alias,
             payload=func.replace(WebhookEvent.payload, str(account_id), str(alias)),
         )
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(WebhookEvent)
+        .where(about, held)
+        .values(pseudonym=alias)
+        .execution_options(synchronize_session=False)
     )
     data = {"pseudonym": str(alias), "occurredAt": _instant(now)}
     await _write(session, [_event_row(WebhookEventType.ACCOUNT_ERASED, alias, data, now)])
+
+
+async def release_held(session: AsyncSession) -> int:
+    """Pseudonymise the erased accounts' deletion events that no enabled endpoint still waits
+    for (delivered, or its endpoint disabled); returns how many. Few rows, found by index."""
+    rows = (
+        await session.execute(
+            select(WebhookEvent.id, WebhookEvent.account_id, WebhookEvent.pseudonym)
+            .where(WebhookEvent.pseudonym.is_not(None), ~_awaited())
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for event_id, account_id, alias in rows:
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(
+                account_id=alias,
+                payload=func.replace(WebhookEvent.payload, str(account_id), str(alias)),
+                pseudonym=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return len(rows)
 
 
 async def policy_published(session: AsyncSession, policy: PolicyVersion) -> None:
@@ -328,6 +422,7 @@ async def create_webhook(
     description: str,
     production: bool,
     allow_private: bool,
+    sealer: Sealer,
     request_id: str | None,
 ) -> WithSecret:
     """Register a receiver for some event types; its signing secret is returned this once."""
@@ -350,7 +445,7 @@ async def create_webhook(
         url=url,
         description=description,
         events=[kind.value for kind in dict.fromkeys(events)],
-        secret=secret,
+        secret=sealer.seal(secret),
         created_by=officer.account_id,
         created_at=utcnow(),
     )
@@ -360,6 +455,10 @@ async def create_webhook(
         session, officer, "webhook.create", [], f"Registered webhook {endpoint.id}", request_id
     )
     return WithSecret(endpoint, secret)
+
+
+async def count_webhooks(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0)
 
 
 async def list_webhooks(session: AsyncSession) -> list[WebhookEndpoint]:
@@ -402,6 +501,8 @@ async def enable_webhook(
     endpoint.disabled_at = None
     endpoint.disabled_reason = None
     endpoint.failing_since = None
+    endpoint.failures_in_a_row = 0
+    endpoint.paused_until = None
     await audit(
         session, officer, "webhook.enable", [], f"Enabled webhook {endpoint.id}", request_id
     )
@@ -410,7 +511,12 @@ async def enable_webhook(
 
 
 async def rotate_secret(
-    session: AsyncSession, officer: Actor, webhook_id: uuid.UUID, *, request_id: str | None
+    session: AsyncSession,
+    officer: Actor,
+    webhook_id: uuid.UUID,
+    *,
+    sealer: Sealer,
+    request_id: str | None,
 ) -> WithSecret:
     """A new secret, shown this once; the old one keeps signing beside it for a day."""
     _require_privacy_officer(officer)
@@ -418,7 +524,7 @@ async def rotate_secret(
     secret = new_secret()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = utcnow() + PREVIOUS_SECRET_KEPT
-    endpoint.secret = secret
+    endpoint.secret = sealer.seal(secret)
     await audit(
         session,
         officer,
@@ -429,6 +535,18 @@ async def rotate_secret(
     )
     await session.flush()
     return WithSecret(endpoint, secret)
+
+
+async def reseal_secrets(session: AsyncSession, sealer: Sealer) -> int:
+    """Seal every stored secret with the first key: plain ones kept before secrets were sealed,
+    and ones sealed with a key that is being retired; returns how many endpoints there are."""
+    endpoints = list(await session.scalars(select(WebhookEndpoint).with_for_update()))
+    for endpoint in endpoints:
+        endpoint.secret = sealer.reseal(endpoint.secret)
+        if endpoint.previous_secret is not None:
+            endpoint.previous_secret = sealer.reseal(endpoint.previous_secret)
+    await session.flush()
+    return len(endpoints)
 
 
 def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
@@ -624,8 +742,18 @@ class Job:
     payload: str
 
 
-async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> list[Job]:
-    """Take up to `limit` due deliveries to enabled endpoints for this worker.
+async def claim(
+    session: AsyncSession,
+    now: datetime,
+    sealer: Sealer,
+    *,
+    limit: int = 50,
+    in_flight: Mapping[uuid.UUID, int] | None = None,
+) -> list[Job]:
+    """Take up to `limit` due deliveries to enabled endpoints for this worker, with the
+    endpoints' secrets opened: the oldest due first, at most PER_ENDPOINT per endpoint less
+    what `in_flight` says the worker is attempting there already, none to an endpoint whose
+    circuit is open and one (the probe) to one whose pause is over.
 
     On PostgreSQL the rows are read FOR UPDATE SKIP LOCKED, so racing workers take different
     ones; on SQLite the write lock serialises the step. The UPDATE is conditional either way:
@@ -633,18 +761,44 @@ async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> lis
     """
     stale = now - CLAIM_TIMEOUT
     unclaimed = or_(WebhookDelivery.claimed_at.is_(None), WebhookDelivery.claimed_at < stale)
-    due = (
-        select(WebhookDelivery.id)
+    order = (WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+    busy = {endpoint: count for endpoint, count in (in_flight or {}).items() if count}
+    allowed: Any = case((WebhookEndpoint.failures_in_a_row >= BREAKER_AFTER, 1), else_=PER_ENDPOINT)
+    if busy:
+        allowed = allowed - case(
+            *((WebhookEndpoint.id == endpoint, count) for endpoint, count in busy.items()),
+            else_=0,
+        )
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.next_attempt_at,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.endpoint_id, order_by=order)
+            .label("rank"),
+            allowed.label("allowed"),
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             unclaimed,
             WebhookEndpoint.disabled_at.is_(None),
+            or_(WebhookEndpoint.paused_until.is_(None), WebhookEndpoint.paused_until <= now),
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .subquery()
+    )
+    picked = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= ranked.c.allowed)
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    )
+    # A window function cannot be read FOR UPDATE: the rows it picked are, in a query of their own.
+    due = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.id.in_(picked))
+        .with_for_update(skip_locked=True)
     )
     ids = list(await session.scalars(due))
     if not ids:
@@ -683,7 +837,8 @@ async def claim(session: AsyncSession, now: datetime, *, limit: int = 50) -> lis
     )
     jobs = []
     for delivery_id, attempts, endpoint_id, url, secret, previous, expires, message, body in rows:
-        in_use = (secret, previous) if previous and expires and expires > now else (secret,)
+        sealed = (secret, previous) if previous and expires and expires > now else (secret,)
+        in_use = tuple(sealer.open(each) for each in sealed)
         jobs.append(Job(delivery_id, now, attempts, endpoint_id, url, in_use, message, body))
     return jobs
 
@@ -718,13 +873,15 @@ async def record(
     id order, so two workers recording at once wait for each other instead of deadlocking.
     """
     logged = 0
-    up: dict[uuid.UUID, bool] = {}  # per endpoint: did any attempt succeed?
+    # Per endpoint: how many attempts failed, or None once one succeeded.
+    failed: dict[uuid.UUID, int | None] = {}
     for job, attempt in sorted(outcomes, key=lambda outcome: outcome[0].delivery_id):
         if await _log_attempt(session, job, attempt, now):
             logged += 1
-            up[job.endpoint_id] = up.get(job.endpoint_id, False) or attempt.delivered
-    for endpoint_id in sorted(up):
-        await _note_endpoint(session, endpoint_id, up[endpoint_id], now, disable_after)
+            so_far = failed.get(job.endpoint_id, 0)
+            failed[job.endpoint_id] = None if attempt.delivered or so_far is None else so_far + 1
+    for endpoint_id in sorted(failed):
+        await _note_endpoint(session, endpoint_id, failed[endpoint_id], now, disable_after)
     return logged
 
 
@@ -751,30 +908,52 @@ async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: d
     return logged is not None
 
 
+def breaker_pause(failures_in_a_row: int) -> timedelta | None:
+    """How long an endpoint is skipped after this many failed attempts in a row: none below
+    BREAKER_AFTER, then BREAKER_PAUSE doubling with each further failure up to the maximum."""
+    if failures_in_a_row < BREAKER_AFTER:
+        return None
+    return min(BREAKER_PAUSE * 2 ** (failures_in_a_row - BREAKER_AFTER), BREAKER_PAUSE_MAX)
+
+
+def _pause_after(failures: Any, now: datetime) -> Any:
+    """`paused_until` for a failure count, as SQL: one branch per doubling of the pause."""
+    branches = []
+    count = BREAKER_AFTER
+    while (pause := breaker_pause(count)) is not None and pause < BREAKER_PAUSE_MAX:
+        branches.append((failures <= count, now + pause))
+        count += 1
+    return case((failures < BREAKER_AFTER, None), *branches, else_=now + BREAKER_PAUSE_MAX)
+
+
 async def _note_endpoint(
     session: AsyncSession,
     endpoint_id: uuid.UUID,
-    up: bool,
+    failed: int | None,
     now: datetime,
     disable_after: timedelta,
 ) -> None:
-    """One statement: a success ends the failing streak; a failure starts it or, once it has
-    lasted `disable_after`, disables the endpoint."""
+    """One statement: a success ends the failing streak and closes the circuit; `failed`
+    failures start the streak or add to it, open the circuit once BREAKER_AFTER are in a row
+    and, once the streak has lasted `disable_after`, disable the endpoint."""
     endpoint = WebhookEndpoint.id == endpoint_id
-    if up:
+    if failed is None:
         await session.execute(
             update(WebhookEndpoint)
             .where(endpoint, WebhookEndpoint.failing_since.is_not(None))
-            .values(failing_since=None)
+            .values(failing_since=None, failures_in_a_row=0, paused_until=None)
         )
         return
     since = func.coalesce(WebhookEndpoint.failing_since, now)
     too_long = and_(WebhookEndpoint.disabled_at.is_(None), since <= now - disable_after)
+    failures = WebhookEndpoint.failures_in_a_row + failed
     await session.execute(
         update(WebhookEndpoint)
         .where(endpoint)
         .values(
             failing_since=since,
+            failures_in_a_row=failures,
+            paused_until=_pause_after(failures, now),
             disabled_at=case((too_long, now), else_=WebhookEndpoint.disabled_at),
             disabled_reason=case(
                 (too_long, f"Every delivery failed for {_hours(disable_after)}."),

@@ -30,6 +30,7 @@ from auth.actor import (
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
 from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
 from auth.rate_limits import RateLimiter, Refusal, refusal_headers
+from auth.sealing import Sealer
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE, Signer
 from config import Config
@@ -71,6 +72,7 @@ class Services:
     links: Links
     receipts: ReceiptSigner
     key_usage: KeyUsage
+    webhook_sealer: Sealer
 
 
 class RequestContext:

@@ -3,6 +3,7 @@ policy versions, and read each endpoint's delivery log."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
@@ -84,6 +85,10 @@ class WebhookType:
     failing_since: datetime | None = strawberry.field(
         description="Since when every delivery has failed; disabled once this lasts too long."
     )
+    paused_until: datetime | None = strawberry.field(
+        description="Skipped by the circuit breaker until then, after several failed attempts "
+        "in a row (its deliveries wait); then one delivery probes it. Null when not paused."
+    )
     disabled_at: datetime | None = strawberry.field(
         description="Since when nothing is sent to it; null while it is enabled."
     )
@@ -100,6 +105,7 @@ class WebhookType:
             events=[WebhookEventType(kind) for kind in model.events],
             created_at=model.created_at,
             failing_since=model.failing_since,
+            paused_until=model.paused_until,
             disabled_at=model.disabled_at,
             disabled_reason=model.disabled_reason,
         )
@@ -223,6 +229,7 @@ class WebhooksMutation:
                 description=input.description,
                 production=config.production,
                 allow_private=config.webhooks_allow_private,
+                sealer=context.services.webhook_sealer,
                 request_id=context.request_id,
             )
         )
@@ -234,7 +241,10 @@ class WebhooksMutation:
         "for 24 hours. Audited.",
     )
     async def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> WebhookSecretPayload:
-        return _with_secret(*await _change_endpoint(info, webhooks.rotate_secret, id))
+        rotate = functools.partial(
+            webhooks.rotate_secret, sealer=info.context.services.webhook_sealer
+        )
+        return _with_secret(*await _change_endpoint(info, rotate, id))
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],

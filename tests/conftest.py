@@ -38,6 +38,7 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
 # The web frontend's origin, allowed by the `frontend` fixture's app.
 FRONTEND = "https://cms.example"
 TEST_RECEIPT_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+TEST_WEBHOOK_KEY = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 
 
 def _in_ci() -> bool:
@@ -240,6 +241,7 @@ def make_config(database_url: str, **overrides: object) -> Config:
         "secret_key": TEST_SECRET,
         "environment": "development",
         "receipt_signing_key": TEST_RECEIPT_KEY,
+        "webhook_secret_keys": (TEST_WEBHOOK_KEY,),
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]

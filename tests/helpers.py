@@ -40,7 +40,7 @@ from resolvers.age import today_everywhere
 from resolvers.errors import Rejected
 from resolvers.notifications import mark_sent
 from resolvers.validation import normalize_email
-from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
+from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET, TEST_WEBHOOK_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -504,6 +504,7 @@ async def run_until_stopped(
             PRIVACY_API_DATABASE_URL=database_url,
             PRIVACY_API_DATA_DIR=str(data_dir),
             PRIVACY_API_SECRET_KEY=TEST_SECRET,
+            PRIVACY_API_WEBHOOK_SECRET_KEY=TEST_WEBHOOK_KEY,
             **env,
         ),
         stdout=asyncio.subprocess.PIPE,
@@ -538,10 +539,14 @@ async def run_cli(database_url: str, data_dir: Path, *args: str, **env: str) -> 
 
     In this process (see `run_in_process`), to spare each run the start of an interpreter."""
     environment = process_environment(
-        PRIVACY_API_DATABASE_URL=database_url,
-        PRIVACY_API_DATA_DIR=str(data_dir),
-        PRIVACY_API_SECRET_KEY=TEST_SECRET,
-        **env,
+        **{
+            "PRIVACY_API_DATABASE_URL": database_url,
+            "PRIVACY_API_DATA_DIR": str(data_dir),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            # The key the test's own app and worker seal and open webhook secrets with.
+            "PRIVACY_API_WEBHOOK_SECRET_KEY": TEST_WEBHOOK_KEY,
+            **env,
+        }
     )
     return await asyncio.to_thread(run_in_process, list(args), environment)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import cli
-from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET
+from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, TEST_WEBHOOK_KEY
 from web import routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +96,7 @@ class TestComposeFile:
             **os.environ,
             "PRIVACY_API_SECRET_KEY": TEST_SECRET,
             "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+            "PRIVACY_API_WEBHOOK_SECRET_KEY": TEST_WEBHOOK_KEY,
         }
         result = subprocess.run(
             [docker_compose, "--file", str(COMPOSE), "config", "--quiet"],
@@ -114,6 +115,12 @@ class TestComposeFile:
         assert environment["PRIVACY_API_RECEIPT_SIGNING_KEY"].startswith(
             "${PRIVACY_API_RECEIPT_SIGNING_KEY:?"
         )
+
+    def test_what_seals_or_opens_webhook_secrets_must_be_given_their_key(self) -> None:
+        services = compose()["services"]
+        for name in ("migrate", "api", "deliver-webhooks"):
+            key = services[name]["environment"]["PRIVACY_API_WEBHOOK_SECRET_KEY"]
+            assert key.startswith("${PRIVACY_API_WEBHOOK_SECRET_KEY:?"), name
 
     def test_the_services_an_operator_expects(self) -> None:
         services = compose()["services"]

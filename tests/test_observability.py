@@ -27,7 +27,7 @@ from prometheus_client.samples import Sample
 from config import Config, load_config, tracing_requested
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
-from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, make_config
+from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, TEST_WEBHOOK_KEY, make_config
 from tests.helpers import (
     CONFIRM_SIGNUP,
     LOGIN,
@@ -92,6 +92,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PRIVACY_API_DATA_DIR": str(data_dir),
         "PRIVACY_API_SECRET_KEY": TEST_SECRET,
         "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+        "PRIVACY_API_WEBHOOK_SECRET_KEY": TEST_WEBHOOK_KEY,
         "PRIVACY_API_PUBLIC_URL": base,
         # A Redis database of its own: other servers of the suite sign up from 127.0.0.1 too,
         # and the limits they count would be this server's.

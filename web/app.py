@@ -23,7 +23,7 @@ from auth.devices import DEVICE_HEADER
 from auth.rate_limits import REFUSAL_HEADERS
 from auth.signing import ReceiptSigner
 from auth.tokens import Signer
-from config import Config, load_config, receipt_signing_key
+from config import Config, load_config, receipt_signing_key, webhook_sealer
 from models import Database
 from schema.context import SOURCE_HEADER, Services
 from web import metrics, routes, tracing
@@ -79,6 +79,7 @@ def build_services(config: Config, database: Database | None = None) -> Services
         links=routes.PublicLinks(config.public_url),
         receipts=ReceiptSigner(receipt_signing_key(config)),
         key_usage=KeyUsage(config.api_key_usage_flush_seconds),
+        webhook_sealer=webhook_sealer(config),
     )
 
 

@@ -12,21 +12,24 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 
-from config import Config
+from auth.sealing import Sealer
+from config import Config, webhook_sealer
 from models import Database, utcnow
 from resolvers import webhooks
 from resolvers.webhooks import Attempt, Destination, Job, UnsafeDestination
 
 logger = logging.getLogger("privacy_api.webhooks")
 
-# A batch is sent in at most two rounds of attempts, well within a claim's timeout.
+# Attempts in flight at once, all endpoints together (each has at most
+# webhooks.PER_ENDPOINT of them): for `run`, and for one `deliver_step`.
+IN_FLIGHT = 20
 BATCH = 20
-CONCURRENCY = 10
 # Every wait of one attempt is bounded, and so is the attempt as a whole.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 ATTEMPT_LIMIT = 30.0
@@ -51,15 +54,19 @@ class Delivery:
     https_only: bool
     allow_private: bool
     disable_after: timedelta
+    # Opens the endpoints' sealed signing secrets.
+    sealer: Sealer
     # The certificate authorities trusted; None: the system's.
     trusted: ssl.SSLContext | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Delivery:
+        """Raises ConfigError in production without PRIVACY_API_WEBHOOK_SECRET_KEY."""
         return cls(
             https_only=config.production,
             allow_private=config.webhooks_allow_private,
             disable_after=timedelta(hours=config.webhook_disable_after_hours),
+            sealer=webhook_sealer(config),
         )
 
 
@@ -135,6 +142,81 @@ async def _post_to(
     return response
 
 
+class Lanes:
+    """A worker's attempts in flight, at most PER_ENDPOINT per endpoint, each recorded as soon as
+    it ends: a receiver that hangs holds its own lane for up to ATTEMPT_LIMIT, while the others'
+    deliveries keep being claimed, sent and recorded beside it."""
+
+    def __init__(
+        self, database: Database, delivery: Delivery, client: httpx.AsyncClient, *, room: int
+    ) -> None:
+        self.database = database
+        self.delivery = delivery
+        self.client = client
+        self.room = room  # attempts in flight at most, all endpoints together
+        self._running: dict[asyncio.Task[Attempt], Job] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def fill(self, now: datetime) -> tuple[int, int]:
+        """Fan out new events and claim what is due for the lanes that have room (one
+        transaction), and start attempting it; how many events were fanned out and how many
+        deliveries claimed."""
+        in_flight = Counter(job.endpoint_id for job in self._running.values())
+        room = self.room - self.running
+        async with self.database.transaction() as session:
+            # What the last steps delivered (or gave up on) of an erased account's deletion
+            # events.
+            await webhooks.release_held(session)
+            fanned_out = await webhooks.fan_out(session, now)
+            jobs = (
+                await webhooks.claim(
+                    session, now, self.delivery.sealer, limit=room, in_flight=in_flight
+                )
+                if room > 0
+                else []
+            )
+        for job in jobs:
+            task = asyncio.create_task(attempt(self.client, job, self.delivery))
+            self._running[task] = job
+        return fanned_out, len(jobs)
+
+    async def settle(self, *, wait: float | None, now: datetime | None = None) -> list[Attempt]:
+        """Wait until at least one attempt ends (or `wait` seconds pass) and record every one that
+        has ended, in one transaction; their outcomes."""
+        if not self._running:
+            return []
+        done, _ = await asyncio.wait(
+            self._running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        outcomes = [(self._running.pop(task), task.result()) for task in done]
+        if not outcomes:
+            return []
+        async with self.database.transaction() as session:
+            await webhooks.record(
+                session, outcomes, now or utcnow(), disable_after=self.delivery.disable_after
+            )
+        for job, outcome in outcomes:
+            if not outcome.delivered:
+                # Ids and the error only: no URL (it may carry a token), no payload.
+                logger.warning(
+                    "Webhook delivery %s to endpoint %s failed: %s",
+                    job.delivery_id,
+                    job.endpoint_id,
+                    outcome.error,
+                )
+        return [outcome for _, outcome in outcomes]
+
+    async def drain(self, now: datetime | None = None) -> list[Attempt]:
+        """Record every attempt in flight as it ends; their outcomes."""
+        outcomes: list[Attempt] = []
+        while self._running:
+            outcomes += await self.settle(wait=None, now=now)
+        return outcomes
+
+
 async def deliver_step(
     database: Database,
     delivery: Delivery,
@@ -144,44 +226,19 @@ async def deliver_step(
     limit: int = BATCH,
 ) -> StepReport:
     """One step: fan out new events and claim due deliveries (a transaction), attempt them
-    concurrently, then record every outcome (another transaction)."""
+    concurrently, and record each outcome as it comes (a transaction for those that end
+    together)."""
     now = now or utcnow()
-    async with database.transaction() as session:
-        fanned_out = await webhooks.fan_out(session, now)
-        jobs = await webhooks.claim(session, now, limit=limit)
-    if not jobs:
-        return StepReport(fanned_out, 0, 0)
     own_client = client is None
     http = client or _new_client(delivery)
-    gate = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(job: Job) -> Attempt:
-        async with gate:
-            return await attempt(http, job, delivery)
-
     try:
-        outcomes = await asyncio.gather(*(one(job) for job in jobs))
+        lanes = Lanes(database, delivery, http, room=limit)
+        fanned_out, claimed = await lanes.fill(now)
+        outcomes = await lanes.drain(now)
     finally:
         if own_client:
             await http.aclose()
-    async with database.transaction() as session:
-        await webhooks.record(
-            session,
-            list(zip(jobs, outcomes, strict=True)),
-            now,
-            disable_after=delivery.disable_after,
-        )
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        if not outcome.delivered:
-            # Ids and the error only: no URL (it may carry a token), no payload.
-            logger.warning(
-                "Webhook delivery %s to endpoint %s failed: %s",
-                job.delivery_id,
-                job.endpoint_id,
-                outcome.error,
-            )
-    delivered = sum(outcome.delivered for outcome in outcomes)
-    return StepReport(fanned_out, len(jobs), delivered)
+    return StepReport(fanned_out, claimed, sum(outcome.delivered for outcome in outcomes))
 
 
 async def prune(database: Database) -> int:
@@ -204,33 +261,41 @@ async def run(
 ) -> StepReport:
     """Deliver until `stop` is set (or, with `once`, until nothing is due); returns the totals.
 
-    A stop lets the step under way finish and record what it sent. A step that fails (the
-    database is away) is logged and tried again after a pause, unless `once`; whatever it had
-    claimed is claimed again once the claim is stale.
+    The lanes are filled again whenever an attempt ends, or every IDLE_SECONDS while attempts
+    hang, so a slow receiver delays only its own deliveries. A stop lets the attempts under way
+    finish and records them. A step that fails (the database is away) is logged and tried
+    again after a pause, unless `once`; whatever it had claimed is claimed again once the claim
+    is stale.
     """
-    totals = StepReport(0, 0, 0)
+    fanned = attempted = delivered = 0
     pruned_at: float | None = None
     async with _new_client(delivery) as client:
-        while stop is None or not stop.is_set():
-            try:
-                report = await deliver_step(database, delivery, client=client)
-                idle = report.attempted == 0 and report.fanned_out == 0
-                if idle and (pruned_at is None or time.monotonic() - pruned_at > PRUNE_EVERY):
-                    await prune(database)
-                    pruned_at = time.monotonic()
-            except Exception:
+        lanes = Lanes(database, delivery, client, room=IN_FLIGHT)
+        try:
+            while stop is None or not stop.is_set():
+                try:
+                    fanned_out, claimed = await lanes.fill(utcnow())
+                    fanned += fanned_out
+                    attempted += claimed
+                    if lanes.running:
+                        outcomes = await lanes.settle(wait=IDLE_SECONDS)
+                        delivered += sum(outcome.delivered for outcome in outcomes)
+                        continue
+                    if fanned_out:
+                        continue
+                    if pruned_at is None or time.monotonic() - pruned_at > PRUNE_EVERY:
+                        await prune(database)
+                        pruned_at = time.monotonic()
+                except Exception:
+                    if once:
+                        raise
+                    logger.exception("A webhook delivery step failed; trying again shortly.")
+                    await _pause(stop)
+                    continue
                 if once:
-                    raise
-                logger.exception("A webhook delivery step failed; trying again shortly.")
+                    break
                 await _pause(stop)
-                continue
-            totals = StepReport(
-                totals.fanned_out + report.fanned_out,
-                totals.attempted + report.attempted,
-                totals.delivered + report.delivered,
-            )
-            if idle:
-                if once:
-                    return totals
-                await _pause(stop)
-    return totals
+        finally:
+            outcomes = await lanes.drain()
+            delivered += sum(outcome.delivered for outcome in outcomes)
+    return StepReport(fanned, attempted, delivered)
