@@ -224,14 +224,38 @@ async def cancel_account_deletion(
             ErrorCode.DELETION_NOT_CANCELLABLE,
             "Our privacy team scheduled this deletion. Contact them if you think it is a mistake.",
         )
-    account.deletion_requested_at = None
-    account.deletion_due_at = None
     for request in pending:
         request.status = RequestStatus.CANCELLED
         request.handled_at = now
-    await webhooks.deletion_cancelled(session, account.id)
+    await _unschedule(session, account)
     await session.flush()
     return account
+
+
+async def _unschedule(session: AsyncSession, account: Account) -> None:
+    """The account is kept after all: no deletion date, and processing on consent resumes."""
+    account.deletion_requested_at = None
+    account.deletion_due_at = None
+    await webhooks.deletion_cancelled(session, account.id)
+
+
+async def keep_after_rejection(session: AsyncSession, request: PrivacyRequest) -> None:
+    """A privacy officer rejected this deletion request (the caller closes it): unless another
+    deletion request of the account is still open, the account is no longer to be erased and
+    its suspension is lifted, as if the person had cancelled."""
+    assert request.kind is RequestKind.DELETION and request.account_id is not None
+    account = await _lock_account(session, request.account_id)
+    # Read again under the lock: a purge may have erased the account (and completed the request)
+    # since the officer's read.
+    await session.refresh(request)
+    if request.status is not RequestStatus.OPEN:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This request is already closed.", "id")
+    if account is None or account.deletion_due_at is None:
+        return
+    others = await _open_deletion_requests(session, account.id)
+    if any(other.id != request.id for other in others):
+        return
+    await _unschedule(session, account)
 
 
 async def schedule_deletion(

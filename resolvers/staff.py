@@ -228,6 +228,16 @@ async def process_request(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Review a report of a child's account instead.", "id"
         )
+    if request.kind is RequestKind.DELETION:
+        if status is RequestStatus.COMPLETED:
+            # Completed means erased: the purge closes it when it erases the account.
+            raise Rejected.one(
+                ErrorCode.INVALID_INPUT,
+                "A deletion request is completed by the purge when it erases the account; "
+                "reject it to keep the account instead.",
+                "status",
+            )
+        await erasure.keep_after_rejection(session, request)
     _close(request, officer, status, resolution.strip()[:2000])
     await audit(session, officer, "request.process", [request.account_id], reason, request_id)
     person = await _requester(session, request)

@@ -43,7 +43,17 @@ from resolvers.errors import Rejected
 from resolvers.notifications import queue
 from resolvers.requests import open_request
 from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, run_cli, signed_up
+from tests.helpers import (
+    LOGIN,
+    ME,
+    PASSWORD,
+    changed,
+    codes,
+    gql,
+    run_cli,
+    signed_up,
+    staff_token,
+)
 from tests.test_signup import table_dump
 from web.app import create_app
 from workers.purge import PurgeReport, purge_due_accounts
@@ -985,3 +995,80 @@ class TestStaffTextOnPurge:
             (kept_hold,) = await session.scalars(select(LegalHold))
             assert (kept_hold.account_id, kept_hold.set_by) == (alias, officer.account_id)
             assert kept_hold.reason == erasure.ERASED_TEXT and kept_hold.released_at
+
+
+DELETION_QUEUE = """
+query Queue($reason: String!) {
+  privacyRequests(reason: $reason, kind: DELETION, status: OPEN) { id status }
+}
+"""
+PROCESS = """
+mutation Process($input: ProcessRequestInput!) {
+  processPrivacyRequest(input: $input) { request { status resolution } errors { field code } }
+}
+"""
+ME_AFTER_DECISION = """
+{ me { deletion { dueAt } processingSuspended messages { kind subject } } }
+"""
+OFFICER_REASON = "Weekly review of open deletion requests"
+
+
+async def decide_deletion(
+    client: httpx.AsyncClient, officer: str, status: str, resolution: str
+) -> dict[str, Any]:
+    """A privacy officer closes the one open deletion request from the queue, as `status`."""
+    queue = await gql(client, DELETION_QUEUE, {"reason": OFFICER_REASON}, token=officer)
+    [request] = queue["data"]["privacyRequests"]
+    variables = {
+        "input": {
+            "id": request["id"],
+            "status": status,
+            "resolution": resolution,
+            "reason": OFFICER_REASON,
+        }
+    }
+    body = await gql(client, PROCESS, variables, token=officer)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["processPrivacyRequest"]
+    return payload
+
+
+class TestOfficerDecidesADeletionRequest:
+    """processPrivacyRequest on a deletion request: rejecting keeps the account; only the purge
+    completes one, by erasing it."""
+
+    async def test_rejecting_keeps_the_account_lifts_the_suspension_and_tells_the_person(
+        self, client, database
+    ) -> None:
+        assert (await request_deletion(client, await signed_up(client, **ADA)))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        answer = "We must keep the account while your contract runs."
+
+        payload = await decide_deletion(client, officer, "REJECTED", answer)
+
+        assert payload["errors"] == []
+        assert payload["request"]["status"] == "REJECTED"
+        token = await login(client)
+        me = (await gql(client, ME_AFTER_DECISION, token=token))["data"]["me"]
+        assert me["deletion"] is None and me["processingSuspended"] is False
+        told = [m["subject"] for m in me["messages"] if m["kind"] == "REQUEST_ANSWERED"]
+        assert told and "rejected" in told[0]
+        await notices_sent(database)
+        report = await purge(database, now=utcnow() + timedelta(days=365))
+        assert report == PurgeReport(purged=0, held=0, failed=0)
+        assert (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        (request,) = await deletion_requests(database, await account_id_of(database))
+        assert (request.status, request.resolution) == (RequestStatus.REJECTED, answer)
+
+    async def test_completing_is_refused_and_changes_nothing(self, client, database) -> None:
+        assert (await request_deletion(client, await signed_up(client, **ADA)))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+
+        payload = await decide_deletion(client, officer, "COMPLETED", "Done.")
+
+        assert payload["request"] is None
+        assert payload["errors"] == [{"field": "status", "code": "INVALID_INPUT"}]
+        token = await login(client)
+        assert (await gql(client, ME_AFTER_DECISION, token=token))["data"]["me"]["deletion"]
+        (request,) = await deletion_requests(database, await account_id_of(database))
+        assert request.status is RequestStatus.OPEN
