@@ -42,7 +42,7 @@ from resolvers import notifications, webhooks
 from resolvers.account import confirm_password
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.requests import open_request
+from resolvers.requests import due_date, open_request
 
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
@@ -51,6 +51,8 @@ COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseud
 ERASED_TEXT = "[erased]"
 # How long the purge waits for a mailer to send the deletion notice before erasing anyway.
 NOTICE_MAX_WAIT = timedelta(days=3)
+# The longest grace period that can be set: no calendar month is longer (see `deletion_date`).
+MAX_GRACE_DAYS = 31
 
 # The columns outside the ledger's hashed fields that name the account, in records that outlive it.
 PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
@@ -101,6 +103,14 @@ def _day(moment: datetime) -> str:
 
 def _when(moment: datetime) -> str:
     return f"{_day(moment)} at {moment:%H:%M} UTC"
+
+
+def deletion_date(requested_at: datetime, grace_days: int) -> datetime:
+    """When a deletion the person asked for at `requested_at` is carried out: after the grace
+    period, and never later than their request must be answered, one calendar month from
+    receipt (GDPR Art. 12(3)), so a 30-day grace period ends on 28 February for a request of
+    29 January."""
+    return min(requested_at + timedelta(days=grace_days), due_date(requested_at))
 
 
 def _deletion_dates(due_at: datetime, *, by_privacy_team: bool) -> dict[str, object]:
@@ -175,7 +185,7 @@ async def request_account_deletion(
             session,
             account,
             now=now,
-            due_at=now + timedelta(days=grace_days),
+            due_at=deletion_date(now, grace_days),
             requested_by=account.id,
         )
         assert account.deletion_due_at is not None

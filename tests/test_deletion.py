@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from auth.actor import Actor
@@ -41,8 +43,8 @@ from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
 from resolvers.notifications import queue
-from resolvers.requests import open_request
-from tests.conftest import TEST_SECRET, make_config
+from resolvers.requests import add_months, open_request
+from tests.conftest import TEST_SECRET, client_of, make_config
 from tests.helpers import (
     LOGIN,
     ME,
@@ -1072,3 +1074,76 @@ class TestOfficerDecidesADeletionRequest:
         assert (await gql(client, ME_AFTER_DECISION, token=token))["data"]["me"]["deletion"]
         (request,) = await deletion_requests(database, await account_id_of(database))
         assert request.status is RequestStatus.OPEN
+
+
+MY_DELETION_REQUEST = """
+{ me { deletion { requestedAt dueAt } privacyRequests { kind createdAt dueAt } } }
+"""
+
+
+class TestDeletionDate:
+    """The erasure comes after the grace period, and never later than the deletion request
+    must be answered: one calendar month from receipt."""
+
+    @given(
+        requested=st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        ),
+        grace_days=st.integers(min_value=0, max_value=erasure.MAX_GRACE_DAYS),
+    )
+    @example(requested=datetime(2027, 1, 31, 23, 59, tzinfo=UTC), grace_days=30)
+    @example(requested=datetime(2028, 1, 30, 12, 0, tzinfo=UTC), grace_days=31)
+    @example(requested=datetime(2027, 2, 28, 8, 0, tzinfo=UTC), grace_days=30)
+    @example(requested=datetime(2027, 4, 30, 8, 0, tzinfo=UTC), grace_days=31)
+    def test_never_later_than_one_calendar_month(
+        self, requested: datetime, grace_days: int
+    ) -> None:
+        due = erasure.deletion_date(requested, grace_days)
+
+        month_later = add_months(requested, 1)
+        assert requested <= due <= month_later
+        assert due == min(requested + timedelta(days=grace_days), month_later)
+
+    def test_a_request_of_29_january_is_erased_on_28_february_not_in_march(self) -> None:
+        requested = datetime(2027, 1, 29, 10, 0, tzinfo=UTC)
+
+        assert erasure.deletion_date(requested, 30) == datetime(2027, 2, 28, 10, 0, tzinfo=UTC)
+        assert erasure.deletion_date(requested, 7) == datetime(2027, 2, 5, 10, 0, tzinfo=UTC)
+
+    async def test_the_date_shown_is_within_a_month_and_is_the_requests_due_date(
+        self, clean_database_url
+    ) -> None:
+        config = make_config(clean_database_url, deletion_grace_days=erasure.MAX_GRACE_DAYS)
+        async with client_of(config) as client:
+            assert (await request_deletion(client, await signed_up(client)))["errors"] == []
+            me = (await gql(client, MY_DELETION_REQUEST, token=await login(client)))["data"]["me"]
+
+        requested = datetime.fromisoformat(me["deletion"]["requestedAt"])
+        due = datetime.fromisoformat(me["deletion"]["dueAt"])
+        assert requested < due <= add_months(requested, 1)
+        [request] = me["privacyRequests"]
+        assert (request["kind"], request["dueAt"]) == ("DELETION", me["deletion"]["dueAt"])
+
+    @pytest.mark.parametrize("days", ["32", "45", "365"])
+    async def test_a_longer_grace_period_is_refused_at_start(self, tmp_path: Path, days) -> None:
+        result = await run_cli(
+            f"sqlite+aiosqlite:///{tmp_path}/privacy.db",
+            tmp_path,
+            "migrate",
+            PRIVACY_API_DELETION_GRACE_DAYS=days,
+        )
+
+        assert result.code == 2
+        assert "PRIVACY_API_DELETION_GRACE_DAYS must be 0 to 31" in result.err
+        assert "calendar month" in result.err and "Traceback" not in result.err
+        assert not (tmp_path / "privacy.db").exists()
+
+    async def test_the_longest_grace_period_is_accepted(self, tmp_path: Path) -> None:
+        result = await run_cli(
+            f"sqlite+aiosqlite:///{tmp_path}/privacy.db",
+            tmp_path,
+            "migrate",
+            PRIVACY_API_DELETION_GRACE_DAYS="31",
+        )
+
+        assert result.code == 0, result.err
