@@ -20,6 +20,8 @@ class NotificationKind(enum.Enum):
     DELETION_SCHEDULED = "deletion_scheduled"
     REQUEST_EXTENDED = "request_extended"
     REQUEST_ANSWERED = "request_answered"
+    # A legal hold keeps an account whose deletion is pending: the erasure waits for its release.
+    DELETION_HELD = "deletion_held"
     # The last message to an erased account's address: it names no account, and is deleted as
     # soon as a mailer has sent it.
     ACCOUNT_ERASED = "account_erased"

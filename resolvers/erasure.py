@@ -196,6 +196,7 @@ async def request_account_deletion(
             NotificationKind.DELETION_SCHEDULED,
             _deletion_dates(account.deletion_due_at, by_privacy_team=False),
         )
+        await _tell_if_held(session, account, by_privacy_team=False)
     await _sign_out_everywhere(session, account.id)
     await session.flush()
     return account
@@ -289,8 +290,26 @@ async def schedule_deletion(
         NotificationKind.DELETION_SCHEDULED,
         _deletion_dates(account.deletion_due_at, by_privacy_team=True),
     )
+    await _tell_if_held(session, account, by_privacy_team=True)
     await _sign_out_everywhere(session, account.id)
     return account
+
+
+async def _tell_if_held(session: AsyncSession, account: Account, *, by_privacy_team: bool) -> None:
+    """A deletion just scheduled will wait for a legal hold already in force: the person hears
+    so now, not silently on the deletion date."""
+    if await session.scalar(select(_hold_in_force(account.id))):
+        _queue_held_notice(session, account, by_privacy_team=by_privacy_team)
+
+
+def _queue_held_notice(session: AsyncSession, account: Account, *, by_privacy_team: bool) -> None:
+    assert account.deletion_requested_at is not None
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.DELETION_HELD,
+        {"day": _day(account.deletion_requested_at), "by_privacy_team": by_privacy_team},
+    )
 
 
 def _require_privacy_officer(actor: Actor) -> None:
@@ -317,8 +336,16 @@ async def set_legal_hold(
         )
     # The lock makes a hold set while a purge runs wait for it: either the account is erased
     # first (and the hold is refused), or the purge sees the hold.
-    if await _lock_account(session, account_id) is None:
+    account = await _lock_account(session, account_id)
+    if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
+    if account.deletion_due_at is not None and not await session.scalar(
+        select(_hold_in_force(account_id))
+    ):
+        # The deletion the person was promised now waits: they are told, once.
+        pending = await _open_deletion_requests(session, account_id)
+        by_privacy_team = any(request.requested_by != account_id for request in pending)
+        _queue_held_notice(session, account, by_privacy_team=by_privacy_team)
     hold = LegalHold(
         account_id=account_id, reason=reason, set_by=officer.account_id, set_at=utcnow()
     )

@@ -1147,3 +1147,64 @@ class TestDeletionDate:
         )
 
         assert result.code == 0, result.err
+
+
+SET_HOLD = """
+mutation Hold($input: SetLegalHoldInput!) {
+  setLegalHold(input: $input) { hold { id } errors { field code } }
+}
+"""
+MY_MESSAGES = "{ me { id messages { kind subject } } }"
+MATTER = "Court order 2026/114: preserve records"
+
+
+async def hold(client: httpx.AsyncClient, officer: str, account_id: str) -> None:
+    variables = {"input": {"accountId": account_id, "reason": MATTER}}
+    body = await gql(client, SET_HOLD, variables, token=officer)
+    assert body["data"]["setLegalHold"]["errors"] == [], body
+
+
+async def held_notices(client: httpx.AsyncClient, token: str) -> list[str]:
+    me = (await gql(client, MY_MESSAGES, token=token))["data"]["me"]
+    return [m["subject"] for m in me["messages"] if m["kind"] == "DELETION_HELD"]
+
+
+class TestAHeldDeletionIsTold:
+    """A legal hold that keeps an account whose deletion is pending is told to the person, with
+    the reason, once: not discovered when the date passes and nothing happens."""
+
+    async def test_a_hold_set_on_a_pending_deletion_mails_the_person_once(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        account_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        assert (await request_deletion(client, token))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+
+        await hold(client, officer, account_id)
+        await hold(client, officer, account_id)  # a second matter: nothing new to tell
+
+        token = await login(client)
+        assert await held_notices(client, token) == ["Your account cannot be deleted yet"]
+        async with database.session() as session:
+            [body] = await session.scalars(
+                select(Notification.body).where(Notification.kind == NotificationKind.DELETION_HELD)
+            )
+        assert "You asked us on " in body and "legal hold" in body
+        assert MATTER not in body  # the matter itself is staff's to disclose, not a template's
+        await make_due(database, uuid.UUID(account_id), timedelta(minutes=1))
+        await notices_sent(database)
+        assert await purge(database) == PurgeReport(purged=0, held=1, failed=0)
+
+    async def test_asking_for_deletion_while_held_says_so_at_once(self, client, database) -> None:
+        token = await signed_up(client, **ADA)
+        account_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        await hold(client, officer, account_id)
+        assert await held_notices(client, token) == []  # no deletion asked for: nothing to tell
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        assert await held_notices(client, await login(client)) == [
+            "Your account cannot be deleted yet"
+        ]
