@@ -14,7 +14,11 @@ from models.base import Base, text_enum, utcnow, uuid_pk
 
 
 class NotificationKind(enum.Enum):
+    # A material change to the privacy policy: a legal notice, sent whatever the person's
+    # communication choices.
     POLICY_UPDATE = "policy_update"
+    # A change that is not material: a service update, which people may switch off.
+    POLICY_MINOR_UPDATE = "policy_minor_update"
     EMAIL_CONFIRMATION = "email_confirmation"
     EMAIL_CHANGED = "email_changed"
     DELETION_SCHEDULED = "deletion_scheduled"

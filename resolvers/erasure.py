@@ -38,7 +38,7 @@ from models import (
     Role,
     utcnow,
 )
-from resolvers import notifications, webhooks
+from resolvers import notifications, policy, webhooks
 from resolvers.account import confirm_password
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
@@ -244,7 +244,10 @@ async def cancel_account_deletion(
 
 
 async def _unschedule(session: AsyncSession, account: Account) -> None:
-    """The account is kept after all: no deletion date, and processing on consent resumes."""
+    """The account is kept after all: no deletion date, processing on consent resumes, and the
+    person gets the policy notices left out while it was pending."""
+    assert account.deletion_requested_at is not None
+    await policy.queue_missed_notices(session, account, account.deletion_requested_at)
     account.deletion_requested_at = None
     account.deletion_due_at = None
     await webhooks.deletion_cancelled(session, account.id)
