@@ -26,6 +26,7 @@ from models import (
     ConsentEvent,
     DataExport,
     DeliveryStatus,
+    FormerEmail,
     IdempotencyKey,
     LegalHold,
     Notification,
@@ -418,8 +419,9 @@ async def purge_account(
         return PurgeOutcome.HELD
     if await session.scalar(select(_notice_unsent(account_id, now))):
         return PurgeOutcome.WAITING
-    await _clear_request_texts(session, account_id, email)
-    await _erase_staff_texts(session, account_id)
+    addresses = await addresses_of(session, account_id)
+    await _clear_request_texts(session, account_id, addresses)
+    await _erase_staff_texts(session, account_id, addresses)
     await _complete_deletion_requests(session, account_id, now)
     alias = pseudonym(secret_key, account_id)
     await _pseudonymise_references(session, account_id, alias)
@@ -454,16 +456,49 @@ async def _complete_deletion_requests(
     )
 
 
-async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, email: str) -> None:
+async def addresses_of(session: AsyncSession, account_id: uuid.UUID) -> list[str]:
+    """Every address the account had: its email, one waiting to be confirmed and those it
+    changed from, in lower case; except a former one another account has now, whose records
+    are that account's."""
+    row = (
+        await session.execute(
+            select(Account.email, Account.pending_email).where(Account.id == account_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return []
+    former = set(
+        await session.scalars(select(FormerEmail.email).where(FormerEmail.account_id == account_id))
+    )
+    taken = set(
+        await session.scalars(
+            select(Account.email).where(Account.id != account_id, Account.email.in_(former))
+        )
+    )
+    current = {address for address in row if address is not None}
+    return sorted({address.lower() for address in current | (former - taken)})
+
+
+def _names_any(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], addresses: list[str]
+) -> ColumnElement[bool]:
+    """Free text that contains one of the addresses, in any case."""
+    return or_(*(func.lower(column).contains(address, autoescape=True) for address in addresses))
+
+
+async def _clear_request_texts(
+    session: AsyncSession, account_id: uuid.UUID, addresses: list[str]
+) -> None:
     """What the person wrote, or staff wrote about them, in requests they made or that concern
-    them, and any request that gave their address as the contact (such as a signed-out report)."""
+    them, and any request that gave one of their addresses as the contact (such as a signed-out
+    report); in anyone else's request, each text that names one of their addresses."""
     await session.execute(
         update(PrivacyRequest)
         .where(
             or_(
                 PrivacyRequest.account_id == account_id,
                 PrivacyRequest.requested_by == account_id,
-                func.lower(PrivacyRequest.contact_email) == email,
+                func.lower(PrivacyRequest.contact_email).in_(addresses),
             )
         )
         .values(
@@ -471,16 +506,40 @@ async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, ema
             details=None,
             contact_email=None,
             resolution=case((PrivacyRequest.resolution.is_(None), None), else_=ERASED_TEXT),
+            extension_reason=case(
+                (PrivacyRequest.extension_reason.is_(None), None), else_=ERASED_TEXT
+            ),
+        )
+    )
+    texts = (
+        PrivacyRequest.subject,
+        PrivacyRequest.details,
+        PrivacyRequest.resolution,
+        PrivacyRequest.extension_reason,
+    )
+    await session.execute(
+        update(PrivacyRequest)
+        .where(or_(*(_names_any(text, addresses) for text in texts)))
+        .values(
+            {
+                text.key: case((_names_any(text, addresses), ERASED_TEXT), else_=text)
+                for text in texts
+            }
         )
     )
 
 
-async def _erase_staff_texts(session: AsyncSession, account_id: uuid.UUID) -> None:
-    """What staff wrote about the person, in the audit log and legal holds: who did what, when
-    and to which (pseudonymised) account stays; the free text goes."""
+async def _erase_staff_texts(
+    session: AsyncSession, account_id: uuid.UUID, addresses: list[str]
+) -> None:
+    """What staff wrote about the person, in the audit log and legal holds, and any entry whose
+    text names one of their addresses (such as a search that found nobody then): who did what,
+    when and to which (pseudonymised) account stays; the free text goes."""
     for model in (AuditEntry, LegalHold):
         await session.execute(
-            update(model).where(model.account_id == account_id).values(reason=ERASED_TEXT)
+            update(model)
+            .where(or_(model.account_id == account_id, _names_any(model.reason, addresses)))
+            .values(reason=ERASED_TEXT)
         )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 from typing import Any
 
@@ -1208,3 +1210,105 @@ class TestAHeldDeletionIsTold:
         assert await held_notices(client, await login(client)) == [
             "Your account cannot be deleted yet"
         ]
+
+
+REPORT_CHILD = """
+mutation Report($input: ChildReportInput!) {
+  reportChildAccount(input: $input) { errors { field code } }
+}
+"""
+SEARCH = """
+query Search($text: String!, $reason: String!) {
+  staffAccounts(emailContains: $text, reason: $reason, first: 5) { id }
+}
+"""
+CHANGE_EMAIL = """
+mutation Change($input: EmailChangeInput!) { requestEmailChange(input: $input) { errors { code } } }
+"""
+CONFIRM_EMAIL = """
+mutation Confirm($token: String!) { confirmEmailChange(input: {token: $token}) { errors { code } } }
+"""
+PUBLISH_POLICY = """
+mutation {
+  publishPolicyVersion(input: {version: "2026-06", summary: "Shorter logs.", material: true}) {
+    errors { code }
+  }
+}
+"""
+ADA_NOW = "ada.new@example.com"
+
+
+def mail_to(folder: Path) -> dict[str, list[str]]:
+    """The subjects of the .eml files in the development mail folder, by recipient."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        found.setdefault(str(message["To"]), []).append(str(message["Subject"]))
+    return found
+
+
+class TestErasedByEveryAddress:
+    """The purge erases by every address the account ever had: free text that names one, a
+    contact address given before an email change, and the development mail written to them."""
+
+    async def test_old_and_new_addresses_leave_no_trace(
+        self, client, database, clean_database_url, tmp_path: Path
+    ) -> None:
+        ada = await signed_up(client, **ADA)
+        bob = await signed_up(client, email="bob@example.com", displayName="Bob Builder")
+        bob_id = (await gql(client, ME_DELETION, token=bob))["data"]["me"]["id"]
+        client.cookies.clear()
+        # Signed out, with the address she has now, Ada reports a profile.
+        report = {"accountId": bob_id, "details": "Looks twelve", "contactEmail": ADA["email"]}
+        assert (await gql(client, REPORT_CHILD, {"input": report}))["data"]["reportChildAccount"][
+            "errors"
+        ] == []
+        # Support looks for the address she will move to, and finds nobody yet.
+        support = await staff_token(client, database, Role.SUPPORT, "sam@example.com")
+        note = f"Ada Lovelace phoned: her mail now goes to {ADA_NOW.upper()}"
+        found = await gql(client, SEARCH, {"text": "ada.new", "reason": note}, token=support)
+        assert found["data"]["staffAccounts"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        published = await gql(client, PUBLISH_POLICY, token=officer)
+        assert published["data"]["publishPolicyVersion"]["errors"] == []
+        move = {"input": {"newEmail": ADA_NOW, "currentPassword": PASSWORD}}
+        assert (await gql(client, CHANGE_EMAIL, move, token=ada))["data"]["requestEmailChange"][
+            "errors"
+        ] == []
+        async with database.session() as session:
+            code = await session.scalar(
+                select(Notification.secret).where(
+                    Notification.kind == NotificationKind.EMAIL_CONFIRMATION
+                )
+            )
+        assert code is not None
+        confirmed = await gql(client, CONFIRM_EMAIL, {"token": code})
+        assert confirmed["data"]["confirmEmailChange"]["errors"] == []
+        assert (await request_deletion(client, ada))["errors"] == []
+        deliver = await run_cli(clean_database_url, tmp_path, "deliver", "--once")
+        assert deliver.code == 0, deliver.err
+        folder = tmp_path / "mail"
+        assert {ADA["email"], ADA_NOW, "bob@example.com"} <= set(mail_to(folder))
+        await make_due(database, await account_id_of(database, ADA_NOW), timedelta(minutes=1))
+
+        purged = await run_cli(clean_database_url, tmp_path, "purge")
+
+        assert purged.code == 0, purged.err
+        assert "1 purged" in purged.out
+        # The last message goes to the address she has now, and is then forgotten too.
+        assert (await run_cli(clean_database_url, tmp_path, "deliver", "--once")).code == 0
+        stored = await table_dump(database)
+        for trace in (ADA["email"], ADA_NOW, ADA_NOW.upper(), "Ada Lovelace"):
+            assert trace not in stored
+        assert "Bob Builder" in stored
+        left = mail_to(folder)
+        assert ADA["email"] not in left
+        assert left[ADA_NOW] == ["Your account has been erased"]
+        assert left["bob@example.com"] == ["We have updated our privacy policy (2026-06)"]
+        async with database.session() as session:
+            entries = list(await session.scalars(select(AuditEntry.action)))
+            [reported] = await session.scalars(
+                select(PrivacyRequest).where(PrivacyRequest.kind == RequestKind.CHILD_REPORT)
+            )
+        assert "account.search" in entries  # the record of the search stays, without its text
+        assert reported.contact_email is None and str(reported.account_id) == bob_id
