@@ -29,6 +29,7 @@ from models import (
     AuthSession,
     ConsentEvent,
     DataExport,
+    FormerEmail,
     Notification,
     PrivacyRequest,
     ProfileChange,
@@ -44,7 +45,7 @@ from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
 FORMAT = "privacy-settings-export"
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 MAX_TOKEN_LENGTH = 256
 # Rows fetched and written per step: the document's memory use grows with this, not the account.
 BATCH = 1000
@@ -282,6 +283,10 @@ def _profile_change(row: Row[Any]) -> dict[str, Any]:
     }
 
 
+def _former_email(row: Row[Any]) -> dict[str, Any]:
+    return {"email": row.email, "replaced_at": _time(row.replaced_at)}
+
+
 def _consent_event(row: Row[Any]) -> dict[str, Any]:
     # Values as stored, so that each hash can be recomputed from the export alone.
     return {
@@ -381,6 +386,13 @@ def _sections(account: Account, now: datetime) -> list[Section]:
             .where(ProfileChange.account_id == account_id)
             .order_by(ProfileChange.changed_at, ProfileChange.id),
             _profile_change,
+        ),
+        (
+            "former_emails",
+            select(FormerEmail.email, FormerEmail.replaced_at)
+            .where(FormerEmail.account_id == account_id)
+            .order_by(FormerEmail.replaced_at, FormerEmail.id),
+            _former_email,
         ),
         (
             "messages",
