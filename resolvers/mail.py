@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import HeaderRegistry, UnstructuredHeader
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
@@ -129,7 +129,7 @@ def fill(text: str, secret: str | None) -> str:
     return text.replace(PLACEHOLDER, secret or REMOVED)
 
 
-class _VerbatimHeader(UnstructuredHeader):
+class _VerbatimHeader(UnstructuredHeader, BaseHeader):
     """A header sent as written, folded only at its spaces. The default folding turns a value
     with a word longer than a line (a link) into RFC 2047 encoded-words, which mail providers
     do not decode in List-Unsubscribe: they would not offer one-click unsubscribe at all."""
