@@ -1236,6 +1236,9 @@ mutation {
 }
 """
 ADA_NOW = "ada.new@example.com"
+COMPLAIN = """
+mutation Complain($input: PrivacyRequestInput!) { fileComplaint(input: $input) { errors { code } } }
+"""
 
 
 def mail_to(folder: Path) -> dict[str, list[str]]:
@@ -1312,3 +1315,35 @@ class TestErasedByEveryAddress:
             )
         assert "account.search" in entries  # the record of the search stays, without its text
         assert reported.contact_email is None and str(reported.account_id) == bob_id
+
+    async def test_a_former_address_someone_else_has_now_is_theirs(self, client, database) -> None:
+        ada = await signed_up(client, **ADA)
+        move = {"input": {"newEmail": ADA_NOW, "currentPassword": PASSWORD}}
+        assert (await gql(client, CHANGE_EMAIL, move, token=ada))["data"]["requestEmailChange"][
+            "errors"
+        ] == []
+        async with database.session() as session:
+            code = await session.scalar(
+                select(Notification.secret).where(
+                    Notification.kind == NotificationKind.EMAIL_CONFIRMATION
+                )
+            )
+        assert (await gql(client, CONFIRM_EMAIL, {"token": code}))["data"]["confirmEmailChange"][
+            "errors"
+        ] == []
+        # Carol takes the address Ada left, and writes it in a complaint of her own.
+        carol = await signed_up(client, email=ADA["email"], displayName="Carol Clark")
+        complaint = {"subject": "Spam", "details": f"Mail to {ADA['email']} keeps coming"}
+        filed = await gql(client, COMPLAIN, {"input": complaint}, token=carol)
+        assert filed["data"]["fileComplaint"]["errors"] == []
+        assert (await request_deletion(client, ada))["errors"] == []
+        await notices_sent(database)
+        await make_due(database, await account_id_of(database, ADA_NOW), timedelta(minutes=1))
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        mine = await gql(client, "{ me { email privacyRequests { details } } }", token=carol)
+        assert mine["data"]["me"] == {
+            "email": ADA["email"],
+            "privacyRequests": [{"details": complaint["details"]}],
+        }
