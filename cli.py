@@ -166,7 +166,9 @@ async def purge(config: Config) -> tuple[purge_worker.PurgeReport, erasure.Prune
     database = Database(config.database_url)
     try:
         now = utcnow()
-        report = await purge_worker.purge_due_accounts(database, config.secret_key, now)
+        # In development the mail folder holds every message sent: an erasure empties it too.
+        mail_dir = None if config.smtp is not None else config.mail_dir
+        report = await purge_worker.purge_due_accounts(database, config.secret_key, now, mail_dir)
         pruned = await purge_worker.prune_expired(database, now)
         retention = timedelta(days=config.visitor_retention_days)
         return report, pruned, await purge_worker.purge_expired_visitors(database, now, retention)

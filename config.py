@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from auth import passwords, sealing, signing
 from models.database import DatabaseTimeouts
+from resolvers.erasure import MAX_GRACE_DAYS
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -280,6 +281,12 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         if not raw.strip().isdigit():
             raise ConfigError(f"{variable} must be a whole number of 0 or more")
         numbers[name] = int(raw)
+    if numbers["deletion_grace_days"] > MAX_GRACE_DAYS:
+        raise ConfigError(
+            f"PRIVACY_API_DELETION_GRACE_DAYS must be 0 to {MAX_GRACE_DAYS}: a deletion request "
+            "is answered within one calendar month (GDPR Art. 12(3)), so the erasure cannot wait "
+            "longer"
+        )
     allow_private = env.get("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower()
     if allow_private not in ("", "0", "false", "1", "true"):
         raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE must be 1 or 0")

@@ -3,6 +3,7 @@
 from models.account import (
     Account,
     AuthSession,
+    FormerEmail,
     PasswordReset,
     PendingSignup,
     ProfileChange,
@@ -40,6 +41,7 @@ __all__ = [
     "DataExport",
     "Database",
     "DeliveryStatus",
+    "FormerEmail",
     "IdempotencyKey",
     "LegalHold",
     "Notification",

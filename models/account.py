@@ -71,6 +71,20 @@ class ProfileChange(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class FormerEmail(Base):
+    """An address the account had before an email change. Kept only while the account exists
+    (its erasure erases by every address it ever had, then these go with it)."""
+
+    __tablename__ = "former_emails"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    replaced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuthSession(Base):
     """A signed-in device. Only a hash of its token is kept."""
 

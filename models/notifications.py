@@ -14,12 +14,18 @@ from models.base import Base, text_enum, utcnow, uuid_pk
 
 
 class NotificationKind(enum.Enum):
+    # A material change to the privacy policy: a legal notice, sent whatever the person's
+    # communication choices.
     POLICY_UPDATE = "policy_update"
+    # A change that is not material: a service update, which people may switch off.
+    POLICY_MINOR_UPDATE = "policy_minor_update"
     EMAIL_CONFIRMATION = "email_confirmation"
     EMAIL_CHANGED = "email_changed"
     DELETION_SCHEDULED = "deletion_scheduled"
     REQUEST_EXTENDED = "request_extended"
     REQUEST_ANSWERED = "request_answered"
+    # A legal hold keeps an account whose deletion is pending: the erasure waits for its release.
+    DELETION_HELD = "deletion_held"
     # The last message to an erased account's address: it names no account, and is deleted as
     # soon as a mailer has sent it.
     ACCOUNT_ERASED = "account_erased"

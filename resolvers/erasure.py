@@ -26,6 +26,7 @@ from models import (
     ConsentEvent,
     DataExport,
     DeliveryStatus,
+    FormerEmail,
     IdempotencyKey,
     LegalHold,
     Notification,
@@ -38,11 +39,11 @@ from models import (
     Role,
     utcnow,
 )
-from resolvers import notifications, webhooks
+from resolvers import notifications, policy, webhooks
 from resolvers.account import confirm_password
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.requests import open_request
+from resolvers.requests import due_date, open_request
 
 HOLD_REASON_MAX = 2000
 PSEUDONYM_CONTEXT = b"erased-account:"
@@ -51,6 +52,8 @@ COMPLETED_RESOLUTION = "Account erased; the consent record is kept under a pseud
 ERASED_TEXT = "[erased]"
 # How long the purge waits for a mailer to send the deletion notice before erasing anyway.
 NOTICE_MAX_WAIT = timedelta(days=3)
+# The longest grace period that can be set: no calendar month is longer (see `deletion_date`).
+MAX_GRACE_DAYS = 31
 
 # The columns outside the ledger's hashed fields that name the account, in records that outlive it.
 PSEUDONYMISED: tuple[tuple[type[Base], str], ...] = (
@@ -101,6 +104,14 @@ def _day(moment: datetime) -> str:
 
 def _when(moment: datetime) -> str:
     return f"{_day(moment)} at {moment:%H:%M} UTC"
+
+
+def deletion_date(requested_at: datetime, grace_days: int) -> datetime:
+    """When a deletion the person asked for at `requested_at` is carried out: after the grace
+    period, and never later than their request must be answered, one calendar month from
+    receipt (GDPR Art. 12(3)), so a 30-day grace period ends on 28 February for a request of
+    29 January."""
+    return min(requested_at + timedelta(days=grace_days), due_date(requested_at))
 
 
 def _deletion_dates(due_at: datetime, *, by_privacy_team: bool) -> dict[str, object]:
@@ -175,7 +186,7 @@ async def request_account_deletion(
             session,
             account,
             now=now,
-            due_at=now + timedelta(days=grace_days),
+            due_at=deletion_date(now, grace_days),
             requested_by=account.id,
         )
         assert account.deletion_due_at is not None
@@ -186,6 +197,7 @@ async def request_account_deletion(
             NotificationKind.DELETION_SCHEDULED,
             _deletion_dates(account.deletion_due_at, by_privacy_team=False),
         )
+        await _tell_if_held(session, account, by_privacy_team=False)
     await _sign_out_everywhere(session, account.id)
     await session.flush()
     return account
@@ -224,14 +236,41 @@ async def cancel_account_deletion(
             ErrorCode.DELETION_NOT_CANCELLABLE,
             "Our privacy team scheduled this deletion. Contact them if you think it is a mistake.",
         )
-    account.deletion_requested_at = None
-    account.deletion_due_at = None
     for request in pending:
         request.status = RequestStatus.CANCELLED
         request.handled_at = now
-    await webhooks.deletion_cancelled(session, account.id)
+    await _unschedule(session, account)
     await session.flush()
     return account
+
+
+async def _unschedule(session: AsyncSession, account: Account) -> None:
+    """The account is kept after all: no deletion date, processing on consent resumes, and the
+    person gets the policy notices left out while it was pending."""
+    assert account.deletion_requested_at is not None
+    await policy.queue_missed_notices(session, account, account.deletion_requested_at)
+    account.deletion_requested_at = None
+    account.deletion_due_at = None
+    await webhooks.deletion_cancelled(session, account.id)
+
+
+async def keep_after_rejection(session: AsyncSession, request: PrivacyRequest) -> None:
+    """A privacy officer rejected this deletion request (the caller closes it): unless another
+    deletion request of the account is still open, the account is no longer to be erased and
+    its suspension is lifted, as if the person had cancelled."""
+    assert request.kind is RequestKind.DELETION and request.account_id is not None
+    account = await _lock_account(session, request.account_id)
+    # Read again under the lock: a purge may have erased the account (and completed the request)
+    # since the officer's read.
+    await session.refresh(request)
+    if request.status is not RequestStatus.OPEN:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "This request is already closed.", "id")
+    if account is None or account.deletion_due_at is None:
+        return
+    others = await _open_deletion_requests(session, account.id)
+    if any(other.id != request.id for other in others):
+        return
+    await _unschedule(session, account)
 
 
 async def schedule_deletion(
@@ -255,8 +294,26 @@ async def schedule_deletion(
         NotificationKind.DELETION_SCHEDULED,
         _deletion_dates(account.deletion_due_at, by_privacy_team=True),
     )
+    await _tell_if_held(session, account, by_privacy_team=True)
     await _sign_out_everywhere(session, account.id)
     return account
+
+
+async def _tell_if_held(session: AsyncSession, account: Account, *, by_privacy_team: bool) -> None:
+    """A deletion just scheduled will wait for a legal hold already in force: the person hears
+    so now, not silently on the deletion date."""
+    if await session.scalar(select(_hold_in_force(account.id))):
+        _queue_held_notice(session, account, by_privacy_team=by_privacy_team)
+
+
+def _queue_held_notice(session: AsyncSession, account: Account, *, by_privacy_team: bool) -> None:
+    assert account.deletion_requested_at is not None
+    notifications.queue(
+        session,
+        account,
+        NotificationKind.DELETION_HELD,
+        {"day": _day(account.deletion_requested_at), "by_privacy_team": by_privacy_team},
+    )
 
 
 def _require_privacy_officer(actor: Actor) -> None:
@@ -283,8 +340,16 @@ async def set_legal_hold(
         )
     # The lock makes a hold set while a purge runs wait for it: either the account is erased
     # first (and the hold is refused), or the purge sees the hold.
-    if await _lock_account(session, account_id) is None:
+    account = await _lock_account(session, account_id)
+    if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No such account.", "accountId")
+    if account.deletion_due_at is not None and not await session.scalar(
+        select(_hold_in_force(account_id))
+    ):
+        # The deletion the person was promised now waits: they are told, once.
+        pending = await _open_deletion_requests(session, account_id)
+        by_privacy_team = any(request.requested_by != account_id for request in pending)
+        _queue_held_notice(session, account, by_privacy_team=by_privacy_team)
     hold = LegalHold(
         account_id=account_id, reason=reason, set_by=officer.account_id, set_at=utcnow()
     )
@@ -354,8 +419,9 @@ async def purge_account(
         return PurgeOutcome.HELD
     if await session.scalar(select(_notice_unsent(account_id, now))):
         return PurgeOutcome.WAITING
-    await _clear_request_texts(session, account_id, email)
-    await _erase_staff_texts(session, account_id)
+    addresses = await addresses_of(session, account_id)
+    await _clear_request_texts(session, account_id, addresses)
+    await _erase_staff_texts(session, account_id, addresses)
     await _complete_deletion_requests(session, account_id, now)
     alias = pseudonym(secret_key, account_id)
     await _pseudonymise_references(session, account_id, alias)
@@ -390,16 +456,49 @@ async def _complete_deletion_requests(
     )
 
 
-async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, email: str) -> None:
+async def addresses_of(session: AsyncSession, account_id: uuid.UUID) -> list[str]:
+    """Every address the account had: its email, one waiting to be confirmed and those it
+    changed from, in lower case; except a former one another account has now, whose records
+    are that account's."""
+    row = (
+        await session.execute(
+            select(Account.email, Account.pending_email).where(Account.id == account_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return []
+    former = set(
+        await session.scalars(select(FormerEmail.email).where(FormerEmail.account_id == account_id))
+    )
+    taken = set(
+        await session.scalars(
+            select(Account.email).where(Account.id != account_id, Account.email.in_(former))
+        )
+    )
+    current = {address for address in row if address is not None}
+    return sorted({address.lower() for address in current | (former - taken)})
+
+
+def _names_any(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], addresses: list[str]
+) -> ColumnElement[bool]:
+    """Free text that contains one of the addresses, in any case."""
+    return or_(*(func.lower(column).contains(address, autoescape=True) for address in addresses))
+
+
+async def _clear_request_texts(
+    session: AsyncSession, account_id: uuid.UUID, addresses: list[str]
+) -> None:
     """What the person wrote, or staff wrote about them, in requests they made or that concern
-    them, and any request that gave their address as the contact (such as a signed-out report)."""
+    them, and any request that gave one of their addresses as the contact (such as a signed-out
+    report); in anyone else's request, each text that names one of their addresses."""
     await session.execute(
         update(PrivacyRequest)
         .where(
             or_(
                 PrivacyRequest.account_id == account_id,
                 PrivacyRequest.requested_by == account_id,
-                func.lower(PrivacyRequest.contact_email) == email,
+                func.lower(PrivacyRequest.contact_email).in_(addresses),
             )
         )
         .values(
@@ -407,16 +506,40 @@ async def _clear_request_texts(session: AsyncSession, account_id: uuid.UUID, ema
             details=None,
             contact_email=None,
             resolution=case((PrivacyRequest.resolution.is_(None), None), else_=ERASED_TEXT),
+            extension_reason=case(
+                (PrivacyRequest.extension_reason.is_(None), None), else_=ERASED_TEXT
+            ),
+        )
+    )
+    texts = (
+        PrivacyRequest.subject,
+        PrivacyRequest.details,
+        PrivacyRequest.resolution,
+        PrivacyRequest.extension_reason,
+    )
+    await session.execute(
+        update(PrivacyRequest)
+        .where(or_(*(_names_any(text, addresses) for text in texts)))
+        .values(
+            {
+                text.key: case((_names_any(text, addresses), ERASED_TEXT), else_=text)
+                for text in texts
+            }
         )
     )
 
 
-async def _erase_staff_texts(session: AsyncSession, account_id: uuid.UUID) -> None:
-    """What staff wrote about the person, in the audit log and legal holds: who did what, when
-    and to which (pseudonymised) account stays; the free text goes."""
+async def _erase_staff_texts(
+    session: AsyncSession, account_id: uuid.UUID, addresses: list[str]
+) -> None:
+    """What staff wrote about the person, in the audit log and legal holds, and any entry whose
+    text names one of their addresses (such as a search that found nobody then): who did what,
+    when and to which (pseudonymised) account stays; the free text goes."""
     for model in (AuditEntry, LegalHold):
         await session.execute(
-            update(model).where(model.account_id == account_id).values(reason=ERASED_TEXT)
+            update(model)
+            .where(or_(model.account_id == account_id, _names_any(model.reason, addresses)))
+            .values(reason=ERASED_TEXT)
         )
 
 

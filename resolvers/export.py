@@ -29,6 +29,7 @@ from models import (
     AuthSession,
     ConsentEvent,
     DataExport,
+    FormerEmail,
     Notification,
     PrivacyRequest,
     ProfileChange,
@@ -281,6 +282,10 @@ def _profile_change(row: Row[Any]) -> dict[str, Any]:
     }
 
 
+def _former_email(row: Row[Any]) -> dict[str, Any]:
+    return {"email": row.email, "replaced_at": _time(row.replaced_at)}
+
+
 def _consent_event(row: Row[Any]) -> dict[str, Any]:
     # Values as stored, so that each hash can be recomputed from the export alone.
     return {
@@ -380,6 +385,13 @@ def _sections(account: Account, now: datetime) -> list[Section]:
             .where(ProfileChange.account_id == account_id)
             .order_by(ProfileChange.changed_at, ProfileChange.id),
             _profile_change,
+        ),
+        (
+            "former_emails",
+            select(FormerEmail.email, FormerEmail.replaced_at)
+            .where(FormerEmail.account_id == account_id)
+            .order_by(FormerEmail.replaced_at, FormerEmail.id),
+            _former_email,
         ),
         (
             "messages",

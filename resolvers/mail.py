@@ -9,13 +9,16 @@ switch it off).
 
 from __future__ import annotations
 
+import email.policy
 import html
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
@@ -35,10 +38,11 @@ REMOVED = "[removed once sent]"
 
 # The communication topic a kind of message belongs to: it goes only while the person has that
 # topic on for email (checked when it is sent), and it carries a one-click unsubscribe link.
-# A material policy change is a change to the terms, which the catalogue files under service
-# updates; kinds not listed here (confirmations, deletion and request notices) go regardless.
+# A policy change that is not material is a service update. Kinds not listed here go regardless
+# and carry no unsubscribe link: confirmations, deletion and request notices, and the notice of
+# a material policy change, which is a legal notice the law requires, not a topic to opt out of.
 TOPICS: dict[NotificationKind, Topic] = {
-    NotificationKind.POLICY_UPDATE: Topic.SERVICE_UPDATES,
+    NotificationKind.POLICY_MINOR_UPDATE: Topic.SERVICE_UPDATES,
 }
 
 _LOCALE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
@@ -125,6 +129,33 @@ def fill(text: str, secret: str | None) -> str:
     return text.replace(PLACEHOLDER, secret or REMOVED)
 
 
+class _VerbatimHeader(UnstructuredHeader, BaseHeader):
+    """A header sent as written, folded only at its spaces. The default folding turns a value
+    with a word longer than a line (a link) into RFC 2047 encoded-words, which mail providers
+    do not decode in List-Unsubscribe: they would not offer one-click unsubscribe at all."""
+
+    def fold(self, *, policy: Policy) -> str:
+        first, *rest = str(self).split(" ")
+        lines = [f"{self.name}: {first}"]
+        for word in rest:
+            if len(lines[-1]) + 1 + len(word) > (policy.max_line_length or 998):
+                lines.append(f" {word}")
+            else:
+                lines[-1] += f" {word}"
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _headers() -> HeaderRegistry:
+    registry = HeaderRegistry()
+    registry.map_to_type("list-unsubscribe", _VerbatimHeader)
+    return registry
+
+
+# The policy of every email we build; whatever policy a mailer flattens it with, each header
+# keeps the fold of the class it was made with.
+_EMAIL_POLICY = email.policy.default.clone(header_factory=_headers())
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What a message needs from the sender's side to become an email."""
@@ -151,7 +182,7 @@ def build_email(
 ) -> EmailMessage:
     """The email for one notification, secret already filled in. With an unsubscribe link it
     carries the one-click headers of RFC 8058 and names the link under the text."""
-    email = EmailMessage()
+    email = EmailMessage(policy=_EMAIL_POLICY)
     email["From"] = envelope.sender
     email["To"] = recipient
     email["Subject"] = subject

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -149,8 +150,9 @@ async def publish_policy_version(
 ) -> Published:
     """Publish a new version; it is in force at once.
 
-    A material version is announced to every person whose account is not pending deletion,
-    one outbox message each, in the same transaction.
+    It is announced to every person whose account is not pending deletion (they hear of it if
+    they cancel), one outbox message each, in the same transaction: a material version as a
+    legal notice that goes whatever their choices, any other as a service update.
     """
     version, summary = version.strip(), summary.strip()
     errors = _publish_errors(version, summary)
@@ -170,17 +172,42 @@ async def publish_policy_version(
     except IntegrityError:
         # Another officer published the same version between our check and this insert.
         raise exists_already from None
-    notified = 0
-    if material:
-        notified = await notifications.queue_for_accounts(
-            session,
-            (Account.role == Role.USER) & Account.deletion_due_at.is_(None),
-            NotificationKind.POLICY_UPDATE,
-            {"version": version, "summary": summary},
-        )
+    notified = await notifications.queue_for_accounts(
+        session,
+        (Account.role == Role.USER) & Account.deletion_due_at.is_(None),
+        NotificationKind.POLICY_UPDATE if material else NotificationKind.POLICY_MINOR_UPDATE,
+        {"version": version, "summary": summary},
+    )
     await webhooks.policy_published(session, policy)
     await audit(
         session, officer, "policy.publish", [], f"Published policy version {version}", request_id
     )
     await session.flush()
     return Published(policy=policy, notified=notified)
+
+
+async def queue_missed_notices(session: AsyncSession, account: Account, since: datetime) -> None:
+    """The notices of material versions published since `since` (while the account was pending
+    deletion, and so left out), for one it still has to accept: each is a legal notice the
+    person is owed now that the account stays."""
+    accepted_at = (
+        select(PolicyVersion.published_at)
+        .where(PolicyVersion.version == account.accepted_policy_version)
+        .scalar_subquery()
+    )
+    missed = await session.scalars(
+        select(PolicyVersion)
+        .where(
+            PolicyVersion.material.is_(True),
+            PolicyVersion.published_at >= since,
+            or_(accepted_at.is_(None), PolicyVersion.published_at > accepted_at),
+        )
+        .order_by(PolicyVersion.published_at)
+    )
+    for policy in missed:
+        notifications.queue(
+            session,
+            account,
+            NotificationKind.POLICY_UPDATE,
+            {"version": policy.version, "summary": policy.summary},
+        )

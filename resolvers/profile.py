@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.actor import Actor
 from auth.rate_limits import Door, RateLimiter
 from auth.tokens import hash_token, new_token
-from models import Account, ConsentActor, NotificationKind, ProfileChange, Source, utcnow
+from models import (
+    Account,
+    ConsentActor,
+    FormerEmail,
+    NotificationKind,
+    ProfileChange,
+    Source,
+    utcnow,
+)
 from resolvers import catalogue, notifications
 from resolvers.account import confirm_password, email_taken
 from resolvers.age import is_minor, today_everywhere
@@ -224,7 +232,10 @@ async def confirm_email_change(session: AsyncSession, *, token: str) -> Account:
     account.pending_email = None
     account.email_token_hash = None
     account.email_token_expires_at = None
-    session.add(ProfileChange(account_id=account.id, field="email", changed_at=utcnow()))
+    now = utcnow()
+    session.add(ProfileChange(account_id=account.id, field="email", changed_at=now))
+    # Requests and staff notes may name the old address: the account's erasure looks for it.
+    session.add(FormerEmail(account_id=account.id, email=previous, replaced_at=now))
     notifications.queue(
         session,
         account,

@@ -228,24 +228,40 @@ async def process_request(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Review a report of a child's account instead.", "id"
         )
+    if request.kind is RequestKind.DELETION:
+        if status is RequestStatus.COMPLETED:
+            # Completed means erased: the purge closes it when it erases the account.
+            raise Rejected.one(
+                ErrorCode.INVALID_INPUT,
+                "A deletion request is completed by the purge when it erases the account; "
+                "reject it to keep the account instead.",
+                "status",
+            )
+        await erasure.keep_after_rejection(session, request)
     _close(request, officer, status, resolution.strip()[:2000])
     await audit(session, officer, "request.process", [request.account_id], reason, request_id)
-    person = await _requester(session, request)
-    if person is not None:
-        outcome = "answered" if status is RequestStatus.COMPLETED else "rejected"
-        notifications.queue(
-            session,
-            person,
-            NotificationKind.REQUEST_ANSWERED,
-            {
-                "request": _kind_name(request),
-                "day": _day(request.created_at),
-                "outcome": outcome,
-                "resolution": request.resolution or "",
-            },
-        )
+    await _tell_outcome(session, request)
     await session.flush()
     return request
+
+
+async def _tell_outcome(session: AsyncSession, request: PrivacyRequest) -> None:
+    """Mail the person who made a request that has just been closed its outcome and the answer."""
+    person = await _requester(session, request)
+    if person is None:
+        return
+    outcome = "answered" if request.status is RequestStatus.COMPLETED else "rejected"
+    notifications.queue(
+        session,
+        person,
+        NotificationKind.REQUEST_ANSWERED,
+        {
+            "request": _kind_name(request),
+            "day": _day(request.created_at),
+            "outcome": outcome,
+            "resolution": request.resolution or "",
+        },
+    )
 
 
 def _day(moment: datetime) -> str:
@@ -448,6 +464,7 @@ async def correct_account(
         fields = " and ".join(_FIELD_NAMES[field] for field in sorted(wanted))
         answer = (resolution or "").strip()[:2000] or f"Corrected: {fields}."
         _close(request, officer, RequestStatus.COMPLETED, answer)
+        await _tell_outcome(session, request)
     await audit(session, officer, "account.correct", [account.id], reason, request_id)
     await session.flush()
     return account, request

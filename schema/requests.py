@@ -515,7 +515,9 @@ class RequestsMutation:
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
-        description="Close a request as COMPLETED or REJECTED; the person is sent the resolution.",
+        description="Close a request as COMPLETED or REJECTED; the person is sent the resolution. "
+        "A deletion request can only be REJECTED, which keeps the account and lifts its "
+        "suspension; the purge completes one by erasing the account.",
     )
     async def process_privacy_request(
         self, info: Info, input: ProcessRequestInput
@@ -619,7 +621,9 @@ class RequestsMutation:
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
-        description="Keep an account from erasure, deletion requested or not, until released.",
+        description="Keep an account from erasure, deletion requested or not, until released. "
+        "When its deletion is pending, the person is mailed that it waits for a legal matter "
+        "(not the reason given here).",
     )
     async def set_legal_hold(self, info: Info, input: SetLegalHoldInput) -> LegalHoldPayload:
         context = info.context

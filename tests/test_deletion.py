@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from auth.actor import Actor
@@ -41,9 +45,19 @@ from resolvers.catalogue import Topic
 from resolvers.erasure import prune_expired
 from resolvers.errors import Rejected
 from resolvers.notifications import queue
-from resolvers.requests import open_request
-from tests.conftest import TEST_SECRET, make_config
-from tests.helpers import LOGIN, ME, PASSWORD, changed, codes, gql, run_cli, signed_up
+from resolvers.requests import add_months, open_request
+from tests.conftest import TEST_SECRET, client_of, make_config
+from tests.helpers import (
+    LOGIN,
+    ME,
+    PASSWORD,
+    changed,
+    codes,
+    gql,
+    run_cli,
+    signed_up,
+    staff_token,
+)
 from tests.test_signup import table_dump
 from web.app import create_app
 from workers.purge import PurgeReport, purge_due_accounts
@@ -985,3 +999,351 @@ class TestStaffTextOnPurge:
             (kept_hold,) = await session.scalars(select(LegalHold))
             assert (kept_hold.account_id, kept_hold.set_by) == (alias, officer.account_id)
             assert kept_hold.reason == erasure.ERASED_TEXT and kept_hold.released_at
+
+
+DELETION_QUEUE = """
+query Queue($reason: String!) {
+  privacyRequests(reason: $reason, kind: DELETION, status: OPEN) { id status }
+}
+"""
+PROCESS = """
+mutation Process($input: ProcessRequestInput!) {
+  processPrivacyRequest(input: $input) { request { status resolution } errors { field code } }
+}
+"""
+ME_AFTER_DECISION = """
+{ me { deletion { dueAt } processingSuspended messages { kind subject } } }
+"""
+OFFICER_REASON = "Weekly review of open deletion requests"
+
+
+async def decide_deletion(
+    client: httpx.AsyncClient, officer: str, status: str, resolution: str
+) -> dict[str, Any]:
+    """A privacy officer closes the one open deletion request from the queue, as `status`."""
+    queue = await gql(client, DELETION_QUEUE, {"reason": OFFICER_REASON}, token=officer)
+    [request] = queue["data"]["privacyRequests"]
+    variables = {
+        "input": {
+            "id": request["id"],
+            "status": status,
+            "resolution": resolution,
+            "reason": OFFICER_REASON,
+        }
+    }
+    body = await gql(client, PROCESS, variables, token=officer)
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["processPrivacyRequest"]
+    return payload
+
+
+class TestOfficerDecidesADeletionRequest:
+    """processPrivacyRequest on a deletion request: rejecting keeps the account; only the purge
+    completes one, by erasing it."""
+
+    async def test_rejecting_keeps_the_account_lifts_the_suspension_and_tells_the_person(
+        self, client, database
+    ) -> None:
+        assert (await request_deletion(client, await signed_up(client, **ADA)))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        answer = "We must keep the account while your contract runs."
+
+        payload = await decide_deletion(client, officer, "REJECTED", answer)
+
+        assert payload["errors"] == []
+        assert payload["request"]["status"] == "REJECTED"
+        token = await login(client)
+        me = (await gql(client, ME_AFTER_DECISION, token=token))["data"]["me"]
+        assert me["deletion"] is None and me["processingSuspended"] is False
+        told = [m["subject"] for m in me["messages"] if m["kind"] == "REQUEST_ANSWERED"]
+        assert told and "rejected" in told[0]
+        await notices_sent(database)
+        report = await purge(database, now=utcnow() + timedelta(days=365))
+        assert report == PurgeReport(purged=0, held=0, failed=0)
+        assert (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        (request,) = await deletion_requests(database, await account_id_of(database))
+        assert (request.status, request.resolution) == (RequestStatus.REJECTED, answer)
+
+    async def test_completing_is_refused_and_changes_nothing(self, client, database) -> None:
+        assert (await request_deletion(client, await signed_up(client, **ADA)))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+
+        payload = await decide_deletion(client, officer, "COMPLETED", "Done.")
+
+        assert payload["request"] is None
+        assert payload["errors"] == [{"field": "status", "code": "INVALID_INPUT"}]
+        token = await login(client)
+        assert (await gql(client, ME_AFTER_DECISION, token=token))["data"]["me"]["deletion"]
+        (request,) = await deletion_requests(database, await account_id_of(database))
+        assert request.status is RequestStatus.OPEN
+
+
+MY_DELETION_REQUEST = """
+{ me { deletion { requestedAt dueAt } privacyRequests { kind createdAt dueAt } } }
+"""
+
+
+class TestDeletionDate:
+    """The erasure comes after the grace period, and never later than the deletion request
+    must be answered: one calendar month from receipt."""
+
+    @given(
+        requested=st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        ),
+        grace_days=st.integers(min_value=0, max_value=erasure.MAX_GRACE_DAYS),
+    )
+    @example(requested=datetime(2027, 1, 31, 23, 59, tzinfo=UTC), grace_days=30)
+    @example(requested=datetime(2028, 1, 30, 12, 0, tzinfo=UTC), grace_days=31)
+    @example(requested=datetime(2027, 2, 28, 8, 0, tzinfo=UTC), grace_days=30)
+    @example(requested=datetime(2027, 4, 30, 8, 0, tzinfo=UTC), grace_days=31)
+    def test_never_later_than_one_calendar_month(
+        self, requested: datetime, grace_days: int
+    ) -> None:
+        due = erasure.deletion_date(requested, grace_days)
+
+        month_later = add_months(requested, 1)
+        assert requested <= due <= month_later
+        assert due == min(requested + timedelta(days=grace_days), month_later)
+
+    def test_a_request_of_29_january_is_erased_on_28_february_not_in_march(self) -> None:
+        requested = datetime(2027, 1, 29, 10, 0, tzinfo=UTC)
+
+        assert erasure.deletion_date(requested, 30) == datetime(2027, 2, 28, 10, 0, tzinfo=UTC)
+        assert erasure.deletion_date(requested, 7) == datetime(2027, 2, 5, 10, 0, tzinfo=UTC)
+
+    async def test_the_date_shown_is_within_a_month_and_is_the_requests_due_date(
+        self, clean_database_url
+    ) -> None:
+        config = make_config(clean_database_url, deletion_grace_days=erasure.MAX_GRACE_DAYS)
+        async with client_of(config) as client:
+            assert (await request_deletion(client, await signed_up(client)))["errors"] == []
+            me = (await gql(client, MY_DELETION_REQUEST, token=await login(client)))["data"]["me"]
+
+        requested = datetime.fromisoformat(me["deletion"]["requestedAt"])
+        due = datetime.fromisoformat(me["deletion"]["dueAt"])
+        assert requested < due <= add_months(requested, 1)
+        [request] = me["privacyRequests"]
+        assert (request["kind"], request["dueAt"]) == ("DELETION", me["deletion"]["dueAt"])
+
+    @pytest.mark.parametrize("days", ["32", "45", "365"])
+    async def test_a_longer_grace_period_is_refused_at_start(self, tmp_path: Path, days) -> None:
+        result = await run_cli(
+            f"sqlite+aiosqlite:///{tmp_path}/privacy.db",
+            tmp_path,
+            "migrate",
+            PRIVACY_API_DELETION_GRACE_DAYS=days,
+        )
+
+        assert result.code == 2
+        assert "PRIVACY_API_DELETION_GRACE_DAYS must be 0 to 31" in result.err
+        assert "calendar month" in result.err and "Traceback" not in result.err
+        assert not (tmp_path / "privacy.db").exists()
+
+    async def test_the_longest_grace_period_is_accepted(self, tmp_path: Path) -> None:
+        result = await run_cli(
+            f"sqlite+aiosqlite:///{tmp_path}/privacy.db",
+            tmp_path,
+            "migrate",
+            PRIVACY_API_DELETION_GRACE_DAYS="31",
+        )
+
+        assert result.code == 0, result.err
+
+
+SET_HOLD = """
+mutation Hold($input: SetLegalHoldInput!) {
+  setLegalHold(input: $input) { hold { id } errors { field code } }
+}
+"""
+MY_MESSAGES = "{ me { id messages { kind subject } } }"
+MATTER = "Court order 2026/114: preserve records"
+
+
+async def hold(client: httpx.AsyncClient, officer: str, account_id: str) -> None:
+    variables = {"input": {"accountId": account_id, "reason": MATTER}}
+    body = await gql(client, SET_HOLD, variables, token=officer)
+    assert body["data"]["setLegalHold"]["errors"] == [], body
+
+
+async def held_notices(client: httpx.AsyncClient, token: str) -> list[str]:
+    me = (await gql(client, MY_MESSAGES, token=token))["data"]["me"]
+    return [m["subject"] for m in me["messages"] if m["kind"] == "DELETION_HELD"]
+
+
+class TestAHeldDeletionIsTold:
+    """A legal hold that keeps an account whose deletion is pending is told to the person, with
+    the reason, once: not discovered when the date passes and nothing happens."""
+
+    async def test_a_hold_set_on_a_pending_deletion_mails_the_person_once(
+        self, client, database
+    ) -> None:
+        token = await signed_up(client, **ADA)
+        account_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        assert (await request_deletion(client, token))["errors"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+
+        await hold(client, officer, account_id)
+        await hold(client, officer, account_id)  # a second matter: nothing new to tell
+
+        token = await login(client)
+        assert await held_notices(client, token) == ["Your account cannot be deleted yet"]
+        async with database.session() as session:
+            [body] = await session.scalars(
+                select(Notification.body).where(Notification.kind == NotificationKind.DELETION_HELD)
+            )
+        assert "You asked us on " in body and "legal hold" in body
+        assert MATTER not in body  # the matter itself is staff's to disclose, not a template's
+        await make_due(database, uuid.UUID(account_id), timedelta(minutes=1))
+        await notices_sent(database)
+        assert await purge(database) == PurgeReport(purged=0, held=1, failed=0)
+
+    async def test_asking_for_deletion_while_held_says_so_at_once(self, client, database) -> None:
+        token = await signed_up(client, **ADA)
+        account_id = (await gql(client, ME_DELETION, token=token))["data"]["me"]["id"]
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        await hold(client, officer, account_id)
+        assert await held_notices(client, token) == []  # no deletion asked for: nothing to tell
+
+        assert (await request_deletion(client, token))["errors"] == []
+
+        assert await held_notices(client, await login(client)) == [
+            "Your account cannot be deleted yet"
+        ]
+
+
+REPORT_CHILD = """
+mutation Report($input: ChildReportInput!) {
+  reportChildAccount(input: $input) { errors { field code } }
+}
+"""
+SEARCH = """
+query Search($text: String!, $reason: String!) {
+  staffAccounts(emailContains: $text, reason: $reason, first: 5) { id }
+}
+"""
+CHANGE_EMAIL = """
+mutation Change($input: EmailChangeInput!) { requestEmailChange(input: $input) { errors { code } } }
+"""
+CONFIRM_EMAIL = """
+mutation Confirm($token: String!) { confirmEmailChange(input: {token: $token}) { errors { code } } }
+"""
+PUBLISH_POLICY = """
+mutation {
+  publishPolicyVersion(input: {version: "2026-06", summary: "Shorter logs.", material: true}) {
+    errors { code }
+  }
+}
+"""
+ADA_NOW = "ada.new@example.com"
+COMPLAIN = """
+mutation Complain($input: PrivacyRequestInput!) { fileComplaint(input: $input) { errors { code } } }
+"""
+
+
+def mail_to(folder: Path) -> dict[str, list[str]]:
+    """The subjects of the .eml files in the development mail folder, by recipient."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        found.setdefault(str(message["To"]), []).append(str(message["Subject"]))
+    return found
+
+
+class TestErasedByEveryAddress:
+    """The purge erases by every address the account ever had: free text that names one, a
+    contact address given before an email change, and the development mail written to them."""
+
+    async def test_old_and_new_addresses_leave_no_trace(
+        self, client, database, clean_database_url, tmp_path: Path
+    ) -> None:
+        ada = await signed_up(client, **ADA)
+        bob = await signed_up(client, email="bob@example.com", displayName="Bob Builder")
+        bob_id = (await gql(client, ME_DELETION, token=bob))["data"]["me"]["id"]
+        client.cookies.clear()
+        # Signed out, with the address she has now, Ada reports a profile.
+        report = {"accountId": bob_id, "details": "Looks twelve", "contactEmail": ADA["email"]}
+        assert (await gql(client, REPORT_CHILD, {"input": report}))["data"]["reportChildAccount"][
+            "errors"
+        ] == []
+        # Support looks for the address she will move to, and finds nobody yet.
+        support = await staff_token(client, database, Role.SUPPORT, "sam@example.com")
+        note = f"Ada Lovelace phoned: her mail now goes to {ADA_NOW.upper()}"
+        found = await gql(client, SEARCH, {"text": "ada.new", "reason": note}, token=support)
+        assert found["data"]["staffAccounts"] == []
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "olga@example.com")
+        published = await gql(client, PUBLISH_POLICY, token=officer)
+        assert published["data"]["publishPolicyVersion"]["errors"] == []
+        move = {"input": {"newEmail": ADA_NOW, "currentPassword": PASSWORD}}
+        assert (await gql(client, CHANGE_EMAIL, move, token=ada))["data"]["requestEmailChange"][
+            "errors"
+        ] == []
+        async with database.session() as session:
+            code = await session.scalar(
+                select(Notification.secret).where(
+                    Notification.kind == NotificationKind.EMAIL_CONFIRMATION
+                )
+            )
+        assert code is not None
+        confirmed = await gql(client, CONFIRM_EMAIL, {"token": code})
+        assert confirmed["data"]["confirmEmailChange"]["errors"] == []
+        assert (await request_deletion(client, ada))["errors"] == []
+        deliver = await run_cli(clean_database_url, tmp_path, "deliver", "--once")
+        assert deliver.code == 0, deliver.err
+        folder = tmp_path / "mail"
+        assert {ADA["email"], ADA_NOW, "bob@example.com"} <= set(mail_to(folder))
+        await make_due(database, await account_id_of(database, ADA_NOW), timedelta(minutes=1))
+
+        purged = await run_cli(clean_database_url, tmp_path, "purge")
+
+        assert purged.code == 0, purged.err
+        assert "1 purged" in purged.out
+        # The last message goes to the address she has now, and is then forgotten too.
+        assert (await run_cli(clean_database_url, tmp_path, "deliver", "--once")).code == 0
+        stored = await table_dump(database)
+        for trace in (ADA["email"], ADA_NOW, ADA_NOW.upper(), "Ada Lovelace"):
+            assert trace not in stored
+        assert "Bob Builder" in stored
+        left = mail_to(folder)
+        assert ADA["email"] not in left
+        assert left[ADA_NOW] == ["Your account has been erased"]
+        assert left["bob@example.com"] == ["We have updated our privacy policy (2026-06)"]
+        async with database.session() as session:
+            entries = list(await session.scalars(select(AuditEntry.action)))
+            [reported] = await session.scalars(
+                select(PrivacyRequest).where(PrivacyRequest.kind == RequestKind.CHILD_REPORT)
+            )
+        assert "account.search" in entries  # the record of the search stays, without its text
+        assert reported.contact_email is None and str(reported.account_id) == bob_id
+
+    async def test_a_former_address_someone_else_has_now_is_theirs(self, client, database) -> None:
+        ada = await signed_up(client, **ADA)
+        move = {"input": {"newEmail": ADA_NOW, "currentPassword": PASSWORD}}
+        assert (await gql(client, CHANGE_EMAIL, move, token=ada))["data"]["requestEmailChange"][
+            "errors"
+        ] == []
+        async with database.session() as session:
+            code = await session.scalar(
+                select(Notification.secret).where(
+                    Notification.kind == NotificationKind.EMAIL_CONFIRMATION
+                )
+            )
+        assert (await gql(client, CONFIRM_EMAIL, {"token": code}))["data"]["confirmEmailChange"][
+            "errors"
+        ] == []
+        # Carol takes the address Ada left, and writes it in a complaint of her own.
+        carol = await signed_up(client, email=ADA["email"], displayName="Carol Clark")
+        complaint = {"subject": "Spam", "details": f"Mail to {ADA['email']} keeps coming"}
+        filed = await gql(client, COMPLAIN, {"input": complaint}, token=carol)
+        assert filed["data"]["fileComplaint"]["errors"] == []
+        assert (await request_deletion(client, ada))["errors"] == []
+        await notices_sent(database)
+        await make_due(database, await account_id_of(database, ADA_NOW), timedelta(minutes=1))
+
+        assert await purge(database) == PurgeReport(purged=1, held=0, failed=0)
+
+        mine = await gql(client, "{ me { email privacyRequests { details } } }", token=carol)
+        assert mine["data"]["me"] == {
+            "email": ADA["email"],
+            "privacyRequests": [{"details": complaint["details"]}],
+        }

@@ -27,6 +27,8 @@ from models import (
     ConsentEvent,
     Database,
     DataExport,
+    Notification,
+    NotificationKind,
     PrivacyRequest,
     ProfileChange,
     RequestKind,
@@ -37,7 +39,8 @@ from models import (
 from resolvers import catalogue, export
 from resolvers.requests import add_months
 from tests.conftest import SEED_POLICY_VERSION, make_config
-from tests.helpers import codes, gql, signed_up
+from tests.helpers import PASSWORD, codes, gql, signed_up
+from tests.test_deletion import CHANGE_EMAIL, CONFIRM_EMAIL
 from web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -420,6 +423,26 @@ class TestExportContent:
             ("phone", True),
         ]
 
+    async def test_lists_the_addresses_the_account_changed_from(self, client, database) -> None:
+        token = await signed_up(client)
+        move = {"input": {"newEmail": "ada.new@example.com", "currentPassword": PASSWORD}}
+        changed = await gql(client, CHANGE_EMAIL, move, token=token)
+        assert changed["data"]["requestEmailChange"]["errors"] == []
+        async with database.session() as session:
+            code = await session.scalar(
+                select(Notification.secret).where(
+                    Notification.kind == NotificationKind.EMAIL_CONFIRMATION
+                )
+            )
+        confirmed = await gql(client, CONFIRM_EMAIL, {"token": code})
+        assert confirmed["data"]["confirmEmailChange"]["errors"] == []
+
+        document = await download(client, token)
+
+        assert document["profile"]["email"] == "ada.new@example.com"
+        [former] = document["former_emails"]
+        assert former["email"] == "ada@example.com" and former["replaced_at"]
+
     async def test_holds_nothing_of_another_account(self, client, database) -> None:
         ada = await signed_up(client)
         bob = await signed_up(
@@ -447,7 +470,7 @@ class TestExportContent:
         assert not bob_hashes & {event["hash"] for event in document["consent_history"]}
         assert len(document["consent_history"]) == SIGNUP_EVENTS
         assert len(document["sessions"]) == len(document["privacy_requests"]) == 1
-        assert document["profile_changes"] == []
+        assert document["profile_changes"] == document["former_emails"] == []
 
 
 async def _download_to(app: Any, path: str, target: Any) -> tuple[int, dict[bytes, bytes]]:

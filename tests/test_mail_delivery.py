@@ -81,6 +81,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message as it came over the wire
         self.refusals: list[str] = []  # replies to the next messages, in order; then accepted
         self.refuse_always: str | None = None
         self.unknown_recipients: set[str] = set()
@@ -101,10 +102,29 @@ class Inbox:
         received = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(received, EmailMessage)
         self.received.append(received)
+        self.raw.append(envelope.content)
         return "250 Message accepted"
 
     def to(self, address: str) -> list[EmailMessage]:
         return [message for message in self.received if message["To"] == address]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        pairs = zip(self.raw, self.received, strict=True)
+        return [raw for raw, message in pairs if message["To"] == address]
+
+
+def raw_header(raw: bytes, name: str) -> bytes | None:
+    """A header's value as its bytes came over the wire, only unfolded (RFC 5322: a line break
+    before a space or tab is removed): nothing decoded, as a mailbox provider reads it."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    unfolded = re.sub(rb"\r\n(?=[ \t])", b"", head)
+    found = [
+        line.split(b":", 1)[1].strip()
+        for line in unfolded.split(b"\r\n")
+        if line.lower().startswith(name.lower().encode() + b":")
+    ]
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 @pytest.fixture
@@ -237,28 +257,51 @@ class TestThroughSmtp:
         [warning] = inbox.to("ada@example.com")
         assert warning["Subject"] == "Your email address was changed"
 
-    async def test_a_policy_notice_carries_one_click_unsubscribe_that_works(
+    async def test_a_minor_policy_update_carries_one_click_unsubscribe_on_the_wire(
         self, client, database, config, smtp
     ) -> None:
         inbox, port = smtp
         person = await signed_up(client)
         officer = await staff_token(client, database)
-        await published(client, officer, "2026-06")
+        await published(client, officer, "2026-06", material=False)
 
         await worker(config, database, port).run_once()
 
         [message] = inbox.to("ada@example.com")
-        assert message["Subject"] == "We have updated our privacy policy (2026-06)"
-        header = message["List-Unsubscribe"]
-        assert header.startswith("<") and header.endswith(">")
-        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        link = header[1:-1]
+        assert message["Subject"] == "A small update to our privacy policy (2026-06)"
+        [raw] = inbox.raw_to("ada@example.com")
+        # Mail providers read these headers as bytes: an RFC 2047 encoded-word is no link.
+        header = raw_header(raw, "List-Unsubscribe")
+        assert header is not None and b"=?" not in header
+        assert header.startswith(b"<" + PUBLIC_URL.encode()) and header.endswith(b">")
+        assert raw_header(raw, "List-Unsubscribe-Post") == b"List-Unsubscribe=One-Click"
+        link = header[1:-1].decode("ascii")
         assert link in text_of(message)  # for people whose mail client shows no button
         assert (await client.get(local(link))).status_code == 200
         # What a mail client sends for one click (RFC 8058).
         response = await client.post(local(link), data=ONE_CLICK)
         assert response.status_code == 200
         assert not preference(await my_settings(client, person), "EMAIL", "SERVICE_UPDATES")
+
+    async def test_a_material_policy_notice_is_a_legal_notice_sent_whatever_the_choices(
+        self, client, database, config, smtp
+    ) -> None:
+        inbox, port = smtp
+        person = await signed_up(client)
+        off = {"channel": "EMAIL", "topic": "SERVICE_UPDATES", "enabled": False}
+        await changed(client, "setCommunicationPreference", off, token=person)
+        officer = await staff_token(client, database)
+        await published(client, officer, "2026-06")
+
+        report = await worker(config, database, port).run_once()
+
+        assert (report.sent, report.suppressed) == (1, 0)
+        [message] = inbox.to("ada@example.com")
+        assert message["Subject"] == "We have updated our privacy policy (2026-06)"
+        [raw] = inbox.raw_to("ada@example.com")
+        assert raw_header(raw, "List-Unsubscribe") is None
+        assert raw_header(raw, "List-Unsubscribe-Post") is None
+        assert "unsubscribe" not in text_of(message).lower()
 
     async def test_every_kind_is_delivered_in_english_whatever_the_locale(
         self, client, database, config, smtp
@@ -294,7 +337,7 @@ class TestThroughSmtp:
         inbox, port = smtp
         person = await signed_up(client)
         officer = await staff_token(client, database)
-        await published(client, officer, "2026-06")
+        await published(client, officer, "2026-06", material=False)
         off = {"channel": "EMAIL", "topic": "SERVICE_UPDATES", "enabled": False}
         await changed(client, "setCommunicationPreference", off, token=person)
 
@@ -307,7 +350,7 @@ class TestThroughSmtp:
         # The person sees it too.
         body = await gql(client, "{ me { messages { kind status sentAt } } }", token=person)
         assert body["data"]["me"]["messages"] == [
-            {"kind": "POLICY_UPDATE", "status": "SUPPRESSED", "sentAt": None}
+            {"kind": "POLICY_MINOR_UPDATE", "status": "SUPPRESSED", "sentAt": None}
         ]
 
 
@@ -476,7 +519,7 @@ class TestClaims:
         self, client, database, waiting
     ) -> None:
         await signed_up(client)
-        await queued(database, "ada@example.com", NotificationKind.POLICY_UPDATE, waiting)
+        await queued(database, "ada@example.com", NotificationKind.POLICY_MINOR_UPDATE, waiting)
 
         with count_statements(database.engine) as statements:
             async with database.transaction() as session:

@@ -14,6 +14,8 @@ from sqlalchemy import select, update
 from models import (
     Account,
     AuditEntry,
+    Notification,
+    NotificationKind,
     PendingSignup,
     PrivacyRequest,
     ProfileChange,
@@ -27,6 +29,7 @@ from tests.helpers import (
     changed,
     codes,
     count_events,
+    database_behind,
     events,
     gql,
     my_settings,
@@ -317,6 +320,38 @@ class TestCorrectAccount:
         assert [change.field for change in changes] == ["birth_date"]
         assert changes[0].changed_by == entry.staff_id
         assert request is not None and request.status is RequestStatus.COMPLETED
+
+    async def test_the_person_is_mailed_the_outcome_of_the_request_it_closes(
+        self, client, officer
+    ) -> None:
+        person_id, token = await a_person(client, years=30, country="US")
+        filed = await gql(client, REQUEST_CORRECTION, token=token)
+        request_id = filed["data"]["requestCorrection"]["request"]["id"]
+        answer = "We checked your passport and corrected your date of birth."
+        variables = {
+            "input": {
+                "accountId": person_id,
+                "birthDate": birth_date_for_age(31).isoformat(),
+                "privacyRequestId": request_id,
+                "resolution": answer,
+                "reason": REASON,
+            }
+        }
+
+        body = await gql(client, CORRECT, variables, token=officer)
+
+        assert body["data"]["correctAccount"]["request"]["status"] == "COMPLETED"
+        messages = await gql(client, "{ me { messages { kind subject } } }", token=token)
+        [told] = [m for m in messages["data"]["me"]["messages"] if m["kind"] == "REQUEST_ANSWERED"]
+        assert told["subject"].startswith("Your request for a correction of ")
+        assert told["subject"].endswith(" has been answered")
+        async with database_behind(client).session() as session:
+            [body_text] = await session.scalars(
+                select(Notification.body).where(
+                    Notification.kind == NotificationKind.REQUEST_ANSWERED
+                )
+            )
+        assert answer in body_text
 
     async def test_a_correction_may_lift_the_protection(self, client, officer) -> None:
         person_id, token = await a_person(client, years=14, country="DE")

@@ -542,7 +542,8 @@ class TestWhatIsKept:
 
         document = await download(client, token)
 
-        assert document["version"] == "1.4"
+        # parental_consents came with 1.3; later minor versions only add members
+        assert tuple(map(int, document["version"].split("."))) >= (1, 3)
         consents = {item["key"]: item for item in document["parental_consents"]}
         assert {key: item["status"] for key, item in consents.items()} == {
             NEWSLETTER: "granted",

@@ -26,6 +26,7 @@ from resolvers import consent
 from resolvers.account import create_staff
 from tests.conftest import SEED_POLICY_VERSION
 from tests.helpers import LOGIN, codes, count_statements, gql, run_cli, signed_up
+from tests.test_deletion import cancel_deletion, login, request_deletion
 
 STAFF_PASSWORD = "staff passphrase 2026"
 
@@ -240,14 +241,18 @@ class TestPublishPolicyVersion:
             assert message.id.version == 4
         assert messages[0].id != messages[1].id
 
-    async def test_an_update_that_is_not_material_asks_nobody(self, client, database) -> None:
+    async def test_an_update_that_is_not_material_asks_nobody_and_is_a_service_update(
+        self, client, database
+    ) -> None:
         ada = await signed_up(client)
         officer = await staff_token(client, database)
 
         payload = await published(client, officer, "2025-08", material=False)
 
-        assert payload["notified"] == 0
-        assert await outbox(database) == []
+        assert payload["notified"] == 1
+        [message] = await outbox(database)
+        assert message.kind is NotificationKind.POLICY_MINOR_UPDATE
+        assert "2025-08" in message.subject and "nothing to accept" in message.body
         assert await my_policy(client, ada) == {
             "acceptedVersion": SEED_POLICY_VERSION,
             "currentVersion": "2025-08",
@@ -414,3 +419,43 @@ class TestNotificationsCommand:
         assert "Marked 2 as sent." in lines
         assert "There may be more" in lines[-1]
         assert [m.sent_at is None for m in await outbox(database)].count(True) == 1
+
+
+class TestNoticesMissedWhilePendingDeletion:
+    """Nobody pending deletion is sent a policy notice; keeping the account after all brings
+    the legal notices of the material versions published meanwhile."""
+
+    async def test_cancelling_brings_the_notices_of_material_versions_missed(
+        self, client, database
+    ) -> None:
+        assert (await request_deletion(client, await signed_up(client)))["errors"] == []
+        officer = await staff_token(client, database)
+        assert (await published(client, officer, "2026-01"))["notified"] == 0
+        assert (await published(client, officer, "2026-02", material=False))["notified"] == 0
+        assert (await published(client, officer, "2026-03"))["notified"] == 0
+        token = await login(client)
+
+        assert (await cancel_deletion(client, token))["errors"] == []
+
+        body = await gql(client, "{ me { messages { kind subject } } }", token=token)
+        notices = [m["subject"] for m in body["data"]["me"]["messages"]]
+        assert sorted(s for s in notices if "privacy policy" in s) == [
+            "We have updated our privacy policy (2026-01)",
+            "We have updated our privacy policy (2026-03)",
+        ]
+        assert (await my_policy(client, token))["acceptanceRequired"] is True
+
+    async def test_a_version_accepted_while_pending_is_not_announced_again(
+        self, client, database
+    ) -> None:
+        assert (await request_deletion(client, await signed_up(client)))["errors"] == []
+        officer = await staff_token(client, database)
+        await published(client, officer, "2026-01")
+        token = await login(client)
+        accepted = await gql(client, ACCEPT, {"version": "2026-01"}, token=token)
+        assert accepted["data"]["acceptPolicy"]["errors"] == []
+
+        assert (await cancel_deletion(client, token))["errors"] == []
+
+        body = await gql(client, "{ me { messages { kind } } }", token=token)
+        assert "POLICY_UPDATE" not in {m["kind"] for m in body["data"]["me"]["messages"]}

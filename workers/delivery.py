@@ -9,14 +9,17 @@ receiver can drop the duplicate.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
 
@@ -86,6 +89,20 @@ class FolderMailer:
             handle.write(content)
         partial.replace(path)
         return path
+
+    def forget(self, addresses: Sequence[str]) -> int:
+        """Delete every message written to one of these addresses (an erased account's);
+        returns how many went."""
+        wanted = {address.lower() for address in addresses}
+        removed = 0
+        for path in sorted(self.folder.glob("*.eml")):
+            with path.open("rb") as handle:
+                headers = BytesParser(policy=email.policy.default).parse(handle, headersonly=True)
+            recipients = {address.lower() for _, address in getaddresses(headers.get_all("To", []))}
+            if recipients & wanted:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
 
 @dataclass(frozen=True)

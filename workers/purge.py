@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from models import Database
 from resolvers import erasure, visitors
 from resolvers.erasure import Pruned, PurgeOutcome
+from workers.delivery import FolderMailer
 
 logger = logging.getLogger("privacy_api.purge")
 
@@ -24,10 +27,13 @@ class PurgeReport:
     waiting: int = 0
 
 
-async def purge_due_accounts(database: Database, secret_key: str, now: datetime) -> PurgeReport:
+async def purge_due_accounts(
+    database: Database, secret_key: str, now: datetime, mail_dir: Path | None = None
+) -> PurgeReport:
     """Erase every account whose deletion date has passed, that no legal hold keeps and whose
     deletion notice has been sent (or has waited long enough), leaving one last message to its
-    address.
+    address. With `mail_dir` (development, where mail is written there), the messages written
+    to any address the account had go too.
 
     One transaction per account: an interruption leaves every account either erased or intact,
     and the next run picks up what is left. An account that fails is logged (by id) and left
@@ -42,11 +48,14 @@ async def purge_due_accounts(database: Database, secret_key: str, now: datetime)
             continue
         try:
             async with database.transaction() as session:
+                addresses = await erasure.addresses_of(session, account_id)
                 outcome = await erasure.purge_account(session, account_id, secret_key, now)
         except Exception:
             failed += 1
             logger.exception("Could not purge account %s; it is left intact.", account_id)
             continue
+        if outcome is PurgeOutcome.ERASED and mail_dir is not None:
+            await asyncio.to_thread(FolderMailer(mail_dir).forget, addresses)
         purged += outcome is PurgeOutcome.ERASED
         held += outcome is PurgeOutcome.HELD
         waiting += outcome is PurgeOutcome.WAITING

@@ -8,7 +8,7 @@ API writes every event, and the setting's stored rows go. The ledger is append-o
 downgrade keeps those events and leaves the choices off.
 
 Revision ID: 0019_us_states
-Revises: 0017_webhook_secrets
+Revises: 0018_erasure_outcomes
 Create Date: 2026-12-04
 """
 
@@ -23,7 +23,7 @@ from resolvers.consent import Provenance, chained_values
 from resolvers.webhooks import consent_changed_rows
 
 revision: str = "0019_us_states"
-down_revision: str | None = "0017_webhook_secrets"
+down_revision: str | None = "0018_erasure_outcomes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
