@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
@@ -27,7 +27,9 @@ from schema.limits import (
     MAX_REPEATS,
     MAX_SELECTIONS,
     MAX_TOKENS,
+    Executor,
     ExecutorWithoutSuggestions,
+    ParseOnce,
     QueryValidator,
     ValidateOnce,
 )
@@ -135,7 +137,7 @@ def build_schema(
     extensions: list[Callable[[], SchemaExtension]] = [
         *observers,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ParseOnce(maxsize=CACHE_SIZE),
         lambda: ValidateOnce(validator, staff_validator),
         lambda: MaxObjectsLimiter(counts),
     ]
@@ -145,7 +147,7 @@ def build_schema(
         extensions=extensions,
         scalar_overrides=SCALARS,  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=production),
-        execution_context_class=ExecutorWithoutSuggestions if production else None,
+        execution_context_class=ExecutorWithoutSuggestions if production else Executor,
     )
     schema.validator = validator
     schema.object_counts = counts

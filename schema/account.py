@@ -415,15 +415,20 @@ def _signed_in(
 @strawberry.type
 class AccountQuery:
     @strawberry.field(
-        description="The signed-in person, or null when not signed in. A session cookie sent "
-        "without the X-Requested-With header (or a JSON Content-Type) is an UNAUTHENTICATED "
-        "error that says so, not a silent null."
+        description="The signed-in person, or null when no credentials came. A session token "
+        "(bearer or cookie) that is not valid or has expired, and a session cookie sent without "
+        "the X-Requested-With header (or a JSON Content-Type), are an UNAUTHENTICATED error "
+        "that says so, not a silent null."
     )
     async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
-        actor = await info.context.actor()
+        context = info.context
+        actor = await context.actor()
         if actor is None:
-            if info.context.cookie_left_unused:
-                raise signed_out_error(cookie_left_unused=True)
+            if context.cookie_left_unused or context.session_refused:
+                raise signed_out_error(
+                    cookie_left_unused=context.cookie_left_unused,
+                    session_refused=context.session_refused,
+                )
             return None
         return AccountType.from_model(await info.context.account_of(actor.account_id))
 
