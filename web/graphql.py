@@ -32,6 +32,9 @@ from web.playground import playground_page, staff_sign_in_page
 logger = logging.getLogger("privacy_api.graphql")
 
 _CONTEXT = "graphql_context"
+# Every GraphQL answer (and the playground) depends on who asks: no browser, proxy or CDN keeps
+# one. A query sent over GET would otherwise be cacheable like any page.
+NO_STORE = {"Cache-Control": "no-store"}
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
 # The media type of the GraphQL-over-HTTP specification; `application/json` stays the default.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -125,14 +128,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """The playground; in production only for staff signed in on this browser."""
         if not self.services.config.production:
-            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS), headers=NO_STORE)
         context: RequestContext = getattr(request.state, _CONTEXT)
         visitor = await context.page_visitor()
         if visitor is not None and visitor.role in STAFF_ROLES:
-            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
+            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS), headers=NO_STORE)
         return HTMLResponse(
             staff_sign_in_page(signed_in=visitor is not None),
             status_code=403 if visitor is not None else 401,
+            headers=NO_STORE,
         )
 
     async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
@@ -147,6 +151,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         sub_response: Response,
     ) -> Response:
         response = super().create_response(response_data, sub_response)
+        response.headers.update(NO_STORE)
         if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         return response
