@@ -31,7 +31,15 @@ from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import parse_id
-from schema.pages import Connection, checked, connection, first_rows, load_page
+from schema.pages import (
+    Before,
+    Connection,
+    Last,
+    checked,
+    connection,
+    first_rows,
+    load_page,
+)
 from schema.parental import ParentalConsentType
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
@@ -218,11 +226,18 @@ class AccountType(AccountSettingsFields):
 
     @strawberry.field(description="Requests the person made, newest first, a page at a time.")
     async def privacy_requests_connection(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
         from schema.requests import PrivacyRequestType
 
-        page = checked(lambda: page_request(first, after, requests.BY_AUTHOR))
+        page = checked(
+            lambda: page_request(first, after, requests.BY_AUTHOR, last=last, before=before)
+        )
         found = await load_page(info.context, requests.requests_by_author, self._model_id, page)
         return connection(found, PrivacyRequestType.from_model)
 
@@ -238,9 +253,16 @@ class AccountType(AccountSettingsFields):
         description="Where the account is signed in, newest sign-in first, a page at a time."
     )
     async def sessions_connection(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[SessionType]:
-        page = checked(lambda: page_request(first, after, accounts.BY_SIGN_IN))
+        page = checked(
+            lambda: page_request(first, after, accounts.BY_SIGN_IN, last=last, before=before)
+        )
         found = await load_page(info.context, accounts.sessions_by_sign_in, self._model_id, page)
         current = await _current_session(info)
         return connection(found, lambda row: SessionType.from_model(row, current))

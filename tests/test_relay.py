@@ -1,0 +1,194 @@
+"""What a Relay client expects of the connections: paging backward (`last`, `before`, with
+`pageInfo.startCursor` and `hasPreviousPage`) and `totalCount`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from models import RequestKind, Role, utcnow
+from resolvers.requests import open_request
+from tests.helpers import count_statements, gql, new_account, staff_token
+from tests.test_paging import REASON, add_person
+
+MINE = """
+query Mine($first: Int, $after: String, $last: Int, $before: String) {
+  me {
+    privacyRequestsConnection(first: $first, after: $after, last: $last, before: $before) {
+      totalCount
+      edges { cursor node { id createdAt } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+  }
+}
+"""
+AUDIT = """
+query Audit($reason: String!, $last: Int, $before: String) {
+  auditLogConnection(last: $last, before: $before) {
+    totalCount
+    edges { node { id } }
+    pageInfo { hasPreviousPage startCursor }
+  }
+  staffAccountsConnection(emailContains: "example.org", reason: $reason, last: 2) {
+    totalCount
+    edges { node { email } }
+    pageInfo { hasPreviousPage hasNextPage }
+  }
+}
+"""
+
+
+async def with_requests(client, database, count: int) -> tuple[str, str]:
+    """A person with `count` complaints, several made at the same moment; their token."""
+    account_id, token = await new_account(client)
+    async with database.session() as session:
+        now = utcnow()
+        for n in range(count):
+            request = open_request(
+                session,
+                kind=RequestKind.COMPLAINT,
+                account_id=uuid.UUID(account_id),
+                requested_by=uuid.UUID(account_id),
+            )
+            request.created_at = now - timedelta(minutes=n % 7)  # ties on purpose
+        await session.commit()
+    return account_id, token
+
+
+def mine(body: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in body, body
+    connection: dict[str, Any] = body["data"]["me"]["privacyRequestsConnection"]
+    return connection
+
+
+class TestBackwardPaging:
+    async def test_last_and_before_read_every_item_once_in_the_lists_order(
+        self, client, database
+    ) -> None:
+        _, token = await with_requests(client, database, 30)
+        forward = mine(await gql(client, MINE, {"first": 100}, token=token))
+        in_order = [edge["node"]["id"] for edge in forward["edges"]]
+        assert forward["totalCount"] == 30 and len(in_order) == 30
+
+        backward: list[str] = []
+        before = None
+        for _ in range(30):
+            page = mine(await gql(client, MINE, {"last": 4, "before": before}, token=token))
+            backward = [edge["node"]["id"] for edge in page["edges"]] + backward
+            assert page["totalCount"] == 30
+            assert page["pageInfo"]["hasNextPage"] is False
+            assert page["pageInfo"]["startCursor"] == page["edges"][0]["cursor"]
+            if not page["pageInfo"]["hasPreviousPage"]:
+                break
+            before = page["pageInfo"]["startCursor"]
+        assert backward == in_order
+
+    async def test_before_a_forward_cursor_is_the_page_before_it(self, client, database) -> None:
+        _, token = await with_requests(client, database, 10)
+        every = mine(await gql(client, MINE, {"first": 10}, token=token))["edges"]
+        page = mine(await gql(client, MINE, {"last": 3, "before": every[6]["cursor"]}, token=token))
+        assert [edge["node"] for edge in page["edges"]] == [edge["node"] for edge in every[3:6]]
+        assert page["pageInfo"]["hasPreviousPage"] is True
+
+    async def test_staff_lists_page_backward_too(self, client, database) -> None:
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "o@example.com")
+        for n in range(5):
+            await add_person(database, f"member{n}@example.org")
+        body = await gql(client, AUDIT, {"reason": REASON, "last": 100}, token=officer)
+        assert "errors" not in body, body
+        accounts = body["data"]["staffAccountsConnection"]
+        assert [edge["node"]["email"] for edge in accounts["edges"]] == [
+            "member3@example.org",
+            "member4@example.org",
+        ]
+        assert accounts["totalCount"] == 5
+        assert accounts["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
+        # Sibling fields run together: the search's audit entry shows in the next request.
+        again = await gql(client, AUDIT, {"reason": REASON, "last": 100}, token=officer)
+        log = again["data"]["auditLogConnection"]
+        assert log["totalCount"] == len(log["edges"]) >= 1
+        assert log["pageInfo"]["hasPreviousPage"] is False
+
+
+class TestBadPagingArguments:
+    @pytest.mark.parametrize(
+        ("variables", "field"),
+        [
+            ({"last": 0}, "last"),
+            ({"last": 101}, "last"),
+            ({"last": 2, "after": "bm9wZQ=="}, "after"),
+            ({"before": "bm9wZQ=="}, "last"),
+            ({"last": 2, "before": "bm9wZQ=="}, "before"),
+        ],
+    )
+    async def test_refused_naming_the_argument(
+        self, client, database, variables: dict[str, Any], field: str
+    ) -> None:
+        _, token = await with_requests(client, database, 1)
+        body = await gql(client, MINE, variables, token=token)
+        [error] = body["errors"]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
+
+    async def test_the_object_budget_counts_last(self, client, database) -> None:
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "o@example.com")
+        nested = """query ($reason: String!) { privacyRequests(reason: $reason, first: 100) {
+          account { privacyRequestsConnection(first: 1, last: 100) { edges { node { id } } } }
+        } }"""
+        body = await gql(client, nested, {"reason": REASON}, token=officer)
+        assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_LARGE"
+
+
+class TestTotalCount:
+    SEARCH = """
+    query Search($reason: String!) {
+      staffAccounts(emailContains: "example.org", reason: $reason, first: 100) {
+        privacyRequestsConnection(first: 1) { totalCount }
+        sessionsConnection(first: 1) { totalCount }
+        consentHistory(first: 1) { totalCount }
+      }
+    }
+    """
+
+    async def test_three_and_a_hundred_accounts_cost_the_same_statements(
+        self, client, database, app
+    ) -> None:
+        support = await staff_token(client, database, Role.SUPPORT, "s@example.com")
+        engine = app.state.services.database.engine
+        for n in range(3):
+            await add_person(database, f"member{n:03d}@example.org", requests=3)
+        with count_statements(engine) as three:
+            body = await gql(client, self.SEARCH, {"reason": REASON}, token=support)
+        assert [
+            a["privacyRequestsConnection"]["totalCount"] for a in body["data"]["staffAccounts"]
+        ] == [3, 3, 3]
+        for n in range(3, 100):
+            await add_person(database, f"member{n:03d}@example.org", requests=n % 4)
+
+        with count_statements(engine) as hundred:
+            body = await gql(client, self.SEARCH, {"reason": REASON}, token=support)
+
+        found = body["data"]["staffAccounts"]
+        assert [a["privacyRequestsConnection"]["totalCount"] for a in found[:6]] == [
+            3,
+            3,
+            3,
+            3,
+            0,
+            1,
+        ]
+        assert all(a["sessionsConnection"]["totalCount"] == 0 for a in found)
+        assert len(hundred) == len(three), hundred
+
+    async def test_the_history_counts_the_key_asked(self, client) -> None:
+        _, token = await new_account(client)
+        history = """query ($key: String) { me {
+          all: consentHistory(first: 1) { totalCount }
+          one: consentHistory(first: 1, key: $key) { totalCount edges { node { key } } }
+        } }"""
+        body = await gql(client, history, {"key": "policy"}, token=token)
+        me = body["data"]["me"]
+        assert me["one"]["totalCount"] == 1 and me["one"]["edges"][0]["node"]["key"] == "policy"
+        assert me["all"]["totalCount"] > me["one"]["totalCount"]
