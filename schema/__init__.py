@@ -33,6 +33,7 @@ from schema.limits import (
     QueryValidator,
     ValidateOnce,
 )
+from schema.nodes import NodeQuery
 from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
@@ -74,6 +75,7 @@ SCALARS = {
 class Query(
     AccountQuery,
     ApiKeysQuery,
+    NodeQuery,
     PolicyQuery,
     RequestsQuery,
     SenderQuery,

@@ -30,7 +30,7 @@ from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
-from schema.ids import parse_id
+from schema.ids import Node, parse_id
 from schema.pages import (
     Before,
     Connection,
@@ -121,7 +121,7 @@ class StaffAccessType:
 
 
 @strawberry.type(name="Session", description="A device or browser signed in to the account.")
-class SessionType:
+class SessionType(Node):
     id: strawberry.ID
     user_agent: str | None = strawberry.field(
         description="The browser or app that signed in, as it said."
@@ -148,7 +148,7 @@ class SessionType:
 
 
 @strawberry.type(name="Account", description="A person's account as they themself see it.")
-class AccountType(AccountSettingsFields):
+class AccountType(AccountSettingsFields, Node):
     id: strawberry.ID
     email: str
     display_name: str

@@ -20,7 +20,7 @@ from resolvers.staff import ChildReportDecision
 from schema.account import AccountPayload, AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
-from schema.ids import parse_id
+from schema.ids import Node, parse_id
 from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
@@ -59,7 +59,7 @@ DueWithinDays = Annotated[
     description="A request to the privacy team (complaint, correction, child report, ...) "
     "with its due date and answer.",
 )
-class PrivacyRequestType:
+class PrivacyRequestType(Node):
     id: strawberry.ID
     kind: RequestKindEnum  # type: ignore[valid-type]
     status: RequestStatusEnum  # type: ignore[valid-type]

@@ -192,3 +192,101 @@ class TestTotalCount:
         me = body["data"]["me"]
         assert me["one"]["totalCount"] == 1 and me["one"]["edges"][0]["node"]["key"] == "policy"
         assert me["all"]["totalCount"] > me["one"]["totalCount"]
+
+
+NODE = """
+query Node($id: ID!, $reason: String) {
+  node(id: $id, reason: $reason) {
+    __typename id
+    ... on Account { email }
+    ... on Session { current }
+    ... on PrivacyRequest { kind }
+  }
+}
+"""
+OWN = """{ me { id sessions { id } privacyRequests { id } } }"""
+
+
+async def audit_entries(database) -> list[tuple[str, uuid.UUID | None, str]]:
+    from sqlalchemy import select
+
+    from models import AuditEntry
+
+    async with database.session() as session:
+        rows = await session.execute(
+            select(AuditEntry.action, AuditEntry.account_id, AuditEntry.reason)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+class TestNode:
+    async def test_signed_out_is_unauthenticated(self, client) -> None:
+        body = await gql(client, NODE, {"id": str(uuid.uuid4())})
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    async def test_a_person_finds_their_own_objects_again(self, client, database) -> None:
+        _, token = await with_requests(client, database, 1)
+        me = (await gql(client, OWN, token=token))["data"]["me"]
+        found = {}
+        for kind, id_ in (
+            ("Account", me["id"]),
+            ("Session", me["sessions"][0]["id"]),
+            ("PrivacyRequest", me["privacyRequests"][0]["id"]),
+        ):
+            node = (await gql(client, NODE, {"id": id_}, token=token))["data"]["node"]
+            assert (node["__typename"], node["id"]) == (kind, id_)
+            found[kind] = node
+        assert found["Account"]["email"] == "ada@example.com"
+        assert found["Session"]["current"] is True
+        assert found["PrivacyRequest"]["kind"] == "COMPLAINT"
+
+    async def test_another_persons_objects_are_null_like_unknown_ones(
+        self, client, database
+    ) -> None:
+        _, ada = await with_requests(client, database, 1)
+        _, bob = await new_account(client, email="bob@example.com")
+        theirs = (await gql(client, OWN, token=ada))["data"]["me"]
+        for id_ in (
+            theirs["id"],
+            theirs["sessions"][0]["id"],
+            theirs["privacyRequests"][0]["id"],
+            str(uuid.uuid4()),
+            "not-an-id",
+        ):
+            # Even with a reason: a person is not staff.
+            body = await gql(client, NODE, {"id": id_, "reason": REASON}, token=bob)
+            assert body == {"data": {"node": None}}, id_
+        assert await audit_entries(database) == []
+
+    async def test_staff_per_role_with_a_reason_audited(self, client, database) -> None:
+        person_id, token = await with_requests(client, database, 1)
+        mine = (await gql(client, OWN, token=token))["data"]["me"]
+        support = await staff_token(client, database, Role.SUPPORT, "s@example.com")
+        officer = await staff_token(client, database, Role.PRIVACY_OFFICER, "o@example.com")
+        request_id = mine["privacyRequests"][0]["id"]
+
+        # Without a reason staff see only their own, as anyone.
+        assert (await gql(client, NODE, {"id": person_id}, token=support))["data"]["node"] is None
+        assert await audit_entries(database) == []
+
+        account = await gql(client, NODE, {"id": person_id, "reason": REASON}, token=support)
+        assert account["data"]["node"]["email"] == "ada@example.com"
+        # Support lists no privacy requests, and nobody lists another person's sessions.
+        for id_, token_ in ((request_id, support), (mine["sessions"][0]["id"], officer)):
+            body = await gql(client, NODE, {"id": id_, "reason": REASON}, token=token_)
+            assert body == {"data": {"node": None}}
+        request = await gql(client, NODE, {"id": request_id, "reason": REASON}, token=officer)
+        assert request["data"]["node"] == {
+            "__typename": "PrivacyRequest",
+            "id": request_id,
+            "kind": "COMPLAINT",
+        }
+        assert sorted(await audit_entries(database)) == [
+            ("account.read", uuid.UUID(person_id), REASON),
+            ("requests.read", uuid.UUID(person_id), REASON),
+        ]
+
+    async def test_a_reason_too_short_is_refused(self, client, database) -> None:
+        support = await staff_token(client, database, Role.SUPPORT, "s@example.com")
+        body = await gql(client, NODE, {"id": str(uuid.uuid4()), "reason": "x"}, token=support)
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "reason"}
