@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
 
-from models import RequestKind, Role, utcnow
+from models import AuditEntry, Base, Database, PrivacyRequest, RequestKind, Role, utcnow
 from resolvers.requests import open_request
 from tests.helpers import count_statements, gql, new_account, staff_token
 from tests.test_paging import REASON, add_person
@@ -208,10 +212,6 @@ OWN = """{ me { id sessions { id } privacyRequests { id } } }"""
 
 
 async def audit_entries(database) -> list[tuple[str, uuid.UUID | None, str]]:
-    from sqlalchemy import select
-
-    from models import AuditEntry
-
     async with database.session() as session:
         rows = await session.execute(
             select(AuditEntry.action, AuditEntry.account_id, AuditEntry.reason)
@@ -290,3 +290,62 @@ class TestNode:
         support = await staff_token(client, database, Role.SUPPORT, "s@example.com")
         body = await gql(client, NODE, {"id": str(uuid.uuid4()), "reason": "x"}, token=support)
         assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "reason"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    minutes=st.lists(st.integers(0, 3), max_size=30),
+    others=st.integers(0, 5),
+    last=st.integers(1, 7),
+    arriving=st.integers(0, 3),
+)
+def test_backward_pages_read_each_row_once_whatever_the_ties(
+    minutes: list[int], others: int, last: int, arriving: int
+) -> None:
+    """Paging backward from the oldest end while new requests arrive at the other: each row
+    is read once, and the pages put together are the list in its own order."""
+    from resolvers.pages import page_request
+    from resolvers.requests import BY_AUTHOR, requests_by_author
+
+    async def scenario() -> None:
+        database = Database("sqlite+aiosqlite:///:memory:")
+        async with database.engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all, tables=[PrivacyRequest.__table__])
+        person, other = uuid.uuid4(), uuid.uuid4()
+        start = utcnow()
+
+        async def add(account_id: uuid.UUID, minute: int) -> None:
+            request = open_request(
+                session, kind=RequestKind.COMPLAINT, account_id=account_id, requested_by=account_id
+            )
+            request.created_at = start + timedelta(minutes=minute)
+            await session.flush()
+
+        async with database.session() as session:
+            for minute in minutes:
+                await add(person, minute)
+            for minute in range(others):
+                await add(other, minute % 4)
+            stored = sorted(
+                await session.scalars(
+                    select(PrivacyRequest).where(PrivacyRequest.account_id == person)
+                ),
+                key=lambda r: (r.created_at, r.id),
+                reverse=True,
+            )
+            seen: list[uuid.UUID] = []
+            before = None
+            while True:
+                asked = page_request(20, None, BY_AUTHOR, last=last, before=before)
+                page = (await requests_by_author(session, [person], asked))[person]
+                assert len(page.items) <= last and not page.has_next_page
+                seen = [r.id for r in page.items] + seen
+                for _ in range(arriving):
+                    await add(person, -10)  # older than every row, behind the pages read
+                if not page.has_previous_page:
+                    break
+                before = page.cursor(page.items[0])
+        await database.dispose()
+        assert seen == [r.id for r in stored]
+
+    asyncio.run(scenario())
