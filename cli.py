@@ -310,6 +310,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         log_config=access_log.log_config(config.log_format),
         # web.observe writes each request's line, with its route, operation and duration.
         access_log=False,
+        # No `Server: uvicorn`: naming the software and nothing else helps only whoever scans
+        # for servers with a known flaw.
+        server_header=False,
         # The client address that per-client rate limits count is the peer's, unless the peer
         # is a proxy the operator named (uvicorn would otherwise believe anyone on loopback).
         proxy_headers=bool(config.trusted_proxies),

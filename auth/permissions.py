@@ -1,9 +1,10 @@
 """Permission classes, one per role and one per API key scope, declared on the fields they guard.
 
-Each role's class expects `info.context.actor()` to return the signed-in Actor or None, and
+Each role's class expects `info.context.actor()` to return the signed-in Actor or None,
 `info.context.cookie_left_unused` to say whether a session cookie came without the header that
-lets it be used; a scope's class expects `info.context.machine()` to return the machine client
-behind an API key, or None.
+lets it be used, and `info.context.session_refused` whether a session token (bearer or cookie)
+came that names no live session; a scope's class expects `info.context.machine()` to return the
+machine client behind an API key, or None.
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 FORBIDDEN = "FORBIDDEN"
 
 
-def signed_out_error(cookie_left_unused: bool) -> StrawberryGraphQLError:
-    """UNAUTHENTICATED, saying why when a session cookie came but could not be used."""
-    message = COOKIE_NEEDS_HEADER if cookie_left_unused else "Sign in to do this."
+SESSION_REFUSED = (
+    "The session token is not valid or has expired (signed out, revoked, or past its "
+    "lifetime): sign in again."
+)
+
+
+def signed_out_error(
+    *, cookie_left_unused: bool = False, session_refused: bool = False
+) -> StrawberryGraphQLError:
+    """UNAUTHENTICATED, saying why when a session cookie or token came but could not be used."""
+    if cookie_left_unused:
+        message = COOKIE_NEEDS_HEADER
+    elif session_refused:
+        message = SESSION_REFUSED
+    else:
+        message = "Sign in to do this."
     return StrawberryGraphQLError(message, extensions={"code": UNAUTHENTICATED})
 
 
@@ -36,7 +50,10 @@ class _RolePermission(BasePermission):
         # concurrent requests, so it must not hold per-request state such as the message.
         actor: Actor | None = await info.context.actor()
         if actor is None:
-            raise signed_out_error(info.context.cookie_left_unused)
+            raise signed_out_error(
+                cookie_left_unused=info.context.cookie_left_unused,
+                session_refused=info.context.session_refused,
+            )
         if actor.role not in self.allowed_roles:
             raise StrawberryGraphQLError(
                 "You are not allowed to do this.", extensions={"code": FORBIDDEN}

@@ -1,8 +1,10 @@
-"""Pages of the lists that can grow: a capped `first`, and cursors that stay valid as rows arrive.
+"""Pages of the lists that can grow: a capped `first` (or `last`), and cursors that stay valid as
+rows arrive.
 
 A cursor names a position in a fixed order (keyset pagination, never OFFSET): the values of the
 order's columns at the last row seen, the last column unique. The next page is the rows beyond it,
-so rows added or removed elsewhere neither repeat nor skip a row.
+so rows added or removed elsewhere neither repeat nor skip a row; the page before one (`last`,
+`before`) is read the same way in the opposite order, and shown in the list's own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -21,6 +23,8 @@ from sqlalchemy import (
     Select,
     TypeDecorator,
     and_,
+    func,
+    literal,
     or_,
     select,
     union_all,
@@ -32,14 +36,15 @@ from resolvers.errors import ErrorCode, Rejected
 
 MAX_PAGE = 100
 T = TypeVar("T")
+Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 # The largest value an INTEGER or a BIGINT column holds: a cursor past it can point at no row.
 _LARGEST = {False: 2**31 - 1, True: 2**63 - 1}
 
 
-def checked_first(first: int) -> int:
-    """`first` as asked, or a refusal when it is outside 1 to MAX_PAGE."""
+def checked_first(first: int, field: str = "first") -> int:
+    """`first` (or `last`) as asked, or a refusal when it is outside 1 to MAX_PAGE."""
     if not 1 <= first <= MAX_PAGE:
-        raise Rejected.one(ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_PAGE} at a time.", "first")
+        raise Rejected.one(ErrorCode.INVALID_INPUT, f"Ask for 1 to {MAX_PAGE} at a time.", field)
     return first
 
 
@@ -47,22 +52,20 @@ def _encode(kind: str, *parts: str) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{'|'.join(parts)}".encode()).decode()
 
 
-def _not_ours() -> Rejected:
-    return Rejected.one(
-        ErrorCode.INVALID_INPUT, "The cursor is not one this API gave out.", "after"
-    )
+def _not_ours(field: str) -> Rejected:
+    return Rejected.one(ErrorCode.INVALID_INPUT, "The cursor is not one this API gave out.", field)
 
 
-def _decode(kind: str, cursor: str, parts: int) -> list[str]:
+def _decode(kind: str, cursor: str, parts: int, field: str) -> list[str]:
     """The parts of a cursor of this kind, or a refusal for anything else."""
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (ValueError, UnicodeError, binascii.Error):
-        raise _not_ours() from None
+        raise _not_ours(field) from None
     prefix, _, rest = text.partition(":")
     values = rest.split("|")
     if prefix != kind or len(values) != parts:
-        raise _not_ours()
+        raise _not_ours(field)
     return values
 
 
@@ -83,13 +86,19 @@ class Keyset:
     def cursor(self, row: object) -> str:
         return _encode(self.kind, *(_text(getattr(row, c.key)) for c in self.columns))
 
-    def position(self, cursor: str) -> tuple[Any, ...]:
+    def position(self, cursor: str, field: str = "after") -> tuple[Any, ...]:
         """The column values a cursor names; a refusal for one this keyset did not give out."""
-        parts = _decode(self.kind, cursor, len(self.columns))
+        parts = _decode(self.kind, cursor, len(self.columns), field)
         try:
             return tuple(_value(c, part) for c, part in zip(self.columns, parts, strict=True))
         except (ValueError, OverflowError):
-            raise _not_ours() from None
+            raise _not_ours(field) from None
+
+    def toward(self, page: PageRequest) -> Keyset:
+        """The order a page is read in: this one, or the opposite for a page before a cursor."""
+        if not page.backward:
+            return self
+        return Keyset(self.kind, self.columns, not self.descending)
 
     def beyond(self, position: Sequence[Any]) -> ColumnElement[bool]:
         """Rows after the position in this order: (a, b) > (x, y) written out, as SQLite and
@@ -130,15 +139,44 @@ def _value(column: InstrumentedAttribute[Any], text: str) -> object:
 
 @dataclass(frozen=True)
 class PageRequest:
-    """What a client asked for: how many, and after which position (checked and decoded)."""
+    """What a client asked for: how many, and after which position (checked and decoded); when
+    `backward`, the `first` rows before that position (`last` and `before`)."""
 
     first: int
     after: tuple[Any, ...] | None = None
+    backward: bool = False
 
 
-def page_request(first: int, after: str | None, keyset: Keyset) -> PageRequest:
-    """Check `first` and decode `after`, before anything is read."""
-    return PageRequest(checked_first(first), keyset.position(after) if after is not None else None)
+def page_request(
+    first: int,
+    after: str | None,
+    keyset: Keyset,
+    *,
+    last: int | None = None,
+    before: str | None = None,
+) -> PageRequest:
+    """Check `first` and decode `after` (or `last` and `before`), before anything is read."""
+    if last is None and before is None:
+        return PageRequest(
+            checked_first(first), keyset.position(after) if after is not None else None
+        )
+    if after is not None:
+        raise Rejected.one(
+            ErrorCode.INVALID_INPUT, "Page forward (after) or backward (before), not both.", "after"
+        )
+    if last is None:
+        raise Rejected.one(ErrorCode.INVALID_INPUT, "Say how many with `last`.", "last")
+    position = keyset.position(before, "before") if before is not None else None
+    return PageRequest(checked_first(last, "last"), position, backward=True)
+
+
+def cut(query: Query, keyset: Keyset, page: PageRequest) -> Query:
+    """The rows of one page of `query`: past the cursor in the direction asked, in that order,
+    one more than asked (which only says that more follow)."""
+    order = keyset.toward(page)
+    if page.after is not None:
+        query = query.where(order.beyond(page.after))
+    return query.order_by(*order.order()).limit(page.first + 1)
 
 
 @dataclass(frozen=True)
@@ -146,14 +184,43 @@ class Page(Generic[T]):
     items: list[T]
     has_next_page: bool
     keyset: Keyset
+    has_previous_page: bool = False
+    # Counts the whole list the page was cut from, when a client asks for totalCount.
+    tally: Tally | None = None
 
     def cursor(self, item: T) -> str:
         return self.keyset.cursor(item)
 
 
-def page_of(rows: Sequence[T], first: int, keyset: Keyset) -> Page[T]:
-    """A page from up to first + 1 rows read: the extra row only says that more follow."""
-    return Page(list(rows[:first]), len(rows) > first, keyset)
+def page_of(
+    rows: Sequence[T], page: PageRequest, keyset: Keyset, tally: Tally | None = None
+) -> Page[T]:
+    """A page from the rows `cut` read, in the list's own order. Paging forward, the extra row
+    says a next page follows; backward, that a previous one does (whether the other side has
+    rows is not read: false, as the Relay specification allows)."""
+    items, more = list(rows[: page.first]), len(rows) > page.first
+    if page.backward:
+        return Page(items[::-1], False, keyset, has_previous_page=more, tally=tally)
+    return Page(items, more, keyset, tally=tally)
+
+
+@dataclass(frozen=True, eq=False)
+class Tally:
+    """How to count the lists pages were cut from: `count` answers, in one statement, for every
+    key asked together (an account's id, or None for a list of its own)."""
+
+    count: Callable[[AsyncSession, Sequence[Any]], Awaitable[dict[Any, int]]]
+    key: Any = None
+
+
+def tally_of(query: Select[*tuple[Any, ...]]) -> Tally:
+    """The tally of one list: the rows of `query` (its filters, no cursor), counted."""
+
+    async def count(session: AsyncSession, keys: Sequence[Any]) -> dict[Any, int]:
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        return dict.fromkeys(keys, int(total or 0))
+
+    return Tally(count)
 
 
 Where = Callable[[uuid.UUID], Sequence[ColumnElement[bool]]]
@@ -177,15 +244,13 @@ def per_account_statement(
 
     def branch(account_id: uuid.UUID) -> Select[T]:
         query = select(model).where(account_column == account_id, *where(account_id))
-        if page.after is not None:
-            query = query.where(keyset.beyond(page.after))
-        return query.order_by(*keyset.order()).limit(page.first + 1)
+        return cut(query, keyset, page)
 
     if len(account_ids) == 1:
         return branch(account_ids[0])
     branches = [select(branch(account_id).subquery()) for account_id in account_ids]
     found = aliased(model, union_all(*branches).subquery(), adapt_on_names=True)
-    return select(found).order_by(*keyset.order(found))
+    return select(found).order_by(*keyset.toward(page).order(found))
 
 
 async def pages_per_account(
@@ -207,4 +272,19 @@ async def pages_per_account(
     rows: dict[uuid.UUID, list[T]] = {account_id: [] for account_id in account_ids}
     for row in await session.scalars(statement):
         rows[getattr(row, account_column.key)].append(row)
-    return {account_id: page_of(rows[account_id], page.first, keyset) for account_id in rows}
+
+    async def count(session: AsyncSession, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Each account's whole list counted, one branch each, in one statement."""
+        branches = [
+            select(literal(str(key)).label("key"), func.count().label("total"))
+            .select_from(model)
+            .where(account_column == key, *where(key))
+            for key in keys
+        ]
+        counted = await session.execute(branches[0] if len(branches) == 1 else union_all(*branches))
+        return {uuid.UUID(key): int(total) for key, total in counted}
+
+    return {
+        account_id: page_of(rows[account_id], page, keyset, Tally(count, account_id))
+        for account_id in rows
+    }

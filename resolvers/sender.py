@@ -22,7 +22,7 @@ from resolvers import catalogue, erasure
 from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import SettingDefinition, SettingGroup, SettingKind, Value
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
 from resolvers.settings import parental_grants
 
 MAX_ACCOUNTS = 1000
@@ -195,6 +195,8 @@ async def suppressed_accounts(
     first: int,
     after: str | None,
     settle: timedelta,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[ConsentEvent]:
     """The marketing opt-outs (a consent-based message switched from on to off, by anyone: the
     person, an unsubscribe link, support, the age rules), oldest first, since a time and after a
@@ -204,7 +206,7 @@ async def suppressed_accounts(
     transaction that writes it commits, so a younger one may still appear before an older one,
     and a cursor already past it would skip it.
     """
-    page = page_request(first, after, SUPPRESSIONS)
+    page = page_request(first, after, SUPPRESSIONS, last=last, before=before)
     if since is not None and since.tzinfo is None:
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the time with its offset, such as Z for UTC.", "since"
@@ -217,7 +219,5 @@ async def suppressed_accounts(
     )
     if since is not None:
         query = query.where(ConsentEvent.occurred_at >= since)
-    if page.after is not None:
-        query = query.where(SUPPRESSIONS.beyond(page.after))
-    rows = list(await session.scalars(query.order_by(*SUPPRESSIONS.order()).limit(page.first + 1)))
-    return page_of(rows, page.first, SUPPRESSIONS)
+    rows = list(await session.scalars(cut(query, SUPPRESSIONS, page)))
+    return page_of(rows, page, SUPPRESSIONS, tally_of(query))

@@ -29,7 +29,7 @@ from resolvers import age, erasure, notifications, settings
 from resolvers.audit import audit
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
-from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
 from resolvers.profile import record_changes
 from resolvers.requests import MAX_EXTENSION_MONTHS, due_date
 from resolvers.validation import country_errors, normalize_email, us_state_errors
@@ -96,6 +96,8 @@ async def search_accounts(
     email_contains: str,
     first: int,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
     reason: str,
     request_id: str | None,
 ) -> Page[Account]:
@@ -107,9 +109,10 @@ async def search_accounts(
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Search with 3 to 254 characters.", "emailContains"
         )
-    page = page_request(first, after, SEARCH)
+    page = page_request(first, after, SEARCH, last=last, before=before)
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    query = select(Account).where(Account.email.like(f"%{escaped}%", escape="\\"))
+    matching = select(Account).where(Account.email.like(f"%{escaped}%", escape="\\"))
+    query = matching
     if page.after is not None:
         [account_id] = page.after
         last_email = await session.scalar(select(Account.email).where(Account.id == account_id))
@@ -117,11 +120,14 @@ async def search_accounts(
             raise Rejected.one(
                 ErrorCode.INVALID_INPUT,
                 "The last account of that page is gone; search again from the start.",
-                "after",
+                "before" if page.backward else "after",
             )
-        query = query.where(Account.email > last_email)
-    rows = list(await session.scalars(query.order_by(Account.email).limit(page.first + 1)))
-    found = page_of(rows, page.first, SEARCH)
+        query = query.where(
+            Account.email < last_email if page.backward else Account.email > last_email
+        )
+    by_email = Account.email.desc() if page.backward else Account.email
+    rows = list(await session.scalars(query.order_by(by_email).limit(page.first + 1)))
+    found = page_of(rows, page, SEARCH, tally_of(matching))
     await audit(session, staff, "account.search", [a.id for a in found.items], reason, request_id)
     await session.flush()
     return found
@@ -147,6 +153,8 @@ async def list_requests(
     due_within_days: int | None = None,
     first: int,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
     reason: str,
     request_id: str | None,
 ) -> Page[PrivacyRequest]:
@@ -163,7 +171,7 @@ async def list_requests(
             f"Give 0 to {MAX_DUE_WITHIN_DAYS} days.",
             "dueWithinDays",
         )
-    page = page_request(first, after, QUEUE)
+    page = page_request(first, after, QUEUE, last=last, before=before)
     query = select(PrivacyRequest)
     if status is not None:
         query = query.where(PrivacyRequest.status == status)
@@ -178,10 +186,8 @@ async def list_requests(
         )
     if due_within_days is not None:
         query = query.where(PrivacyRequest.due_at <= now + timedelta(days=due_within_days))
-    if page.after is not None:
-        query = query.where(QUEUE.beyond(page.after))
-    rows = list(await session.scalars(query.order_by(*QUEUE.order()).limit(page.first + 1)))
-    found = page_of(rows, page.first, QUEUE)
+    rows = list(await session.scalars(cut(query, QUEUE, page)))
+    found = page_of(rows, page, QUEUE, tally_of(query))
     await audit(
         session, officer, "requests.read", [r.account_id for r in found.items], reason, request_id
     )
@@ -524,14 +530,18 @@ async def release_hold(
 
 
 async def audit_log(
-    session: AsyncSession, *, account_id: uuid.UUID | None, first: int, after: str | None = None
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID | None,
+    first: int,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[AuditEntry]:
     """A page of the log, newest first, optionally only entries about one account."""
-    page = page_request(first, after, AUDIT_LOG)
+    page = page_request(first, after, AUDIT_LOG, last=last, before=before)
     query = select(AuditEntry)
     if account_id is not None:
         query = query.where(AuditEntry.account_id == account_id)
-    if page.after is not None:
-        query = query.where(AUDIT_LOG.beyond(page.after))
-    rows = list(await session.scalars(query.order_by(*AUDIT_LOG.order()).limit(page.first + 1)))
-    return page_of(rows, page.first, AUDIT_LOG)
+    rows = list(await session.scalars(cut(query, AUDIT_LOG, page)))
+    return page_of(rows, page, AUDIT_LOG, tally_of(query))

@@ -57,7 +57,7 @@ from models import (
 )
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.pages import Keyset, Page, page_of, page_request
+from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 SECRET_BYTES = 32
@@ -660,9 +660,11 @@ async def delivery_log(
     status: WebhookDeliveryStatus | None,
     first: int,
     after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[LogEntry]:
     """A page of an endpoint's deliveries, the newest first."""
-    page = page_request(first, after, DELIVERY_LOG)
+    page = page_request(first, after, DELIVERY_LOG, last=last, before=before)
     query = (
         select(
             WebhookDelivery.id,
@@ -682,10 +684,8 @@ async def delivery_log(
     )
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    if page.after is not None:
-        query = query.where(DELIVERY_LOG.beyond(page.after))
-    rows = await session.execute(query.order_by(*DELIVERY_LOG.order()).limit(page.first + 1))
-    return page_of([LogEntry(*row) for row in rows], page.first, DELIVERY_LOG)
+    rows = await session.execute(cut(query, DELIVERY_LOG, page))
+    return page_of([LogEntry(*row) for row in rows], page, DELIVERY_LOG, tally_of(query))
 
 
 # -- The worker's steps; each runs in a transaction the worker opens --

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
@@ -27,10 +27,13 @@ from schema.limits import (
     MAX_REPEATS,
     MAX_SELECTIONS,
     MAX_TOKENS,
+    Executor,
     ExecutorWithoutSuggestions,
+    ParseOnce,
     QueryValidator,
     ValidateOnce,
 )
+from schema.nodes import NodeQuery
 from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
@@ -72,6 +75,7 @@ SCALARS = {
 class Query(
     AccountQuery,
     ApiKeysQuery,
+    NodeQuery,
     PolicyQuery,
     RequestsQuery,
     SenderQuery,
@@ -135,7 +139,7 @@ def build_schema(
     extensions: list[Callable[[], SchemaExtension]] = [
         *observers,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ParseOnce(maxsize=CACHE_SIZE),
         lambda: ValidateOnce(validator, staff_validator),
         lambda: MaxObjectsLimiter(counts),
     ]
@@ -145,7 +149,7 @@ def build_schema(
         extensions=extensions,
         scalar_overrides=SCALARS,  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=production),
-        execution_context_class=ExecutorWithoutSuggestions if production else None,
+        execution_context_class=ExecutorWithoutSuggestions if production else Executor,
     )
     schema.validator = validator
     schema.object_counts = counts

@@ -30,8 +30,16 @@ from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
-from schema.ids import parse_id
-from schema.pages import Connection, checked, connection, first_rows, load_page
+from schema.ids import Node, parse_id
+from schema.pages import (
+    Before,
+    Connection,
+    Last,
+    checked,
+    connection,
+    first_rows,
+    load_page,
+)
 from schema.parental import ParentalConsentType
 from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
@@ -113,7 +121,7 @@ class StaffAccessType:
 
 
 @strawberry.type(name="Session", description="A device or browser signed in to the account.")
-class SessionType:
+class SessionType(Node):
     id: strawberry.ID
     user_agent: str | None = strawberry.field(
         description="The browser or app that signed in, as it said."
@@ -140,7 +148,7 @@ class SessionType:
 
 
 @strawberry.type(name="Account", description="A person's account as they themself see it.")
-class AccountType(AccountSettingsFields):
+class AccountType(AccountSettingsFields, Node):
     id: strawberry.ID
     email: str
     display_name: str
@@ -225,11 +233,18 @@ class AccountType(AccountSettingsFields):
 
     @strawberry.field(description="Requests the person made, newest first, a page at a time.")
     async def privacy_requests_connection(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
         from schema.requests import PrivacyRequestType
 
-        page = checked(lambda: page_request(first, after, requests.BY_AUTHOR))
+        page = checked(
+            lambda: page_request(first, after, requests.BY_AUTHOR, last=last, before=before)
+        )
         found = await load_page(info.context, requests.requests_by_author, self._model_id, page)
         return connection(found, PrivacyRequestType.from_model)
 
@@ -245,9 +260,16 @@ class AccountType(AccountSettingsFields):
         description="Where the account is signed in, newest sign-in first, a page at a time."
     )
     async def sessions_connection(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[SessionType]:
-        page = checked(lambda: page_request(first, after, accounts.BY_SIGN_IN))
+        page = checked(
+            lambda: page_request(first, after, accounts.BY_SIGN_IN, last=last, before=before)
+        )
         found = await load_page(info.context, accounts.sessions_by_sign_in, self._model_id, page)
         current = await _current_session(info)
         return connection(found, lambda row: SessionType.from_model(row, current))
@@ -427,15 +449,20 @@ def _signed_in(
 @strawberry.type
 class AccountQuery:
     @strawberry.field(
-        description="The signed-in person, or null when not signed in. A session cookie sent "
-        "without the X-Requested-With header (or a JSON Content-Type) is an UNAUTHENTICATED "
-        "error that says so, not a silent null."
+        description="The signed-in person, or null when no credentials came. A session token "
+        "(bearer or cookie) that is not valid or has expired, and a session cookie sent without "
+        "the X-Requested-With header (or a JSON Content-Type), are an UNAUTHENTICATED error "
+        "that says so, not a silent null."
     )
     async def me(self, info: strawberry.Info[RequestContext]) -> AccountType | None:
-        actor = await info.context.actor()
+        context = info.context
+        actor = await context.actor()
         if actor is None:
-            if info.context.cookie_left_unused:
-                raise signed_out_error(cookie_left_unused=True)
+            if context.cookie_left_unused or context.session_refused:
+                raise signed_out_error(
+                    cookie_left_unused=context.cookie_left_unused,
+                    session_refused=context.session_refused,
+                )
             return None
         return AccountType.from_model(await info.context.account_of(actor.account_id))
 

@@ -21,7 +21,7 @@ from strawberry.types.lazy_type import LazyType
 
 from resolvers.errors import UserError
 from resolvers.validation import NUL, nul_error
-from schema.errors import to_user_errors
+from schema.errors import BAD_USER_INPUT, to_user_errors
 
 ERRORS_FIELD = "errors"
 
@@ -84,7 +84,7 @@ class RefuseNulInText(FieldExtension):
                 error = nul_error(name)
                 if self.refuse is None:
                     raise StrawberryGraphQLError(
-                        error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+                        error.message, extensions={"code": BAD_USER_INPUT, "field": error.field}
                     )
                 return self.refuse([error])
         return None

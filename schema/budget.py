@@ -44,6 +44,7 @@ MAX_OBJECTS = 10_000
 # The most items a list without `first` holds (catalogue lists, errors): an estimate, not a cap.
 FIXED_LIST_ITEMS = 20
 PAGE_ARGUMENT = "first"
+BACKWARD_ARGUMENT = "last"
 
 
 class ObjectCounts:
@@ -195,6 +196,9 @@ class _Counter:
             return 0
         argument = definition.args.get(PAGE_ARGUMENT)
         first = self._first(node, argument.default_value) if argument is not None else None
+        if first is not None and BACKWARD_ARGUMENT in definition.args:
+            # Paging backward, `last` is the number of edges instead.
+            first = self._last(node) or first
         if first is not None and not is_list_type(get_nullable_type(definition.type)):
             # A connection: `first` is the number of its edges.
             return 1 + self.items(node.selection_set, named, edges=first)
@@ -216,6 +220,18 @@ class _Counter:
         if isinstance(value, bool) or not isinstance(value, int):
             return MAX_PAGE
         return min(max(value, 1), MAX_PAGE)
+
+    def _last(self, node: FieldNode) -> int | None:
+        """The `last` a field will run with, within 1 to MAX_PAGE; None when not given."""
+        for argument in node.arguments or ():
+            if argument.name.value == BACKWARD_ARGUMENT:
+                value = self._value(argument.value)
+                if value is Undefined or value is None:
+                    return None
+                if isinstance(value, bool) or not isinstance(value, int):
+                    return MAX_PAGE
+                return min(max(value, 1), MAX_PAGE)
+        return None
 
     def _value(self, node: Any) -> Any:
         if isinstance(node, IntValueNode):

@@ -39,7 +39,7 @@ from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected, UserError
-from schema.errors import UserErrorType, to_user_errors
+from schema.errors import BAD_USER_INPUT, UserErrorType, to_user_errors
 
 SOURCE_HEADER = CLIENT_SOURCE_HEADER
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
@@ -225,6 +225,17 @@ class RequestContext:
             self._actor_loaded
             and self._credentials is None
             and SESSION_COOKIE in (self.request.cookies)
+        )
+
+    @property
+    def session_refused(self) -> bool:
+        """A session token came (bearer or usable cookie) that names no live session: signed
+        out, revoked or expired. An API key is not a session token."""
+        return (
+            self._actor_loaded
+            and self._actor is None
+            and self._credentials is not None
+            and self._api_key() is None
         )
 
     async def page_visitor(self) -> Actor | None:
@@ -453,5 +464,5 @@ def refusal_as_graphql_error() -> Iterator[None]:
     except Rejected as rejected:
         error = rejected.errors[0]
         raise StrawberryGraphQLError(
-            error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field}
+            error.message, extensions={"code": BAD_USER_INPUT, "field": error.field}
         ) from None

@@ -1,10 +1,40 @@
-"""The error face of every mutation payload."""
+"""The error faces of the API: every mutation payload's `errors`, and the `extensions.code` of a
+request refused before it ran."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import strawberry
+from graphql import GraphQLError
 
 from resolvers.errors import ErrorCode, UserError
+
+# What clients switch on when a request cannot run, with the names Apollo Server gives them (which
+# Apollo Client, urql and gql users already handle). Every executor tags its errors with these.
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"  # the document is not GraphQL
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"  # it does not fit the schema or our limits
+BAD_USER_INPUT = "BAD_USER_INPUT"  # a variable or an argument's value does not fit
+
+
+def coded(errors: Sequence[GraphQLError], code: str) -> list[GraphQLError]:
+    """The errors, each with `extensions.code`: `code` for those that carry none yet (a limit's
+    own code, such as QUERY_TOO_COMPLEX, stays). New errors, so cached ones are never changed."""
+    return [
+        error
+        if error.extensions and "code" in error.extensions
+        else GraphQLError(
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            error.original_error,
+            {**(error.extensions or {}), "code": code},
+        )
+        for error in errors
+    ]
+
 
 ERROR_CODES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_EMAIL: "Not an email address that can receive mail.",

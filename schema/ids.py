@@ -1,4 +1,4 @@
-"""Ids as clients send them."""
+"""Ids as clients send them, and the objects a client can fetch again by id (`node`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import uuid
 import strawberry
 
 NO_SUCH_ID = uuid.UUID(int=0)
+
+
+@strawberry.interface(
+    description="An object `node(id:)` fetches again by its id (Relay's object identification). "
+    "Ids are unique across every type."
+)
+class Node:
+    id: strawberry.ID
 
 
 def parse_id(raw: strawberry.ID | str) -> uuid.UUID:

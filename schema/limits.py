@@ -26,16 +26,19 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.execution import Executor
+from graphql.execution import Executor as GraphQLCoreExecutor
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+from schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -191,7 +194,8 @@ class QueryValidator:
     def _validate(self, schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
         if refusal := too_complex(document):
             return [refusal]
-        return validate(schema, document, self.rules, hide_suggestions=self.hide_suggestions)
+        errors = validate(schema, document, self.rules, hide_suggestions=self.hide_suggestions)
+        return coded(errors, VALIDATION_FAILED)
 
 
 class ValidateOnce(SchemaExtension):
@@ -212,9 +216,33 @@ class ValidateOnce(SchemaExtension):
         yield
 
 
-class ExecutorWithoutSuggestions(StrawberryGraphQLCoreExecutionContext):
-    """Reads variables without "Did you mean" hints (a misspelt enum value or input field)."""
+class Executor(StrawberryGraphQLCoreExecutionContext):
+    """Reads the variables before the operation runs: a value that does not fit its type is
+    refused with BAD_USER_INPUT."""
+
+    hide_suggestions = False
 
     @classmethod
-    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | Executor:
-        return super().build(*args, **{**kwargs, "hide_suggestions": True})
+    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | GraphQLCoreExecutor:
+        built = super().build(*args, **{**kwargs, "hide_suggestions": cls.hide_suggestions})
+        return coded(built, BAD_USER_INPUT) if isinstance(built, list) else built
+
+
+class ExecutorWithoutSuggestions(Executor):
+    """The same without "Did you mean" hints (a misspelt enum value or input field)."""
+
+    hide_suggestions = True
+
+
+class ParseOnce(ParserCache):
+    """Parses each distinct document once per process; a document that is not GraphQL (or has
+    more than MAX_TOKENS tokens) is refused with GRAPHQL_PARSE_FAILED."""
+
+    def on_parse(self) -> Iterator[None]:
+        try:
+            yield from super().on_parse()
+        except GraphQLError as error:
+            refused = coded([error], PARSE_FAILED)[0]
+            # Strawberry answers with the raised error; observers read it here.
+            self.execution_context.pre_execution_errors = [refused]
+            raise refused from None

@@ -20,8 +20,8 @@ from resolvers.staff import ChildReportDecision
 from schema.account import AccountPayload, AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
-from schema.ids import parse_id
-from schema.pages import Connection, connection
+from schema.ids import Node, parse_id
+from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 RequestKindEnum = strawberry.enum(
@@ -59,7 +59,7 @@ DueWithinDays = Annotated[
     description="A request to the privacy team (complaint, correction, child report, ...) "
     "with its due date and answer.",
 )
-class PrivacyRequestType:
+class PrivacyRequestType(Node):
     id: strawberry.ID
     kind: RequestKindEnum  # type: ignore[valid-type]
     status: RequestStatusEnum  # type: ignore[valid-type]
@@ -348,8 +348,10 @@ class RequestsQuery:
         reason: Reason,
         first: int = 20,
         after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[AccountType]:
-        found = await _search(info, email_contains, reason, first, after)
+        found = await _search(info, email_contains, reason, first, after, last, before)
         return connection(found, AccountType.from_model)
 
     @strawberry.field(
@@ -384,8 +386,12 @@ class RequestsQuery:
         due_within_days: DueWithinDays = None,
         first: int = 50,
         after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[PrivacyRequestType]:
-        found = await _queue(info, reason, status, kind, overdue, due_within_days, first, after)
+        found = await _queue(
+            info, reason, status, kind, overdue, due_within_days, first, after, last, before
+        )
         return connection(found, PrivacyRequestType.from_model)
 
     @strawberry.field(
@@ -407,13 +413,21 @@ class RequestsQuery:
         account_id: strawberry.ID | None = None,
         first: int = 50,
         after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[AuditEntryType]:
-        found = await _audit_log(info, account_id, first, after)
+        found = await _audit_log(info, account_id, first, after, last, before)
         return connection(found, AuditEntryType.from_model)
 
 
 async def _search(
-    info: Info, email_contains: str, reason: str, first: int, after: str | None
+    info: Info,
+    email_contains: str,
+    reason: str,
+    first: int,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[AccountModel]:
     context = info.context
     support = await context.signed_in()
@@ -424,6 +438,8 @@ async def _search(
             email_contains=email_contains,
             first=first,
             after=after,
+            last=last,
+            before=before,
             reason=reason,
             request_id=context.request_id,
         )
@@ -439,6 +455,8 @@ async def _queue(
     due_within_days: int | None,
     first: int,
     after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[PrivacyRequestModel]:
     context = info.context
     officer = await context.signed_in()
@@ -452,6 +470,8 @@ async def _queue(
             due_within_days=due_within_days,
             first=first,
             after=after,
+            last=last,
+            before=before,
             reason=reason,
             request_id=context.request_id,
         )
@@ -459,7 +479,12 @@ async def _queue(
 
 
 async def _audit_log(
-    info: Info, account_id: strawberry.ID | None, first: int, after: str | None
+    info: Info,
+    account_id: strawberry.ID | None,
+    first: int,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[AuditEntryModel]:
     return await info.context.answer(
         lambda session: staff.audit_log(
@@ -467,6 +492,8 @@ async def _audit_log(
             account_id=parse_id(account_id) if account_id is not None else None,
             first=first,
             after=after,
+            last=last,
+            before=before,
         )
     )
 

@@ -13,7 +13,7 @@ from resolvers import catalogue, sender
 from resolvers.sender import Block
 from schema.context import RequestContext
 from schema.ids import parse_id
-from schema.pages import Connection, connection
+from schema.pages import Before, Connection, Last, connection
 from schema.settings import ChannelEnum, SourceEnum, TopicEnum
 
 Info = strawberry.Info[RequestContext]
@@ -135,11 +135,19 @@ class SenderQuery:
         ] = None,
         first: int = 100,
         after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[SuppressionType]:
         settle = timedelta(seconds=info.context.services.config.suppression_feed_delay_seconds)
         page = await info.context.answer(
             lambda session: sender.suppressed_accounts(
-                session, since=since, first=first, after=after, settle=settle
+                session,
+                since=since,
+                first=first,
+                after=after,
+                last=last,
+                before=before,
+                settle=settle,
             )
         )
         return connection(page, SuppressionType.from_model)

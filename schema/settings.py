@@ -26,11 +26,11 @@ from resolvers.catalogue import (
     Topic,
     VisibilityField,
 )
-from resolvers.pages import page_request
+from resolvers.pages import Tally, page_request
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
-from schema.pages import PageInfo, checked, load_page
+from schema.pages import Before, Last, PageInfo, checked, load_page, page_info, total_of
 
 if TYPE_CHECKING:
     from schema.account import AccountType
@@ -254,6 +254,14 @@ class ConsentEventEdge:
 class ConsentEventConnection:
     edges: list[ConsentEventEdge]
     page_info: PageInfo
+    tally: strawberry.Private[Tally | None] = None
+
+    @strawberry.field(
+        description="How many events the whole history holds (of the key asked, if one was), "
+        "every page together (counted only when asked)."
+    )
+    async def total_count(self, info: Info) -> int:
+        return await total_of(info.context, self.tally)
 
 
 def _values(
@@ -361,9 +369,13 @@ class AccountSettingsFields:
             str | None,
             strawberry.argument(description="Only events of this catalogue key (or `policy`)."),
         ] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> ConsentEventConnection:
         query = checked(
-            lambda: consent.HistoryQuery(page_request(first, after, consent.HISTORY), key)
+            lambda: consent.HistoryQuery(
+                page_request(first, after, consent.HISTORY, last=last, before=before), key
+            )
         )
         page = await load_page(info.context, consent.consent_histories, self._model_id, query)
         edges = [
@@ -372,10 +384,8 @@ class AccountSettingsFields:
         ]
         return ConsentEventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=page_info(page, [edge.cursor for edge in edges]),
+            tally=page.tally,
         )
 
 

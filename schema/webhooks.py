@@ -18,7 +18,7 @@ from resolvers.webhooks import LogEntry, WithSecret
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
-from schema.pages import Connection, connection
+from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 T = TypeVar("T")
@@ -188,10 +188,18 @@ class WebhooksQuery:
         status: DeliveryStatusEnum | None = None,  # type: ignore[valid-type]
         first: int = 50,
         after: str | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[WebhookDeliveryType]:
         found = await info.context.answer(
             lambda session: webhooks.delivery_log(
-                session, parse_id(webhook_id), status=status, first=first, after=after
+                session,
+                parse_id(webhook_id),
+                status=status,
+                first=first,
+                after=after,
+                last=last,
+                before=before,
             )
         )
         return connection(found, WebhookDeliveryType.from_entry)

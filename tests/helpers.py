@@ -321,6 +321,14 @@ def assert_unauthenticated(body: dict[str, Any]) -> None:
     assert body["data"] is None
 
 
+def assert_session_refused(body: dict[str, Any]) -> None:
+    """`me` answered for a session token that names no live session: an error that says so."""
+    assert body["data"] == {"me": None}, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "not valid or has expired" in error["message"]
+
+
 SETTINGS_FIELDS = """
     communicationPreferences { channel topic enabled locked updatedAt }
     dataSharing { purpose enabled updatedAt }

@@ -86,7 +86,11 @@ def _info_for(role: Role | None) -> SimpleNamespace:
     async def current_actor() -> Actor | None:
         return actor
 
-    return SimpleNamespace(context=SimpleNamespace(actor=current_actor, cookie_left_unused=False))
+    return SimpleNamespace(
+        context=SimpleNamespace(
+            actor=current_actor, cookie_left_unused=False, session_refused=False
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLScalarType,
     get_named_type,
+    is_composite_type,
 )
 from graphql import build_schema as schema_from_sdl
 from sqlalchemy import func, select
@@ -147,7 +148,7 @@ def wrapped(prefix: str, selection: str) -> str:
 
 
 def leaf_selection(field: GraphQLField) -> str:
-    return " { __typename }" if isinstance(get_named_type(field.type), GraphQLObjectType) else ""
+    return " { __typename }" if is_composite_type(get_named_type(field.type)) else ""
 
 
 async def row_counts(database: Database) -> dict[str, int]:

@@ -313,9 +313,9 @@ class TestMetrics:
 
         count = sample(families, "privacy_api_request_duration_seconds_count")
         assert count[("mutation requestDataExport", "UNAUTHENTICATED")] >= 1
-        assert count[("query me", "invalid")] >= 1
-        assert count[("query unknown", "invalid")] >= 1
-        assert count[("invalid", "invalid")] >= 1
+        assert count[("query me", "GRAPHQL_VALIDATION_FAILED")] >= 1
+        assert count[("query unknown", "GRAPHQL_VALIDATION_FAILED")] >= 1
+        assert count[("invalid", "GRAPHQL_PARSE_FAILED")] >= 1
         assert all(operation.split(" ")[0] in OPERATION_KINDS for operation, _ in count), count
 
 

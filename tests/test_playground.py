@@ -173,3 +173,32 @@ class TestProduction:
             assert answered["data"] == {"__schema": {"queryType": {"name": "Query"}}}
         # ... nor the staff's answer to anyone else.
         assert introspection_refused(await gql(production_client, INTROSPECTION))
+
+
+def only_its_own_scripts_run(response: httpx.Response) -> None:
+    """The page's Content-Security-Policy lets exactly its inline scripts run (by hash), files
+    from the API itself, and nothing inline that was not there when it was served."""
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["content-security-policy"].split(";")
+    )
+    scripts = policy["script-src"].split()
+    assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts
+    inline = re.findall(r"<script>(.*?)</script>", response.text, re.DOTALL)
+    assert inline
+    hashes = {base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in inline}
+    assert set(scripts) == {"'self'"} | {f"'sha256-{digest}'" for digest in hashes}
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+
+
+class TestContentSecurityPolicy:
+    async def test_the_playground(self, client: httpx.AsyncClient) -> None:
+        page = await client.get("/graphql", headers=HTML)
+        assert is_playground(page)
+        only_its_own_scripts_run(page)
+
+    async def test_the_staff_sign_in(self, production_client: httpx.AsyncClient) -> None:
+        page = await production_client.get("/graphql", headers=HTML)
+        assert page.status_code == 401 and "Staff sign-in" in page.text
+        only_its_own_scripts_run(page)

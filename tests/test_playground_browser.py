@@ -11,7 +11,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
@@ -21,6 +21,12 @@ from tests.test_serve import PROJECT_ROOT, REQUEST_EXPORT, Server, serve
 CHROMIUM = os.environ.get("PRIVACY_API_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "artifacts"
 RESULT = "() => document.querySelector('.result-window .CodeMirror').CodeMirror.getValue()"
+VARIABLES = (
+    "() => document.querySelectorAll('.graphiql-editor-tool .CodeMirror')[0].CodeMirror.getValue()"
+)
+HEADERS = (
+    "() => document.querySelectorAll('.graphiql-editor-tool .CodeMirror')[1].CodeMirror.getValue()"
+)
 SET_VARIABLES = (
     "(value) => document.querySelector('.graphiql-editor-tool .CodeMirror')"
     ".CodeMirror.setValue(value)"
@@ -59,45 +65,116 @@ def test_links_in_messages_follow_the_port_served(server: Server) -> None:
     assert server.http.get(link).status_code == 200
 
 
-def test_the_playground_signs_in_and_reads_me_with_no_other_host(server: Server) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[playwright.Browser]:
     require_chromium()
-    email, password = demo_account(server)
-    api = urlsplit(str(server.http.base_url)).netloc
-    elsewhere: list[str] = []
-
-    def only_the_api(route: playwright.Route) -> None:
-        if urlsplit(route.request.url).netloc == api:
-            route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            route.abort()
-
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 900})
-            page.route("**/*", only_the_api)
-            page.goto(f"{server.http.base_url}/graphql")
-            page.wait_for_selector(".graphiql-query-editor .CodeMirror")
-
-            page.evaluate(SET_VARIABLES, json.dumps({"email": email, "password": password}))
-            run = page.get_by_label("Execute query (Ctrl-Enter)")
-            run.click()
-            page.get_by_role("menuitem", name="SignIn", exact=True).click()
-            page.wait_for_function(f"() => ({RESULT})().includes('login')")
-            assert json.loads(page.evaluate(RESULT))["data"]["login"]["errors"] == []
-
-            run.click()
-            page.get_by_role("menuitem", name="Me", exact=True).click()
-            page.wait_for_function(f"() => ({RESULT})().includes('displayName')")
-            me = json.loads(page.evaluate(RESULT))["data"]["me"]
-            assert (me["email"], me["displayName"]) == (email, "Demo Person")
-            assert page.get_by_text('"Demo Person"').is_visible()
-
-            assert password not in page.url
-            page.evaluate(SET_VARIABLES, "{}")  # the screenshot shows no password
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=Path(ARTIFACTS / "playground.png"))
+            yield launched
         finally:
-            browser.close()
-    assert elsewhere == []
+            launched.close()
+
+
+class Playground:
+    """One browser tab on the playground, refused every host but the API's, noting what the
+    browser blocked under the page's Content-Security-Policy."""
+
+    def __init__(self, browser: playwright.Browser, server: Server) -> None:
+        self.server = server
+        self.context = browser.new_context(viewport={"width": 1600, "height": 900})
+        self.page = self.context.new_page()
+        self.elsewhere: list[str] = []
+        self.blocked: list[str] = []
+        api = urlsplit(str(server.http.base_url)).netloc
+
+        def only_the_api(route: playwright.Route) -> None:
+            if urlsplit(route.request.url).netloc == api:
+                route.continue_()
+            else:
+                self.elsewhere.append(route.request.url)
+                route.abort()
+
+        def note_blocked(message: playwright.ConsoleMessage) -> None:
+            if "Content Security Policy" in message.text:
+                self.blocked.append(message.text)
+
+        self.page.route("**/*", only_the_api)
+        self.page.on("console", note_blocked)
+
+    def open(self, address: str = "/graphql") -> None:
+        self.page.goto(f"{self.server.http.base_url}{address}")
+        self.page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+
+    def run(self, operation: str, expected: str) -> dict[str, object]:
+        """Run one operation of the document by its name; its answer, once it shows
+        `expected`."""
+        self.page.get_by_label("Execute query (Ctrl-Enter)").click()
+        self.page.get_by_role("menuitem", name=operation, exact=True).click()
+        self.page.wait_for_function(f"() => ({RESULT})().includes({json.dumps(expected)})")
+        answer: dict[str, object] = json.loads(self.page.evaluate(RESULT))
+        return answer
+
+    def stored(self) -> str:
+        """Everything the page keeps in the browser's storage."""
+        return str(
+            self.page.evaluate(
+                "() => JSON.stringify([Object.entries(localStorage), "
+                "Object.entries(sessionStorage)])"
+            )
+        )
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_the_playground_signs_in_and_reads_me_with_no_other_host(
+    server: Server, browser: playwright.Browser
+) -> None:
+    email, password = demo_account(server)
+    tab = Playground(browser, server)
+    try:
+        tab.open()
+        page = tab.page
+        page.evaluate(SET_VARIABLES, json.dumps({"email": email, "password": password}))
+        login = tab.run("SignIn", "login")
+        assert login["data"]["login"]["errors"] == []  # type: ignore[index]
+
+        me = tab.run("Me", "displayName")["data"]["me"]  # type: ignore[index]
+        assert (me["email"], me["displayName"]) == (email, "Demo Person")
+        assert page.get_by_text('"Demo Person"').is_visible()
+
+        assert password not in page.url
+        # Nothing of the variables (the password) or the answers is kept in the browser's
+        # storage, where any script of the origin, or the next person at the machine, reads it.
+        stored = tab.stored()
+        assert password not in stored and email not in stored, stored
+        tab.open()
+        assert password not in page.evaluate(VARIABLES)
+        assert tab.blocked == []  # the page works under its own Content-Security-Policy
+
+        page.evaluate(SET_VARIABLES, "{}")  # the screenshot shows no password
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=Path(ARTIFACTS / "playground.png"))
+    finally:
+        tab.close()
+    assert tab.elsewhere == []
+
+
+def test_headers_in_the_address_are_ignored(server: Server, browser: playwright.Browser) -> None:
+    """A link to the playground with `?headers=` naming someone else's session (the sender's)
+    would sign the visitor in as them (login CSRF): what they then type lands in that account."""
+    email, password = demo_account(server)
+    credentials = {"input": {"email": email, "password": password}}
+    token = server.graphql(LOGIN, credentials)["data"]["login"]["token"]
+    planted = json.dumps({"Authorization": f"Bearer {token}"})
+    tab = Playground(browser, server)
+    try:
+        tab.open("/graphql?" + urlencode({"headers": planted}, quote_via=quote))
+        assert tab.page.evaluate(HEADERS).strip() == ""
+        me = tab.run("Me", "me")
+        assert me == {"data": {"me": None}}
+        assert token not in tab.stored()
+    finally:
+        tab.close()
+    assert tab.elsewhere == []

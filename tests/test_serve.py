@@ -108,6 +108,15 @@ def refused_signup(server: Server, forwarded_for: str) -> list[str]:
     return error_codes(body, "signup")
 
 
+class TestResponseHeaders:
+    def test_the_server_software_is_not_named(self, server: Server) -> None:
+        """uvicorn names itself in a `Server` header unless told not to: a free hint for
+        anyone matching servers to known flaws."""
+        for response in (server.http.get("/healthz"), server.http.get("/no-such-page")):
+            assert "server" not in response.headers
+            assert response.headers["x-content-type-options"] == "nosniff"
+
+
 class TestAccessLog:
     def test_no_token_code_or_password_reaches_the_log(self, server: Server) -> None:
         http = server.http

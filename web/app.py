@@ -163,7 +163,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
         middleware=[
             *([tracing.middleware()] if config.tracing else []),
             Middleware(ObserveMiddleware, log_format=config.log_format),
-            Middleware(RequestIdMiddleware),
+            Middleware(RequestIdMiddleware, production=config.production),
             Middleware(DatabaseOutageMiddleware),
             Middleware(BodySizeLimitMiddleware),
             Middleware(

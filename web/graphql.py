@@ -27,11 +27,14 @@ from schema import build_schema
 from schema.context import RequestContext, Services
 from web import routes
 from web.outage import retryable_error
-from web.playground import playground_page, staff_sign_in_page
+from web.playground import content_security_policy, playground_page, staff_sign_in_page
 
 logger = logging.getLogger("privacy_api.graphql")
 
 _CONTEXT = "graphql_context"
+# Every GraphQL answer (and the playground) depends on who asks: no browser, proxy or CDN keeps
+# one. A query sent over GET would otherwise be cacheable like any page.
+NO_STORE = {"Cache-Control": "no-store"}
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
 # The media type of the GraphQL-over-HTTP specification; `application/json` stays the default.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -73,6 +76,15 @@ def _is_request_error(result: ExecutionResult) -> bool:
 def _is_unexpected(error: GraphQLError) -> bool:
     """A failure inside a resolver that the API did not raise on purpose."""
     return error.path is not None and not isinstance(error.original_error, GraphQLError | None)
+
+
+def _page(page: str, status_code: int = 200) -> HTMLResponse:
+    """The playground or the staff sign-in page, with its Content-Security-Policy."""
+    return HTMLResponse(
+        page,
+        status_code=status_code,
+        headers={**NO_STORE, "Content-Security-Policy": content_security_policy(page)},
+    )
 
 
 @functools.cache
@@ -125,12 +137,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """The playground; in production only for staff signed in on this browser."""
         if not self.services.config.production:
-            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
+            return _page(playground_page(routes.PLAYGROUND_ASSETS))
         context: RequestContext = getattr(request.state, _CONTEXT)
         visitor = await context.page_visitor()
         if visitor is not None and visitor.role in STAFF_ROLES:
-            return HTMLResponse(playground_page(routes.PLAYGROUND_ASSETS))
-        return HTMLResponse(
+            return _page(playground_page(routes.PLAYGROUND_ASSETS))
+        return _page(
             staff_sign_in_page(signed_in=visitor is not None),
             status_code=403 if visitor is not None else 401,
         )
@@ -147,6 +159,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         sub_response: Response,
     ) -> Response:
         response = super().create_response(response_data, sub_response)
+        response.headers.update(NO_STORE)
         if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         return response

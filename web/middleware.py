@@ -20,14 +20,22 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
+# In production only: browsers then reach the API (and its subdomains) over HTTPS alone for two
+# years, so a network attacker cannot downgrade a later visit and read its cookie. Never in
+# development, where the API is http://127.0.0.1 and the pin would outlive the project.
+STRICT_TRANSPORT_SECURITY = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
 
 class RequestIdMiddleware:
     """Tags each request with an id (the caller's, if well formed) and echoes it in the response,
     with the security headers every response carries."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, production: bool = False) -> None:
         self.app = app
+        self.security_headers = [
+            *SECURITY_HEADERS,
+            *([STRICT_TRANSPORT_SECURITY] if production else []),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +52,7 @@ class RequestIdMiddleware:
                 message["headers"] = [
                     *given,
                     (REQUEST_ID_HEADER.encode(), request_id.encode()),
-                    *(header for header in SECURITY_HEADERS if header[0] not in present),
+                    *(header for header in self.security_headers if header[0] not in present),
                 ]
             await send(message)
 

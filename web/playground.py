@@ -11,6 +11,7 @@ open with an example of this API.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -69,6 +70,42 @@ mutation ToggleNewsletter {
 }
 """
 EXAMPLE_VARIABLES = '{\n  "email": "demo@example.com",\n  "password": ""\n}'
+# GraphiQL keeps its editors in localStorage, where any script of the origin, and whoever uses the
+# browser next, can read them. Through this storage it keeps documents, tabs and history, never
+# variables (a password), headers (a token) or answers (personal data); what an older page left
+# there is cleaned when the page opens.
+KEPT_STORAGE = """
+      const SECRET_KEYS = ["variables", "headers", "response"];
+      function withoutSecrets(value) {
+        if (Array.isArray(value)) return value.map(withoutSecrets);
+        if (value === null || typeof value !== "object") return value;
+        return Object.fromEntries(Object.entries(value).map(([key, item]) =>
+          [key, SECRET_KEYS.includes(key) ? null : withoutSecrets(item)]));
+      }
+      const ours = () => Object.keys(localStorage).filter((key) => key.startsWith("graphiql:"));
+      const KEPT_STORAGE = {
+        getItem: (key) => localStorage.getItem(key),
+        setItem(key, value) {
+          if (SECRET_KEYS.some((name) => key === "graphiql:" + name)) return;
+          let kept = value;
+          try {
+            kept = JSON.stringify(withoutSecrets(JSON.parse(value)));
+          } catch (notJson) {}
+          localStorage.setItem(key, kept);
+        },
+        removeItem: (key) => localStorage.removeItem(key),
+        get length() { return ours().length; },
+        clear() { ours().forEach((key) => localStorage.removeItem(key)); },
+      };
+      for (const key of ours()) {
+        const value = localStorage.getItem(key);
+        localStorage.removeItem(key);
+        KEPT_STORAGE.setItem(key, value);
+      }
+      // Nor are they taken from the address, or written back into it.
+      delete parameters.headers;
+      delete parameters.variables;
+"""
 
 
 class PlaygroundError(RuntimeError):
@@ -162,6 +199,34 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+@functools.cache
+def content_security_policy(page: str) -> str:
+    """The Content-Security-Policy of one of our pages: files from the API itself, and of inline
+    scripts only the blocks the page holds (by their SHA-256), so a script that found its way into
+    the page some other way does not run. Connections only to the API. Inline styles are allowed:
+    GraphiQL's editors set them as they lay out text."""
+    scripts = [
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in _INLINE_SCRIPT.findall(page)
+    ]
+    return "; ".join(
+        [
+            "default-src 'none'",
+            " ".join(["script-src 'self'", *scripts]),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
+
+
 def _replace_once(page: str, pattern: str, replacement: str) -> str:
     changed, count = re.subn(pattern, lambda _: replacement, page, flags=re.DOTALL)
     if count != 1:
@@ -179,8 +244,9 @@ _pages: dict[str, str] = {}
 def playground_page(assets_path: str) -> str:
     """Strawberry's GraphiQL page, loading its files from `assets_path` and opening with our
     example. Variables and headers are kept out of the page address (a password typed there
-    would otherwise land in the browser's history and in proxy logs); the query still goes in it,
-    so a link can share one."""
+    would otherwise land in the browser's history and in proxy logs) and out of the browser's
+    storage, and headers are never taken from the address; the query still goes in it, so a
+    link can share one."""
     if assets_path in _pages:
         return _pages[assets_path]
     if missing := missing_assets():
@@ -199,6 +265,19 @@ def playground_page(assets_path: str) -> str:
     )
     page = _replace_once(page, r"parameters\.variables,", "EXAMPLE_VARIABLES,")
     page = _replace_once(page, r"\s*updateURL\(\{ variables: newVariables \}\);", "")
+    # Headers from the address would let a link sign the visitor in as someone else (the
+    # sender), so that what they then do lands in that account: the editor starts empty.
+    page = _replace_once(page, r"React\.useState\(parameters\.headers\)", 'React.useState("")')
+    page = _replace_once(
+        page,
+        r"shouldPersistHeaders: true,",
+        "shouldPersistHeaders: false,\n          storage: KEPT_STORAGE,",
+    )
+    page = _replace_once(
+        page,
+        r"\n(\s*)function GraphiQLWithExplorer\(\)",
+        f"{KEPT_STORAGE}\n      function GraphiQLWithExplorer()",
+    )
     page = _replace_once(page, r"<title>.*?</title>", "<title>Privacy settings API</title>")
     if re.search(r'(?:src|href)="(?:https?:)?//', page):
         raise PlaygroundError("the playground page still loads something from another host")
