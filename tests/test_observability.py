@@ -288,7 +288,9 @@ class TestMetrics:
 
         duration = "privacy_api_request_duration_seconds_count"
         assert grew(duration, operation="mutation setCommunicationPreference", outcome="ok") == 1
-        assert grew(duration, operation="mutation signup", outcome="ok") == 21
+        assert grew(duration, operation="mutation signup", outcome="ok") == 1
+        assert grew(duration, operation="mutation signup", outcome="INVALID_EMAIL") == 19
+        assert grew(duration, operation="mutation signup", outcome="RATE_LIMITED") == 1
         assert grew(duration, operation="GET /metrics", outcome="ok") == 1
         # The sign-up's events (its settings and policy acceptance) and the toggle's one.
         assert grew("privacy_api_consent_events_written_total") >= 2
@@ -316,6 +318,41 @@ class TestMetrics:
         assert count[("query unknown", "invalid")] >= 1
         assert count[("invalid", "invalid")] >= 1
         assert all(operation.split(" ")[0] in OPERATION_KINDS for operation, _ in count), count
+
+
+class TestPayloadErrorOutcome:
+    """A mutation refused with a payload error ran without a GraphQL error, yet it did not
+    succeed: its line and its metric say the payload's first code, not `ok`."""
+
+    async def test_a_failed_sign_in_is_counted_and_logged_by_its_code(
+        self, client: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await signed_up(client, email=EMAIL, password=PASSWORD)
+        caplog.set_level(logging.INFO, logger="privacy_api.request")
+        before = scrape(await client.get("/metrics"))
+        # A client that asks only for the message still gets its failure counted by code.
+        wrong = {"input": {"email": EMAIL, "password": PASSWORD + "x"}}
+        quiet = "mutation Login($input: LoginInput!) { login(input: $input) { errors { message } } }"
+        assert (await gql(client, quiet, wrong))["data"]["login"]["errors"]
+        assert (await gql(client, LOGIN, wrong))["data"]["login"]["errors"]
+        right = {"input": {"email": EMAIL, "password": PASSWORD}}
+        assert (await gql(client, LOGIN, right))["data"]["login"]["errors"] == []
+        after = scrape(await client.get("/metrics"))
+
+        def grew(outcome: str) -> float:
+            name = "privacy_api_request_duration_seconds_count"
+            labels = {"operation": "mutation login", "outcome": outcome}
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert grew("INVALID_CREDENTIALS") == 2
+        assert grew("ok") == 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "privacy_api.request"]
+        logins = [line for line in lines if " mutation login " in line]
+        assert [line.split(" mutation login ")[1].split()[0] for line in logins] == [
+            "INVALID_CREDENTIALS",
+            "INVALID_CREDENTIALS",
+            "ok",
+        ]
 
 
 # The metrics are the process's: other tests' requests (a CORS preflight, a PUT) show too.
