@@ -270,7 +270,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # A worker still importing the app on a busy host is not dead: give it time to answer.
         timeout_worker_healthcheck=30,
         log_level="info",
-        log_config=access_log.log_config(config.log_format),
+        log_config=access_log.log_config(config.log_format, tracing=config.tracing),
         # web.observe writes each request's line, with its route, operation and duration.
         access_log=False,
         # The client address that per-client rate limits count is the peer's, unless the peer
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"Configuration error: {error}", file=sys.stderr)
             return 2
-        access_log.configure(config.log_format)
+        access_log.configure(config.log_format, tracing=config.tracing)
         # Bounded waits, so that a wrong URL or a server that is down ends the start with a line
         # that says so, rather than a traceback or a process that hangs.
         found = startup.problems(config, rate_limits=getattr(args, "checks_rate_limits", False))

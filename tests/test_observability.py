@@ -3,14 +3,19 @@ data, Prometheus metrics (added up over every worker), and OpenTelemetry spans w
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
+import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
@@ -18,7 +23,11 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -186,6 +195,8 @@ class TestProductionLog:
         # Every line is one JSON object, uvicorn's own included.
         logged = [json.loads(line) for line in production.lines()]
         assert all(isinstance(line, dict) and line["level"] for line in logged)
+        # Times in ISO 8601 with their offset, as log collectors parse them without a hint.
+        assert all(datetime.fromisoformat(line["time"]).utcoffset() is not None for line in logged)
         assert any(line["message"].startswith("Started server process") for line in logged)
 
     def test_every_request_line_names_its_request_route_status_and_duration(
@@ -332,7 +343,9 @@ class TestPayloadErrorOutcome:
         before = scrape(await client.get("/metrics"))
         # A client that asks only for the message still gets its failure counted by code.
         wrong = {"input": {"email": EMAIL, "password": PASSWORD + "x"}}
-        quiet = "mutation Login($input: LoginInput!) { login(input: $input) { errors { message } } }"
+        quiet = (
+            "mutation Login($input: LoginInput!) { login(input: $input) { errors { message } } }"
+        )
         assert (await gql(client, quiet, wrong))["data"]["login"]["errors"]
         assert (await gql(client, LOGIN, wrong))["data"]["login"]["errors"]
         right = {"input": {"email": EMAIL, "password": PASSWORD}}
@@ -441,5 +454,146 @@ class TestTracing:
         assert operation.parent is not None
         assert operation.parent.span_id in {span.context.span_id for span in server}
         written = repr([(span.name, dict(span.attributes or {}), span.events) for span in finished])
-        for secret in (EMAIL, PASSWORD, PHONE, token, "a" * 40, "127.0.0.1"):
+        for secret in (EMAIL, PASSWORD, PHONE, token, "a" * 40):
             assert secret not in written
+        # Database spans name the database server; no other span names an address.
+        others = [span for span in finished if not is_database(span)]
+        assert "127.0.0.1" not in repr([dict(span.attributes or {}) for span in others])
+
+    async def test_each_statement_is_a_span_of_its_request(
+        self, clean_database_url: str, spans: InMemorySpanExporter
+    ) -> None:
+        app = create_app(make_config(clean_database_url, tracing=True))
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                token = await signed_up(http, email=EMAIL, password=PASSWORD, phone=PHONE)
+                spans.clear()
+                await gql(http, TOGGLE, {"input": NEWSLETTER_BY_EMAIL}, token=token)
+        finally:
+            await app.state.services.database.dispose()
+
+        finished = spans.get_finished_spans()
+        [server] = [span for span in finished if span.name == "POST /graphql"]
+        statements = [span for span in finished if is_statement(span)]
+        # Reading the session, the setting and the ledger's last event; writing the change.
+        assert len(statements) >= 4, [span.name for span in finished]
+        assert {span.context.trace_id for span in statements} == {server.context.trace_id}
+        sql = " ".join(str((span.attributes or {}).get("db.statement", "")) for span in statements)
+        assert "INSERT INTO consent_events" in sql
+        for secret in (EMAIL, PHONE, token):
+            assert secret not in repr([dict(span.attributes or {}) for span in statements])
+
+
+def is_statement(span: ReadableSpan) -> bool:
+    """A span the SQLAlchemy instrumentation made for one statement."""
+    attributes = span.attributes or {}
+    return "db.statement" in attributes or "db.query.text" in attributes
+
+
+def is_database(span: ReadableSpan) -> bool:
+    """A span of the SQLAlchemy instrumentation: a statement, or opening a connection."""
+    attributes = span.attributes or {}
+    return "db.system" in attributes or "db.system.name" in attributes
+
+
+class Collector(ThreadingHTTPServer):
+    """An OpenTelemetry collector's OTLP/HTTP trace receiver, keeping every span it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+        self.received: list[tuple[str, str, dict[str, str]]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def trace(self, trace_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The spans of one trace received so far: name and attributes."""
+        return [
+            (name, attributes) for found, name, attributes in self.received if found == trace_id
+        ]
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attributes = {a.key: str(a.value) for a in span.attributes}
+                    self.server.received.append((span.trace_id.hex(), span.name, attributes))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads what was received."""
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestTracedServer:
+    """`serve` as an operator runs it with OTEL_EXPORTER_OTLP_ENDPOINT set: each request line
+    names the trace its spans reach the collector in, statements included."""
+
+    def test_a_log_line_leads_to_its_trace(self, tmp_path: Path, collector: Collector) -> None:
+        port = free_port()
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PRIVACY_API_", "OTEL_"))},
+            "PRIVACY_API_ENV": "production",
+            "PRIVACY_API_DATA_DIR": str(tmp_path),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+            "PRIVACY_API_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            # Export within a tenth of a second rather than the default five.
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = tmp_path / "server.log"
+        with serving([], environment, log, port=port, ready="/readyz") as http:
+            wrong = {"input": {"email": EMAIL, "password": PASSWORD}}
+            answer = http.post(
+                "/graphql",
+                json={"query": LOGIN, "variables": wrong},
+                headers={"X-Request-ID": "traced-0001"},
+            ).json()
+            assert answer["data"]["login"]["errors"], answer
+            line = logged_request(Server(http, log), "traced-0001")
+            deadline = time.monotonic() + 20
+            traced = line["trace_id"]
+            while not any(is_sql(attributes) for _, attributes in collector.trace(traced)):
+                assert time.monotonic() < deadline, collector.received
+                time.sleep(0.1)
+
+        assert line["outcome"] == "INVALID_CREDENTIALS"
+        assert re.fullmatch(r"[0-9a-f]{32}", line["trace_id"])
+        assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert datetime.fromisoformat(line["time"]).utcoffset() is not None
+        names = [name for name, _ in collector.trace(line["trace_id"])]
+        assert "POST /graphql" in names
+        assert "GraphQL Query: Login" in names
+        sent = repr(collector.received)
+        assert EMAIL not in sent
+        assert PASSWORD not in sent
+
+
+def is_sql(attributes: dict[str, str]) -> bool:
+    return "db.statement" in attributes or "db.query.text" in attributes

@@ -119,6 +119,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
     observers: list[Callable[[], SchemaExtension]] = [ObservedOperation]
     if config.tracing:
         tracing.install_provider()
+        tracing.trace_statements(services.database)
         observers.append(tracing.GraphQLTracing)
 
     @asynccontextmanager
