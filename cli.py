@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import getpass
 import logging
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from datetime import date, timedelta
+from importlib import metadata
 from pathlib import Path
 
 import uvicorn
@@ -231,11 +234,42 @@ def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _refused(error: ConfigError) -> int:
+    """Every problem of a refused configuration, one line each, and the exit code for it."""
+    if len(error.problems) == 1:
+        print(f"Configuration error: {error.problems[0]}", file=sys.stderr)
+    else:
+        print(f"Configuration errors ({len(error.problems)}):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"- {problem}", file=sys.stderr)
+    return 2
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """The line to print when nothing can listen on host:port (as uvicorn will bind it), checked
+    before anything is migrated or created."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = "is in use" if error.errno == errno.EADDRINUSE else f"({error.strerror})"
+            return (
+                f"Cannot listen on {host}:{port}: the port {reason}. Stop what holds it, or "
+                "serve on another port with --port or PRIVACY_API_PORT."
+            )
+    return None
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    port = config.port if args.port is None else args.port
     try:
         receipt_signing_key(config)
     except ConfigError as error:
-        print(f"Configuration error: {error}", file=sys.stderr)
+        return _refused(error)
+    if taken := _port_taken(args.host, port):
+        print(taken, file=sys.stderr)
         return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
         # Each process would count on its own: ten tries at a password become ten per process.
@@ -249,7 +283,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # Links in messages point at the port served (read again by each worker's app).
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
         host = f"[{host}]" if ":" in host else host
-        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
+        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{port}"
     if args.migrate:
         asyncio.run(migrate(config.database_url))
     if not config.production:
@@ -260,12 +294,12 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
         # Each worker writes its counts there; a scrape of any worker adds them all up.
         counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
-    logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
+    logger.info("GraphQL API on http://%s:%s/graphql", args.host, port)
     uvicorn.run(
         "web.app:create_app",
         factory=True,
         host=args.host,
-        port=args.port,
+        port=port,
         workers=args.workers,
         # A worker still importing the app on a busy host is not dead: give it time to answer.
         timeout_worker_healthcheck=30,
@@ -439,15 +473,51 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help with its default, where there is one to show (not for a switch)."""
 
-    serve = commands.add_parser("serve", help="migrate, then serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    try:
+        return f"%(prog)s {metadata.version('privacy-settings-api')}"
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "%(prog)s (not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="privacy-api",
+        description="The account privacy settings API: serve it, migrate its database, and run "
+        "its workers and maintenance. Settings come from PRIVACY_API_* variables (README, "
+        '"Configuration"); `privacy-api COMMAND --help` describes each command.',
+        formatter_class=_HelpFormatter,
+    )
+    root.add_argument("--version", action="version", version=_version())
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, description=help[:1].upper() + help[1:] + ".",
+            formatter_class=_HelpFormatter,
+        )  # fmt: skip
+
+    serve = command("serve", "migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--workers", type=_positive, default=1, help="API processes (above 1 needs shared limits)"
+        "--port",
+        type=int,
+        help="port to listen on (default: PRIVACY_API_PORT, which defaults to 8000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes, one per core (above 1 needs PRIVACY_API_RATE_LIMIT_STORAGE shared)",
     )
     serve.add_argument(
         "--no-migrate",
@@ -457,60 +527,67 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve, checks_rate_limits=True)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(
-        handler=cmd_migrate
-    )
+    command("migrate", "apply the database migrations").set_defaults(handler=cmd_migrate)
 
-    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
-    export.add_argument("--output", default=str(PROJECT_ROOT / "schema.graphql"))
+    export = command("export-schema", "write the GraphQL SDL")
+    export.add_argument(
+        "--output", default=str(PROJECT_ROOT / "schema.graphql"), help="file to write"
+    )
     export.set_defaults(handler=cmd_export_schema, needs_config=False)
 
-    commands.add_parser(
+    command(
         "verify-ledger",
-        help="check every account's consent hash chain, and that each stored setting is what "
-        "its newest consent event says",
+        "check every account's consent hash chain, and that each stored setting is what its "
+        "newest consent event says",
     ).set_defaults(handler=cmd_verify_ledger)
 
-    commands.add_parser(
+    command(
         "purge",
-        help="erase accounts whose deletion date has passed and data kept past its use "
-        "(run it daily)",
+        "erase accounts whose deletion date has passed and data kept past its use (run it daily)",
     ).set_defaults(handler=cmd_purge)
 
-    commands.add_parser(
+    command(
         "apply-age-rules",
-        help="protect everyone the age rules make a minor (run after a deploy that changed them)",
+        "protect everyone the age rules make a minor (run after a deploy that changed them)",
     ).set_defaults(handler=cmd_apply_age_rules)
 
-    staff = commands.add_parser(
+    staff = command(
         "create-staff",
-        help="create a staff account (password from PRIVACY_API_STAFF_PASSWORD or a prompt)",
+        "create a staff account (password from PRIVACY_API_STAFF_PASSWORD or a prompt)",
     )
-    staff.add_argument("--email", required=True)
-    staff.add_argument("--name", required=True)
-    staff.add_argument("--role", choices=["support", "privacy-officer"], required=True)
+    staff.add_argument("--email", required=True, help="the staff member's sign-in address")
+    staff.add_argument("--name", required=True, help="the name shown to colleagues")
+    staff.add_argument(
+        "--role", choices=["support", "privacy-officer"], required=True, help="what they may do"
+    )
     staff.set_defaults(handler=cmd_create_staff)
 
-    link = commands.add_parser(
+    link = command(
         "unsubscribe-link",
-        help="print an account's one-click unsubscribe link and the headers a mailer sends",
+        "print an account's one-click unsubscribe link (starting with PRIVACY_API_PUBLIC_URL) "
+        "and the headers a mailer sends",
     )
-    link.add_argument("--email", required=True)
-    link.add_argument("--topic", choices=[topic.name for topic in Topic], required=True)
+    link.add_argument("--email", required=True, help="the account's address")
+    link.add_argument(
+        "--topic",
+        choices=[topic.name for topic in Topic],
+        required=True,
+        help="the communication topic the link switches off",
+    )
     link.set_defaults(handler=cmd_unsubscribe_link)
 
-    outbox = commands.add_parser(
-        "notifications", help="list unsent outbox messages (recipient, subject), oldest first"
+    outbox = command(
+        "notifications", "list unsent outbox messages (recipient, subject), oldest first"
     )
-    outbox.add_argument("--limit", type=_positive, default=100)
+    outbox.add_argument("--limit", type=_positive, default=100, help="how many to list")
     outbox.add_argument(
         "--mark-sent", action="store_true", help="then mark the listed messages as sent"
     )
     outbox.set_defaults(handler=cmd_notifications)
 
-    deliver = commands.add_parser(
+    deliver = command(
         "deliver",
-        help="send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
+        "send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
         "data/mail/) until stopped",
     )
     deliver.add_argument(
@@ -518,9 +595,9 @@ def parser() -> argparse.ArgumentParser:
     )
     deliver.set_defaults(handler=cmd_deliver)
 
-    webhook_delivery = commands.add_parser(
+    webhook_delivery = command(
         "deliver-webhooks",
-        help="deliver webhook events to the registered endpoints, retrying failures (runs until "
+        "deliver webhook events to the registered endpoints, retrying failures (runs until "
         "stopped)",
     )
     webhook_delivery.add_argument(
@@ -537,8 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = load_config()
         except ConfigError as error:
-            print(f"Configuration error: {error}", file=sys.stderr)
-            return 2
+            return _refused(error)
         access_log.configure(config.log_format, tracing=config.tracing)
         # Bounded waits, so that a wrong URL or a server that is down ends the start with a line
         # that says so, rather than a traceback or a process that hangs.

@@ -5,16 +5,19 @@ real command, as an operator would, and sign in to it."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 
+import cli
 from schema import schema_sdl
 from tests.helpers import CliRun, process_environment, run_in_process
 
@@ -249,3 +252,81 @@ def test_serve_refuses_any_origin_in_one_line(tmp_path: Path) -> None:
     assert line.startswith("Configuration error: PRIVACY_API_ALLOWED_ORIGINS")
     assert "'*'" in line
     assert not (tmp_path / "privacy.db").exists()
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+class TestHelp:
+    def test_every_command_and_option_says_what_it_is_for_and_shows_its_default(self) -> None:
+        root = cli.parser()
+        listed = " ".join(root.format_help().split())
+        for name, command in subparsers().items():
+            assert name in listed
+            shown = " ".join(command.format_help().split())
+            assert command.description, name
+            for action in command._actions:
+                assert action.help, f"{name} {action.option_strings} has no help"
+                if action.default not in (None, argparse.SUPPRESS) and not isinstance(
+                    action.default, bool
+                ):
+                    assert f"(default: {action.default})" in shown, (name, action.dest)
+        serve = " ".join(subparsers()["serve"].format_help().split())
+        assert "PRIVACY_API_PORT" in serve  # where --port comes from when not given
+
+    def test_version(self, tmp_path: Path) -> None:
+        result = subprocess.run(
+            [*COMMAND, "--version"],
+            cwd=PROJECT_ROOT,
+            env=cli_environment(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"privacy-api {metadata.version('privacy-settings-api')}"
+
+
+class TestRefusedStart:
+    def test_every_wrong_production_setting_is_named_at_once(self, tmp_path: Path) -> None:
+        result = run_cli(
+            tmp_path,
+            "migrate",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_SECRET_KEY="",
+            PRIVACY_API_PUBLIC_URL="",
+            PRIVACY_API_SESSION_DAYS="a month",
+            PRIVACY_API_DB_POOL_TIMEOUT="0",
+            PRIVACY_API_SMTP_URL="mail.example.com",
+            PRIVACY_API_PORT="80000",
+        )
+        assert result.code == 2
+        lines = result.err.splitlines()
+        assert lines[0] == "Configuration errors (6):"
+        named = [line.split()[1] for line in lines[1:]]
+        assert sorted(named) == sorted(
+            [
+                "PRIVACY_API_SECRET_KEY",
+                "PRIVACY_API_PUBLIC_URL",
+                "PRIVACY_API_SESSION_DAYS",
+                "PRIVACY_API_DB_POOL_TIMEOUT",
+                "PRIVACY_API_SMTP_URL",
+                "PRIVACY_API_PORT",
+            ]
+        )
+        assert "Traceback" not in result.err
+        assert not list(tmp_path.iterdir())  # no development secret, no database
+
+    def test_a_port_in_use_is_one_line_before_anything_is_written(self, tmp_path: Path) -> None:
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            result = run_cli(tmp_path, "serve", PRIVACY_API_PORT=str(port))
+        assert result.code == 2
+        [line] = result.err.splitlines()
+        assert line.startswith(f"Cannot listen on 127.0.0.1:{port}: the port is in use.")
+        assert "--port or PRIVACY_API_PORT" in line
+        assert not (tmp_path / "privacy.db").exists()
