@@ -36,7 +36,7 @@ from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
-from web import access_log
+from web import access_log, metrics
 from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
 from workers import age_rules
@@ -268,7 +268,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         receipt_signing_key(config)
     except ConfigError as error:
         return _refused(error)
-    if taken := _port_taken(args.host, port):
+    listening = [port] if config.metrics_port is None else [port, config.metrics_port]
+    for taken in filter(None, (_port_taken(args.host, each) for each in listening)):
         print(taken, file=sys.stderr)
         return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
@@ -294,6 +295,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
         # Each worker writes its counts there; a scrape of any worker adds them all up.
         counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
+    if config.metrics_port is not None:
+        metrics.listen(config, args.host, config.metrics_port)
+        logger.info("Metrics on http://%s:%s/metrics", args.host, config.metrics_port)
     logger.info("GraphQL API on http://%s:%s/graphql", args.host, port)
     uvicorn.run(
         "web.app:create_app",

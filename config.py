@@ -97,6 +97,8 @@ class Config:
     log_format_setting: str | None = None
     # PRIVACY_API_METRICS; None: GET /metrics answers in development only.
     metrics_setting: bool | None = None
+    # PRIVACY_API_METRICS_PORT: metrics on a listener of their own, not on the API's port.
+    metrics_port: int | None = None
     # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
     tracing: bool = False
 
@@ -111,7 +113,10 @@ class Config:
 
     @property
     def metrics(self) -> bool:
-        """Whether GET /metrics answers (Prometheus text format)."""
+        """Whether GET /metrics answers on the API's own port (Prometheus text format): never
+        when the metrics have a port of their own."""
+        if self.metrics_port is not None:
+            return False
         return not self.production if self.metrics_setting is None else self.metrics_setting
 
 
@@ -285,7 +290,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             f"{passwords.COST_VARIABLE} is for the test suite only: leave it unset "
             f"(passwords are hashed at the {passwords.STANDARD} cost)"
         )
-    port = problems.check(lambda: _port(env), DEFAULT_PORT)
+    port = problems.check(lambda: _port(env, "PRIVACY_API_PORT") or DEFAULT_PORT, DEFAULT_PORT)
+    metrics_port = problems.check(lambda: _port(env, "PRIVACY_API_METRICS_PORT"), None)
     public_url = env.get("PRIVACY_API_PUBLIC_URL", "").strip().rstrip("/")
     if not public_url:
         if environment == PRODUCTION:
@@ -356,6 +362,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         deliver_in_serve=deliver_in_serve,
         log_format_setting=log_format,
         metrics_setting=metrics,
+        metrics_port=metrics_port,
         tracing=tracing_requested(env),
         **numbers,
     )
@@ -364,13 +371,13 @@ def load_config(env: dict[str, str] | None = None) -> Config:
 DEFAULT_PORT = 8000
 
 
-def _port(env: dict[str, str]) -> int:
-    """PRIVACY_API_PORT: where `serve` listens, and the port of development links."""
-    raw = env.get("PRIVACY_API_PORT", "").strip()
+def _port(env: dict[str, str], variable: str) -> int | None:
+    """A port setting; None when it is not set."""
+    raw = env.get(variable, "").strip()
     if not raw:
-        return DEFAULT_PORT
+        return None
     if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError("PRIVACY_API_PORT must be a port number, 1 to 65535")
+        raise ConfigError(f"{variable} must be a port number, 1 to 65535")
     return int(raw)
 
 

@@ -74,6 +74,8 @@ NEWSLETTER_BY_EMAIL = {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": Tru
 class Server:
     http: httpx.Client
     log: Path
+    # Where the internal metrics listener answers (PRIVACY_API_METRICS_PORT), if there is one.
+    metrics_url: str = ""
 
     def graphql(
         self, query: str, variables: dict[str, Any] | None = None, **headers: str
@@ -90,9 +92,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`privacy-api serve --workers 2` as the compose file runs it: production, metrics on."""
+    """`privacy-api serve --workers 2` as the compose file runs it: production, metrics on a
+    port of their own."""
     data_dir = tmp_path_factory.mktemp("production")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
     environment = {
@@ -105,12 +108,12 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # A Redis database of its own: other servers of the suite sign up from 127.0.0.1 too,
         # and the limits they count would be this server's.
         "PRIVACY_API_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:6379/{1 + uuid.uuid4().int % 15}",
-        "PRIVACY_API_METRICS": "1",
+        "PRIVACY_API_METRICS_PORT": str(metrics_port),
         "PYTHONUNBUFFERED": "1",
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with serving(["--workers", "2"], environment, log, port=port, ready="/readyz") as http:
-        yield Server(http, log)
+        yield Server(http, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def request_lines(server: Server) -> list[dict[str, Any]]:
@@ -174,7 +177,8 @@ class TestProductionLog:
         assert http.get(export_path).status_code == 200
         unsubscribe = link_token(TEST_SECRET, account_id, Topic.MARKETING)
         assert http.get("/unsubscribe", params={"token": unsubscribe}).status_code == 200
-        assert http.get("/metrics").status_code == 200
+        assert http.get("/metrics").status_code == 404  # not on the API's port
+        assert httpx.get(production.metrics_url).status_code == 200
 
         secrets = {
             "email": EMAIL,
@@ -245,15 +249,19 @@ class TestDevelopmentLog:
 
 
 class TestMetricsOfSeveralWorkers:
-    def test_a_scrape_adds_up_every_worker(self, production: Server) -> None:
+    def test_the_internal_listener_adds_up_every_worker(self, production: Server) -> None:
         for _ in range(12):
             production.graphql("query Ping { __typename }")
 
-        # Whichever worker answers the scrape, it counts what both answered.
-        for _ in range(3):
-            families = scrape(production.http.get("/metrics"))
-            count = sample(families, "privacy_api_request_duration_seconds_count")
-            assert count[("query __typename", "ok")] >= 12
+        # The listener counts what both workers answered, and reads the backlogs.
+        families = scrape(httpx.get(production.metrics_url))
+        count = sample(families, "privacy_api_request_duration_seconds_count")
+        assert count[("query __typename", "ok")] >= 12
+        assert "privacy_api_outbox_unsent_messages" in families
+        assert "privacy_api_webhook_undelivered" in families
+        assert value(families, "privacy_api_db_pool_capacity") > 0
+        # The API's own port serves no metrics: publishing it publishes none.
+        assert production.http.get("/metrics").status_code == 404
 
 
 def scrape(response: httpx.Response) -> dict[str, list[Sample]]:
@@ -554,7 +562,7 @@ class TestTracedServer:
     names the trace its spans reach the collector in, statements included."""
 
     def test_a_log_line_leads_to_its_trace(self, tmp_path: Path, collector: Collector) -> None:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PRIVACY_API_", "OTEL_"))},
             "PRIVACY_API_ENV": "production",
@@ -565,6 +573,7 @@ class TestTracedServer:
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             # Export within a tenth of a second rather than the default five.
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "PRIVACY_API_METRICS_PORT": str(metrics_port),
             "PYTHONUNBUFFERED": "1",
         }
         log = tmp_path / "server.log"
@@ -577,6 +586,10 @@ class TestTracedServer:
             ).json()
             assert answer["data"]["login"]["errors"], answer
             line = logged_request(Server(http, log), "traced-0001")
+            # One worker: the listener reads the process's own metrics.
+            families = scrape(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics"))
+            count = sample(families, "privacy_api_request_duration_seconds_count")
+            assert count[("mutation login", "INVALID_CREDENTIALS")] == 1
             deadline = time.monotonic() + 20
             traced = line["trace_id"]
             while not any(is_sql(attributes) for _, attributes in collector.trace(traced)):

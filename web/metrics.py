@@ -10,6 +10,8 @@ of them adds up every worker's counts (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
@@ -24,6 +26,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -33,10 +36,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.rate_limits import Door, RateLimiter
+from config import Config
 from models import ConsentEvent, Database, utcnow
 from models.database import POOL_OVERFLOW, POOL_SIZE
 from resolvers import notifications, webhooks
 
+logger = logging.getLogger("privacy_api.metrics")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUEST_SECONDS = Histogram(
@@ -173,6 +178,48 @@ async def _backlogs(database: Database) -> list[Metric]:
             value=hooks.disabled_endpoints,
         ),
     ]
+
+
+class _Live(Collector):
+    """This process's own metrics, as they are at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class _Backlogs(Collector):
+    """The workers' backlogs for the metrics listener, read at each scrape over a connection of
+    its own (the listener runs in a thread, beside the API's event loop)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from asyncio.run(self._read())
+        except Exception:
+            # The request metrics still answer: an alert on a stale backlog sees the gap.
+            logger.warning("metrics: could not read the backlogs from the database", exc_info=True)
+
+    async def _read(self) -> list[Metric]:
+        database = Database(self.config.database_url, self.config.database_timeouts)
+        try:
+            return await _backlogs(database)
+        finally:
+            await database.dispose()
+
+
+def listen(config: Config, host: str, port: int) -> None:
+    """Serve GET /metrics on host:port from a thread of this process, the one `serve` starts
+    the API workers from: every worker's counts (added up when there are several) and the
+    backlogs, on a port that only the internal network reaches, never the API's."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Live())
+    registry.register(_Backlogs(config))
+    start_http_server(port, addr=host, registry=registry)
 
 
 def endpoint(database: Database) -> Callable[[Request], Awaitable[Response]]:
