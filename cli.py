@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import getpass
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import sys
 import tempfile
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -375,7 +377,63 @@ def _shown(value: str | None, absent: str) -> str:
 
 
 def cmd_purge(args: argparse.Namespace, config: Config) -> int:
-    report, pruned, expired_visitors = asyncio.run(purge(config))
+    if args.every is not None:
+        return asyncio.run(purge_every(config, args.every))
+    return _purge_report(config, *asyncio.run(purge(config)))
+
+
+def next_slot(now: datetime, every: timedelta) -> datetime:
+    """The first whole multiple of `every` since the Unix epoch after `now`: scheduled runs stay
+    on the clock (`1d` at midnight UTC, `1h` on the hour) however long each one takes, and a
+    restart keeps them there."""
+    slots = (now - _EPOCH) // every + 1
+    return _EPOCH + slots * every
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def purge_every(config: Config, every: timedelta) -> int:
+    """`purge --every`: a run now, then one at each slot of the clock (`next_slot`), until SIGINT
+    or SIGTERM, which ends the wait at once or a run in its tracks (each erasure is a
+    transaction of its own: the one cut short is rolled back, and the next run does it)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stopping in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stopping, stop.set)
+    while not stop.is_set():
+        run = asyncio.create_task(purge(config))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            break
+        try:
+            _purge_report(config, *run.result())
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            # The next slot tries again; a scheduler that exited would need a restart.
+            logger.warning("purge: the database is unavailable; trying again at the next slot")
+        slot = next_slot(datetime.now(UTC), every)
+        print(f"Next purge at {slot:%Y-%m-%d %H:%M:%S} UTC.", flush=True)
+        # The wait is measured on the monotonic clock; woken a moment early, wait the rest.
+        while not stop.is_set() and (left := (slot - datetime.now(UTC)).total_seconds()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), left)
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _purge_report(
+    config: Config,
+    report: purge_worker.PurgeReport,
+    pruned: erasure.Pruned,
+    expired_visitors: int,
+) -> int:
     print(
         f"Accounts due for deletion: {report.purged} purged, "
         f"{report.held} held back by a legal hold, "
@@ -471,6 +529,17 @@ def cmd_deliver(args: argparse.Namespace, config: Config) -> int:
     return 1 if report.failed else 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 60 * 60, "d": 24 * 60 * 60}
+
+
+def _interval(text: str) -> timedelta:
+    """`90s`, `30m`, `6h`, `1d`."""
+    found = re.fullmatch(r"([1-9][0-9]{0,5})([smhd])", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError("a whole number and s, m, h or d, such as 1d or 6h")
+    return timedelta(seconds=int(found[1]) * _UNITS[found[2]])
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError("a whole number of 1 or more")
@@ -545,10 +614,18 @@ def parser() -> argparse.ArgumentParser:
         "newest consent event says",
     ).set_defaults(handler=cmd_verify_ledger)
 
-    command(
+    purging = command(
         "purge",
         "erase accounts whose deletion date has passed and data kept past its use (run it daily)",
-    ).set_defaults(handler=cmd_purge)
+    )
+    purging.add_argument(
+        "--every",
+        type=_interval,
+        metavar="INTERVAL",
+        help="run now, then on the clock at every INTERVAL (1d: midnight UTC; 6h, 30m, 90s) "
+        "until SIGTERM, instead of once",
+    )
+    purging.set_defaults(handler=cmd_purge)
 
     command(
         "apply-age-rules",

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
 import httpx
+import pytest
 
 import cli
+from cli import next_slot
 from schema import schema_sdl
 from tests.helpers import CliRun, process_environment, run_in_process
 
@@ -330,3 +336,64 @@ class TestRefusedStart:
         assert line.startswith(f"Cannot listen on 127.0.0.1:{port}: the port is in use.")
         assert "--port or PRIVACY_API_PORT" in line
         assert not (tmp_path / "privacy.db").exists()
+
+
+class TestScheduledPurge:
+    def test_slots_are_on_the_clock_whenever_a_run_ends(self) -> None:
+        hour, day = timedelta(hours=1), timedelta(days=1)
+        assert next_slot(datetime(2026, 3, 1, 12, 0, 0, 500, tzinfo=UTC), hour) == datetime(
+            2026, 3, 1, 13, tzinfo=UTC
+        )
+        assert next_slot(datetime(2026, 3, 1, 13, tzinfo=UTC), hour) == datetime(
+            2026, 3, 1, 14, tzinfo=UTC
+        )
+        assert next_slot(datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), day) == datetime(
+            2026, 3, 2, tzinfo=UTC
+        )
+
+    def test_every_runs_on_the_clock_and_stops_cleanly_on_sigterm(self, tmp_path: Path) -> None:
+        assert run_cli(tmp_path, "migrate").code == 0
+        process = subprocess.Popen(
+            [*COMMAND, "purge", "--every", "2s"],
+            cwd=PROJECT_ROOT,
+            env=cli_environment(tmp_path, PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True
+        )
+        reader.start()
+        seen: list[str] = []
+        try:
+            # The run at start and one the schedule started: two reports, two slots announced.
+            while sum(line.startswith("Next purge at") for line in seen) < 2:
+                seen.append(lines.get(timeout=60))
+            process.send_signal(signal.SIGTERM)  # while it waits for the third slot
+            assert process.wait(timeout=30) == 0, "".join(seen)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        reader.join(timeout=10)
+        while not lines.empty():
+            seen.append(lines.get())
+        output = "".join(seen)
+        assert output.count("Accounts due for deletion:") == 2, output
+        slots = [
+            datetime.strptime(line.removeprefix("Next purge at "), "%Y-%m-%d %H:%M:%S UTC.\n")
+            for line in seen
+            if line.startswith("Next purge at")
+        ]
+        # On the clock (every even second since the epoch), later each time, never drifting.
+        assert all(slot.second % 2 == 0 for slot in slots), slots
+        assert slots[1] > slots[0]
+        assert seen[-1] == "Stopped.\n"
+        assert "Traceback" not in output
+
+    @pytest.mark.parametrize("interval", ["0s", "1w", "day", "-1h", "1.5h"])
+    def test_an_interval_it_cannot_keep_is_refused(self, tmp_path: Path, interval: str) -> None:
+        with pytest.raises(SystemExit) as refused:
+            cli.parser().parse_args(["purge", "--every", interval])
+        assert refused.value.code == 2
