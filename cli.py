@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     config = None
     if getattr(args, "needs_config", True):
         try:
-            config = load_config()
+            config = load_config(serving=args.handler is cmd_serve)
         except ConfigError as error:
             return _refused(error)
         access_log.configure(config.log_format, tracing=config.tracing)

@@ -258,9 +258,10 @@ class _Problems:
         self.found.append(problem)
 
 
-def load_config(env: dict[str, str] | None = None) -> Config:
+def load_config(env: dict[str, str] | None = None, *, serving: bool = False) -> Config:
     """Build the configuration from the environment (or the mapping given, for tests). Refused
-    with every wrong setting named at once, before anything is written."""
+    with every wrong setting named at once, before anything is written; `serving` adds what only
+    the API needs (see `receipt_signing_key`)."""
     env = dict(os.environ if env is None else env)
     problems = _Problems()
     environment = env.get("PRIVACY_API_ENV", DEVELOPMENT).strip().lower()
@@ -299,6 +300,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
             problems.note("PRIVACY_API_PUBLIC_URL is required in production")
         public_url = f"http://127.0.0.1:{port}"
     given_signing_key = problems.check(lambda: _given_receipt_signing_key(env), "")
+    if serving and environment == PRODUCTION and not env.get(RECEIPT_KEY_VARIABLE, "").strip():
+        problems.note(RECEIPT_KEY_REQUIRED)
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
@@ -403,11 +406,15 @@ def receipt_signing_key(config: Config) -> str:
     if config.receipt_signing_key:
         return config.receipt_signing_key
     if config.production:
-        raise ConfigError(
-            "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
-            "key, PEM or its 32 raw bytes in base64"
-        )
+        raise ConfigError(RECEIPT_KEY_REQUIRED)
     return signing.throwaway_key()
+
+
+RECEIPT_KEY_VARIABLE = "PRIVACY_API_RECEIPT_SIGNING_KEY"
+RECEIPT_KEY_REQUIRED = (
+    f"{RECEIPT_KEY_VARIABLE} is required in production: an Ed25519 private key, PEM or its 32 "
+    "raw bytes in base64"
+)
 
 
 def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:

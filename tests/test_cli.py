@@ -325,6 +325,20 @@ class TestRefusedStart:
         assert "Traceback" not in result.err
         assert not list(tmp_path.iterdir())  # no development secret, no database
 
+    def test_serve_names_what_only_the_api_needs_with_the_rest(self, tmp_path: Path) -> None:
+        result = run_cli(
+            tmp_path,
+            "serve",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_SECRET_KEY="",
+            PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+            PRIVACY_API_RECEIPT_SIGNING_KEY="",
+        )
+        assert result.code == 2
+        assert result.err.splitlines()[0] == "Configuration errors (2):"
+        assert "PRIVACY_API_SECRET_KEY" in result.err
+        assert "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production" in result.err
+
     def test_a_port_in_use_is_one_line_before_anything_is_written(self, tmp_path: Path) -> None:
         with socket.socket() as holder:
             holder.bind(("127.0.0.1", 0))
