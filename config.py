@@ -255,6 +255,7 @@ class _Problems:
             return fallback
 
     def note(self, problem: str) -> None:
+        """One wrong setting, in the words the refused start prints."""
         self.found.append(problem)
 
 
