@@ -27,11 +27,13 @@ ENV PATH=/opt/privacy-api/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PRIVACY_API_ENV=production \
-    PRIVACY_API_DATA_DIR=/app/data
+    PRIVACY_API_DATA_DIR=/app/data \
+    PRIVACY_API_PORT=8000
 USER 10001:10001
 WORKDIR /app
 EXPOSE 8000
-# Ready means the database and the shared rate-limit store answer (see /readyz in the README).
+# Ready means the database and the shared rate-limit store answer (see /readyz in the README),
+# asked on the port `serve` listens on: PRIVACY_API_PORT, however the container is run.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
-CMD ["privacy-api", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ['PRIVACY_API_PORT'], timeout=4)"]
+CMD ["privacy-api", "serve", "--host", "0.0.0.0"]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # GraphiQL's scripts and styles, fetched from the npm registry (web/playground.py).
 PLAYGROUND := web/playground_assets/.complete
-PORT ?= 8000
+PORT ?= $(or $(PRIVACY_API_PORT),8000)
 
 .PHONY: install run test lint format schema bench
 
@@ -23,7 +23,7 @@ $(PLAYGROUND): $(INSTALLED)
 install: $(INSTALLED) $(PLAYGROUND)
 
 run: install
-	$(BIN)/privacy-api serve --port $(PORT)
+	PRIVACY_API_PORT=$(PORT) $(BIN)/privacy-api serve
 
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE, set on
 # some machines): otherwise every test process and every command a test starts compiles the

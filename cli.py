@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import getpass
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 import uvicorn
@@ -34,7 +39,7 @@ from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
 from schema import schema_sdl
-from web import access_log
+from web import access_log, metrics
 from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
 from workers import age_rules
@@ -264,12 +269,44 @@ def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _refused(error: ConfigError) -> int:
+    """Every problem of a refused configuration, one line each, and the exit code for it."""
+    if len(error.problems) == 1:
+        print(f"Configuration error: {error.problems[0]}", file=sys.stderr)
+    else:
+        print(f"Configuration errors ({len(error.problems)}):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"- {problem}", file=sys.stderr)
+    return 2
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """The line to print when nothing can listen on host:port (as uvicorn will bind it), checked
+    before anything is migrated or created."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = "is in use" if error.errno == errno.EADDRINUSE else f"({error.strerror})"
+            return (
+                f"Cannot listen on {host}:{port}: the port {reason}. Stop what holds it, or "
+                "serve on another port with --port or PRIVACY_API_PORT."
+            )
+    return None
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    port = config.port if args.port is None else args.port
     try:
         receipt_signing_key(config)
         webhook_sealer(config)
     except ConfigError as error:
-        print(f"Configuration error: {error}", file=sys.stderr)
+        return _refused(error)
+    listening = [port] if config.metrics_port is None else [port, config.metrics_port]
+    for taken in filter(None, (_port_taken(args.host, each) for each in listening)):
+        print(taken, file=sys.stderr)
         return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):
         # Each process would count on its own: ten tries at a password become ten per process.
@@ -283,7 +320,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # Links in messages point at the port served (read again by each worker's app).
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
         host = f"[{host}]" if ":" in host else host
-        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{args.port}"
+        os.environ["PRIVACY_API_PUBLIC_URL"] = f"http://{host}:{port}"
     if args.migrate:
         problem = _migrate_and_seal(config)
         if problem:
@@ -297,17 +334,20 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
         # Each worker writes its counts there; a scrape of any worker adds them all up.
         counts = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="privacy-api-metrics-")
-    logger.info("GraphQL API on http://%s:%s/graphql", args.host, args.port)
+    if config.metrics_port is not None:
+        metrics.listen(config, args.host, config.metrics_port)
+        logger.info("Metrics on http://%s:%s/metrics", args.host, config.metrics_port)
+    logger.info("GraphQL API on http://%s:%s/graphql", args.host, port)
     uvicorn.run(
         "web.app:create_app",
         factory=True,
         host=args.host,
-        port=args.port,
+        port=port,
         workers=args.workers,
         # A worker still importing the app on a busy host is not dead: give it time to answer.
         timeout_worker_healthcheck=30,
         log_level="info",
-        log_config=access_log.log_config(config.log_format),
+        log_config=access_log.log_config(config.log_format, tracing=config.tracing),
         # web.observe writes each request's line, with its route, operation and duration.
         access_log=False,
         # No `Server: uvicorn`: naming the software and nothing else helps only whoever scans
@@ -380,7 +420,63 @@ def _shown(value: str | None, absent: str) -> str:
 
 
 def cmd_purge(args: argparse.Namespace, config: Config) -> int:
-    report, pruned, expired_visitors = asyncio.run(purge(config))
+    if args.every is not None:
+        return asyncio.run(purge_every(config, args.every))
+    return _purge_report(config, *asyncio.run(purge(config)))
+
+
+def next_slot(now: datetime, every: timedelta) -> datetime:
+    """The first whole multiple of `every` since the Unix epoch after `now`: scheduled runs stay
+    on the clock (`1d` at midnight UTC, `1h` on the hour) however long each one takes, and a
+    restart keeps them there."""
+    slots = (now - _EPOCH) // every + 1
+    return _EPOCH + slots * every
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def purge_every(config: Config, every: timedelta) -> int:
+    """`purge --every`: a run now, then one at each slot of the clock (`next_slot`), until SIGINT
+    or SIGTERM, which ends the wait at once or a run in its tracks (each erasure is a
+    transaction of its own: the one cut short is rolled back, and the next run does it)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stopping in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stopping, stop.set)
+    while not stop.is_set():
+        run = asyncio.create_task(purge(config))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            break
+        try:
+            _purge_report(config, *run.result())
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            # The next slot tries again; a scheduler that exited would need a restart.
+            logger.warning("purge: the database is unavailable; trying again at the next slot")
+        slot = next_slot(datetime.now(UTC), every)
+        print(f"Next purge at {slot:%Y-%m-%d %H:%M:%S} UTC.", flush=True)
+        # The wait is measured on the monotonic clock; woken a moment early, wait the rest.
+        while not stop.is_set() and (left := (slot - datetime.now(UTC)).total_seconds()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), left)
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _purge_report(
+    config: Config,
+    report: purge_worker.PurgeReport,
+    pruned: erasure.Pruned,
+    expired_visitors: int,
+) -> int:
     print(
         f"Accounts due for deletion: {report.purged} purged, "
         f"{report.held} held back by a legal hold, "
@@ -476,21 +572,68 @@ def cmd_deliver(args: argparse.Namespace, config: Config) -> int:
     return 1 if report.failed else 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 60 * 60, "d": 24 * 60 * 60}
+
+
+def _interval(text: str) -> timedelta:
+    """`90s`, `30m`, `6h`, `1d`."""
+    found = re.fullmatch(r"([1-9][0-9]{0,5})([smhd])", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError("a whole number and s, m, h or d, such as 1d or 6h")
+    return timedelta(seconds=int(found[1]) * _UNITS[found[2]])
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError("a whole number of 1 or more")
     return int(text)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="privacy-api", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help with its default, where there is one to show (not for a switch)."""
 
-    serve = commands.add_parser("serve", help="migrate, then serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    try:
+        return f"%(prog)s {metadata.version('privacy-settings-api')}"
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "%(prog)s (not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="privacy-api",
+        description="The account privacy settings API: serve it, migrate its database, and run "
+        "its workers and maintenance. Settings come from PRIVACY_API_* variables (README, "
+        '"Configuration"); `privacy-api COMMAND --help` describes each command.',
+        formatter_class=_HelpFormatter,
+    )
+    root.add_argument("--version", action="version", version=_version())
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, description=help[:1].upper() + help[1:] + ".",
+            formatter_class=_HelpFormatter,
+        )  # fmt: skip
+
+    serve = command("serve", "migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--workers", type=_positive, default=1, help="API processes (above 1 needs shared limits)"
+        "--port",
+        type=int,
+        help="port to listen on (default: PRIVACY_API_PORT, which defaults to 8000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes, one per core (above 1 needs PRIVACY_API_RATE_LIMIT_STORAGE shared)",
     )
     serve.add_argument(
         "--no-migrate",
@@ -500,60 +643,75 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve, checks_rate_limits=True)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(
-        handler=cmd_migrate
-    )
+    command("migrate", "apply the database migrations").set_defaults(handler=cmd_migrate)
 
-    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
-    export.add_argument("--output", default=str(PROJECT_ROOT / "schema.graphql"))
+    export = command("export-schema", "write the GraphQL SDL")
+    export.add_argument(
+        "--output", default=str(PROJECT_ROOT / "schema.graphql"), help="file to write"
+    )
     export.set_defaults(handler=cmd_export_schema, needs_config=False)
 
-    commands.add_parser(
+    command(
         "verify-ledger",
-        help="check every account's consent hash chain, and that each stored setting is what "
-        "its newest consent event says",
+        "check every account's consent hash chain, and that each stored setting is what its "
+        "newest consent event says",
     ).set_defaults(handler=cmd_verify_ledger)
 
-    commands.add_parser(
+    purging = command(
         "purge",
-        help="erase accounts whose deletion date has passed and data kept past its use "
-        "(run it daily)",
-    ).set_defaults(handler=cmd_purge)
+        "erase accounts whose deletion date has passed and data kept past its use (run it daily)",
+    )
+    purging.add_argument(
+        "--every",
+        type=_interval,
+        metavar="INTERVAL",
+        help="run now, then on the clock at every INTERVAL (1d: midnight UTC; 6h, 30m, 90s) "
+        "until SIGTERM, instead of once",
+    )
+    purging.set_defaults(handler=cmd_purge)
 
-    commands.add_parser(
+    command(
         "apply-age-rules",
-        help="protect everyone the age rules make a minor (run after a deploy that changed them)",
+        "protect everyone the age rules make a minor (run after a deploy that changed them)",
     ).set_defaults(handler=cmd_apply_age_rules)
 
-    staff = commands.add_parser(
+    staff = command(
         "create-staff",
-        help="create a staff account (password from PRIVACY_API_STAFF_PASSWORD or a prompt)",
+        "create a staff account (password from PRIVACY_API_STAFF_PASSWORD or a prompt)",
     )
-    staff.add_argument("--email", required=True)
-    staff.add_argument("--name", required=True)
-    staff.add_argument("--role", choices=["support", "privacy-officer"], required=True)
+    staff.add_argument("--email", required=True, help="the staff member's sign-in address")
+    staff.add_argument("--name", required=True, help="the name shown to colleagues")
+    staff.add_argument(
+        "--role", choices=["support", "privacy-officer"], required=True, help="what they may do"
+    )
     staff.set_defaults(handler=cmd_create_staff)
 
-    link = commands.add_parser(
+    link = command(
         "unsubscribe-link",
-        help="print an account's one-click unsubscribe link and the headers a mailer sends",
+        "print an account's one-click unsubscribe link (starting with PRIVACY_API_PUBLIC_URL) "
+        "and the headers a mailer sends",
     )
-    link.add_argument("--email", required=True)
-    link.add_argument("--topic", choices=[topic.name for topic in Topic], required=True)
+    link.add_argument("--email", required=True, help="the account's address")
+    link.add_argument(
+        "--topic",
+        choices=[topic.name for topic in Topic],
+        required=True,
+        help="the communication topic the link switches off",
+    )
     link.set_defaults(handler=cmd_unsubscribe_link)
 
-    outbox = commands.add_parser(
-        "notifications", help="list unsent outbox messages (recipient, subject), oldest first"
+    outbox = command(
+        "notifications", "list unsent outbox messages (recipient, subject), oldest first"
     )
-    outbox.add_argument("--limit", type=_positive, default=100)
+    outbox.add_argument("--limit", type=_positive, default=100, help="how many to list")
     outbox.add_argument(
         "--mark-sent", action="store_true", help="then mark the listed messages as sent"
     )
     outbox.set_defaults(handler=cmd_notifications)
 
-    deliver = commands.add_parser(
+    deliver = command(
         "deliver",
-        help="send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
+        "send the outbox by SMTP (PRIVACY_API_SMTP_URL; without it, .eml files in "
         "data/mail/) until stopped",
     )
     deliver.add_argument(
@@ -561,9 +719,9 @@ def parser() -> argparse.ArgumentParser:
     )
     deliver.set_defaults(handler=cmd_deliver)
 
-    webhook_delivery = commands.add_parser(
+    webhook_delivery = command(
         "deliver-webhooks",
-        help="deliver webhook events to the registered endpoints, retrying failures (runs until "
+        "deliver webhook events to the registered endpoints, retrying failures (runs until "
         "stopped)",
     )
     webhook_delivery.add_argument(
@@ -578,11 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     config = None
     if getattr(args, "needs_config", True):
         try:
-            config = load_config()
+            config = load_config(serving=args.handler is cmd_serve)
         except ConfigError as error:
-            print(f"Configuration error: {error}", file=sys.stderr)
-            return 2
-        access_log.configure(config.log_format)
+            return _refused(error)
+        access_log.configure(config.log_format, tracing=config.tracing)
         # Bounded waits, so that a wrong URL or a server that is down ends the start with a line
         # that says so, rather than a traceback or a process that hangs.
         found = startup.problems(config, rate_limits=getattr(args, "checks_rate_limits", False))

@@ -9,9 +9,11 @@ import ipaddress
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.engine import make_url
@@ -21,12 +23,18 @@ from auth import passwords, sealing, signing
 from models.database import DatabaseTimeouts
 from resolvers.erasure import MAX_GRACE_DAYS
 
+T = TypeVar("T")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
 
 class ConfigError(RuntimeError):
-    """The environment does not describe a configuration the API can run with."""
+    """The environment does not describe a configuration the API can run with: each problem,
+    one setting each."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -56,6 +64,8 @@ class Config:
     session_days: int = 30
     rate_limit_storage: str = "memory://"
     data_dir: Path = field(default_factory=lambda: Path("data"))
+    # PRIVACY_API_PORT: where `serve` listens unless --port says otherwise.
+    port: int = 8000
     # Where people reach the API: the base of links in emails (unsubscribe, export downloads).
     public_url: str = "http://127.0.0.1:8000"
     deletion_grace_days: int = 30
@@ -91,6 +101,8 @@ class Config:
     log_format_setting: str | None = None
     # PRIVACY_API_METRICS; None: GET /metrics answers in development only.
     metrics_setting: bool | None = None
+    # PRIVACY_API_METRICS_PORT: metrics on a listener of their own, not on the API's port.
+    metrics_port: int | None = None
     # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
     tracing: bool = False
 
@@ -105,7 +117,10 @@ class Config:
 
     @property
     def metrics(self) -> bool:
-        """Whether GET /metrics answers (Prometheus text format)."""
+        """Whether GET /metrics answers on the API's own port (Prometheus text format): never
+        when the metrics have a port of their own."""
+        if self.metrics_port is not None:
+            return False
         return not self.production if self.metrics_setting is None else self.metrics_setting
 
 
@@ -229,44 +244,71 @@ def _trusted_proxies(raw: str) -> tuple[str, ...]:
     return tuple(proxies)
 
 
-def load_config(env: dict[str, str] | None = None) -> Config:
-    """Build the configuration from the environment (or the mapping given, for tests)."""
+class _Problems:
+    """Every setting that is wrong, collected so that one refused start names them all."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def check(self, read: Callable[[], T], fallback: T) -> T:
+        """What `read` gives, or `fallback` once its problem is noted."""
+        try:
+            return read()
+        except ConfigError as error:
+            self.found.extend(error.problems)
+            return fallback
+
+    def note(self, problem: str) -> None:
+        """One wrong setting, in the words the refused start prints."""
+        self.found.append(problem)
+
+
+def load_config(env: dict[str, str] | None = None, *, serving: bool = False) -> Config:
+    """Build the configuration from the environment (or the mapping given, for tests). Refused
+    with every wrong setting named at once, before anything is written; `serving` adds what only
+    the API needs (see `receipt_signing_key`)."""
     env = dict(os.environ if env is None else env)
+    problems = _Problems()
     environment = env.get("PRIVACY_API_ENV", DEVELOPMENT).strip().lower()
     if environment not in (DEVELOPMENT, PRODUCTION):
-        raise ConfigError("PRIVACY_API_ENV must be 'development' or 'production'")
+        problems.note("PRIVACY_API_ENV must be 'development' or 'production'")
+        environment = ""  # neither: no check of one environment's own applies
     data_dir = Path(env.get("PRIVACY_API_DATA_DIR", "data"))
-    database_url = _database_url(env.get("PRIVACY_API_DATABASE_URL")) or (
-        f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}"
-    )
+    database_url = problems.check(
+        lambda: _database_url(env.get("PRIVACY_API_DATABASE_URL")), None
+    ) or (f"sqlite+aiosqlite:///{(data_dir / 'privacy.db').as_posix()}")
     secret_key = env.get("PRIVACY_API_SECRET_KEY", "")
-    if not secret_key:
-        if environment == PRODUCTION:
-            raise ConfigError("PRIVACY_API_SECRET_KEY is required in production")
-        secret_key = _development_secret(data_dir)
-    elif len(secret_key) < 32:
-        raise ConfigError("PRIVACY_API_SECRET_KEY must be at least 32 characters")
-    origins = tuple(
-        dict.fromkeys(
-            _origin(origin.strip())
-            for origin in env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(",")
-            if origin.strip()
-        )
-    )
+    if not secret_key and environment == PRODUCTION:
+        problems.note("PRIVACY_API_SECRET_KEY is required in production")
+    elif secret_key and len(secret_key) < 32:
+        problems.note("PRIVACY_API_SECRET_KEY must be at least 32 characters")
+    origins: dict[str, None] = {}
+    for given in filter(
+        None, map(str.strip, env.get("PRIVACY_API_ALLOWED_ORIGINS", "").split(","))
+    ):
+        try:
+            origins[_origin(given)] = None
+        except ConfigError as error:
+            problems.found.extend(error.problems)
     cost = env.get(passwords.COST_VARIABLE, passwords.STANDARD).strip().lower()
     if cost not in passwords.COSTS or (cost != passwords.STANDARD and environment == PRODUCTION):
-        raise ConfigError(
+        problems.note(
             f"{passwords.COST_VARIABLE} is for the test suite only: leave it unset "
             f"(passwords are hashed at the {passwords.STANDARD} cost)"
         )
+    port = problems.check(lambda: _port(env, "PRIVACY_API_PORT") or DEFAULT_PORT, DEFAULT_PORT)
+    metrics_port = problems.check(lambda: _port(env, "PRIVACY_API_METRICS_PORT"), None)
     public_url = env.get("PRIVACY_API_PUBLIC_URL", "").strip().rstrip("/")
     if not public_url:
         if environment == PRODUCTION:
             # Links in messages (unsubscribe, exports) would point at the developer's machine.
-            raise ConfigError("PRIVACY_API_PUBLIC_URL is required in production")
-        public_url = "http://127.0.0.1:8000"
-    receipt_signing_key = _receipt_signing_key(env, environment, data_dir)
-    webhook_secret_keys = _webhook_secret_keys(env, environment, data_dir)
+            problems.note("PRIVACY_API_PUBLIC_URL is required in production")
+        public_url = f"http://127.0.0.1:{port}"
+    given_signing_key = problems.check(lambda: _given_receipt_signing_key(env), "")
+    if serving and environment == PRODUCTION and not env.get(RECEIPT_KEY_VARIABLE, "").strip():
+        problems.note(RECEIPT_KEY_REQUIRED)
+    no_keys: tuple[str, ...] = ()
+    webhook_secret_keys = problems.check(lambda: _given_webhook_secret_keys(env), no_keys)
     numbers = {}
     for name, variable, default in (
         ("session_days", "PRIVACY_API_SESSION_DAYS", 30),
@@ -278,52 +320,94 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         ("suppression_feed_delay_seconds", "PRIVACY_API_SUPPRESSION_FEED_DELAY_SECONDS", 60),
     ):
         raw = env.get(variable, str(default))
-        if not raw.strip().isdigit():
-            raise ConfigError(f"{variable} must be a whole number of 0 or more")
-        numbers[name] = int(raw)
-    if numbers["deletion_grace_days"] > MAX_GRACE_DAYS:
-        raise ConfigError(
+        if raw.strip().isdigit():
+            numbers[name] = int(raw)
+        else:
+            problems.note(f"{variable} must be a whole number of 0 or more")
+    if numbers.get("deletion_grace_days", 0) > MAX_GRACE_DAYS:
+        problems.note(
             f"PRIVACY_API_DELETION_GRACE_DAYS must be 0 to {MAX_GRACE_DAYS}: a deletion request "
             "is answered within one calendar month (GDPR Art. 12(3)), so the erasure cannot wait "
             "longer"
         )
     allow_private = env.get("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE", "").strip().lower()
     if allow_private not in ("", "0", "false", "1", "true"):
-        raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE must be 1 or 0")
-    if allow_private in ("1", "true") and environment == PRODUCTION:
+        problems.note("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE must be 1 or 0")
+    elif allow_private in ("1", "true") and environment == PRODUCTION:
         # It would let anyone who can register a webhook make the API call internal services.
-        raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only")
+        problems.note("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only")
+    no_proxies: tuple[str, ...] = ()
+    trusted_proxies = problems.check(
+        lambda: _trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")), no_proxies
+    )
+    database_timeouts = _database_timeouts(env, problems)
+    smtp = problems.check(lambda: _smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()), None)
+    mail_from = problems.check(
+        lambda: _mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url), ""
+    )
+    deliver_in_serve = problems.check(
+        lambda: _on_unless_production(env, "PRIVACY_API_DELIVER_IN_SERVE", environment), False
+    )
+    log_format = problems.check(
+        lambda: _choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")), None
+    )
+    metrics = problems.check(lambda: _switch(env, "PRIVACY_API_METRICS"), None)
+    if problems.found:
+        raise ConfigError(*problems.found)
+    # Only a configuration that holds may write the development secrets.
+    if not secret_key:
+        secret_key = _development_secret(data_dir)
+    if not given_signing_key and environment == DEVELOPMENT:
+        given_signing_key = signing.development_key(data_dir)
+    if not webhook_secret_keys and environment == DEVELOPMENT:
+        webhook_secret_keys = (sealing.development_key(data_dir),)
     return Config(
         webhooks_allow_private=allow_private in ("1", "true"),
         database_url=database_url,
         secret_key=secret_key,
         environment=environment,
-        allowed_origins=origins,
+        allowed_origins=tuple(origins),
         rate_limit_storage=env.get("PRIVACY_API_RATE_LIMIT_STORAGE", "memory://"),
         data_dir=data_dir,
+        port=port,
         public_url=public_url,
-        trusted_proxies=_trusted_proxies(env.get("PRIVACY_API_TRUSTED_PROXIES", "")),
-        database_timeouts=_database_timeouts(env),
-        receipt_signing_key=receipt_signing_key,
+        trusted_proxies=trusted_proxies,
+        database_timeouts=database_timeouts,
+        receipt_signing_key=given_signing_key,
         webhook_secret_keys=webhook_secret_keys,
-        smtp=_smtp_server(env.get("PRIVACY_API_SMTP_URL", "").strip()),
+        smtp=smtp,
         mail_dir=Path(env.get("PRIVACY_API_MAIL_DIR", "").strip() or data_dir / "mail"),
-        mail_from=_mail_from(env.get("PRIVACY_API_MAIL_FROM", "").strip(), public_url),
-        deliver_in_serve=_on_unless_production(env, "PRIVACY_API_DELIVER_IN_SERVE", environment),
-        log_format_setting=_choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")),
-        metrics_setting=_switch(env, "PRIVACY_API_METRICS"),
+        mail_from=mail_from,
+        deliver_in_serve=deliver_in_serve,
+        log_format_setting=log_format,
+        metrics_setting=metrics,
+        metrics_port=metrics_port,
         tracing=tracing_requested(env),
         **numbers,
     )
 
 
-def _receipt_signing_key(env: dict[str, str], environment: str, data_dir: Path) -> str:
-    """PRIVACY_API_RECEIPT_SIGNING_KEY, checked; generated once into the data folder in
-    development, so receipts issued before a restart keep verifying. Production without one
-    loads (the workers sign nothing), and the API refuses to start: see `receipt_signing_key`."""
+DEFAULT_PORT = 8000
+
+
+def _port(env: dict[str, str], variable: str) -> int | None:
+    """A port setting; None when it is not set."""
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{variable} must be a port number, 1 to 65535")
+    return int(raw)
+
+
+def _given_receipt_signing_key(env: dict[str, str]) -> str:
+    """PRIVACY_API_RECEIPT_SIGNING_KEY, checked, or empty. Development without one gets a key
+    generated once into the data folder (so receipts issued before a restart keep verifying);
+    production without one loads (the workers sign nothing), and the API refuses to start: see
+    `receipt_signing_key`."""
     given = env.get("PRIVACY_API_RECEIPT_SIGNING_KEY", "").strip()
     if not given:
-        return "" if environment == PRODUCTION else signing.development_key(data_dir)
+        return ""
     try:
         signing.load_private_key(given)
     except signing.SigningKeyError as error:
@@ -338,20 +422,17 @@ def receipt_signing_key(config: Config) -> str:
     if config.receipt_signing_key:
         return config.receipt_signing_key
     if config.production:
-        raise ConfigError(
-            "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production: an Ed25519 private "
-            "key, PEM or its 32 raw bytes in base64"
-        )
+        raise ConfigError(RECEIPT_KEY_REQUIRED)
     return signing.throwaway_key()
 
 
-def _webhook_secret_keys(env: dict[str, str], environment: str, data_dir: Path) -> tuple[str, ...]:
-    """PRIVACY_API_WEBHOOK_SECRET_KEY, checked; generated once into the data folder in
-    development. Production without it loads (the purge seals nothing), and what seals or opens
-    a webhook secret refuses to start: see `webhook_sealer`."""
+def _given_webhook_secret_keys(env: dict[str, str]) -> tuple[str, ...]:
+    """PRIVACY_API_WEBHOOK_SECRET_KEY, checked, or none. Development without it gets a key
+    generated once into the data folder; production without it loads (the purge seals nothing),
+    and what seals or opens a webhook secret refuses to start: see `webhook_sealer`."""
     given = env.get("PRIVACY_API_WEBHOOK_SECRET_KEY", "")
     if not given.strip():
-        return () if environment == PRODUCTION else (sealing.development_key(data_dir),)
+        return ()
     try:
         return sealing.parse_keys(given)
     except sealing.SealingKeyError as error:
@@ -368,6 +449,13 @@ def webhook_sealer(config: Config) -> sealing.Sealer:
             "bytes in URL-safe base64) that webhook signing secrets are encrypted with"
         )
     return sealing.Sealer(config.webhook_secret_keys)
+
+
+RECEIPT_KEY_VARIABLE = "PRIVACY_API_RECEIPT_SIGNING_KEY"
+RECEIPT_KEY_REQUIRED = (
+    f"{RECEIPT_KEY_VARIABLE} is required in production: an Ed25519 private key, PEM or its 32 "
+    "raw bytes in base64"
+)
 
 
 def _choice(env: dict[str, str], variable: str, allowed: tuple[str, ...]) -> str | None:
@@ -426,7 +514,7 @@ def tracing_requested(env: dict[str, str]) -> bool:
     )
 
 
-def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:
+def _database_timeouts(env: dict[str, str], problems: _Problems) -> DatabaseTimeouts:
     """PRIVACY_API_DB_*_TIMEOUT: seconds (decimals allowed) before a wait on the database ends."""
     defaults = DatabaseTimeouts()
     seconds = {}
@@ -437,7 +525,8 @@ def _database_timeouts(env: dict[str, str]) -> DatabaseTimeouts:
             value = float(raw) if raw else getattr(defaults, name)
         except ValueError:
             value = -1.0
-        if not 0 < value < 24 * 60 * 60:
-            raise ConfigError(f"{variable} must be a number of seconds above 0")
-        seconds[name] = value
+        if 0 < value < 24 * 60 * 60:
+            seconds[name] = value
+        else:
+            problems.note(f"{variable} must be a number of seconds above 0")
     return DatabaseTimeouts(**seconds)

@@ -236,19 +236,26 @@ async def queue_for_accounts(
 
 @dataclass(frozen=True)
 class Backlog:
-    """How far the mailer is behind: unsent messages and when the oldest was written."""
+    """How far the mailer is behind: unsent messages, when the oldest was written, how many
+    of them a server refused at least once, and how many were given up on (kept 30 days)."""
 
     unsent: int
     oldest: datetime | None
+    retrying: int = 0
+    failed: int = 0
 
 
 async def backlog(session: AsyncSession) -> Backlog:
-    """The outbox's unsent messages, counted in one statement (status is indexed)."""
+    """The outbox's unsent and failed messages, counted in one statement (status is indexed)."""
+    pending = Notification.status == DeliveryStatus.PENDING
     row = (
         await session.execute(
-            select(func.count(), func.min(Notification.created_at)).where(
-                Notification.status == DeliveryStatus.PENDING
-            )
+            select(
+                func.count().filter(pending),
+                func.min(Notification.created_at).filter(pending),
+                func.count().filter(pending, Notification.attempts > 0),
+                func.count().filter(Notification.status == DeliveryStatus.FAILED),
+            ).where(Notification.status.in_([DeliveryStatus.PENDING, DeliveryStatus.FAILED]))
         )
     ).one()
-    return Backlog(unsent=int(row[0]), oldest=row[1])
+    return Backlog(unsent=int(row[0]), oldest=row[1], retrying=int(row[2]), failed=int(row[3]))

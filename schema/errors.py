@@ -4,6 +4,7 @@ request refused before it ran."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import strawberry
 from graphql import GraphQLError
@@ -100,12 +101,28 @@ class UserErrorType:
 
     @classmethod
     def from_domain(cls, error: UserError) -> UserErrorType:
+        noted = _payload_errors.get()
+        if noted is not None:
+            noted.append(error.code)
         return cls(
             field=error.field,
             message=error.message,
             code=error.code,
             retry_after=error.refusal.retry_after if error.refusal else None,
         )
+
+
+# The codes of the payload errors an operation returned, in order, while one is being noted: a
+# refused mutation raises no GraphQL error, yet its log line and metric should not say `ok`.
+_payload_errors: ContextVar[list[ErrorCode] | None] = ContextVar("payload_errors", default=None)
+
+
+def note_payload_errors() -> list[ErrorCode]:
+    """From now on in this context (the operation and the resolvers it starts), every payload
+    error built is added to the list returned."""
+    noted: list[ErrorCode] = []
+    _payload_errors.set(noted)
+    return noted
 
 
 def to_user_errors(errors: list[UserError]) -> list[UserErrorType]:

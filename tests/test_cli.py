@@ -5,16 +5,25 @@ real command, as an operator would, and sign in to it."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 import httpx
+import pytest
 
+import cli
+from cli import next_slot
 from schema import schema_sdl
 from tests.helpers import CliRun, process_environment, run_in_process
 
@@ -249,3 +258,156 @@ def test_serve_refuses_any_origin_in_one_line(tmp_path: Path) -> None:
     assert line.startswith("Configuration error: PRIVACY_API_ALLOWED_ORIGINS")
     assert "'*'" in line
     assert not (tmp_path / "privacy.db").exists()
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+class TestHelp:
+    def test_every_command_and_option_says_what_it_is_for_and_shows_its_default(self) -> None:
+        root = cli.parser()
+        listed = " ".join(root.format_help().split())
+        for name, command in subparsers().items():
+            assert name in listed
+            shown = " ".join(command.format_help().split())
+            assert command.description, name
+            for action in command._actions:
+                assert action.help, f"{name} {action.option_strings} has no help"
+                if action.default not in (None, argparse.SUPPRESS) and not isinstance(
+                    action.default, bool
+                ):
+                    assert f"(default: {action.default})" in shown, (name, action.dest)
+        serve = " ".join(subparsers()["serve"].format_help().split())
+        assert "PRIVACY_API_PORT" in serve  # where --port comes from when not given
+
+    def test_version(self, tmp_path: Path) -> None:
+        result = subprocess.run(
+            [*COMMAND, "--version"],
+            cwd=PROJECT_ROOT,
+            env=cli_environment(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"privacy-api {metadata.version('privacy-settings-api')}"
+
+
+class TestRefusedStart:
+    def test_every_wrong_production_setting_is_named_at_once(self, tmp_path: Path) -> None:
+        result = run_cli(
+            tmp_path,
+            "migrate",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_SECRET_KEY="",
+            PRIVACY_API_PUBLIC_URL="",
+            PRIVACY_API_SESSION_DAYS="a month",
+            PRIVACY_API_DB_POOL_TIMEOUT="0",
+            PRIVACY_API_SMTP_URL="mail.example.com",
+            PRIVACY_API_PORT="80000",
+        )
+        assert result.code == 2
+        lines = result.err.splitlines()
+        assert lines[0] == "Configuration errors (6):"
+        named = [line.split()[1] for line in lines[1:]]
+        assert sorted(named) == sorted(
+            [
+                "PRIVACY_API_SECRET_KEY",
+                "PRIVACY_API_PUBLIC_URL",
+                "PRIVACY_API_SESSION_DAYS",
+                "PRIVACY_API_DB_POOL_TIMEOUT",
+                "PRIVACY_API_SMTP_URL",
+                "PRIVACY_API_PORT",
+            ]
+        )
+        assert "Traceback" not in result.err
+        assert not list(tmp_path.iterdir())  # no development secret, no database
+
+    def test_serve_names_what_only_the_api_needs_with_the_rest(self, tmp_path: Path) -> None:
+        result = run_cli(
+            tmp_path,
+            "serve",
+            PRIVACY_API_ENV="production",
+            PRIVACY_API_SECRET_KEY="",
+            PRIVACY_API_PUBLIC_URL="https://privacy.example.com",
+            PRIVACY_API_RECEIPT_SIGNING_KEY="",
+        )
+        assert result.code == 2
+        assert result.err.splitlines()[0] == "Configuration errors (2):"
+        assert "PRIVACY_API_SECRET_KEY" in result.err
+        assert "PRIVACY_API_RECEIPT_SIGNING_KEY is required in production" in result.err
+
+    def test_a_port_in_use_is_one_line_before_anything_is_written(self, tmp_path: Path) -> None:
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            result = run_cli(tmp_path, "serve", PRIVACY_API_PORT=str(port))
+        assert result.code == 2
+        [line] = result.err.splitlines()
+        assert line.startswith(f"Cannot listen on 127.0.0.1:{port}: the port is in use.")
+        assert "--port or PRIVACY_API_PORT" in line
+        assert not (tmp_path / "privacy.db").exists()
+
+
+class TestScheduledPurge:
+    def test_slots_are_on_the_clock_whenever_a_run_ends(self) -> None:
+        hour, day = timedelta(hours=1), timedelta(days=1)
+        assert next_slot(datetime(2026, 3, 1, 12, 0, 0, 500, tzinfo=UTC), hour) == datetime(
+            2026, 3, 1, 13, tzinfo=UTC
+        )
+        assert next_slot(datetime(2026, 3, 1, 13, tzinfo=UTC), hour) == datetime(
+            2026, 3, 1, 14, tzinfo=UTC
+        )
+        assert next_slot(datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), day) == datetime(
+            2026, 3, 2, tzinfo=UTC
+        )
+
+    def test_every_runs_on_the_clock_and_stops_cleanly_on_sigterm(self, tmp_path: Path) -> None:
+        assert run_cli(tmp_path, "migrate").code == 0
+        process = subprocess.Popen(
+            [*COMMAND, "purge", "--every", "2s"],
+            cwd=PROJECT_ROOT,
+            env=cli_environment(tmp_path, PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True
+        )
+        reader.start()
+        seen: list[str] = []
+        try:
+            # The run at start and one the schedule started: two reports, two slots announced.
+            while sum(line.startswith("Next purge at") for line in seen) < 2:
+                seen.append(lines.get(timeout=60))
+            process.send_signal(signal.SIGTERM)  # while it waits for the third slot
+            assert process.wait(timeout=30) == 0, "".join(seen)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        reader.join(timeout=10)
+        while not lines.empty():
+            seen.append(lines.get())
+        output = "".join(seen)
+        assert output.count("Accounts due for deletion:") == 2, output
+        slots = [
+            datetime.strptime(line.removeprefix("Next purge at "), "%Y-%m-%d %H:%M:%S UTC.\n")
+            for line in seen
+            if line.startswith("Next purge at")
+        ]
+        # On the clock (every even second since the epoch), later each time, never drifting.
+        assert all(slot.second % 2 == 0 for slot in slots), slots
+        assert slots[1] > slots[0]
+        assert seen[-1] == "Stopped.\n"
+        assert "Traceback" not in output
+
+    @pytest.mark.parametrize("interval", ["0s", "1w", "day", "-1h", "1.5h"])
+    def test_an_interval_it_cannot_keep_is_refused(self, tmp_path: Path, interval: str) -> None:
+        with pytest.raises(SystemExit) as refused:
+            cli.parser().parse_args(["purge", "--every", interval])
+        assert refused.value.code == 2

@@ -83,14 +83,17 @@ async def proxy(clean_database_url: str) -> AsyncIterator[DatabaseProxy]:
 
 @asynccontextmanager
 async def api_behind(
-    proxy: DatabaseProxy, database_url: str, environment: str = "development"
+    proxy: DatabaseProxy,
+    database_url: str,
+    environment: str = "development",
+    timeouts: DatabaseTimeouts = SHORT,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an API whose database connections all go through the proxy."""
     url = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
     config = make_config(
         url.render_as_string(hide_password=False),
         environment=environment,
-        database_timeouts=SHORT,
+        database_timeouts=timeouts,
     )
     app = create_app(config)
     transport = httpx.ASGITransport(app=app)
@@ -134,6 +137,21 @@ class TestStalledDatabase:
             assert (await bounded(client.get("/readyz"))).status_code == 503
             await proxy.restore()
             assert (await bounded(client.get("/readyz"))).status_code == 200
+
+    async def test_readyz_answers_503_at_once_whatever_the_database_timeouts(
+        self, proxy, clean_database_url
+    ) -> None:
+        # Waits far longer than HANG: a readiness probe must not inherit them, or a load
+        # balancer's probe times out instead of seeing 503.
+        patient = DatabaseTimeouts(connect=60, command=60, statement=60, pool=60)
+        async with api_behind(proxy, clean_database_url, timeouts=patient) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            proxy.stall()
+            stalled = await bounded(client.get("/readyz"))
+            assert stalled.status_code == 503
+            assert stalled.json() == {"status": "database unavailable"}
+            await proxy.refuse()
+            assert (await bounded(client.get("/readyz"))).status_code == 503
 
     async def test_links_in_emails_answer_503_with_retry_after(
         self, proxy, clean_database_url

@@ -8,6 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,9 @@ import pytest
 import yaml
 
 import cli
+from config import load_config
 from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, TEST_WEBHOOK_KEY
+from tests.test_cli import COMMAND, cli_environment, free_port
 from web import routes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,12 +52,8 @@ def app_services() -> dict[str, dict[str, Any]]:
 
 
 def command_line(service: dict[str, Any]) -> list[str]:
-    """The `privacy-api ...` arguments a service runs, through a shell loop or not."""
+    """The `privacy-api ...` arguments a service runs (as PID 1: no shell in between)."""
     command = service["command"]
-    if service.get("entrypoint", [])[:2] == ["/bin/sh", "-c"]:
-        found = re.search(r"privacy-api [a-z -]+?(?=;|$)", command[0])
-        assert found, command
-        return found[0].split()
     assert isinstance(command, list), command
     return [str(part) for part in command]
 
@@ -79,9 +80,48 @@ class TestDockerfile:
         assert arguments[:2] == ["privacy-api", "serve"]
         serve = cli.parser().parse_args(arguments[1:])
         assert serve.host != "127.0.0.1"  # reachable from outside the container
-        assert serve.port == 8000
-        healthcheck = text[text.index("HEALTHCHECK") :]
-        assert f"127.0.0.1:8000{routes.READYZ}" in healthcheck.split("\nCMD [")[0]
+        assert serve.port is None  # PRIVACY_API_PORT, which the healthcheck reads too
+        assert re.search(r"^\s+PRIVACY_API_PORT=8000$", text, re.MULTILINE)
+        assert routes.READYZ in " ".join(healthcheck_command())
+
+    def test_the_healthcheck_asks_the_port_serve_listens_on(self, tmp_path: Path) -> None:
+        # As the image runs them: `serve` with no --port, and the HEALTHCHECK's own command,
+        # both told the port by PRIVACY_API_PORT alone.
+        port = free_port()
+        environment = cli_environment(tmp_path, PRIVACY_API_PORT=str(port))
+        check = [sys.executable, *healthcheck_command()[1:]]
+        assert healthcheck_command()[0] == "python"
+        refused = subprocess.run(check, env=environment, capture_output=True, check=False)
+        assert refused.returncode != 0  # nothing listens yet: unhealthy
+        server = subprocess.Popen(
+            [*COMMAND, "serve", "--host", "127.0.0.1"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, "serve stopped"
+                result = subprocess.run(check, env=environment, capture_output=True, check=False)
+                if result.returncode == 0:
+                    break
+                assert time.monotonic() < deadline, result.stderr
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def healthcheck_command() -> list[str]:
+    """The exec form of the Dockerfile's HEALTHCHECK CMD."""
+    text = DOCKERFILE.read_text()
+    healthcheck = text[text.index("HEALTHCHECK") :].replace("\\\n", " ")
+    found = re.search(r"CMD (\[.*?\])\n", healthcheck)
+    assert found, healthcheck
+    command: list[str] = yaml.safe_load(found[1])
+    return command
 
 
 class TestComposeFile:
@@ -157,6 +197,38 @@ class TestComposeFile:
             assert arguments[1] in known, f"{name}: no command {arguments[1]}"
             cli.parser().parse_args(arguments[1:])  # exits on an unknown option
             assert f"privacy-api {arguments[1]}" in README
+
+    def test_only_this_machine_reaches_a_published_port(self) -> None:
+        for name, service in compose()["services"].items():
+            for published in service.get("ports", []):
+                assert str(published).startswith("127.0.0.1:"), f"{name} publishes {published}"
+
+    def test_metrics_are_not_served_where_the_api_is_published(self) -> None:
+        api = compose()["services"]["api"]
+        environment = api["environment"]
+        metrics_port = environment["PRIVACY_API_METRICS_PORT"]
+        published = [str(ports).rsplit(":", 1)[1] for ports in api["ports"]]
+        assert published == [environment["PRIVACY_API_PORT"]]
+        assert metrics_port not in published
+        assert "PRIVACY_API_METRICS" not in environment  # which would serve them there too
+        assert (
+            load_config(
+                {
+                    **{k: str(v) for k, v in environment.items()},
+                    "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+                    "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+                    "PRIVACY_API_DATABASE_URL": "postgresql+asyncpg://privacy@postgres/privacy",
+                }
+            ).metrics
+            is False
+        )
+
+    def test_every_process_is_pid_1_and_hears_sigterm(self) -> None:
+        # A shell as PID 1 ignores SIGTERM: `docker compose stop` would wait, then kill it.
+        for name, service in app_services().items():
+            assert "entrypoint" not in service, name
+        purge = cli.parser().parse_args(command_line(compose()["services"]["purge"])[1:])
+        assert purge.every == timedelta(days=1)
 
     def test_every_setting_is_read_and_documented(self) -> None:
         for name, service in app_services().items():

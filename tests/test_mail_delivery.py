@@ -39,6 +39,7 @@ from tests.helpers import (
     signed_up,
 )
 from tests.test_cli import free_port
+from tests.test_observability import scrape, value
 from tests.test_policy import published, staff_token
 from workers.delivery import Backoff, Delivery, delivery_for
 
@@ -685,3 +686,37 @@ class TestSettings:
 
         assert code == 2
         assert "PRIVACY_API_SMTP_URL" in err
+
+
+class TestWorkerMetrics:
+    """What an operator's alerts watch at /metrics: how much mail waits, for how long, and how
+    much of it the server refused, read from the outbox whichever worker did the work."""
+
+    async def test_waiting_retrying_and_failed_messages_show_in_a_scrape(
+        self, client, database, config, smtp
+    ) -> None:
+        inbox, port = smtp
+        inbox.refuse_always = "451 4.3.0 Try again later"
+        await ask_for_new_address(client)
+        waiting = scrape(await client.get("/metrics"))
+        assert value(waiting, "privacy_api_outbox_unsent_messages") == 1
+        assert value(waiting, "privacy_api_outbox_retrying_messages") == 0
+        assert value(waiting, "privacy_api_outbox_failed_messages") == 0
+
+        clock = Clock()
+        sender = worker(config, database, port, clock, backoff=Backoff(attempts=2))
+        assert (await sender.run_once()).retrying == 1
+        retrying = scrape(await client.get("/metrics"))
+        assert value(retrying, "privacy_api_outbox_unsent_messages") == 1
+        assert value(retrying, "privacy_api_outbox_retrying_messages") == 1
+        assert value(retrying, "privacy_api_outbox_oldest_unsent_age_seconds") >= 0
+
+        [row] = await outbox(database)
+        assert row.next_attempt_at is not None
+        clock.now = row.next_attempt_at
+        assert (await sender.run_once()).failed == 1
+        given_up = scrape(await client.get("/metrics"))
+        assert value(given_up, "privacy_api_outbox_unsent_messages") == 0
+        assert value(given_up, "privacy_api_outbox_retrying_messages") == 0
+        assert value(given_up, "privacy_api_outbox_failed_messages") == 1
+        assert value(given_up, "privacy_api_outbox_oldest_unsent_age_seconds") == 0

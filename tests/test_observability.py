@@ -3,14 +3,19 @@ data, Prometheus metrics (added up over every worker), and OpenTelemetry spans w
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
+import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
@@ -18,7 +23,11 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -65,6 +74,8 @@ NEWSLETTER_BY_EMAIL = {"channel": "EMAIL", "topic": "NEWSLETTER", "enabled": Tru
 class Server:
     http: httpx.Client
     log: Path
+    # Where the internal metrics listener answers (PRIVACY_API_METRICS_PORT), if there is one.
+    metrics_url: str = ""
 
     def graphql(
         self, query: str, variables: dict[str, Any] | None = None, **headers: str
@@ -81,9 +92,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`privacy-api serve --workers 2` as the compose file runs it: production, metrics on."""
+    """`privacy-api serve --workers 2` as the compose file runs it: production, metrics on a
+    port of their own."""
     data_dir = tmp_path_factory.mktemp("production")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
     environment = {
@@ -97,12 +109,12 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # A Redis database of its own: other servers of the suite sign up from 127.0.0.1 too,
         # and the limits they count would be this server's.
         "PRIVACY_API_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:6379/{1 + uuid.uuid4().int % 15}",
-        "PRIVACY_API_METRICS": "1",
+        "PRIVACY_API_METRICS_PORT": str(metrics_port),
         "PYTHONUNBUFFERED": "1",
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with serving(["--workers", "2"], environment, log, port=port, ready="/readyz") as http:
-        yield Server(http, log)
+        yield Server(http, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def request_lines(server: Server) -> list[dict[str, Any]]:
@@ -166,7 +178,8 @@ class TestProductionLog:
         assert http.get(export_path).status_code == 200
         unsubscribe = link_token(TEST_SECRET, account_id, Topic.MARKETING)
         assert http.get("/unsubscribe", params={"token": unsubscribe}).status_code == 200
-        assert http.get("/metrics").status_code == 200
+        assert http.get("/metrics").status_code == 404  # not on the API's port
+        assert httpx.get(production.metrics_url).status_code == 200
 
         secrets = {
             "email": EMAIL,
@@ -187,6 +200,8 @@ class TestProductionLog:
         # Every line is one JSON object, uvicorn's own included.
         logged = [json.loads(line) for line in production.lines()]
         assert all(isinstance(line, dict) and line["level"] for line in logged)
+        # Times in ISO 8601 with their offset, as log collectors parse them without a hint.
+        assert all(datetime.fromisoformat(line["time"]).utcoffset() is not None for line in logged)
         assert any(line["message"].startswith("Started server process") for line in logged)
 
     def test_every_request_line_names_its_request_route_status_and_duration(
@@ -235,15 +250,19 @@ class TestDevelopmentLog:
 
 
 class TestMetricsOfSeveralWorkers:
-    def test_a_scrape_adds_up_every_worker(self, production: Server) -> None:
+    def test_the_internal_listener_adds_up_every_worker(self, production: Server) -> None:
         for _ in range(12):
             production.graphql("query Ping { __typename }")
 
-        # Whichever worker answers the scrape, it counts what both answered.
-        for _ in range(3):
-            families = scrape(production.http.get("/metrics"))
-            count = sample(families, "privacy_api_request_duration_seconds_count")
-            assert count[("query __typename", "ok")] >= 12
+        # The listener counts what both workers answered, and reads the backlogs.
+        families = scrape(httpx.get(production.metrics_url))
+        count = sample(families, "privacy_api_request_duration_seconds_count")
+        assert count[("query __typename", "ok")] >= 12
+        assert "privacy_api_outbox_unsent_messages" in families
+        assert "privacy_api_webhook_undelivered" in families
+        assert value(families, "privacy_api_db_pool_capacity") > 0
+        # The API's own port serves no metrics: publishing it publishes none.
+        assert production.http.get("/metrics").status_code == 404
 
 
 def scrape(response: httpx.Response) -> dict[str, list[Sample]]:
@@ -289,7 +308,9 @@ class TestMetrics:
 
         duration = "privacy_api_request_duration_seconds_count"
         assert grew(duration, operation="mutation setCommunicationPreference", outcome="ok") == 1
-        assert grew(duration, operation="mutation signup", outcome="ok") == 21
+        assert grew(duration, operation="mutation signup", outcome="ok") == 1
+        assert grew(duration, operation="mutation signup", outcome="INVALID_EMAIL") == 19
+        assert grew(duration, operation="mutation signup", outcome="RATE_LIMITED") == 1
         assert grew(duration, operation="GET /metrics", outcome="ok") == 1
         # The sign-up's events (its settings and policy acceptance) and the toggle's one.
         assert grew("privacy_api_consent_events_written_total") >= 2
@@ -317,6 +338,43 @@ class TestMetrics:
         assert count[("query unknown", "GRAPHQL_VALIDATION_FAILED")] >= 1
         assert count[("invalid", "GRAPHQL_PARSE_FAILED")] >= 1
         assert all(operation.split(" ")[0] in OPERATION_KINDS for operation, _ in count), count
+
+
+class TestPayloadErrorOutcome:
+    """A mutation refused with a payload error ran without a GraphQL error, yet it did not
+    succeed: its line and its metric say the payload's first code, not `ok`."""
+
+    async def test_a_failed_sign_in_is_counted_and_logged_by_its_code(
+        self, client: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await signed_up(client, email=EMAIL, password=PASSWORD)
+        caplog.set_level(logging.INFO, logger="privacy_api.request")
+        before = scrape(await client.get("/metrics"))
+        # A client that asks only for the message still gets its failure counted by code.
+        wrong = {"input": {"email": EMAIL, "password": PASSWORD + "x"}}
+        quiet = (
+            "mutation Login($input: LoginInput!) { login(input: $input) { errors { message } } }"
+        )
+        assert (await gql(client, quiet, wrong))["data"]["login"]["errors"]
+        assert (await gql(client, LOGIN, wrong))["data"]["login"]["errors"]
+        right = {"input": {"email": EMAIL, "password": PASSWORD}}
+        assert (await gql(client, LOGIN, right))["data"]["login"]["errors"] == []
+        after = scrape(await client.get("/metrics"))
+
+        def grew(outcome: str) -> float:
+            name = "privacy_api_request_duration_seconds_count"
+            labels = {"operation": "mutation login", "outcome": outcome}
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert grew("INVALID_CREDENTIALS") == 2
+        assert grew("ok") == 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "privacy_api.request"]
+        logins = [line for line in lines if " mutation login " in line]
+        assert [line.split(" mutation login ")[1].split()[0] for line in logins] == [
+            "INVALID_CREDENTIALS",
+            "INVALID_CREDENTIALS",
+            "ok",
+        ]
 
 
 # The metrics are the process's: other tests' requests (a CORS preflight, a PUT) show too.
@@ -405,5 +463,151 @@ class TestTracing:
         assert operation.parent is not None
         assert operation.parent.span_id in {span.context.span_id for span in server}
         written = repr([(span.name, dict(span.attributes or {}), span.events) for span in finished])
-        for secret in (EMAIL, PASSWORD, PHONE, token, "a" * 40, "127.0.0.1"):
+        for secret in (EMAIL, PASSWORD, PHONE, token, "a" * 40):
             assert secret not in written
+        # Database spans name the database server; no other span names an address.
+        others = [span for span in finished if not is_database(span)]
+        assert "127.0.0.1" not in repr([dict(span.attributes or {}) for span in others])
+
+    async def test_each_statement_is_a_span_of_its_request(
+        self, clean_database_url: str, spans: InMemorySpanExporter
+    ) -> None:
+        app = create_app(make_config(clean_database_url, tracing=True))
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                token = await signed_up(http, email=EMAIL, password=PASSWORD, phone=PHONE)
+                spans.clear()
+                await gql(http, TOGGLE, {"input": NEWSLETTER_BY_EMAIL}, token=token)
+        finally:
+            await app.state.services.database.dispose()
+
+        finished = spans.get_finished_spans()
+        [server] = [span for span in finished if span.name == "POST /graphql"]
+        statements = [span for span in finished if is_statement(span)]
+        # Reading the session, the setting and the ledger's last event; writing the change.
+        assert len(statements) >= 4, [span.name for span in finished]
+        assert {span.context.trace_id for span in statements} == {server.context.trace_id}
+        sql = " ".join(str((span.attributes or {}).get("db.statement", "")) for span in statements)
+        assert "INSERT INTO consent_events" in sql
+        for secret in (EMAIL, PHONE, token):
+            assert secret not in repr([dict(span.attributes or {}) for span in statements])
+
+
+def is_statement(span: ReadableSpan) -> bool:
+    """A span the SQLAlchemy instrumentation made for one statement."""
+    attributes = span.attributes or {}
+    return "db.statement" in attributes or "db.query.text" in attributes
+
+
+def is_database(span: ReadableSpan) -> bool:
+    """A span of the SQLAlchemy instrumentation: a statement, or opening a connection."""
+    attributes = span.attributes or {}
+    return "db.system" in attributes or "db.system.name" in attributes
+
+
+class Collector(ThreadingHTTPServer):
+    """An OpenTelemetry collector's OTLP/HTTP trace receiver, keeping every span it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+        self.received: list[tuple[str, str, dict[str, str]]] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def trace(self, trace_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The spans of one trace received so far: name and attributes."""
+        return [
+            (name, attributes) for found, name, attributes in self.received if found == trace_id
+        ]
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attributes = {a.key: str(a.value) for a in span.attributes}
+                    self.server.received.append((span.trace_id.hex(), span.name, attributes))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads what was received."""
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestTracedServer:
+    """`serve` as an operator runs it with OTEL_EXPORTER_OTLP_ENDPOINT set: each request line
+    names the trace its spans reach the collector in, statements included."""
+
+    def test_a_log_line_leads_to_its_trace(self, tmp_path: Path, collector: Collector) -> None:
+        port, metrics_port = free_port(), free_port()
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PRIVACY_API_", "OTEL_"))},
+            "PRIVACY_API_ENV": "production",
+            "PRIVACY_API_DATA_DIR": str(tmp_path),
+            "PRIVACY_API_SECRET_KEY": TEST_SECRET,
+            "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+            "PRIVACY_API_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            # Export within a tenth of a second rather than the default five.
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "PRIVACY_API_METRICS_PORT": str(metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = tmp_path / "server.log"
+        with serving([], environment, log, port=port, ready="/readyz") as http:
+            wrong = {"input": {"email": EMAIL, "password": PASSWORD}}
+            answer = http.post(
+                "/graphql",
+                json={"query": LOGIN, "variables": wrong},
+                headers={"X-Request-ID": "traced-0001"},
+            ).json()
+            assert answer["data"]["login"]["errors"], answer
+            line = logged_request(Server(http, log), "traced-0001")
+            # One worker: the listener reads the process's own metrics.
+            families = scrape(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics"))
+            count = sample(families, "privacy_api_request_duration_seconds_count")
+            assert count[("mutation login", "INVALID_CREDENTIALS")] == 1
+            deadline = time.monotonic() + 20
+            traced = line["trace_id"]
+            while not any(is_sql(attributes) for _, attributes in collector.trace(traced)):
+                assert time.monotonic() < deadline, collector.received
+                time.sleep(0.1)
+
+        assert line["outcome"] == "INVALID_CREDENTIALS"
+        assert re.fullmatch(r"[0-9a-f]{32}", line["trace_id"])
+        assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert datetime.fromisoformat(line["time"]).utcoffset() is not None
+        names = [name for name, _ in collector.trace(line["trace_id"])]
+        assert "POST /graphql" in names
+        assert "GraphQL Query: Login" in names
+        sent = repr(collector.received)
+        assert EMAIL not in sent
+        assert PASSWORD not in sent
+
+
+def is_sql(attributes: dict[str, str]) -> bool:
+    return "db.statement" in attributes or "db.query.text" in attributes

@@ -309,6 +309,18 @@ class TestCommandLine:
         assert response.status_code == 200
         assert (await marketing(client, token))["EMAIL"] is False
 
+    async def test_in_development_the_link_follows_the_port_setting(
+        self, client, database_url, tmp_path
+    ) -> None:
+        # As `make run PORT=8011` serves: a link to port 8000 would reach nothing.
+        await subscribed_person(client)
+        code, out, err = await run_cli(
+            database_url, tmp_path, "unsubscribe-link", "--email", "ada@example.com",
+            "--topic", "MARKETING", PRIVACY_API_PUBLIC_URL="", PRIVACY_API_PORT="8011",
+        )  # fmt: skip
+        assert code == 0, err
+        assert out.startswith("http://127.0.0.1:8011/unsubscribe?token=")
+
     @pytest.mark.parametrize(
         ("email", "topic", "message"),
         [

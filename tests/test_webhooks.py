@@ -48,6 +48,7 @@ from tests.helpers import (
     signed_up,
     staff_token,
 )
+from tests.test_observability import scrape, value
 from workers.purge import purge_due_accounts
 from workers.webhooks import Delivery, StepReport, deliver_step, run
 
@@ -1111,3 +1112,39 @@ class TestTls:
             assert receiver.received == []
             assert entry["status"] == "PENDING"
             assert "CERTIFICATE_VERIFY_FAILED" in entry["lastError"]
+
+
+class TestWorkerMetrics:
+    """What an operator's alerts watch at /metrics: events waiting for the webhook worker, how
+    long the oldest has, deliveries failing, and endpoints disabled."""
+
+    async def test_waiting_failing_and_disabled_show_in_a_scrape(
+        self, local_client, database, receiver
+    ) -> None:
+        token = await officer(local_client, database)
+        await created(local_client, token, receiver.url, ["CONSENT_CHANGED"])
+        nothing = scrape(await local_client.get("/metrics"))
+        assert value(nothing, "privacy_api_webhook_undelivered") == 0
+        assert value(nothing, "privacy_api_webhook_oldest_undelivered_age_seconds") == 0
+
+        await signed_up(local_client)  # consent events, not yet fanned out: the worker is behind
+        waiting = scrape(await local_client.get("/metrics"))
+        undelivered = value(waiting, "privacy_api_webhook_undelivered")
+        assert undelivered >= 1
+        assert value(waiting, "privacy_api_webhook_oldest_undelivered_age_seconds") >= 0
+        assert value(waiting, "privacy_api_webhook_failing_deliveries") == 0
+
+        receiver.always = 500
+        start = utcnow()
+        await deliver_all(database, LOCAL, now=start)
+        failing = scrape(await local_client.get("/metrics"))
+        assert value(failing, "privacy_api_webhook_undelivered") == undelivered
+        assert value(failing, "privacy_api_webhook_failing_deliveries") == undelivered
+        assert value(failing, "privacy_api_webhook_disabled_endpoints") == 0
+
+        await deliver_all(database, LOCAL, now=start + timedelta(hours=24, minutes=1))
+        disabled = scrape(await local_client.get("/metrics"))
+        assert value(disabled, "privacy_api_webhook_disabled_endpoints") == 1
+        # What waits for a disabled endpoint waits for an officer, not for the worker.
+        assert value(disabled, "privacy_api_webhook_undelivered") == 0
+        assert value(disabled, "privacy_api_webhook_failing_deliveries") == 0

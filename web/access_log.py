@@ -52,14 +52,17 @@ def redact(path_with_query: str) -> str:
     return f"{path}?{'&'.join(parameters)}"
 
 
-def log_config(log_format: str) -> dict[str, Any]:
+def log_config(log_format: str, *, tracing: bool = False) -> dict[str, Any]:
     """The `logging.config.dictConfig` of every process: ours and uvicorn's loggers alike write
-    to stderr, as JSON objects or as text; uvicorn's access log is replaced by our request line."""
+    to stderr, as JSON objects or as text; uvicorn's access log is replaced by our request line.
+    With `tracing`, a JSON line written inside a span carries its `trace_id` and `span_id`."""
     formatters: dict[str, dict[str, Any]] = {
         JSON: {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            # ISO 8601 in UTC with its offset: 2026-01-31T09:15:02.123456+00:00.
+            "timestamp": "time",
+            "rename_fields": {"levelname": "level", "name": "logger"},
             # uvicorn adds a copy of each message with terminal colours.
             "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
         },
@@ -69,11 +72,13 @@ def log_config(log_format: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {log_format: formatters[log_format]},
+        "filters": {"trace": {"()": "web.tracing.TraceContext"}} if tracing else {},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
                 "stream": "ext://sys.stderr",
+                "filters": ["trace"] if tracing else [],
             }
         },
         "root": {"handlers": ["stderr"], "level": "INFO"},
@@ -89,6 +94,6 @@ def log_config(log_format: str) -> dict[str, Any]:
     }
 
 
-def configure(log_format: str) -> None:
+def configure(log_format: str, *, tracing: bool = False) -> None:
     """Set the process's logging, once, when a command starts."""
-    logging.config.dictConfig(log_config(log_format))
+    logging.config.dictConfig(log_config(log_format, tracing=tracing))

@@ -1,5 +1,6 @@
 """Prometheus metrics: what each request, the connection pool, the rate limits and the consent
-ledger count as they go, and the outbox backlog, read from the database when scraped.
+ledger count as they go, and the mail and webhook workers' backlogs, read from the database
+when scraped.
 
 The hot path pays for one histogram observation per request (web/observe.py); nothing queries
 the database per request. With `serve --workers N` above 1, `serve` points
@@ -9,8 +10,11 @@ of them adds up every worker's counts (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -22,6 +26,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -31,10 +36,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.rate_limits import Door, RateLimiter
+from config import Config
 from models import ConsentEvent, Database, utcnow
 from models.database import POOL_OVERFLOW, POOL_SIZE
-from resolvers import notifications
+from resolvers import notifications, webhooks
 
+logger = logging.getLogger("privacy_api.metrics")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUEST_SECONDS = Histogram(
@@ -119,22 +126,100 @@ class _Snapshot(Collector):
         yield from self.families
 
 
-async def _outbox(database: Database) -> list[Metric]:
+def _age(oldest: datetime | None) -> float:
+    return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+
+async def _backlogs(database: Database) -> list[Metric]:
+    """What the mail and webhook workers have still to do, read from the database: whichever
+    process did the work, and however many there are, the API's scrape shows it."""
     async with database.session() as session:
-        waiting = await notifications.backlog(session)
-    age = (utcnow() - waiting.oldest).total_seconds() if waiting.oldest else 0.0
+        mail = await notifications.backlog(session)
+        hooks = await webhooks.backlog(session)
     return [
         GaugeMetricFamily(
             "privacy_api_outbox_unsent_messages",
             "Messages in the outbox that no mailer has sent yet.",
-            value=waiting.unsent,
+            value=mail.unsent,
         ),
         GaugeMetricFamily(
             "privacy_api_outbox_oldest_unsent_age_seconds",
             "Age of the oldest unsent message (0 when none waits).",
-            value=max(age, 0.0),
+            value=_age(mail.oldest),
+        ),
+        GaugeMetricFamily(
+            "privacy_api_outbox_retrying_messages",
+            "Unsent messages the mail server refused at least once, waiting to be tried again.",
+            value=mail.retrying,
+        ),
+        GaugeMetricFamily(
+            "privacy_api_outbox_failed_messages",
+            "Messages given up on (kept 30 days, then deleted by purge).",
+            value=mail.failed,
+        ),
+        GaugeMetricFamily(
+            "privacy_api_webhook_undelivered",
+            "Webhook events not yet fanned out plus deliveries pending to enabled endpoints.",
+            value=hooks.undelivered,
+        ),
+        GaugeMetricFamily(
+            "privacy_api_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest of those (0 when none waits).",
+            value=_age(hooks.oldest),
+        ),
+        GaugeMetricFamily(
+            "privacy_api_webhook_failing_deliveries",
+            "Pending deliveries to enabled endpoints that failed at least once.",
+            value=hooks.failing,
+        ),
+        GaugeMetricFamily(
+            "privacy_api_webhook_disabled_endpoints",
+            "Endpoints disabled after failing too long; an officer enables them again.",
+            value=hooks.disabled_endpoints,
         ),
     ]
+
+
+class _Live(Collector):
+    """This process's own metrics, as they are at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class _Backlogs(Collector):
+    """The workers' backlogs for the metrics listener, read at each scrape over a connection of
+    its own (the listener runs in a thread, beside the API's event loop)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from asyncio.run(self._read())
+        except Exception:
+            # The request metrics still answer: an alert on a stale backlog sees the gap.
+            logger.warning("metrics: could not read the backlogs from the database", exc_info=True)
+
+    async def _read(self) -> list[Metric]:
+        database = Database(self.config.database_url, self.config.database_timeouts)
+        try:
+            return await _backlogs(database)
+        finally:
+            await database.dispose()
+
+
+def listen(config: Config, host: str, port: int) -> None:
+    """Serve GET /metrics on host:port from a thread of this process, the one `serve` starts
+    the API workers from: every worker's counts (added up when there are several) and the
+    backlogs, on a port that only the internal network reaches, never the API's."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Live())
+    registry.register(_Backlogs(config))
+    start_http_server(port, addr=host, registry=registry)
 
 
 def endpoint(database: Database) -> Callable[[Request], Awaitable[Response]]:
@@ -146,7 +231,7 @@ def endpoint(database: Database) -> Callable[[Request], Awaitable[Response]]:
             multiprocess.MultiProcessCollector(registry)
         else:
             registry.register(_Snapshot(REGISTRY.collect()))
-        registry.register(_Snapshot(await _outbox(database)))
+        registry.register(_Snapshot(await _backlogs(database)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

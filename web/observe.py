@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from models.availability import is_unavailable
+from resolvers.errors import ErrorCode
+from schema.errors import note_payload_errors
 from web.access_log import JSON, redact
 from web.metrics import REQUEST_SECONDS
 
@@ -70,13 +72,14 @@ class ObservedOperation(SchemaExtension):
     """Notes which operation a GraphQL request ran, and how it ended, for the request line."""
 
     def on_operation(self) -> Iterator[None]:
+        payload_errors = note_payload_errors()
         try:
             yield
         finally:
             # Also when parsing raised: strawberry turns that into the answer after this ends.
-            self._note()
+            self._note(payload_errors)
 
-    def _note(self) -> None:
+    def _note(self, payload_errors: list[ErrorCode]) -> None:
         context = self.execution_context
         state = getattr(getattr(context.context, "request", None), "scope", {}).get("state")
         if state is None:
@@ -102,8 +105,12 @@ class ObservedOperation(SchemaExtension):
         )
         if errors:
             state[OUTCOME] = error_outcome(list(errors))
+        elif context.result is None:
+            state[OUTCOME] = INVALID
         else:
-            state[OUTCOME] = OK if context.result is not None else INVALID
+            # The first refusal a payload carried (a wrong password), else the operation did
+            # what it was asked.
+            state[OUTCOME] = payload_errors[0].value if payload_errors else OK
 
 
 def _status_outcome(status: int) -> str:

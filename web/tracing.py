@@ -1,8 +1,10 @@
 """OpenTelemetry tracing, on only when the standard OTEL_* variables ask for it (config.tracing).
 
 Off, nothing of it runs: no middleware, no schema extension. On, each request has a server span
-(the ASGI instrumentation) with the GraphQL operation's spans inside it (strawberry's extension),
-exported as OTEL_TRACES_EXPORTER says (`otlp`, the default, over HTTP to
+(the ASGI instrumentation) with the GraphQL operation's spans inside it (strawberry's extension)
+and a span for each SQL statement (the SQLAlchemy instrumentation: the statement with its
+placeholders, never the values), each log line names the trace and span it was written in,
+and spans are exported as OTEL_TRACES_EXPORTER says (`otlp`, the default, over HTTP to
 OTEL_EXPORTER_OTLP_ENDPOINT; or `console`). No span carries personal data: not the document
 (its literals may hold a password), not resolver arguments, not the query string or the path's
 token, not the client's address.
@@ -11,12 +13,14 @@ token, not the client's address.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Generator
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -26,6 +30,7 @@ from starlette.types import Scope
 from strawberry.extensions import LifecycleStep
 from strawberry.extensions.tracing import OpenTelemetryExtension
 
+from models import Database
 from web.access_log import REDACTED, redact
 
 SERVICE_NAME = "privacy-api"
@@ -52,6 +57,29 @@ def install_provider() -> None:
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(_exporter()))
     trace.set_tracer_provider(provider)
+
+
+def trace_statements(database: Database) -> None:
+    """A span for each statement `database` runs, inside the request's trace. A process serves
+    one app, so the instrumentation follows the newest one's engine."""
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    # Its declared range ends before SQLAlchemy 2.1, whose engine events it uses unchanged
+    # (tests/test_observability.py::TestTracing shows the spans).
+    instrumentor.instrument(engine=database.engine.sync_engine, skip_dep_check=True)
+
+
+class TraceContext(logging.Filter):
+    """Adds `trace_id` and `span_id` (hexadecimal, as trace viewers show them) to a record
+    written inside a span, so a log line leads to its trace and back."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        return True
 
 
 class GraphQLTracing(OpenTelemetryExtension):
