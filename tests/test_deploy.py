@@ -217,6 +217,7 @@ class TestComposeFile:
                     **{k: str(v) for k, v in environment.items()},
                     "PRIVACY_API_SECRET_KEY": TEST_SECRET,
                     "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+                    "PRIVACY_API_WEBHOOK_SECRET_KEY": TEST_WEBHOOK_KEY,
                     "PRIVACY_API_DATABASE_URL": "postgresql+asyncpg://privacy@postgres/privacy",
                 }
             ).metrics

