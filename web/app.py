@@ -34,6 +34,7 @@ from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestId
 from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
 from web.parental_consent import ParentalConsentPages
+from web.pages import ASSETS as PAGE_ASSETS
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages
@@ -152,6 +153,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
+            Mount(routes.PAGE_ASSETS, StaticFiles(directory=PAGE_ASSETS)),
             *(
                 [Route(routes.METRICS, metrics.endpoint(services.database), methods=["GET"])]
                 if config.metrics

@@ -13,32 +13,17 @@ from starlette.responses import HTMLResponse
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services, client_of
-from web.pages import page, paragraph, post_form, posted_token
+from web.pages import posted_token, render
 
 
-def _refused(rejected: Rejected) -> HTMLResponse:
+def _refused(request: Request, rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.RATE_LIMITED in codes:
-        return page(
-            "Too many attempts",
-            paragraph("Nothing was created. Wait a while, then open the link again."),
-            status_code=429,
-        )
+        return render(request, "confirm_signup/too_many", status_code=429)
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
-        return page(
-            "This address already has an account",
-            paragraph("Nothing was created. Sign in with it, or reset its password."),
-            status_code=400,
-        )
-    return page(
-        "This link is no longer valid",
-        paragraph(
-            "It may have expired, been used already, or been copied incompletely. No account "
-            "was created by it."
-        ),
-        paragraph("To try again, sign up once more: we will send a new link."),
-        status_code=404 if ErrorCode.NOT_FOUND in codes else 400,
-    )
+        return render(request, "confirm_signup/unavailable", status_code=400)
+    status = 404 if ErrorCode.NOT_FOUND in codes else 400
+    return render(request, "confirm_signup/invalid", status_code=status)
 
 
 class ConfirmSignupPages:
@@ -56,20 +41,15 @@ class ConfirmSignupPages:
                     session, secret_key=self.services.config.secret_key, token=token
                 )
         except Rejected as rejected:
-            return _refused(rejected)
+            return _refused(request, rejected)
         # Anyone can sign up with any address, and each signup mails its own link: the page
         # names the account this one creates, so the owner can tell a stranger's from theirs.
-        return page(
-            "Confirm your email address",
-            paragraph(
-                f"Create the account for {pending.email} in the name {pending.display_name}?"
-            ),
-            paragraph(
-                "It will have the password chosen when signing up with this name. If you did "
-                "not sign up, or this is not the name you gave, close this page: no account is "
-                "created without it."
-            ),
-            post_form({"token": token}, "Create my account"),
+        return render(
+            request,
+            "confirm_signup/ask",
+            email=pending.email,
+            name=pending.display_name,
+            token=token,
         )
 
     async def confirm(self, request: Request) -> HTMLResponse:
@@ -85,11 +65,5 @@ class ConfirmSignupPages:
                     token=token,
                 )
         except Rejected as rejected:
-            return _refused(rejected)
-        return page(
-            "Your account is ready",
-            paragraph(
-                f"The account for {account.email} is created. Sign in with this address and "
-                "the password you chose, in the app or on the website."
-            ),
-        )
+            return _refused(request, rejected)
+        return render(request, "confirm_signup/done", email=account.email)
