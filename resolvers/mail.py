@@ -2,9 +2,9 @@
 
 Every kind of notification has one template, `mail_templates/<locale>/<kind>.txt`, with a
 `subject` and a `body` block; a `<kind>.html` beside it adds an HTML alternative where a button
-helps. The person's `locale` picks the translation (`pt-BR`, then `pt`), English otherwise.
-Adding a kind is one enum value and one template file (and an entry in TOPICS if people may
-switch it off).
+helps. The person's `locale` picks the translation (`pt-BR`, then `pt`), English otherwise; a
+kind without a template in that language is sent in English. Adding a kind is one enum value
+and one template file per language (and an entry in TOPICS if people may switch it off).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from jinja2.exceptions import TemplateNotFound
 
 from models import NotificationKind
 from resolvers.catalogue import Topic
+from resolvers.languages import DEFAULT_LANGUAGE
 
 TEMPLATES = Path(__file__).resolve().parent / "mail_templates"
-DEFAULT_LOCALE = "en"
+DEFAULT_LOCALE = DEFAULT_LANGUAGE
 # Where a message's secret goes in its body. The secret itself is stored beside the body only
 # until the message is sent, so the outbox keeps no working code or link once it has done its job.
 PLACEHOLDER = "{secret}"
@@ -43,6 +44,27 @@ TOPICS: dict[NotificationKind, Topic] = {
 
 _LOCALE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
 
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+_GERMAN_MONTHS = (
+    "Januar Februar März April Mai Juni Juli August September Oktober November Dezember"
+).split()
+# A date as notices write it in English: "4 December 2026", maybe "at 14:30 UTC" after it.
+_ENGLISH_DATE = re.compile(rf"\b(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}})(?: at (\d\d:\d\d) UTC)?")
+
+
+def german_dates(text: str) -> str:
+    """`text` with the dates that use cases write the English way ("4 December 2026 at 14:30
+    UTC") written the German way ("4. Dezember 2026 um 14:30 Uhr UTC"); other text as it is."""
+
+    def german(match: re.Match[str]) -> str:
+        day, month, year, time = match.groups()
+        written = f"{day}. {_GERMAN_MONTHS[_MONTHS.index(month)]} {year}"
+        return f"{written} um {time} Uhr UTC" if time else written
+
+    return _ENGLISH_DATE.sub(german, text)
+
 
 @dataclass(frozen=True)
 class Composed:
@@ -56,7 +78,7 @@ class Composed:
 
 @cache
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
@@ -64,6 +86,8 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
+    environment.filters["german_dates"] = german_dates
+    return environment
 
 
 def locales_for(locale: str | None) -> list[str]:

@@ -12,10 +12,18 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from resolvers import mail
 from resolvers.languages import DEFAULT_LANGUAGE, negotiate
 from web import routes
 
@@ -40,8 +48,10 @@ HEADERS = {
 
 @cache
 def _environment() -> Environment:
+    # Pages name the catalogue's settings as messages do: "mail/<language>/settings.txt".
+    mail_templates = PrefixLoader({"mail": FileSystemLoader(mail.TEMPLATES)})
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), mail_templates]),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
