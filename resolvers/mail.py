@@ -51,7 +51,9 @@ _GERMAN_MONTHS = (
     "Januar Februar März April Mai Juni Juli August September Oktober November Dezember"
 ).split()
 # A date as notices write it in English: "4 December 2026", maybe "at 14:30 UTC" after it.
-_ENGLISH_DATE = re.compile(rf"\b(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}})(?: at (\d\d:\d\d) UTC)?")
+_ENGLISH_DATE = re.compile(
+    rf"\b(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}})(?: at (\d\d:\d\d) UTC)?"
+)
 
 
 def german_dates(text: str) -> str:

@@ -33,8 +33,8 @@ from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
-from web.parental_consent import ParentalConsentPages
 from web.pages import ASSETS as PAGE_ASSETS
+from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages

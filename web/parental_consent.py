@@ -45,19 +45,24 @@ class ParentalConsentPages:
                 shown = await parental.open_page(session, token=token)
         except LinkUnusable as unusable:
             return _unusable(request, unusable)
-        about = {"teen": shown.teen, "token": token, "granted": shown.granted}
         if shown.can_decide:
-            return render(
-                request,
-                "parental_consent/ask",
-                asked=[setting for setting, _ in shown.asked],
-                decide_by=shown.decide_by,
-                **about,
-            )
-        if all(status is ParentalStatus.EXPIRED for _, status in shown.asked):
-            status_code = 200 if shown.granted else 410
-            return render(request, "parental_consent/expired", status_code=status_code, **about)
-        return render(request, "parental_consent/answered", asked=shown.asked, **about)
+            page = "parental_consent/ask"
+        elif all(status is ParentalStatus.EXPIRED for _, status in shown.asked):
+            page = "parental_consent/expired"
+        else:
+            page = "parental_consent/answered"
+        # An expired request with nothing to withdraw leaves the page nothing to offer: Gone.
+        gone = page == "parental_consent/expired" and not shown.granted
+        return render(
+            request,
+            page,
+            status_code=410 if gone else 200,
+            teen=shown.teen,
+            token=token,
+            granted=shown.granted,
+            asked=shown.asked,
+            decide_by=shown.decide_by,
+        )
 
     async def answer(self, request: Request) -> HTMLResponse:
         """POST: the form's answer (`action=decide`) or a withdrawal (`action=withdraw`)."""
@@ -74,9 +79,7 @@ class ParentalConsentPages:
                     )
                 if not withdrawn:
                     return render(request, "parental_consent/nothing_to_withdraw", teen=teen)
-                return render(
-                    request, "parental_consent/withdrawn", teen=teen, withdrawn=withdrawn
-                )
+                return render(request, "parental_consent/withdrawn", teen=teen, withdrawn=withdrawn)
             if action != "decide":
                 return render(request, "parental_consent/not_understood", status_code=400)
             answers = {
