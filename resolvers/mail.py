@@ -33,6 +33,9 @@ DEFAULT_LOCALE = DEFAULT_LANGUAGE
 # until the message is sent, so the outbox keeps no working code or link once it has done its job.
 PLACEHOLDER = "{secret}"
 REMOVED = "[removed once sent]"
+# Where the one-click unsubscribe link goes in the footer of a message of a topic (TOPICS),
+# written in the message's language when it is composed; the link is made when it is sent.
+UNSUBSCRIBE = "{unsubscribe}"
 
 # The communication topic a kind of message belongs to: it goes only while the person has that
 # topic on for email (checked when it is sent), and it carries a one-click unsubscribe link.
@@ -143,6 +146,12 @@ def compose(
     if (TEMPLATES / chosen / f"{kind.value}.html").is_file():
         page = environment.get_template(f"{chosen}/{kind.value}.html")
         markup = page.render({**context, "subject": subject})
+    if kind in TOPICS:
+        footer = environment.get_template(f"{chosen}/unsubscribe_footer.txt")
+        body = f"{body}\n\n--\n{_block(footer, 'text', {'link': UNSUBSCRIBE})}"
+        if markup is not None:
+            link = _block(footer, "html", {"link": UNSUBSCRIBE})
+            markup = markup.replace("</body>", f"{link}\n</body>")
     return Composed(locale=chosen, subject=subject, body=body, html=markup)
 
 
@@ -176,7 +185,8 @@ def build_email(
     unsubscribe: str | None = None,
 ) -> EmailMessage:
     """The email for one notification, secret already filled in. With an unsubscribe link it
-    carries the one-click headers of RFC 8058 and names the link under the text."""
+    carries the one-click headers of RFC 8058 and names the link in the footer its template
+    wrote, in the message's language."""
     email = EmailMessage()
     email["From"] = envelope.sender
     email["To"] = recipient
@@ -188,12 +198,16 @@ def build_email(
     if unsubscribe is not None:
         email["List-Unsubscribe"] = f"<{unsubscribe}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        body = f"{body}\n\n--\nTo stop these emails, open {unsubscribe}"
+        # A message queued before its footer was composed with it gets one in English.
+        if UNSUBSCRIBE not in body:
+            body = f"{body}\n\n--\nTo stop these emails, open {UNSUBSCRIBE}"
+        body = body.replace(UNSUBSCRIBE, unsubscribe)
         if html_body is not None:
-            link = html.escape(unsubscribe, quote=True)
-            html_body = html_body.replace(
-                "</body>", f'<p><a href="{link}">Stop these emails</a></p>\n</body>'
-            )
+            if UNSUBSCRIBE not in html_body:
+                html_body = html_body.replace(
+                    "</body>", f'<p><a href="{UNSUBSCRIBE}">Stop these emails</a></p>\n</body>'
+                )
+            html_body = html_body.replace(UNSUBSCRIBE, html.escape(unsubscribe, quote=True))
     email.set_content(body)
     if html_body is not None:
         email.add_alternative(html_body, subtype="html")

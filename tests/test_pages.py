@@ -34,10 +34,14 @@ from tests.test_confirm_signup import link_in
 from tests.test_export import export_url, path_of
 from tests.test_mail_delivery import EVERY_VALUE
 from tests.test_password_reset import NEW_PASSWORD, can_log_in, request_reset, reset_link
+from tests.test_policy import published, staff_token
 from web import pages
 
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
 LANGUAGE = "{ me { locale } }"
+SET_LANGUAGE = """
+mutation Language($input: UpdateProfileInput!) { updateProfile(input: $input) { errors { code } } }
+"""
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
@@ -210,6 +214,23 @@ class TestTheLanguageOfMessages:
         assert me["data"]["me"]["locale"] is None
 
 
+    async def test_a_policy_notice_goes_to_each_person_in_their_language(
+        self, client, database
+    ) -> None:
+        german = await signed_up(client, email="grete@example.com")
+        await signed_up(client, email="ada@example.com")
+        language = {"input": {"locale": "de"}}
+        changed = await gql(client, SET_LANGUAGE, language, token=german)
+        assert changed["data"]["updateProfile"]["errors"] == []
+
+        await published(client, await staff_token(client, database), "2026-06")
+
+        [to_grete] = await outbox(database, NotificationKind.POLICY_UPDATE, "grete@example.com")
+        [to_ada] = await outbox(database, NotificationKind.POLICY_UPDATE, "ada@example.com")
+        assert to_grete.subject == "Wir haben unsere Datenschutzerklärung aktualisiert (2026-06)"
+        assert to_ada.subject == "We have updated our privacy policy (2026-06)"
+
+
 class TestUsedExportLinks:
     async def test_a_browser_is_told_on_a_page_how_to_get_a_new_export(self, client) -> None:
         path = path_of(await export_url(client, await signed_up(client)))
@@ -273,6 +294,26 @@ class TestTranslations:
         assert german.locale == "de"
         assert german.subject != english.subject and german.body != english.body
         assert "December" not in german.body and "June" not in german.subject
+
+    def test_a_german_policy_notice_ends_with_a_german_unsubscribe_line(self) -> None:
+        composed = mail.compose(NotificationKind.POLICY_UPDATE, "de", EVERY_VALUE)
+        link = "https://privacy.example.com/unsubscribe?token=abc"
+
+        email = mail.build_email(
+            mail.Envelope(sender="Privacy <privacy@example.com>", domain="example.com"),
+            notification_id=uuid.uuid4(),
+            recipient="ada@example.com",
+            subject=composed.subject,
+            body=composed.body,
+            html_body=composed.html,
+            created_at=utcnow(),
+            unsubscribe=link,
+        )
+
+        text = email.get_content()
+        assert text.rstrip().endswith(f"Um diese E-Mails abzubestellen, öffnen Sie {link}")
+        assert mail.UNSUBSCRIBE not in text and "To stop" not in text
+        assert email["List-Unsubscribe"] == f"<{link}>"
 
     def test_every_page_template_compiles(self) -> None:
         environment = pages._environment()
