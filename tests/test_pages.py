@@ -213,7 +213,6 @@ class TestTheLanguageOfMessages:
         assert message.subject == "Confirm your email address to create your account"
         assert me["data"]["me"]["locale"] is None
 
-
     async def test_a_policy_notice_goes_to_each_person_in_their_language(
         self, client, database
     ) -> None:
