@@ -16,16 +16,26 @@ _ENTRY = re.compile(
 
 
 def negotiate(accept_language: str | None) -> str | None:
-    """The language of ours the header prefers most (weights honoured, ties in its order), or
-    None when it names none of them (no header, or only languages we do not have)."""
-    best: tuple[float, str] | None = None
-    for entry in (accept_language or "").split(","):
+    """The language of ours the header prefers most, or None when it names none of them (no
+    header, or only languages we do not have).
+
+    Weights are honoured; a regional range counts for its language (`de-AT` for `de`); `*`
+    stands for each language the header does not name; of equal weights the earlier wins.
+    """
+    named: dict[str, tuple[float, int]] = {}
+    anything: tuple[float, int] | None = None
+    for position, entry in enumerate((accept_language or "").split(",")):
         match = _ENTRY.fullmatch(entry)
         if match is None:
             continue
-        weight = float(match["q"]) if match["q"] is not None else 1.0
+        weight = (float(match["q"]) if match["q"] is not None else 1.0, position)
         wanted = match["range"].lower()
-        language = DEFAULT_LANGUAGE if wanted == "*" else wanted.split("-")[0]
-        if weight > 0 and language in LANGUAGES and (best is None or weight > best[0]):
-            best = (weight, language)
-    return best[1] if best else None
+        if wanted == "*":
+            anything = anything or weight
+        elif (language := wanted.split("-")[0]) in LANGUAGES:
+            named.setdefault(language, weight)
+    if anything is not None:
+        for language in LANGUAGES:
+            named.setdefault(language, anything)
+    ranked = sorted(named, key=lambda language: (-named[language][0], named[language][1]))
+    return next((language for language in ranked if named[language][0] > 0), None)

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from models import DataExport, NotificationKind, utcnow
 from resolvers import mail
 from resolvers.catalogue import CATALOGUE, Topic
-from resolvers.languages import negotiate
+from resolvers.languages import LANGUAGES, negotiate
 from resolvers.notifications import render
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET
@@ -334,10 +336,26 @@ class TestTranslations:
 
     @pytest.mark.parametrize(
         ("header", "language"),
-        [(None, None), ("", None), ("de", "de"), ("DE-ch", "de"), ("en;q=0.5, de;q=0.5", "en")],
+        [
+            (None, None),
+            ("", None),
+            ("fr", None),
+            ("de", "de"),
+            ("DE-ch", "de"),
+            ("en;q=0.5, de;q=0.5", "en"),
+            ("de;q=0.5, en;q=0.5", "de"),
+            ("*", "en"),
+            ("en;q=0, *", "de"),
+            ("de;q=0, *;q=0.1", "en"),
+            ("fr, de;q=0.000", None),
+        ],
     )
     def test_negotiation(self, header: str | None, language: str | None) -> None:
         assert negotiate(header) == language
+
+    @given(st.text())
+    def test_any_header_gives_one_of_ours_or_none(self, header: str) -> None:
+        assert negotiate(header) in (None, *LANGUAGES)
 
     def test_dates_in_german_messages(self) -> None:
         written = mail.german_dates("am 4 December 2026 at 09:30 UTC, bis 1 March 2027; 2026-12")
