@@ -1,7 +1,7 @@
 """Small HTML pages that links in messages open, without sign-in: their templates and headers.
 
-Each page is a Jinja2 template per language, `templates/<language>/<page>.html`, extending one
-layout; the language is the one the browser's Accept-Language prefers of ours, English by
+Each page is a Jinja2 template per language, `templates/<language>/<page>/<state>.html`, on one
+layout; the language is the one of ours the browser's Accept-Language prefers, English by
 default. Their addresses carry a secret token, so the pages are never cached, never indexed,
 never pass the address on as a referrer, run no script, load nothing but our own stylesheet and
 post nowhere but here.
