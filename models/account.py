@@ -121,6 +121,8 @@ class PendingSignup(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     # `Sec-GPC: 1` came with the signup: applied when the account is created.
     global_privacy_control: Mapped[bool] = mapped_column(default=False)
+    # The language the signup's Accept-Language preferred: its messages, and the account's.
+    locale: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 

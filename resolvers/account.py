@@ -56,6 +56,9 @@ class Client:
     global_privacy_control: bool = False
     # The signed-out device's id (cookie or header), whose cookie choices join the account.
     device_id: str | None = None
+    # The language of ours the request's Accept-Language prefers (resolvers/languages.py), if
+    # any: a signup keeps it as the account's language for messages.
+    language: str | None = None
 
 
 def check_age(birth_date: date, today: date, *, refused_recently: bool = False) -> None:
@@ -166,9 +169,10 @@ async def open_account(
     *,
     global_privacy_control: bool,
     sign_in: bool = True,
+    locale: str | None = None,
 ) -> tuple[Account, SignedIn | None]:
     """Create the account of a checked applicant with its consent events, and sign it in
-    unless told not to.
+    unless told not to. `locale` is the language its messages are written in.
 
     Refused with EMAIL_UNAVAILABLE when the address is taken (checked by the insert itself).
     """
@@ -185,6 +189,7 @@ async def open_account(
         accepted_policy_version=applicant.policy_version,
         policy_accepted_at=now,
         gpc_applied_at=now if global_privacy_control else None,
+        locale=locale,
         created_at=now,
         updated_at=now,
     )

@@ -2,9 +2,9 @@
 
 Every kind of notification has one template, `mail_templates/<locale>/<kind>.txt`, with a
 `subject` and a `body` block; a `<kind>.html` beside it adds an HTML alternative where a button
-helps. The person's `locale` picks the translation (`pt-BR`, then `pt`), English otherwise.
-Adding a kind is one enum value and one template file (and an entry in TOPICS if people may
-switch it off).
+helps. The person's `locale` picks the translation (`pt-BR`, then `pt`), English otherwise; a
+kind without a template in that language is sent in English. Adding a kind is one enum value
+and one template file per language (and an entry in TOPICS if people may switch it off).
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ from jinja2.exceptions import TemplateNotFound
 
 from models import NotificationKind
 from resolvers.catalogue import Topic
+from resolvers.languages import DEFAULT_LANGUAGE
 
 TEMPLATES = Path(__file__).resolve().parent / "mail_templates"
-DEFAULT_LOCALE = "en"
+DEFAULT_LOCALE = DEFAULT_LANGUAGE
 # Where a message's secret goes in its body. The secret itself is stored beside the body only
 # until the message is sent, so the outbox keeps no working code or link once it has done its job.
 PLACEHOLDER = "{secret}"
 REMOVED = "[removed once sent]"
+# Where the one-click unsubscribe link goes in the footer of a message of a topic (TOPICS),
+# written in the message's language when it is composed; the link is made when it is sent.
+UNSUBSCRIBE = "{unsubscribe}"
 
 # The communication topic a kind of message belongs to: it goes only while the person has that
 # topic on for email (checked when it is sent), and it carries a one-click unsubscribe link.
@@ -46,6 +50,29 @@ TOPICS: dict[NotificationKind, Topic] = {
 }
 
 _LOCALE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
+
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+_GERMAN_MONTHS = (
+    "Januar Februar März April Mai Juni Juli August September Oktober November Dezember"
+).split()
+# A date as notices write it in English: "4 December 2026", maybe "at 14:30 UTC" after it.
+_ENGLISH_DATE = re.compile(
+    rf"\b(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}})(?: at (\d\d:\d\d) UTC)?"
+)
+
+
+def german_dates(text: str) -> str:
+    """`text` with the dates that use cases write the English way ("4 December 2026 at 14:30
+    UTC") written the German way ("4. Dezember 2026 um 14:30 Uhr UTC"); other text as it is."""
+
+    def german(match: re.Match[str]) -> str:
+        day, month, year, time = match.groups()
+        written = f"{day}. {_GERMAN_MONTHS[_MONTHS.index(month)]} {year}"
+        return f"{written} um {time} Uhr UTC" if time else written
+
+    return _ENGLISH_DATE.sub(german, text)
 
 
 @dataclass(frozen=True)
@@ -60,7 +87,7 @@ class Composed:
 
 @cache
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
@@ -68,6 +95,8 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
+    environment.filters["german_dates"] = german_dates
+    return environment
 
 
 def locales_for(locale: str | None) -> list[str]:
@@ -121,6 +150,12 @@ def compose(
     if (TEMPLATES / chosen / f"{kind.value}.html").is_file():
         page = environment.get_template(f"{chosen}/{kind.value}.html")
         markup = page.render({**context, "subject": subject})
+    if kind in TOPICS:
+        footer = environment.get_template(f"{chosen}/unsubscribe_footer.txt")
+        body = f"{body}\n\n--\n{_block(footer, 'text', {'link': UNSUBSCRIBE})}"
+        if markup is not None:
+            link = _block(footer, "html", {"link": UNSUBSCRIBE})
+            markup = markup.replace("</body>", f"{link}\n</body>")
     return Composed(locale=chosen, subject=subject, body=body, html=markup)
 
 
@@ -181,7 +216,8 @@ def build_email(
     unsubscribe: str | None = None,
 ) -> EmailMessage:
     """The email for one notification, secret already filled in. With an unsubscribe link it
-    carries the one-click headers of RFC 8058 and names the link under the text."""
+    carries the one-click headers of RFC 8058 and names the link in the footer its template
+    wrote, in the message's language."""
     email = EmailMessage(policy=_EMAIL_POLICY)
     email["From"] = envelope.sender
     email["To"] = recipient
@@ -193,12 +229,16 @@ def build_email(
     if unsubscribe is not None:
         email["List-Unsubscribe"] = f"<{unsubscribe}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        body = f"{body}\n\n--\nTo stop these emails, open {unsubscribe}"
+        # A message queued before its footer was composed with it gets one in English.
+        if UNSUBSCRIBE not in body:
+            body = f"{body}\n\n--\nTo stop these emails, open {UNSUBSCRIBE}"
+        body = body.replace(UNSUBSCRIBE, unsubscribe)
         if html_body is not None:
-            link = html.escape(unsubscribe, quote=True)
-            html_body = html_body.replace(
-                "</body>", f'<p><a href="{link}">Stop these emails</a></p>\n</body>'
-            )
+            if UNSUBSCRIBE not in html_body:
+                html_body = html_body.replace(
+                    "</body>", f'<p><a href="{UNSUBSCRIBE}">Stop these emails</a></p>\n</body>'
+                )
+            html_body = html_body.replace(UNSUBSCRIBE, html.escape(unsubscribe, quote=True))
     email.set_content(body)
     if html_body is not None:
         email.add_alternative(html_body, subtype="html")

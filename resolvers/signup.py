@@ -146,6 +146,7 @@ async def _keep_pending(
         accepted_policy_version=applicant.policy_version,
         code_hash=code_hash(secret_key, applicant.email, code),
         global_privacy_control=client.global_privacy_control,
+        locale=client.language,
         created_at=now,
         expires_at=now + SIGNUP_VALID,
     )
@@ -156,6 +157,7 @@ async def _keep_pending(
         NotificationKind.SIGNUP_CONFIRMATION,
         applicant.email,
         {"confirmation_link": link, "valid_hours": int(SIGNUP_VALID.total_seconds()) // 3600},
+        locale=client.language,
         secret=code,
     )
     await session.flush()
@@ -345,4 +347,7 @@ async def _create_account(
         pending.password_hash,
         global_privacy_control=pending.global_privacy_control or client.global_privacy_control,
         sign_in=sign_in,
+        # The language of the signup, not of the device that confirms it: the person chose
+        # nothing else, and the confirmation may come from a mail client's browser.
+        locale=pending.locale,
     )

@@ -39,6 +39,7 @@ from resolvers import settings, staff, visitors
 from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected, UserError
+from resolvers.languages import negotiate
 from schema.errors import BAD_USER_INPUT, UserErrorType, to_user_errors
 
 SOURCE_HEADER = CLIENT_SOURCE_HEADER
@@ -453,6 +454,7 @@ def client_of(request: Request, config: Config) -> Client:
         request_id=str(getattr(request.state, "request_id", "")),
         global_privacy_control=sends_global_privacy_control(request),
         device_id=device_id_from_request(request.headers, request.cookies),
+        language=negotiate(request.headers.get("accept-language")),
     )
 
 

@@ -368,9 +368,10 @@ class TestStatementCount:
         assert (small["notified"], large["notified"]) == (30, 300)
         assert len(await outbox(database)) == 330
         # Session lookup, version taken?, insert the version inside a savepoint (SAVEPOINT,
-        # INSERT, RELEASE: two officers may race to publish it), one INSERT ... SELECT for
-        # notices, the webhook outbox row, and the audit entry.
-        assert len(many) == len(few) == 8, many
+        # INSERT, RELEASE: two officers may race to publish it), the languages the people
+        # speak (the notice is translated), one INSERT ... SELECT for notices per language,
+        # the webhook outbox row, and the audit entry.
+        assert len(many) == len(few) == 9, many
         async with database.session() as session:
             audited = list(await session.scalars(select(AuditEntry.action)))
         assert audited == ["policy.publish", "policy.publish"]

@@ -34,6 +34,7 @@ from web.graphql import GraphQLView
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
+from web.pages import ASSETS as PAGE_ASSETS
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
@@ -171,6 +172,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
             Route(routes.HEALTHZ, healthz, methods=["GET"]),
             Route(routes.READYZ, readyz, methods=["GET"]),
             Mount(routes.PLAYGROUND_ASSETS, StaticFiles(directory=ASSET_DIR, check_dir=False)),
+            Mount(routes.PAGE_ASSETS, StaticFiles(directory=PAGE_ASSETS)),
             *(
                 [Route(routes.METRICS, metrics.endpoint(services.database), methods=["GET"])]
                 if config.metrics

@@ -12,28 +12,15 @@ from starlette.responses import HTMLResponse
 from resolvers import profile
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services
-from web.pages import page, paragraph, post_form, posted_token
-
-_NOTHING_CHANGED = "Nothing was changed: your account keeps its current email address."
+from web.pages import posted_token, render
 
 
-def _refused(rejected: Rejected) -> HTMLResponse:
+def _refused(request: Request, rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
-        return page(
-            "This address cannot be used any more",
-            paragraph(_NOTHING_CHANGED),
-            status_code=400,
-        )
-    return page(
-        "This link is no longer valid",
-        paragraph(
-            "It may have expired, been used already, or been copied incompletely. "
-            + _NOTHING_CHANGED
-        ),
-        paragraph("To try again, ask for the change once more in your account settings."),
-        status_code=404 if ErrorCode.NOT_FOUND in codes else 400,
-    )
+        return render(request, "confirm_email/unavailable", status_code=400)
+    status = 404 if ErrorCode.NOT_FOUND in codes else 400
+    return render(request, "confirm_email/invalid", status_code=status)
 
 
 class ConfirmEmailPages:
@@ -49,16 +36,8 @@ class ConfirmEmailPages:
             async with self.database.session() as session:
                 account = await profile.check_email_token(session, token=token)
         except Rejected as rejected:
-            return _refused(rejected)
-        return page(
-            "Confirm your new email address",
-            paragraph(f"Use {account.pending_email} as the email address of your account?"),
-            post_form({"token": token}, "Confirm the new address"),
-            paragraph(
-                "Until you confirm, your current address stays in use. If you did not ask for "
-                "this change, close this page: nothing will change."
-            ),
-        )
+            return _refused(request, rejected)
+        return render(request, "confirm_email/ask", email=account.pending_email, token=token)
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """POST, with the token in the query string (the button's form) or in the form body."""
@@ -67,8 +46,5 @@ class ConfirmEmailPages:
             async with self.database.transaction() as session:
                 account = await profile.confirm_email_change(session, token=token)
         except Rejected as rejected:
-            return _refused(rejected)
-        return page(
-            "Your email address is changed",
-            paragraph(f"Your account now uses {account.email}. We told your previous address."),
-        )
+            return _refused(request, rejected)
+        return render(request, "confirm_email/done", email=account.email)

@@ -7,43 +7,32 @@ could post a token of its own choosing to it, so the person signs in as usual af
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from auth.rate_limits import refusal_headers
 from resolvers import signup
-from resolvers.errors import ErrorCode, Rejected, waiting_time
+from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services, client_of
-from web.pages import page, paragraph, post_form, posted_token
+from web.pages import posted_token, render
 
 
-def _refused(rejected: Rejected) -> HTMLResponse:
+def _refused(request: Request, rejected: Rejected) -> HTMLResponse:
     codes = {error.code for error in rejected.errors}
     if ErrorCode.RATE_LIMITED in codes:
         refusals = [error.refusal for error in rejected.errors if error.refusal]
         wait = max((refusal.retry_after for refusal in refusals), default=60)
-        refused = page(
-            "Too many attempts",
-            paragraph(f"Nothing was created. Wait {waiting_time(wait)}, then open the link again."),
-            status_code=429,
+        refused = render(
+            request, "confirm_signup/too_many", status_code=429, minutes=math.ceil(wait / 60)
         )
         refused.headers.update(refusal_headers(refusals))
         return refused
     if ErrorCode.EMAIL_UNAVAILABLE in codes:
-        return page(
-            "This address already has an account",
-            paragraph("Nothing was created. Sign in with it, or reset its password."),
-            status_code=400,
-        )
-    return page(
-        "This link is no longer valid",
-        paragraph(
-            "It may have expired, been used already, or been copied incompletely. No account "
-            "was created by it."
-        ),
-        paragraph("To try again, sign up once more: we will send a new link."),
-        status_code=404 if ErrorCode.NOT_FOUND in codes else 400,
-    )
+        return render(request, "confirm_signup/unavailable", status_code=400)
+    status = 404 if ErrorCode.NOT_FOUND in codes else 400
+    return render(request, "confirm_signup/invalid", status_code=status)
 
 
 class ConfirmSignupPages:
@@ -61,20 +50,15 @@ class ConfirmSignupPages:
                     session, secret_key=self.services.config.secret_key, token=token
                 )
         except Rejected as rejected:
-            return _refused(rejected)
+            return _refused(request, rejected)
         # Anyone can sign up with any address, and each signup mails its own link: the page
         # names the account this one creates, so the owner can tell a stranger's from theirs.
-        return page(
-            "Confirm your email address",
-            paragraph(
-                f"Create the account for {pending.email} in the name {pending.display_name}?"
-            ),
-            paragraph(
-                "It will have the password chosen when signing up with this name. If you did "
-                "not sign up, or this is not the name you gave, close this page: no account is "
-                "created without it."
-            ),
-            post_form({"token": token}, "Create my account"),
+        return render(
+            request,
+            "confirm_signup/ask",
+            email=pending.email,
+            name=pending.display_name,
+            token=token,
         )
 
     async def confirm(self, request: Request) -> HTMLResponse:
@@ -90,11 +74,5 @@ class ConfirmSignupPages:
                     token=token,
                 )
         except Rejected as rejected:
-            return _refused(rejected)
-        return page(
-            "Your account is ready",
-            paragraph(
-                f"The account for {account.email} is created. Sign in with this address and "
-                "the password you chose, in the app or on the website."
-            ),
-        )
+            return _refused(request, rejected)
+        return render(request, "confirm_signup/done", email=account.email)

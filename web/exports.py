@@ -1,7 +1,8 @@
 """`GET /exports/{token}`: the download behind a `requestDataExport` link.
 
 No sign-in: the unguessable token is the credential, and it works once. Unknown (or altered)
-tokens are 404; used or expired ones 410 Gone, so the person knows to ask for a new export.
+tokens are 404; used or expired ones 410 Gone, so the person knows to ask for a new export. A
+browser (which asks for HTML) is told so on a page in its language; a program, in a line of text.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from models import Database, utcnow
 from resolvers import export
 from resolvers.export import LinkProblem, LinkUnusable
+from web.pages import render
 
 # The document holds personal data: no proxy or browser cache may keep a copy.
 PRIVATE = {"Cache-Control": "no-store"}
@@ -33,8 +35,17 @@ _REFUSALS = {
 }
 
 
-def _refusal(problem: LinkProblem) -> Response:
+_PAGES = {
+    LinkProblem.UNKNOWN: "exports/unknown",
+    LinkProblem.USED: "exports/used",
+    LinkProblem.EXPIRED: "exports/expired",
+}
+
+
+def _refusal(request: Request, problem: LinkProblem) -> Response:
     status, message = _REFUSALS[problem]
+    if "text/html" in request.headers.get("accept", ""):
+        return render(request, _PAGES[problem], status_code=status)
     return PlainTextResponse(message, status_code=status, headers=PRIVATE)
 
 
@@ -65,7 +76,7 @@ async def download_export(request: Request) -> Response:
         async with database.transaction() as session:
             account_id = await export.claim_download(session, token, now=now)
     except LinkUnusable as unusable:
-        return _refusal(unusable.problem)
+        return _refusal(request, unusable.problem)
     return StreamingResponse(
         _document(database, account_id, now),
         media_type="application/json",

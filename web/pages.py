@@ -1,17 +1,36 @@
-"""Small HTML pages that links in messages open, without sign-in: their markup and headers.
+"""Small HTML pages that links in messages open, without sign-in: their templates and headers.
 
-Their addresses carry a secret token, so the pages are never cached, never indexed, never pass
-the address on as a referrer, and load nothing and post nowhere but here.
+Each page is a Jinja2 template per language, `templates/<language>/<page>/<state>.html`, on one
+layout; the language is the one of ours the browser's Accept-Language prefers, English by
+default. Their addresses carry a secret token, so the pages are never cached, never indexed,
+never pass the address on as a referrer, run no script, load nothing but our own stylesheet and
+post nowhere but here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from html import escape
-from urllib.parse import urlencode
+from functools import cache
+from pathlib import Path
 
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+
+from resolvers import mail
+from resolvers.languages import DEFAULT_LANGUAGE, negotiate
+from web import routes
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# The stylesheet and anything else the pages load, served from PAGE_ASSETS.
+ASSETS = Path(__file__).resolve().parent / "assets"
+STYLESHEET = f"{routes.PAGE_ASSETS}/pages.css"
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -19,71 +38,42 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
     "Content-Security-Policy": (
-        "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
     ),
+    # The same address answers in another language for another Accept-Language.
+    "Vary": "Accept-Language",
 }
 
 
-def page(title: str, *body: str, status_code: int = 200) -> HTMLResponse:
-    """A small page; `body` is HTML whose echoed parts the caller has escaped."""
-    html = (
-        '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title></head>\n"
-        f"<body>\n<h1>{escape(title)}</h1>\n{''.join(body)}\n</body>\n</html>\n"
-    )
-    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
-
-
-def paragraph(text: str) -> str:
-    return f"<p>{escape(text)}</p>\n"
-
-
-def post_form(query: Mapping[str, str], button: str, fields: Mapping[str, str] = {}) -> str:
-    """A form with one button that POSTs back to this page's path with `query`, and `fields`."""
-    action = escape(f"?{urlencode(query)}")
-    hidden = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
-        for name, value in fields.items()
-    )
-    return (
-        f'<form method="post" action="{action}">\n{hidden}'
-        f'<button type="submit">{escape(button)}</button>\n</form>\n'
+@cache
+def _environment() -> Environment:
+    # Pages name the catalogue's settings as messages do: "mail/<language>/settings.txt".
+    mail_templates = PrefixLoader({"mail": FileSystemLoader(mail.TEMPLATES)})
+    return Environment(
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), mail_templates]),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
     )
 
 
-def bullet_list(items: Sequence[str]) -> str:
-    return "<ul>\n" + "".join(f"<li>{escape(item)}</li>\n" for item in items) + "</ul>\n"
+def language_of(request: Request) -> str:
+    """The language a page answers this request in."""
+    return negotiate(request.headers.get("accept-language")) or DEFAULT_LANGUAGE
 
 
-def choice_form(
-    query: Mapping[str, str],
-    questions: Sequence[tuple[str, str]],
-    choices: Sequence[tuple[str, str]],
-    button: str,
-    fields: Mapping[str, str] = {},
-) -> str:
-    """A form asking each question (name, label) to be answered with one of `choices` (value,
-    label), that POSTs back to this page's path with `query` and `fields`."""
-    action = escape(f"?{urlencode(query)}")
-    hidden = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
-        for name, value in fields.items()
-    )
-    sets = "".join(
-        f"<fieldset>\n<legend>{escape(label)}</legend>\n"
-        + "".join(
-            f'<label><input type="radio" name="{escape(name)}" value="{escape(value)}" required>'
-            f" {escape(text)}</label>\n"
-            for value, text in choices
-        )
-        + "</fieldset>\n"
-        for name, label in questions
-    )
-    return (
-        f'<form method="post" action="{action}">\n{hidden}{sets}'
-        f'<button type="submit">{escape(button)}</button>\n</form>\n'
-    )
+def render(
+    request: Request, page: str, /, *, status_code: int = 200, **values: object
+) -> HTMLResponse:
+    """The page named `page` (such as "confirm_email/ask") in the request's language."""
+    language = language_of(request)
+    template = _environment().get_template(f"{language}/{page}.html")
+    html = template.render(lang=language, stylesheet=STYLESHEET, **values)
+    headers = {**HEADERS, "Content-Language": language}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 async def posted_token(request: Request) -> str:

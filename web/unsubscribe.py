@@ -12,26 +12,12 @@ from starlette.responses import HTMLResponse
 from resolvers import unsubscribe as use_cases
 from resolvers.errors import ErrorCode, Rejected
 from schema.context import Services
-from web.pages import page, paragraph, post_form
-
-_SETTINGS_HINT = "You can change what we send you at any time in your privacy settings."
+from web.pages import render
 
 
-def _not_valid(rejected: Rejected) -> HTMLResponse:
+def _not_valid(request: Request, rejected: Rejected) -> HTMLResponse:
     gone = any(error.code is ErrorCode.NOT_FOUND for error in rejected.errors)
-    return page(
-        "This link is not valid",
-        paragraph(
-            "It may have expired, been copied incompletely, or belong to an account that no "
-            "longer exists. Nothing was changed."
-        ),
-        paragraph(_SETTINGS_HINT),
-        status_code=404 if gone else 400,
-    )
-
-
-def _topic_name(target: use_cases.Target) -> str:
-    return target.topic.value.replace("_", " ")
+    return render(request, "unsubscribe/invalid", status_code=404 if gone else 400)
 
 
 class UnsubscribePages:
@@ -50,15 +36,13 @@ class UnsubscribePages:
                     session, secret_key=self.secret_key, token=token
                 )
         except Rejected as rejected:
-            return _not_valid(rejected)
-        name = f"{_topic_name(target)} emails"
-        return page(
-            f"Unsubscribe from {name}?",
-            paragraph(target.setting.description),
-            post_form(
-                {"token": token}, f"Unsubscribe from {name}", {"List-Unsubscribe": "One-Click"}
-            ),
-            paragraph(f"Other messages are not affected. {_SETTINGS_HINT}"),
+            return _not_valid(request, rejected)
+        return render(
+            request,
+            "unsubscribe/ask",
+            topic=target.topic.value,
+            setting=target.setting,
+            token=token,
         )
 
     async def unsubscribe(self, request: Request) -> HTMLResponse:
@@ -66,12 +50,11 @@ class UnsubscribePages:
         async with request.form() as form:
             one_click = form.get("List-Unsubscribe") == "One-Click"
         if not one_click:
-            return page(
-                "Unsubscribe request not understood",
-                paragraph(
-                    f"The request must carry {use_cases.ONE_CLICK_BODY}. Nothing was changed."
-                ),
+            return render(
+                request,
+                "unsubscribe/not_understood",
                 status_code=400,
+                one_click=use_cases.ONE_CLICK_BODY,
             )
         try:
             async with self.database.transaction() as session:
@@ -82,9 +65,5 @@ class UnsubscribePages:
                     request_id=getattr(request.state, "request_id", None),
                 )
         except Rejected as rejected:
-            return _not_valid(rejected)
-        return page(
-            "You are unsubscribed",
-            paragraph(f"We will not send you {_topic_name(target)} emails any more."),
-            paragraph(_SETTINGS_HINT),
-        )
+            return _not_valid(request, rejected)
+        return render(request, "unsubscribe/done", topic=target.topic.value)
