@@ -296,8 +296,10 @@ class TestTranslations:
         assert german.subject != english.subject and german.body != english.body
         assert "December" not in german.body and "June" not in german.subject
 
-    def test_a_german_policy_notice_ends_with_a_german_unsubscribe_line(self) -> None:
-        composed = mail.compose(NotificationKind.POLICY_UPDATE, "de", EVERY_VALUE)
+    def test_a_german_service_update_ends_with_a_german_unsubscribe_line(self) -> None:
+        # Minor policy updates are service updates; material ones are legal notices, sent
+        # with no unsubscribe line.
+        composed = mail.compose(NotificationKind.POLICY_MINOR_UPDATE, "de", EVERY_VALUE)
         link = "https://privacy.example.com/unsubscribe?token=abc"
 
         email = mail.build_email(
