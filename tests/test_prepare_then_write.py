@@ -181,4 +181,3 @@ class TestAHeldHashHoldsNoTransaction:
         assert toggled["data"][SET_PREFERENCE]["errors"] == [], toggled
         assert toggled_while_held, "the toggle waited for the hash"
         assert idle_while_hashing == 0
-
