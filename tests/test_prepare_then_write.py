@@ -6,7 +6,6 @@ setting."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,8 +17,10 @@ from auth import passwords
 from tests.helpers import (
     LOGIN,
     PASSWORD,
+    codes,
     database_behind,
     gql,
+    logged_in,
     new_account,
     settings_mutation,
     signed_up,
@@ -45,33 +46,31 @@ NEW_PASSWORD = "a brand new passphrase"
 
 
 class HeldHashing:
-    """The password context, with each hash or verification held until `release` (or for
-    HOLD_AT_MOST): it runs in a worker thread, so threading events mark where it is."""
+    """Password hashing whose first hash or verification waits for `release` (at most
+    HOLD_AT_MOST) before it starts, holding no hashing slot meanwhile."""
 
-    def __init__(self, real: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, real: Callable[..., Awaitable[Any]]) -> None:
         self._real = real
-        self._loop = loop
+        self._held = False
         self.started = asyncio.Event()
-        self.release = threading.Event()
-        self.ran_out = threading.Event()
+        self.release = asyncio.Event()
+        self.ran_out = False
 
-    def _hold(self) -> None:
-        self._loop.call_soon_threadsafe(self.started.set)
-        if not self.release.wait(HOLD_AT_MOST):
-            self.ran_out.set()
+    async def __call__(self, work: Callable[..., Any], *args: str) -> Any:
+        if not self._held:
+            self._held = True
+            self.started.set()
+            try:
+                await asyncio.wait_for(self.release.wait(), HOLD_AT_MOST)
+            except TimeoutError:
+                self.ran_out = True
+        return await self._real(work, *args)
 
-    def hash(self, secret: str) -> str:
-        self._hold()
-        return str(self._real.hash(secret))
 
-    def verify(self, secret: str, stored: str) -> bool:
-        self._hold()
-        return bool(self._real.verify(secret, stored))
-
-    def verify_and_update(self, secret: str, stored: str) -> tuple[bool, str | None]:
-        self._hold()
-        matched, new_hash = self._real.verify_and_update(secret, stored)
-        return bool(matched), new_hash
+def hold_hashing(monkeypatch: pytest.MonkeyPatch) -> HeldHashing:
+    held = HeldHashing(passwords._off_the_loop)
+    monkeypatch.setattr(passwords, "_off_the_loop", held)
+    return held
 
 
 async def _signup(client: httpx.AsyncClient) -> Callable[[], Awaitable[None]]:
@@ -158,8 +157,7 @@ class TestAHeldHashHoldsNoTransaction:
     ) -> None:
         other = await signed_up(client, email="ada@example.com")
         run = await USE_CASES[use_case](client)
-        held = HeldHashing(passwords._context, asyncio.get_running_loop())
-        monkeypatch.setattr(passwords, "_context", held)
+        held = hold_hashing(monkeypatch)
 
         hashing = asyncio.create_task(run())
         try:
@@ -173,7 +171,7 @@ class TestAHeldHashHoldsNoTransaction:
                 {"input": toggle("EMAIL", "NEWSLETTER", True)},
                 token=other,
             )
-            toggled_while_held = not held.ran_out.is_set()
+            toggled_while_held = not held.ran_out
         finally:
             held.release.set()
             await hashing
@@ -181,3 +179,67 @@ class TestAHeldHashHoldsNoTransaction:
         assert toggled["data"][SET_PREFERENCE]["errors"] == [], toggled
         assert toggled_while_held, "the toggle waited for the hash"
         assert idle_while_hashing == 0
+
+
+async def _while_held(
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    held_call: Awaitable[dict[str, Any]],
+    meanwhile: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """Run `held_call` with its first hash held, `meanwhile` while it is, and its answer."""
+    held = hold_hashing(monkeypatch)
+    call = asyncio.create_task(held_call)
+    try:
+        started = asyncio.create_task(held.started.wait())
+        await asyncio.wait({started, call}, return_when=asyncio.FIRST_COMPLETED)
+        assert not call.done(), call.result()
+        await meanwhile()
+    finally:
+        held.release.set()
+    return await call
+
+
+class TestAPasswordChangedMeanwhile:
+    async def test_a_sign_in_with_the_old_password_starts_no_session(
+        self, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        owner = await signed_up(client, email="grace@example.com")
+        login = {"input": {"email": "grace@example.com", "password": PASSWORD}}
+
+        async def owner_changes_the_password() -> None:
+            variables = {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}}
+            body = await gql(client, CHANGE_PASSWORD, variables, token=owner)
+            assert body["data"]["changePassword"]["errors"] == [], body
+
+        body = await _while_held(
+            client, monkeypatch, gql(client, LOGIN, login), owner_changes_the_password
+        )
+
+        assert body["data"]["login"]["token"] is None
+        assert codes(body["data"]["login"]) == ["INVALID_CREDENTIALS"]
+        login["input"]["password"] = NEW_PASSWORD
+        assert (await gql(client, LOGIN, login))["data"]["login"]["errors"] == []
+
+    async def test_a_change_proved_with_the_old_password_is_refused(
+        self, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        owner = await signed_up(client, email="grace@example.com")
+        stolen = await logged_in(client, "grace@example.com")
+        thiefs = {"input": {"currentPassword": PASSWORD, "newPassword": "the thief's choice 1"}}
+
+        async def owner_changes_the_password() -> None:
+            variables = {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}}
+            body = await gql(client, CHANGE_PASSWORD, variables, token=owner)
+            assert body["data"]["changePassword"]["errors"] == [], body
+
+        body = await _while_held(
+            client,
+            monkeypatch,
+            gql(client, CHANGE_PASSWORD, thiefs, token=stolen),
+            owner_changes_the_password,
+        )
+
+        assert codes(body["data"]["changePassword"]) == ["INVALID_CREDENTIALS"]
+        login = {"input": {"email": "grace@example.com", "password": NEW_PASSWORD}}
+        assert (await gql(client, LOGIN, login))["data"]["login"]["errors"] == []
