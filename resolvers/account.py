@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -21,6 +22,7 @@ from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, current_policy
+from resolvers.prepared import Prepared, Reads
 from resolvers.settings import record_initial_state
 from resolvers.validation import (
     country_errors,
@@ -112,7 +114,7 @@ class Applicant:
 
 
 async def check_applicant(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     client: Client,
     *,
@@ -143,7 +145,8 @@ async def check_applicant(
     state, state_problems = us_state_errors(us_state, None if country_problems else country_code)
     errors += name_problems + country_problems + state_problems + phone_problems
     errors += password_errors(password, normalized_email)
-    policy = await current_policy(session)
+    async with reads() as session:
+        policy = await current_policy(session)
     outdated = acceptance_error(accept_policy_version, policy.version, "acceptPolicyVersion")
     if outdated is not None:
         errors.append(outdated)
@@ -232,7 +235,7 @@ async def create_confirmed_account(
     """An account whose address needs no confirmation, as the signup checks it: the demo account
     a development server creates for its own operator."""
     applicant = await check_applicant(
-        session,
+        lambda: nullcontext(session),
         RateLimiter("memory://"),
         client,
         refused_recently=False,
@@ -265,13 +268,15 @@ async def remember_place(limiter: RateLimiter, email: str, client: Client) -> No
 
 
 async def login(
-    session: AsyncSession, limiter: RateLimiter, client: Client, *, email: str, password: str
-) -> SignedIn:
+    reads: Reads, limiter: RateLimiter, client: Client, *, email: str, password: str
+) -> Prepared[SignedIn]:
     """Sign in. An unknown email and a wrong password are the same answer in the same time.
 
     Rate limits are checked first: a refused attempt costs no hashing and no query. Each
     attempt is counted before the password is checked, so that tries sent at once cannot all
     pass; a sign-in that succeeds then forgets the failures of its place at the account.
+    The password is verified before the session is written, against the hash read then; the
+    write signs in only if the account still has that password.
     """
     invalid = Rejected.one(ErrorCode.INVALID_CREDENTIALS, "The email or password is incorrect.")
     valid_email = normalize_email(email)
@@ -289,25 +294,50 @@ async def login(
         refused = await limiter.admit(tries, from_place)
     if refused:
         raise Rejected.rate_limited("Too many sign-in attempts", refused)
-    account = None
+    found = None
     # Every stored email is a valid one; anything else (such as a NUL byte, which PostgreSQL
     # refuses in text) is not worth a query.
     if valid_email is not None and len(password) <= 1024:
-        account = await session.scalar(select(Account).where(Account.email == valid_email))
-    matched, new_hash = await verify_password(
-        password[:1024], account.password_hash if account else None
-    )
-    if account is None or not matched:
+        async with reads() as session:
+            found = (
+                await session.execute(
+                    select(Account.id, Account.password_hash).where(Account.email == valid_email)
+                )
+            ).one_or_none()
+    matched, new_hash = await verify_password(password[:1024], found[1] if found else None)
+    if found is None or not matched:
         raise invalid
-    if new_hash is not None:
-        account.password_hash = new_hash
-    signed_in = await _open_session(session, account, client)
-    await visitors.merge_into_account(
-        session, account.id, client.device_id, _provenance(client, signed_in)
+    account_id, verified_hash = found
+
+    async def write(session: AsyncSession) -> SignedIn:
+        account = await _still_hashed_as(session, account_id, verified_hash)
+        if account is None:
+            raise invalid
+        if new_hash is not None:
+            account.password_hash = new_hash
+        signed_in = await _open_session(session, account, client)
+        await visitors.merge_into_account(
+            session, account.id, client.device_id, _provenance(client, signed_in)
+        )
+        return signed_in
+
+    async def then() -> None:
+        await limiter.forget(tries, from_place)
+        await limiter.remember(Door.SIGNED_IN_FROM, from_place)
+
+    return Prepared(write, then)
+
+
+async def _still_hashed_as(
+    session: AsyncSession, account_id: uuid.UUID, verified_hash: str
+) -> Account | None:
+    """The account, locked, if its password is still the one verified before the transaction
+    began: None once it was changed (or the account erased) in between."""
+    return await session.scalar(
+        select(Account)
+        .where(Account.id == account_id, Account.password_hash == verified_hash)
+        .with_for_update()
     )
-    await limiter.forget(tries, from_place)
-    await limiter.remember(Door.SIGNED_IN_FROM, from_place)
-    return signed_in
 
 
 def _provenance(client: Client, signed_in: SignedIn | None) -> Provenance:
@@ -322,25 +352,51 @@ def _provenance(client: Client, signed_in: SignedIn | None) -> Provenance:
     )
 
 
+@dataclass(frozen=True)
+class PasswordConfirmed:
+    """The signed-in person's password, verified before the transaction began."""
+
+    account_id: uuid.UUID
+    email: str
+    password_hash: str
+    field: str
+
+    async def still_holds(self, session: AsyncSession) -> Account:
+        """In the write: the account, locked, refused if its password changed since."""
+        account = await _still_hashed_as(session, self.account_id, self.password_hash)
+        if account is None:
+            raise _wrong_password(self.field)
+        return account
+
+
+def _wrong_password(field: str) -> Rejected:
+    return Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", field)
+
+
 async def confirm_password(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     actor: Actor,
     password: str,
     field: str = "currentPassword",
-) -> None:
-    """The signed-in person proves it is them before something sensitive; guesses are limited."""
+) -> PasswordConfirmed:
+    """The signed-in person proves it is them before something sensitive; guesses are limited.
+    The write that follows checks the proof still holds (`PasswordConfirmed.still_holds`)."""
     tries = str(actor.account_id)
     if refused := await limiter.admit(Door.PASSWORD_CONFIRMATION, tries):
         raise Rejected.rate_limited("Too many attempts", refused, field)
-    stored = await session.scalar(
-        select(Account.password_hash).where(Account.id == actor.account_id)
-    )
-    matched, _ = await verify_password(password[:1024], stored)
-    if not matched:
-        raise Rejected.one(ErrorCode.INVALID_CREDENTIALS, "Your password is incorrect.", field)
+    async with reads() as session:
+        found = (
+            await session.execute(
+                select(Account.email, Account.password_hash).where(Account.id == actor.account_id)
+            )
+        ).one_or_none()
+    matched, _ = await verify_password(password[:1024], found[1] if found else None)
+    if found is None or not matched:
+        raise _wrong_password(field)
     # Only wrong passwords use up the allowance.
     await limiter.forget(Door.PASSWORD_CONFIRMATION, tries)
+    return PasswordConfirmed(actor.account_id, found[0], found[1], field)
 
 
 async def logout(session: AsyncSession, actor: Actor) -> None:
@@ -348,28 +404,33 @@ async def logout(session: AsyncSession, actor: Actor) -> None:
 
 
 async def change_password(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     actor: Actor,
     *,
     current_password: str,
     new_password: str,
-) -> Account:
+) -> Prepared[Account]:
     """Set a new password, sign out every other device and void what the old password may have
     started (see `void_pending_changes`)."""
-    await confirm_password(session, limiter, actor, current_password)
-    account = await session.get_one(Account, actor.account_id)
-    problems = password_errors(new_password, account.email, field="newPassword")
+    confirmed = await confirm_password(reads, limiter, actor, current_password)
+    problems = password_errors(new_password, confirmed.email, field="newPassword")
     if problems:
         raise Rejected(*problems)
-    account.password_hash = await get_password_hash(new_password)
-    await session.execute(
-        delete(AuthSession).where(
-            AuthSession.account_id == account.id, AuthSession.id != actor.session_id
+    new_hash = await get_password_hash(new_password)
+
+    async def write(session: AsyncSession) -> Account:
+        account = await confirmed.still_holds(session)
+        account.password_hash = new_hash
+        await session.execute(
+            delete(AuthSession).where(
+                AuthSession.account_id == account.id, AuthSession.id != actor.session_id
+            )
         )
-    )
-    await void_pending_changes(session, account)
-    return account
+        await void_pending_changes(session, account)
+        return account
+
+    return Prepared(write)
 
 
 async def void_pending_changes(session: AsyncSession, account: Account) -> None:

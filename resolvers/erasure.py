@@ -43,6 +43,7 @@ from resolvers import notifications, policy, webhooks
 from resolvers.account import confirm_password
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, Value
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.prepared import Prepared, Reads
 from resolvers.requests import due_date, open_request
 
 HOLD_REASON_MAX = 2000
@@ -164,20 +165,31 @@ def _schedule(
 
 
 async def request_account_deletion(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     actor: Actor,
     *,
     password: str,
     grace_days: int,
     now: datetime | None = None,
-) -> Account:
+) -> Prepared[Account]:
     """Schedule the person's own account for erasure after a grace period; sign out everywhere.
 
     Asking again while a deletion is pending keeps the date already set.
     """
-    await confirm_password(session, limiter, actor, password, field="password")
-    now = now or utcnow()
+    confirmed = await confirm_password(reads, limiter, actor, password, field="password")
+
+    async def write(session: AsyncSession) -> Account:
+        await confirmed.still_holds(session)
+        return await _schedule_own_deletion(session, actor, grace_days, now or utcnow())
+
+    return Prepared(write)
+
+
+async def _schedule_own_deletion(
+    session: AsyncSession, actor: Actor, grace_days: int, now: datetime
+) -> Account:
+    """The write of `request_account_deletion`, once the password is confirmed."""
     account = await _lock_account(session, actor.account_id)
     if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "This account no longer exists.")

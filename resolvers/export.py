@@ -41,6 +41,7 @@ from resolvers import catalogue, parental
 from resolvers.age import is_minor, today_everywhere
 from resolvers.consent import POLICY_KEY
 from resolvers.errors import Rejected
+from resolvers.prepared import Prepared
 from resolvers.requests import open_request
 from resolvers.settings import CurrentValue, read_settings
 
@@ -58,20 +59,29 @@ class ExportLink:
 
 
 async def request_data_export(
-    session: AsyncSession,
     limiter: RateLimiter,
     actor: Actor,
     *,
     download_link: Callable[[str], str],
     valid_hours: int,
-) -> ExportLink:
+) -> Prepared[ExportLink]:
     """A new single-use link to the person's export, recorded as a completed privacy request.
 
     The token is kept only as its hash; the link in the answer is the one place it appears.
     """
-    account_id = actor.account_id
-    if refused := await limiter.admit(Door.EXPORT_PER_ACCOUNT, str(account_id)):
+    if refused := await limiter.admit(Door.EXPORT_PER_ACCOUNT, str(actor.account_id)):
         raise Rejected.rate_limited("You have asked for several exports recently", refused)
+    return Prepared(
+        lambda session: _keep_export(session, actor.account_id, download_link, valid_hours)
+    )
+
+
+async def _keep_export(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    download_link: Callable[[str], str],
+    valid_hours: int,
+) -> ExportLink:
     token = new_token()
     now = utcnow()
     expires_at = now + timedelta(hours=valid_hours)

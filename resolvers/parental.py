@@ -44,6 +44,7 @@ from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import SettingDefinition, Value
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.prepared import Prepared, Reads
 from resolvers.settings import granted_by_parent, write_settings
 from resolvers.validation import normalize_email
 
@@ -162,7 +163,7 @@ def _asked_settings(keys: Sequence[str]) -> list[SettingDefinition]:
 
 
 async def request_parental_consent(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     actor: Actor,
     *,
@@ -170,9 +171,10 @@ async def request_parental_consent(
     keys: Sequence[str],
     secret_key: str,
     page_link: PageLink,
-) -> list[ParentalConsentView]:
+) -> Prepared[list[ParentalConsentView]]:
     """Mail a parent a link to consent to some of the settings withheld from the minor."""
-    account = await session.get_one(Account, actor.account_id)
+    async with reads() as session:
+        account = await session.get_one(Account, actor.account_id)
     now = utcnow()
     if not _minor(account, now):
         raise Rejected.one(
@@ -199,52 +201,57 @@ async def request_parental_consent(
         raise Rejected.rate_limited(
             "This address has received several requests today", refused, "parentEmail"
         )
-    token = new_token()
-    request = ParentalRequest(
-        id=uuid.uuid4(),
-        account_id=account.id,
-        parent_email_hash=parent_email_hash(secret_key, email),
-        token_hash=hash_token(token),
-        decide_by=now + timedelta(days=DECISION_VALID_DAYS),
-        created_at=now,
-    )
-    session.add(request)
-    await session.flush()  # before its consents, which refer to it
-    session.add_all(
-        ParentalConsent(
-            request_id=request.id,
+
+    async def write(session: AsyncSession) -> list[ParentalConsentView]:
+        account = await session.get_one(Account, actor.account_id)
+        token = new_token()
+        request = ParentalRequest(
+            id=uuid.uuid4(),
             account_id=account.id,
-            key=setting.key,
-            decision=ParentalDecision.PENDING,
+            parent_email_hash=parent_email_hash(secret_key, email),
+            token_hash=hash_token(token),
+            decide_by=now + timedelta(days=DECISION_VALID_DAYS),
+            created_at=now,
         )
-        for setting in settings
-    )
-    # The parent's address is kept only in this message, until it is sent (TO_NON_MEMBERS).
-    notifications.queue(
-        session,
-        account,
-        NotificationKind.PARENTAL_CONSENT_REQUEST,
-        {
-            "teen": account.display_name,
-            "asked": settings,
-            "link": page_link(notifications.PLACEHOLDER),
-            "valid_days": DECISION_VALID_DAYS,
-        },
-        recipient=email,
-        secret=token,
-    )
-    await session.flush()
-    return [
-        ParentalConsentView(
-            key=setting.key,
-            status=ParentalStatus.PENDING,
-            requested_at=now,
-            decide_by=request.decide_by,
-            decided_at=None,
-            withdrawn_at=None,
+        session.add(request)
+        await session.flush()  # before its consents, which refer to it
+        session.add_all(
+            ParentalConsent(
+                request_id=request.id,
+                account_id=account.id,
+                key=setting.key,
+                decision=ParentalDecision.PENDING,
+            )
+            for setting in settings
         )
-        for setting in settings
-    ]
+        # The parent's address is kept only in this message, until it is sent (TO_NON_MEMBERS).
+        notifications.queue(
+            session,
+            account,
+            NotificationKind.PARENTAL_CONSENT_REQUEST,
+            {
+                "teen": account.display_name,
+                "asked": settings,
+                "link": page_link(notifications.PLACEHOLDER),
+                "valid_days": DECISION_VALID_DAYS,
+            },
+            recipient=email,
+            secret=token,
+        )
+        await session.flush()
+        return [
+            ParentalConsentView(
+                key=setting.key,
+                status=ParentalStatus.PENDING,
+                requested_at=now,
+                decide_by=request.decide_by,
+                decided_at=None,
+                withdrawn_at=None,
+            )
+            for setting in settings
+        ]
+
+    return Prepared(write)
 
 
 class LinkProblem(enum.Enum):

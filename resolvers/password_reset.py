@@ -19,19 +19,19 @@ from models import Account, AuthSession, NotificationKind, PasswordReset, utcnow
 from resolvers import notifications
 from resolvers.account import Client, void_pending_changes
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.prepared import Prepared, Reads
 from resolvers.validation import email_errors, password_errors
 
 RESET_VALID = timedelta(minutes=30)
 
 
 async def request_password_reset(
-    session: AsyncSession,
     limiter: RateLimiter,
     client: Client,
     *,
     email: str,
     reset_link: Callable[[str], str],
-) -> None:
+) -> Prepared[None]:
     """Mail a reset link if the address has an account; answer the same if it has none."""
     normalized, errors = email_errors(email)
     if errors:
@@ -48,6 +48,12 @@ async def request_password_reset(
         refused = await limiter.admit(Door.PASSWORD_RESET_PER_ADDRESS, normalized)
     if refused:
         raise Rejected.rate_limited("Too many requests", refused, "email")
+    return Prepared(lambda session: _keep_reset(session, normalized, reset_link))
+
+
+async def _keep_reset(
+    session: AsyncSession, normalized: str, reset_link: Callable[[str], str]
+) -> None:
     account = await session.scalar(select(Account).where(Account.email == normalized))
     # Written for an unknown address too (tied to no account, its token sent nowhere), so that
     # both requests commit a write and take as long.
@@ -101,22 +107,31 @@ async def check_reset_token(session: AsyncSession, *, token: str) -> PasswordRes
     return reset
 
 
-async def reset_password(session: AsyncSession, *, token: str, new_password: str) -> Account:
+async def reset_password(reads: Reads, *, token: str, new_password: str) -> Prepared[Account]:
     """Set a new password with a reset link's token, once. Every session is signed out, every
     other reset link of the account and a pending email change stop working, and the person is
     told by mail."""
-    reset = await check_reset_token(session, token=token)
-    account = await session.get_one(Account, reset.account_id)  # never None (see the check)
-    problems = password_errors(new_password, account.email, field="newPassword")
+    async with reads() as session:
+        reset = await check_reset_token(session, token=token)
+        # Never None (see the check).
+        email = await session.scalar(select(Account.email).where(Account.id == reset.account_id))
+    problems = password_errors(new_password, email or "", field="newPassword")
     if problems:
         raise Rejected(*problems)
-    # Taking the row makes the link single-use: of two uses at once, the second deletes nothing.
-    taken = await session.execute(delete(PasswordReset).where(PasswordReset.id == reset.id))
-    if not getattr(taken, "rowcount", 0):
-        raise _invalid()
-    await void_pending_changes(session, account)
-    account.password_hash = await get_password_hash(new_password)
-    await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
-    notifications.queue(session, account, NotificationKind.PASSWORD_CHANGED)
-    await session.flush()
-    return account
+    new_hash = await get_password_hash(new_password)
+
+    async def write(session: AsyncSession) -> Account:
+        # Taking the row makes the link single-use: of two uses at once, the second deletes
+        # nothing.
+        taken = await session.execute(delete(PasswordReset).where(PasswordReset.id == reset.id))
+        if not getattr(taken, "rowcount", 0):
+            raise _invalid()
+        account = await session.get_one(Account, reset.account_id)
+        await void_pending_changes(session, account)
+        account.password_hash = new_hash
+        await session.execute(delete(AuthSession).where(AuthSession.account_id == account.id))
+        notifications.queue(session, account, NotificationKind.PASSWORD_CHANGED)
+        await session.flush()
+        return account
+
+    return Prepared(write)

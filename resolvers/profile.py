@@ -28,6 +28,7 @@ from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import Channel, SettingDefinition, Value
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
+from resolvers.prepared import Prepared, Reads
 from resolvers.settings import protect_if_minor, write_settings
 from resolvers.validation import (
     country_errors,
@@ -158,14 +159,14 @@ def _lifts_protection(account: Account, country: str | None, us_state: str | Non
 
 
 async def request_email_change(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     actor: Actor,
     *,
     new_email: str,
     current_password: str,
     confirmation_link: Callable[[str], str],
-) -> Account:
+) -> Prepared[Account]:
     """Keep the new address pending and send it a token; the current address stays in use
     until the token is redeemed.
 
@@ -173,32 +174,40 @@ async def request_email_change(
     learn who is registered: a taken address is kept pending too, its token sent nowhere, and
     its owner is told someone tried (at most once an hour).
     """
-    account = await session.get_one(Account, actor.account_id)
-    await confirm_password(session, limiter, actor, current_password)
+    confirmed = await confirm_password(reads, limiter, actor, current_password)
     email, errors = email_errors(new_email)
     if errors:
         raise Rejected(*errors)
     assert email is not None
-    if email == account.email:
+    if email == confirmed.email:
         raise Rejected.one(ErrorCode.INVALID_INPUT, "This is already your email address.", "email")
-    token = new_token()
-    account.pending_email = email
-    account.email_token_hash = hash_token(token)
-    account.email_token_expires_at = utcnow() + EMAIL_TOKEN_VALID
-    owner = await session.scalar(select(Account).where(Account.email == email))
-    if owner is None:
-        notifications.queue(
-            session,
-            account,
-            NotificationKind.EMAIL_CONFIRMATION,
-            {"confirmation_link": confirmation_link(notifications.PLACEHOLDER)},
-            recipient=email,
-            secret=token,
-        )
-    elif await limiter.allow(Door.EMAIL_CHANGE_ATTEMPT_NOTICE, email):
-        notifications.queue(session, owner, NotificationKind.EMAIL_CHANGE_ATTEMPT_EXISTING)
-    await session.flush()
-    return account
+    async with reads() as session:
+        owner_id = await session.scalar(select(Account.id).where(Account.email == email))
+    tell_owner = owner_id is not None and await limiter.allow(
+        Door.EMAIL_CHANGE_ATTEMPT_NOTICE, email
+    )
+
+    async def write(session: AsyncSession) -> Account:
+        account = await confirmed.still_holds(session)
+        token = new_token()
+        account.pending_email = email
+        account.email_token_hash = hash_token(token)
+        account.email_token_expires_at = utcnow() + EMAIL_TOKEN_VALID
+        if owner_id is None:
+            notifications.queue(
+                session,
+                account,
+                NotificationKind.EMAIL_CONFIRMATION,
+                {"confirmation_link": confirmation_link(notifications.PLACEHOLDER)},
+                recipient=email,
+                secret=token,
+            )
+        elif tell_owner and (owner := await session.get(Account, owner_id)) is not None:
+            notifications.queue(session, owner, NotificationKind.EMAIL_CHANGE_ATTEMPT_EXISTING)
+        await session.flush()
+        return account
+
+    return Prepared(write)
 
 
 async def check_email_token(session: AsyncSession, *, token: str) -> Account:

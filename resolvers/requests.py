@@ -19,6 +19,7 @@ from models import Account, PrivacyRequest, RequestKind, RequestStatus, Role, ut
 from resolvers.age import age_on, today_everywhere
 from resolvers.errors import ErrorCode, Rejected, UserError
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
+from resolvers.prepared import Prepared
 from resolvers.validation import email_errors
 
 # Art. 12(3): answered within one month of receipt, which may be extended by two further months.
@@ -96,7 +97,6 @@ PERSONAL_REQUESTS = {
 
 
 async def file_request(
-    session: AsyncSession,
     limiter: RateLimiter,
     actor: Actor,
     *,
@@ -104,7 +104,7 @@ async def file_request(
     subject: str,
     details: str,
     now: datetime | None = None,
-) -> PrivacyRequest:
+) -> Prepared[PrivacyRequest]:
     """A complaint about how the person's data was handled, or a correction they cannot make
     themself (such as a wrong date of birth), answered by staff within the due date."""
     assert kind in PERSONAL_REQUESTS
@@ -114,17 +114,21 @@ async def file_request(
         raise Rejected(*errors)
     if refused := await limiter.admit(PERSONAL_REQUESTS[kind], str(actor.account_id)):
         raise Rejected.rate_limited("You have sent ten of these in the last hour", refused)
-    request = open_request(
-        session,
-        kind=kind,
-        account_id=actor.account_id,
-        requested_by=actor.account_id,
-        subject=subject.strip(),
-        details=details.strip(),
-        now=now,
-    )
-    await session.flush()
-    return request
+
+    async def write(session: AsyncSession) -> PrivacyRequest:
+        request = open_request(
+            session,
+            kind=kind,
+            account_id=actor.account_id,
+            requested_by=actor.account_id,
+            subject=subject.strip(),
+            details=details.strip(),
+            now=now,
+        )
+        await session.flush()
+        return request
+
+    return Prepared(write)
 
 
 # A report hides the reported profile at once only when it is believable enough that anyone
@@ -146,7 +150,6 @@ def reporter_key(secret_key: str, account_id: uuid.UUID, client_address: str) ->
 
 
 async def report_child_account(
-    session: AsyncSession,
     limiter: RateLimiter,
     client_address: str,
     *,
@@ -154,7 +157,7 @@ async def report_child_account(
     details: str,
     contact_email: str | None,
     secret_key: str,
-) -> PrivacyRequest:
+) -> Prepared[PrivacyRequest]:
     """Anyone may report an account they believe belongs to a child under 13, anonymously. A
     privacy officer reviews every report; the profile is hidden meanwhile when the report meets
     the bar above."""
@@ -167,6 +170,19 @@ async def report_child_account(
         errors += [UserError("contactEmail", p.message, p.code) for p in problems]
     if errors:
         raise Rejected(*errors)
+    reporter = reporter_key(secret_key, account_id, client_address)
+    return Prepared(
+        lambda session: _keep_report(session, account_id, details.strip(), email, reporter)
+    )
+
+
+async def _keep_report(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    details: str,
+    contact_email: str | None,
+    reporter: str,
+) -> PrivacyRequest:
     now = utcnow()
     # Locks the reported account's row, so two reports at once are counted one after the other.
     reported = (
@@ -185,9 +201,9 @@ async def report_child_account(
         kind=RequestKind.CHILD_REPORT,
         account_id=account_id,
         requested_by=None,
-        details=details.strip(),
-        contact_email=email,
-        reporter_key=reporter_key(secret_key, account_id, client_address),
+        details=details,
+        contact_email=contact_email,
+        reporter_key=reporter,
         now=now,
     )
     await session.flush()

@@ -36,6 +36,7 @@ from resolvers.account import (
     remember_place,
 )
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.prepared import Prepared, Reads
 from resolvers.validation import normalize_email
 
 SIGNUP_VALID = timedelta(hours=24)
@@ -61,7 +62,7 @@ def code_hash(secret_key: str, email: str, code: str) -> str:
 
 
 async def start_signup(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     client: Client,
     *,
@@ -77,14 +78,14 @@ async def start_signup(
     phone: str | None = None,
     us_state: str | None = None,
     today: date | None = None,
-) -> str:
-    """Check the signup and mail its address; returns the address as normalised.
+) -> Prepared[str]:
+    """Check the signup and mail its address; the write answers the address as normalised.
 
     Nothing in the answer or its cost says whether the address is registered: both paths pass
-    the same limits, hash the password once and read the accounts once.
+    the same limits, hash the password once and read the accounts once, before the write.
     """
     applicant = await check_applicant(
-        session,
+        reads,
         limiter,
         client,
         refused_recently=refused_recently,
@@ -108,14 +109,23 @@ async def start_signup(
     if refused:
         raise Rejected.rate_limited("Too many sign-ups with this address", refused, "email")
     password_hash = await get_password_hash(password)
-    owner = await session.scalar(select(Account).where(Account.email == applicant.email))
-    if owner is not None:
-        if await limiter.allow(Door.SIGNUP_ATTEMPT_NOTICE, applicant.email):
+    async with reads() as session:
+        owner_id = await session.scalar(select(Account.id).where(Account.email == applicant.email))
+    tell_owner = owner_id is not None and await limiter.allow(
+        Door.SIGNUP_ATTEMPT_NOTICE, applicant.email
+    )
+
+    async def write(session: AsyncSession) -> str:
+        if owner_id is None:
+            await _keep_pending(
+                session, client, applicant, password_hash, confirmation_link, secret_key
+            )
+        elif tell_owner and (owner := await session.get(Account, owner_id)) is not None:
             notifications.queue(session, owner, NotificationKind.SIGNUP_ATTEMPT_EXISTING)
             await session.flush()
         return applicant.email
-    await _keep_pending(session, client, applicant, password_hash, confirmation_link, secret_key)
-    return applicant.email
+
+    return Prepared(write)
 
 
 async def _keep_pending(
@@ -238,7 +248,7 @@ async def check_signup_token(
 
 
 async def confirm_signup(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     client: Client,
     *,
@@ -246,38 +256,52 @@ async def confirm_signup(
     token: str | None = None,
     email: str | None = None,
     code: str | None = None,
-) -> SignedIn:
+) -> Prepared[SignedIn]:
     """Redeem a signup's link token, or its address and code, once: the account that signup
     asked for is created with its consent events (and the Global Privacy Control signal sent
     with the signup or now), and signed in. A code or token that does not match, has expired or
     was used is one answer."""
-    _, signed_in = await _redeem(
-        session,
-        limiter,
-        client,
-        secret_key=secret_key,
-        token=token,
-        email=email,
-        code=code,
-        sign_in=True,
+    redeemed = await _redeem(
+        reads, limiter, client, secret_key=secret_key, token=token, email=email, code=code
     )
-    assert signed_in is not None
-    return signed_in
+
+    async def write(session: AsyncSession) -> SignedIn:
+        _, signed_in = await _create_account(session, client, redeemed.pending, sign_in=True)
+        assert signed_in is not None
+        return signed_in
+
+    return Prepared(write, redeemed.then)
 
 
 async def confirm_signup_link(
-    session: AsyncSession, limiter: RateLimiter, client: Client, *, secret_key: str, token: str
-) -> Account:
+    reads: Reads, limiter: RateLimiter, client: Client, *, secret_key: str, token: str
+) -> Prepared[Account]:
     """As `confirm_signup` with a link's token, from the link's page, which signs no one in: a
     page another site can post to must not sign its visitor in to an account of its choosing."""
-    account, _ = await _redeem(
-        session, limiter, client, secret_key=secret_key, token=token, sign_in=False
-    )
-    return account
+    redeemed = await _redeem(reads, limiter, client, secret_key=secret_key, token=token)
+
+    async def write(session: AsyncSession) -> Account:
+        account, _ = await _create_account(session, client, redeemed.pending, sign_in=False)
+        return account
+
+    return Prepared(write, redeemed.then)
+
+
+@dataclass(frozen=True)
+class _Redeemed:
+    """The signup a code or token confirms, found and checked before the transaction."""
+
+    pending: PendingSignup
+    limiter: RateLimiter
+    client: Client
+
+    async def then(self) -> None:
+        # Where the owner confirmed is one of their places from now on.
+        await remember_place(self.limiter, self.pending.email, self.client)
 
 
 async def _redeem(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     client: Client,
     *,
@@ -285,8 +309,7 @@ async def _redeem(
     token: str | None = None,
     email: str | None = None,
     code: str | None = None,
-    sign_in: bool,
-) -> tuple[Account, SignedIn | None]:
+) -> _Redeemed:
     if token is None and (email is None or code is None):
         raise Rejected.one(
             ErrorCode.INVALID_INPUT, "Give the link's token, or the email address and code.", None
@@ -304,7 +327,8 @@ async def _redeem(
         Door.SIGNUP_CONFIRMATION_PER_ADDRESS_AND_CLIENT, place_and(client.address, attempt.target)
     ):
         raise Rejected.rate_limited("Too many attempts", refused, "code")
-    candidates = await _waiting(session, attempt)
+    async with reads() as session:
+        candidates = await _waiting(session, attempt)
     # A typed code is compared with the code of every signup waiting for the address: each
     # counts, so that signups made to be guessed at do not multiply the guesses. A link names
     # one signup, whose id only its mail holds.
@@ -315,10 +339,7 @@ async def _redeem(
     pending = _confirmed_by(secret_key, candidates, attempt.code)
     if pending is None:
         raise _invalid()
-    created = await _create_account(session, client, pending, sign_in=sign_in)
-    # Where the owner confirmed is one of their places from now on.
-    await remember_place(limiter, pending.email, client)
-    return created
+    return _Redeemed(pending, limiter, client)
 
 
 async def _create_account(

@@ -26,6 +26,7 @@ from resolvers.catalogue import CookieCategory, SettingDefinition, SettingGroup,
 from resolvers.consent import BrokenLink, Provenance, chained_values, verify_chains
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.policy import newest_version
+from resolvers.prepared import Prepared, Reads
 
 # What a visitor can choose: the cookie categories that can be switched off.
 VISITOR_SETTINGS: tuple[SettingDefinition, ...] = tuple(
@@ -217,7 +218,7 @@ async def apply_global_privacy_control(
 
 
 async def set_cookie_consent(
-    session: AsyncSession,
+    reads: Reads,
     limiter: RateLimiter,
     provenance: Provenance,
     *,
@@ -227,7 +228,7 @@ async def set_cookie_consent(
     functional: bool | None = None,
     analytics: bool | None = None,
     advertising: bool | None = None,
-) -> Chosen | None:
+) -> Prepared[Chosen | None]:
     """A signed-out visitor's cookie choice: categories left out stay as they are.
 
     The first choice of a device creates its record (limited per client) and issues a new device
@@ -240,13 +241,35 @@ async def set_cookie_consent(
         catalogue.cookie(CookieCategory.ADVERTISING): advertising,
     }
     wanted = {setting: value for setting, value in asked.items() if value is not None}
+    if wanted:
+        async with reads() as session:
+            known = await find_visitor(session, device_id) is not None
+        # A new record is counted before the transaction; the write creates one only when the
+        # device still has none.
+        if not known and (
+            refused := await limiter.admit(Door.VISITOR_PER_CLIENT, client_key(client_address))
+        ):
+            raise Rejected.rate_limited("Too many new visitors from here", refused)
+    return Prepared(
+        lambda session: _choose(
+            session, provenance, device_id, wanted, global_privacy_control=global_privacy_control
+        )
+    )
+
+
+async def _choose(
+    session: AsyncSession,
+    provenance: Provenance,
+    device_id: str | None,
+    wanted: dict[SettingDefinition, Value],
+    *,
+    global_privacy_control: bool,
+) -> Chosen | None:
     visitor = await find_visitor(session, device_id)
     issued = None
     if visitor is None:
         if not wanted:
             return None
-        if refused := await limiter.admit(Door.VISITOR_PER_CLIENT, client_key(client_address)):
-            raise Rejected.rate_limited("Too many new visitors from here", refused)
         issued = new_device_id()
         now = utcnow()
         visitor = Visitor(device_hash=device_hash(issued), created_at=now, last_choice_at=now)

@@ -475,9 +475,9 @@ class AccountMutation:
     )
     async def signup(self, info: Info, input: SignupInput) -> SignupPayload:
         context = info.context
-        started, errors = await context.attempt(
-            lambda session: signups.start_signup(
-                session,
+        started, errors = await context.attempt_prepared(
+            lambda reads: signups.start_signup(
+                reads,
                 context.services.limiter,
                 context.client,
                 refused_recently=context.age_gate_refused_recently,
@@ -503,9 +503,9 @@ class AccountMutation:
     )
     async def confirm_signup(self, info: Info, input: ConfirmSignupInput) -> AuthPayload:
         context = info.context
-        signed, errors = await context.attempt(
-            lambda session: signups.confirm_signup(
-                session,
+        signed, errors = await context.attempt_prepared(
+            lambda reads: signups.confirm_signup(
+                reads,
                 context.services.limiter,
                 context.client,
                 secret_key=context.services.config.secret_key,
@@ -524,9 +524,8 @@ class AccountMutation:
         self, info: Info, input: RequestPasswordResetInput
     ) -> DonePayload:
         context = info.context
-        _, errors = await context.attempt(
-            lambda session: password_reset.request_password_reset(
-                session,
+        _, errors = await context.attempt_prepared(
+            lambda _: password_reset.request_password_reset(
                 context.services.limiter,
                 context.client,
                 email=input.email,
@@ -540,9 +539,9 @@ class AccountMutation:
         "signed out."
     )
     async def reset_password(self, info: Info, input: ResetPasswordInput) -> DonePayload:
-        _, errors = await info.context.attempt(
-            lambda session: password_reset.reset_password(
-                session, token=input.token, new_password=input.new_password
+        _, errors = await info.context.attempt_prepared(
+            lambda reads: password_reset.reset_password(
+                reads, token=input.token, new_password=input.new_password
             )
         )
         return DonePayload(ok=not errors, errors=errors)
@@ -550,9 +549,9 @@ class AccountMutation:
     @strawberry.mutation(description="Sign in with email and password.")
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         context = info.context
-        signed, errors = await context.attempt(
-            lambda session: accounts.login(
-                session,
+        signed, errors = await context.attempt_prepared(
+            lambda reads: accounts.login(
+                reads,
                 context.services.limiter,
                 context.client,
                 email=input.email,
@@ -574,9 +573,9 @@ class AccountMutation:
     )
     async def change_password(self, info: Info, input: ChangePasswordInput) -> AccountPayload:
         actor = await info.context.signed_in()
-        account, errors = await info.context.attempt(
-            lambda session: accounts.change_password(
-                session,
+        account, errors = await info.context.attempt_prepared(
+            lambda reads: accounts.change_password(
+                reads,
                 info.context.services.limiter,
                 actor,
                 current_password=input.current_password,

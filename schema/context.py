@@ -40,6 +40,7 @@ from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected, UserError
 from resolvers.languages import negotiate
+from resolvers.prepared import Prepared, Reads
 from schema.errors import BAD_USER_INPUT, UserErrorType, to_user_errors
 
 SOURCE_HEADER = CLIENT_SOURCE_HEADER
@@ -156,12 +157,27 @@ class RequestContext:
     ) -> tuple[T | None, list[UserErrorType]]:
         """Run one use case in its own unit of work. A refusal comes back as payload errors,
         with everything it started rolled back; success comes back with no errors."""
+
+        async def nothing_to_prepare(_: Reads) -> Prepared[T]:
+            return Prepared(use_case)
+
+        return await self.attempt_prepared(nothing_to_prepare)
+
+    async def attempt_prepared(
+        self, prepare: Callable[[Reads], Awaitable[Prepared[T]]]
+    ) -> tuple[T | None, list[UserErrorType]]:
+        """As `attempt`, for a use case that prepares before it writes (see resolvers/prepared.py):
+        its checks, rate limits, reads and password hashing run with no transaction open, and
+        only its write in the unit of work."""
         try:
+            prepared = await prepare(self.reading)
             async with self.unit_of_work() as session:
-                return await use_case(session), []
+                written = await prepared.write(session)
         except Rejected as rejected:
             self._tell_when_to_retry(rejected.errors)
             return None, to_user_errors(rejected.errors)
+        await prepared.then()
+        return written, []
 
     def _tell_when_to_retry(self, errors: list[UserError]) -> None:
         """A rate-limited answer says in its headers how long to wait, for every field of the
@@ -439,6 +455,15 @@ class RequestContext:
             samesite="lax",
             secure=self.services.config.production,
         )
+
+
+async def carry_out(database: Database, prepared: Prepared[T]) -> T:
+    """The unit of work of a use case prepared outside it, for an edge without a request
+    context (a page's form): its write, committed, then what follows it."""
+    async with database.transaction() as session:
+        written = await prepared.write(session)
+    await prepared.then()
+    return written
 
 
 def sends_global_privacy_control(request: Request) -> bool:

@@ -53,9 +53,9 @@ class ErasureMutation:
 
         context = info.context
         actor = await context.signed_in()
-        account, errors = await context.attempt(
-            lambda session: erasure.request_account_deletion(
-                session,
+        account, errors = await context.attempt_prepared(
+            lambda reads: erasure.request_account_deletion(
+                reads,
                 context.services.limiter,
                 actor,
                 password=input.password,

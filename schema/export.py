@@ -34,9 +34,8 @@ class ExportMutation:
         context = info.context
         actor = await context.signed_in()
         config = context.services.config
-        link, errors = await context.attempt(
-            lambda session: export.request_data_export(
-                session,
+        link, errors = await context.attempt_prepared(
+            lambda _: export.request_data_export(
                 context.services.limiter,
                 actor,
                 download_link=context.services.links.export_download,

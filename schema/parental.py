@@ -79,9 +79,9 @@ class ParentalMutation:
     ) -> ParentalConsentPayload:
         context = info.context
         actor = await context.signed_in()
-        views, errors = await context.attempt(
-            lambda session: parental.request_parental_consent(
-                session,
+        views, errors = await context.attempt_prepared(
+            lambda reads: parental.request_parental_consent(
+                reads,
                 context.services.limiter,
                 actor,
                 parent_email=input.parent_email,

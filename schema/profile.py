@@ -78,9 +78,9 @@ class ProfileMutation:
     async def request_email_change(self, info: Info, input: EmailChangeInput) -> AccountPayload:
         context = info.context
         actor = await context.signed_in()
-        account, errors = await context.attempt(
-            lambda session: profile.request_email_change(
-                session,
+        account, errors = await context.attempt_prepared(
+            lambda reads: profile.request_email_change(
+                reads,
                 context.services.limiter,
                 actor,
                 new_email=input.new_email,

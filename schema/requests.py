@@ -287,9 +287,8 @@ def _hold_payload(hold: LegalHoldModel | None, errors: list[UserErrorType]) -> L
 async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> PrivacyRequestPayload:
     context = info.context
     actor = await context.signed_in()
-    request, errors = await context.attempt(
-        lambda session: requests.file_request(
-            session,
+    request, errors = await context.attempt_prepared(
+        lambda _: requests.file_request(
             context.services.limiter,
             actor,
             kind=kind,
@@ -527,9 +526,8 @@ class RequestsMutation:
         self, info: Info, input: ChildReportInput
     ) -> PrivacyRequestPayload:
         context = info.context
-        request, errors = await context.attempt(
-            lambda session: requests.report_child_account(
-                session,
+        request, errors = await context.attempt_prepared(
+            lambda _: requests.report_child_account(
                 context.services.limiter,
                 context.client.address,
                 account_id=parse_id(input.account_id),

@@ -142,9 +142,9 @@ async def set_cookie_consent(info: Info, input: CookieConsentInput) -> CookieCon
             visitor=None,
             errors=[],
         )
-    chosen, errors = await context.attempt(
-        lambda session: visitors.set_cookie_consent(
-            session,
+    chosen, errors = await context.attempt_prepared(
+        lambda reads: visitors.set_cookie_consent(
+            reads,
             context.services.limiter,
             context.provenance(),
             client_address=context.client.address,

@@ -233,22 +233,22 @@ async def new_account(client: httpx.AsyncClient, **overrides: Any) -> tuple[str,
         session_days=services.config.session_days,
     )
     try:
+        applicant = await check_applicant(
+            services.database.session,
+            RateLimiter("memory://"),
+            device,
+            refused_recently=False,
+            email=values["email"],
+            password=values["password"],
+            display_name=values["displayName"],
+            birth_date=date.fromisoformat(values["birthDate"]),
+            country=values["country"],
+            accept_policy_version=values["acceptPolicyVersion"],
+            phone=values.get("phone"),
+            us_state=values.get("usState"),
+        )
+        password_hash = await passwords.get_password_hash(values["password"])
         async with services.database.transaction() as session:
-            applicant = await check_applicant(
-                session,
-                RateLimiter("memory://"),
-                device,
-                refused_recently=False,
-                email=values["email"],
-                password=values["password"],
-                display_name=values["displayName"],
-                birth_date=date.fromisoformat(values["birthDate"]),
-                country=values["country"],
-                accept_policy_version=values["acceptPolicyVersion"],
-                phone=values.get("phone"),
-                us_state=values.get("usState"),
-            )
-            password_hash = await passwords.get_password_hash(values["password"])
             _, signed_in = await open_account(
                 session, device, applicant, password_hash, global_privacy_control=False
             )

@@ -61,16 +61,16 @@ async def officer(client, database) -> str:
 async def file_at(database, token_account: str, now: datetime) -> uuid.UUID:
     """A complaint the person files at `now`, through the use case the mutation calls."""
     actor = Actor(account_id=uuid.UUID(token_account), session_id=uuid.uuid4(), role=Role.USER)
+    prepared = await file_request(
+        RateLimiter("memory://"),
+        actor,
+        kind=RequestKind.COMPLAINT,
+        subject="Newsletter",
+        details="I got mail after opting out",
+        now=now,
+    )
     async with database.transaction() as session:
-        request = await file_request(
-            session,
-            RateLimiter("memory://"),
-            actor,
-            kind=RequestKind.COMPLAINT,
-            subject="Newsletter",
-            details="I got mail after opting out",
-            now=now,
-        )
+        request = await prepared.write(session)
         return request.id
 
 

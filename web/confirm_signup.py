@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse
 from auth.rate_limits import refusal_headers
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services, client_of
+from schema.context import Services, carry_out, client_of
 from web.pages import posted_token, render
 
 
@@ -65,14 +65,14 @@ class ConfirmSignupPages:
         """POST, with the token in the query string (the button's form) or in the form body."""
         token = await posted_token(request)
         try:
-            async with self.services.database.transaction() as session:
-                account = await signup.confirm_signup_link(
-                    session,
-                    self.services.limiter,
-                    client_of(request, self.services.config),
-                    secret_key=self.services.config.secret_key,
-                    token=token,
-                )
+            prepared = await signup.confirm_signup_link(
+                self.services.database.session,
+                self.services.limiter,
+                client_of(request, self.services.config),
+                secret_key=self.services.config.secret_key,
+                token=token,
+            )
+            account = await carry_out(self.services.database, prepared)
         except Rejected as rejected:
             return _refused(request, rejected)
         return render(request, "confirm_signup/done", email=account.email)

@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse
 from resolvers import password_reset
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from schema.context import Services
+from schema.context import Services, carry_out
 from web.pages import render
 
 _NEW_PASSWORD = "new_password"  # noqa: S105 (a form field name)
@@ -56,8 +56,10 @@ class ResetPasswordPages:
         token = token or request.query_params.get("token", "")
         new_password = password_field if isinstance(password_field, str) else ""
         try:
-            async with self.database.transaction() as session:
-                await password_reset.reset_password(session, token=token, new_password=new_password)
+            prepared = await password_reset.reset_password(
+                self.database.session, token=token, new_password=new_password
+            )
+            await carry_out(self.database, prepared)
         except Rejected as rejected:
             if any(error.code is ErrorCode.NOT_FOUND for error in rejected.errors):
                 return render(request, "reset_password/invalid", status_code=404)
