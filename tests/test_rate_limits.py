@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,26 @@ class TestRetryAfter:
 )
 def test_an_ipv6_network_is_one_place(address: str, place: str) -> None:
     assert client_key(address) == place
+
+
+def test_the_readme_lists_every_limit_as_the_code_counts_it() -> None:
+    """The README's table under "What each limit counts" names each limit and its allowance as
+    the code does, so an operator reading it knows what a `RateLimit` header refers to."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### What each limit counts") :]
+    section = section[: section.index("\n#")]
+    rows = re.findall(r"^\| `([a-z-]+)` \| ([^|]+) \|", section, re.MULTILINE)
+    listed = {name: allowance.strip() for name, allowance in rows}
+
+    assert set(listed) == {door.value[0] for door in Door}
+    for door in Door:
+        amount, window = door.limit.amount, door.limit.get_expiry()
+        words = listed[door.value[0]]
+        if door is Door.SIGNED_IN_FROM:
+            assert words == f"one mark per {window // 86400} days"
+        elif window == 3600:
+            assert words == f"{amount} an hour", door
+        elif window == 86400:
+            assert words == f"{amount} a day", door
+        else:
+            assert words == f"{amount} per {window // 60} minutes", door
