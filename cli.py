@@ -32,7 +32,8 @@ from resolvers.account import Client
 from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
-from schema import schema_sdl
+from schema import build_schema, schema_sdl
+from schema.documents import ManifestError, PersistedQueries
 from web import access_log
 from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
@@ -231,10 +232,21 @@ def cmd_deliver_webhooks(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def check_documents(config: Config) -> None:
+    """The trusted documents' manifest, read and every document validated once here, so that
+    one that cannot run stops the start with a line rather than each worker with a traceback."""
+    if config.trusted_documents is not None:
+        schema = build_schema(production=config.production)
+        PersistedQueries.load(
+            config.trusted_documents, schema, registered_only=config.registered_documents_only
+        )
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     try:
         receipt_signing_key(config)
-    except ConfigError as error:
+        check_documents(config)
+    except (ConfigError, ManifestError) as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
     if args.workers > 1 and config.rate_limit_storage.startswith("memory://"):

@@ -89,6 +89,10 @@ class Config:
     metrics_setting: bool | None = None
     # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
     tracing: bool = False
+    # The manifest of trusted documents the CMS and the app ship with (schema/documents.py).
+    trusted_documents: Path | None = None
+    # Whether callers who are not signed in may run only the manifest's documents.
+    registered_documents_only: bool = False
 
     @property
     def production(self) -> bool:
@@ -282,6 +286,14 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     if allow_private in ("1", "true") and environment == PRODUCTION:
         # It would let anyone who can register a webhook make the API call internal services.
         raise ConfigError("PRIVACY_API_WEBHOOKS_ALLOW_PRIVATE is for development only")
+    trusted_documents = env.get("PRIVACY_API_TRUSTED_DOCUMENTS", "").strip()
+    registered_only = bool(_switch(env, "PRIVACY_API_REGISTERED_DOCUMENTS_ONLY"))
+    if registered_only and not trusted_documents:
+        # Nobody signed out could run anything, signing in included.
+        raise ConfigError(
+            "PRIVACY_API_REGISTERED_DOCUMENTS_ONLY needs PRIVACY_API_TRUSTED_DOCUMENTS, the "
+            "manifest of the documents the clients send"
+        )
     return Config(
         webhooks_allow_private=allow_private in ("1", "true"),
         database_url=database_url,
@@ -301,6 +313,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         log_format_setting=_choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")),
         metrics_setting=_switch(env, "PRIVACY_API_METRICS"),
         tracing=tracing_requested(env),
+        trusted_documents=Path(trusted_documents) if trusted_documents else None,
+        registered_documents_only=registered_only,
         **numbers,
     )
 

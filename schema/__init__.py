@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
@@ -26,8 +26,9 @@ from schema.limits import (
     MAX_DEPTH,
     MAX_REPEATS,
     MAX_SELECTIONS,
-    MAX_TOKENS,
     ExecutorWithoutSuggestions,
+    Parsed,
+    ParseOnce,
     QueryValidator,
     ValidateOnce,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_REPEATS",
     "MAX_SELECTIONS",
+    "ApiSchema",
     "build_schema",
     "schema_sdl",
 ]
@@ -102,7 +104,10 @@ class Mutation(
     pass
 
 
-class _Schema(strawberry.Schema):
+class ApiSchema(strawberry.Schema):
+    """The API's schema, with the caches every request to it shares."""
+
+    parsed: Parsed  # each distinct document's parse, registered ones for good
     validator: QueryValidator  # its hit count shows the validation cache at work
     staff_validator: QueryValidator  # in production, staff's (introspection allowed)
     object_counts: ObjectCounts  # what each distinct query may answer with
@@ -112,6 +117,20 @@ class _Schema(strawberry.Schema):
     ) -> None:
         """The HTTP view logs errors with the request id and decides what the client sees."""
 
+    def register(self, query: str) -> list[GraphQLError]:
+        """Parse, validate and cost a registered document once, for as long as the process runs;
+        its errors (none: it may run)."""
+        try:
+            document = self.parsed.pin(query)
+        except GraphQLError as error:
+            return [error]
+        errors = self.validator.pin(self._schema, query, document)
+        if self.staff_validator is not self.validator:
+            self.staff_validator.pin(self._schema, query, document)
+        if not errors:
+            self.object_counts.pin(self._schema, query, document)
+        return errors
+
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         """Every field, each with its arguments checked before it resolves."""
         return guard_arguments(super().get_fields(type_definition))
@@ -119,7 +138,7 @@ class _Schema(strawberry.Schema):
 
 def build_schema(
     *, production: bool = False, observers: Sequence[Callable[[], SchemaExtension]] = ()
-) -> _Schema:
+) -> ApiSchema:
     """The schema; `observers` are the HTTP edge's extensions (the request line, tracing),
     which see every operation, refused ones included."""
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
@@ -132,14 +151,14 @@ def build_schema(
         else validator
     )
     counts = ObjectCounts(cache_size=CACHE_SIZE)
+    parsed = Parsed(cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
         *observers,
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ParseOnce(parsed),
         lambda: ValidateOnce(validator, staff_validator),
         lambda: MaxObjectsLimiter(counts),
     ]
-    schema = _Schema(
+    schema = ApiSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
@@ -147,6 +166,7 @@ def build_schema(
         config=StrawberryConfig(disable_field_suggestions=production),
         execution_context_class=ExecutorWithoutSuggestions if production else None,
     )
+    schema.parsed = parsed
     schema.validator = validator
     schema.object_counts = counts
     schema.staff_validator = staff_validator

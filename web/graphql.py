@@ -3,13 +3,13 @@ in the media type the client asks for, and serves the playground."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-import strawberry
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -23,8 +23,9 @@ from strawberry.types import ExecutionResult
 
 from auth.actor import STAFF_ROLES
 from models.availability import is_unavailable
-from schema import build_schema
+from schema import ApiSchema, build_schema
 from schema.context import RequestContext, Services
+from schema.documents import PersistedQueries
 from web import routes
 from web.outage import retryable_error
 from web.playground import playground_page, staff_sign_in_page
@@ -76,9 +77,7 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 @functools.cache
-def _schema(
-    production: bool, observers: tuple[Callable[[], SchemaExtension], ...]
-) -> strawberry.Schema:
+def _schema(production: bool, observers: tuple[Callable[[], SchemaExtension], ...]) -> ApiSchema:
     """One schema per process for each way it is served: it holds no state of an app's, and
     its parse and validation caches are shared by every request."""
     return build_schema(production=production, observers=observers)
@@ -88,13 +87,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(
         self, services: Services, observers: Sequence[Callable[[], SchemaExtension]] = ()
     ) -> None:
-        production = services.config.production
-        super().__init__(
-            _schema(production, tuple(observers)),
-            graphql_ide="graphiql",
-            allow_queries_via_get=True,
-        )
+        config = services.config
+        schema = _schema(config.production, tuple(observers))
+        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
         self.services = services
+        self.documents = PersistedQueries.load(
+            config.trusted_documents, schema, registered_only=config.registered_documents_only
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
@@ -160,6 +159,18 @@ class GraphQLView(GraphQL[RequestContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        # Only asked when it matters: who is calling was looked up before the operation runs.
+        anonymous = (
+            self.documents.registered_only
+            and await context.actor() is None
+            and await context.machine() is None
+        )
+        resolved = self.documents.resolve(
+            request_data.query, request_data.extensions, anonymous=anonymous
+        )
+        if resolved.error is not None:
+            return ExecutionResult(data=None, errors=[resolved.error])
+        request_data = dataclasses.replace(request_data, query=resolved.query)
         try:
             return await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
