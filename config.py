@@ -93,6 +93,8 @@ class Config:
     trusted_documents: Path | None = None
     # Whether callers who are not signed in may run only the manifest's documents.
     registered_documents_only: bool = False
+    # Whether registered documents are answered by their compiled plans (schema/compiled.py).
+    compiled_executor: bool = True
 
     @property
     def production(self) -> bool:
@@ -315,6 +317,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         tracing=tracing_requested(env),
         trusted_documents=Path(trusted_documents) if trusted_documents else None,
         registered_documents_only=registered_only,
+        compiled_executor=_switch(env, "PRIVACY_API_COMPILED_EXECUTOR") is not False,
         **numbers,
     )
 

@@ -19,6 +19,7 @@ from schema.account import AccountMutation, AccountQuery
 from schema.api_keys import ApiKeysMutation, ApiKeysQuery
 from schema.arguments import guard_arguments
 from schema.budget import MaxObjectsLimiter, ObjectCounts
+from schema.compiled import Plan, compile_document
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
 from schema.limits import (
@@ -130,6 +131,19 @@ class ApiSchema(strawberry.Schema):
         if not errors:
             self.object_counts.pin(self._schema, query, document)
         return errors
+
+    def validate(self, query: str) -> list[GraphQLError]:
+        """The errors of a document (none: it may run), from the caches a request fills."""
+        try:
+            document = self.parsed.parse(query)
+        except GraphQLError as error:
+            return [error]
+        return self.validator.validate(self._schema, query, document)
+
+    def plan(self, query: str) -> Plan:
+        """A registered document (see `register`) compiled; Refused when the compiler does not
+        understand it."""
+        return compile_document(self._schema, self.parsed.parse(query))
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         """Every field, each with its arguments checked before it resolves."""

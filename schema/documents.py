@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,10 @@ from typing import Any, Protocol
 
 from graphql import GraphQLError
 
+from schema.compiled import Plan, Refused
 from schema.limits import Recent
+
+logger = logging.getLogger("privacy_api.documents")
 
 # What a client sends in `extensions`: {"persistedQuery": {"version": 1, "sha256Hash": "..."}}.
 EXTENSION = "persistedQuery"
@@ -41,9 +45,12 @@ class ManifestError(ValueError):
 
 
 class Registrar(Protocol):
-    """The schema, which parses, validates and costs a document once (`ApiSchema.register`)."""
+    """The schema, which parses, validates and costs a document once and compiles it
+    (`ApiSchema.register`, `ApiSchema.plan`)."""
 
     def register(self, query: str) -> list[GraphQLError]: ...
+    def validate(self, query: str) -> list[GraphQLError]: ...
+    def plan(self, query: str) -> Plan: ...
 
 
 def document_id(query: str) -> str:
@@ -101,8 +108,20 @@ class PersistedQueries:
     """Where each request's document comes from: the manifest, this process's cache of
     automatic persisted queries, or the request itself."""
 
-    def __init__(self, trusted: Mapping[str, str], *, registered_only: bool) -> None:
+    def __init__(
+        self,
+        trusted: Mapping[str, str],
+        *,
+        registered_only: bool,
+        schema: Registrar | None = None,
+        plans: Mapping[str, Plan] | None = None,
+    ) -> None:
         self.trusted = dict(trusted)
+        # The compiled plans of the trusted documents the compiler understands, by text, and
+        # of automatic persisted queries (compiled once they validate); none without a schema.
+        self.schema = schema
+        self.plans = dict(plans or {})
+        self.automatic_plans: Recent[str, Plan] = Recent(AUTOMATIC_CACHE_SIZE)
         # Each trusted text once: the caches behind it are keyed by text, and a text object
         # hashes once for its life (a request's own copy would be hashed on every lookup).
         self._trusted_texts = {text: text for text in self.trusted.values()}
@@ -116,13 +135,20 @@ class PersistedQueries:
         """The manifest at `path` (none: no trusted documents), each document registered with
         the schema; a document that does not parse or validate stops the start."""
         trusted = read_manifest(path) if path is not None else {}
+        plans: dict[str, Plan] = {}
         for given_id, query in trusted.items():
             if errors := schema.register(query):
                 raise ManifestError(
                     f"{path}: document {given_id} cannot run: "
                     + "; ".join(error.message for error in errors)
                 )
-        return cls(trusted, registered_only=registered_only)
+            try:
+                plans[query] = schema.plan(query)
+            except Refused as refused:
+                logger.info(
+                    "trusted document %s runs on the general executor: %s", given_id, refused
+                )
+        return cls(trusted, registered_only=registered_only, schema=schema, plans=plans)
 
     def resolve(
         self, query: str | None, extensions: Mapping[str, Any] | None, *, anonymous: bool
@@ -166,7 +192,24 @@ class PersistedQueries:
         if not arbitrary:
             return Resolved(error=_not_registered())
         self.automatic.keep(wanted, query)
+        self._compile_automatic(query)
         return Resolved(query)
+
+    def _compile_automatic(self, query: str) -> None:
+        """The plan of a document first sent with its hash, if it is valid and the compiler
+        understands it."""
+        if self.schema is None or self.automatic_plans.get(query) is not None:
+            return
+        if self.schema.validate(query):
+            return  # the general executor answers with its errors
+        try:
+            self.automatic_plans.keep(query, self.schema.plan(query))
+        except Refused:
+            return
+
+    def plan_for(self, query: str) -> Plan | None:
+        """The compiled plan of a registered document; None: the general executor runs it."""
+        return self.plans.get(query) or self.automatic_plans.get(query)
 
     def _trusted_text(self, query: str) -> Resolved | None:
         """A text sent in full that is one of the manifest's documents."""

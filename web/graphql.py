@@ -24,9 +24,12 @@ from strawberry.types import ExecutionResult
 from auth.actor import STAFF_ROLES
 from models.availability import is_unavailable
 from schema import ApiSchema, build_schema
+from schema.budget import MAX_OBJECTS
+from schema.compiled import Plan, Run, variables_of
 from schema.context import RequestContext, Services
 from schema.documents import PersistedQueries
-from web import routes
+from web import metrics, routes
+from web.observe import note_operation
 from web.outage import retryable_error
 from web.playground import playground_page, staff_sign_in_page
 
@@ -36,6 +39,9 @@ _CONTEXT = "graphql_context"
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
 # The media type of the GraphQL-over-HTTP specification; `application/json` stays the default.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# The executors an operation may run on (the metric's label).
+COMPILED = "compiled"
+GENERAL = "general"
 
 
 def _weights(accept: str) -> dict[str, float]:
@@ -90,10 +96,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
         config = services.config
         schema = _schema(config.production, tuple(observers))
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.api_schema = schema
         self.services = services
         self.documents = PersistedQueries.load(
             config.trusted_documents, schema, registered_only=config.registered_documents_only
         )
+        metrics.DOCUMENTS_UNCOMPILED.set(len(self.documents.trusted) - len(self.documents.plans))
+        # Traces are made by schema extensions, which the compiled executor does not run.
+        self.compiled = config.compiled_executor and not config.tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
@@ -171,6 +181,16 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if resolved.error is not None:
             return ExecutionResult(data=None, errors=[resolved.error])
         request_data = dataclasses.replace(request_data, query=resolved.query)
+        plan = (
+            self.documents.plan_for(resolved.query)
+            if self.compiled and resolved.query is not None
+            else None
+        )
+        if plan is not None:
+            answered = await self._run_compiled(plan, request_adapter.method, context, request_data)
+            if answered is not None:
+                return answered
+        metrics.GRAPHQL_EXECUTIONS.labels(GENERAL).inc()
         try:
             return await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
@@ -182,6 +202,42 @@ class GraphQLView(GraphQL[RequestContext, None]):
             if wrong_method and sub_response.media_type == GRAPHQL_RESPONSE_JSON:
                 raise HTTPException(405, refused.reason) from refused
             raise
+
+    async def _run_compiled(
+        self, plan: Plan, method: str, context: RequestContext, request_data: GraphQLRequestData
+    ) -> ExecutionResult | None:
+        """A registered document answered by its plan; None when the general executor must
+        answer instead, as it words the refusal (a mutation over GET, another operation name,
+        variables that do not fit, a query over its object budget)."""
+        if plan.is_mutation and method == "GET":
+            return None
+        if request_data.operation_name not in (None, plan.name):
+            return None
+        schema = self.api_schema
+        graphql_schema = schema._schema
+        production = self.services.config.production
+        variables = variables_of(
+            graphql_schema, plan, request_data.variables, hide_suggestions=production
+        )
+        if variables is None:
+            return None
+        query = request_data.query
+        assert query is not None
+        asked = schema.object_counts.count(
+            graphql_schema,
+            query,
+            schema.parsed.parse(query),
+            request_data.operation_name,
+            request_data.variables or {},
+        )
+        if asked > MAX_OBJECTS:
+            return None
+        result = await Run(plan, graphql_schema, context, variables, production).result()
+        note_operation(
+            context.request.scope["state"], graphql_schema, plan.operation, result.errors, ran=True
+        )
+        metrics.GRAPHQL_EXECUTIONS.labels(COMPILED).inc()
+        return result
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         context = RequestContext(request, response, self.services)
