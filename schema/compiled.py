@@ -17,6 +17,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, TypeGuard
 
 from graphql import (
@@ -50,6 +51,7 @@ from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.types import ExecutionResult
 
 TYPENAME = "__typename"
+_MISSING = object()
 
 
 class Refused(Exception):
@@ -93,6 +95,9 @@ class FieldPlan:
     attribute: str | None
     completion: Completion
     non_null: bool
+    # The leaf type of a plain attribute written as it is (most of a `me`): read and written
+    # in one step, with no path kept unless it fails.
+    plain_leaf: GraphQLLeafType | None = None
 
 
 @dataclass(frozen=True)
@@ -153,14 +158,17 @@ def _field(parent: GraphQLObjectType, node: FieldNode, key: str) -> FieldPlan:
     strawberry_field = (definition.extensions or {}).get("strawberry-definition")
     basic = getattr(definition.resolve, "_is_default", False) and not node.arguments
     attribute = strawberry_field.python_name if basic and strawberry_field else None
+    completion = _completion(definition.type, node, f"{parent.name}.{name}")
+    leaf = completion.inner if isinstance(completion, NonNull) else completion
     return FieldPlan(
         key,
         name,
         node,
         definition,
         attribute,
-        _completion(definition.type, node, f"{parent.name}.{name}"),
+        completion,
         is_non_null_type(definition.type),
+        leaf.type if attribute is not None and isinstance(leaf, Leaf) else None,
     )
 
 
@@ -227,7 +235,7 @@ class Run:
                 data = await self._serially(root)
             else:
                 answer = self._fields(root, None, None)
-                data = await answer if inspect.isawaitable(answer) else answer
+                data = await answer if type(answer) is CoroutineType else answer
         except GraphQLError as error:
             self.errors.add(error, None)
             data = None
@@ -238,7 +246,7 @@ class Run:
         answer: dict[str, Any] = {}
         for field in root.fields:
             value = self._field(field, root.type, None, Path(None, field.key, root.type.name))
-            answer[field.key] = await value if inspect.isawaitable(value) else value
+            answer[field.key] = await value if type(value) is CoroutineType else value
         return answer
 
     def _fields(self, plan: Object, source: Any, path: Path | None) -> Any:
@@ -247,8 +255,24 @@ class Run:
         waiting: list[tuple[str, Awaitable[Any]]] = []
         parent = plan.type
         for field in plan.fields:
+            leaf = field.plain_leaf
+            if leaf is not None:
+                found = getattr(source, field.attribute, _MISSING)  # type: ignore[arg-type]
+                if found is None and not field.non_null:
+                    answer[field.key] = None
+                    continue
+                if found is not None and found is not _MISSING:
+                    try:
+                        coerced = leaf.coerce_output_value(found)
+                    except Exception:
+                        coerced = None
+                    if coerced is not None and coerced is not Undefined:
+                        answer[field.key] = coerced
+                        continue
+            # Anything else, failures of the above included, takes the general way, which
+            # words the error as graphql-core does.
             value = self._field(field, parent, source, Path(path, field.key, parent.name))
-            if inspect.isawaitable(value):
+            if type(value) is CoroutineType:
                 waiting.append((field.key, value))
                 answer[field.key] = None  # keeps the selection's order
             else:
@@ -288,10 +312,10 @@ class Run:
                 value = field.definition.resolve(  # type: ignore[misc]
                     source, self._info(field, parent, path), **arguments
                 )
-            if inspect.isawaitable(value):
+            if field.attribute is None and inspect.isawaitable(value):
                 return self._awaited(field, parent, value, path)
             completed = self._complete(field.completion, field, parent, value, path)
-            if inspect.isawaitable(completed):
+            if type(completed) is CoroutineType:
                 return self._guarded(field, completed, path)
             return completed
         except Exception as error:
@@ -302,7 +326,7 @@ class Run:
     ) -> Any:
         try:
             completed = self._complete(field.completion, field, parent, await value, path)
-            return await completed if inspect.isawaitable(completed) else completed
+            return await completed if type(completed) is CoroutineType else completed
         except Exception as error:
             return self._failed(field, error, path)
 
@@ -350,7 +374,7 @@ class Run:
             raise value
         if isinstance(completion, NonNull):
             completed = self._complete(completion.inner, field, parent, value, path)
-            if inspect.isawaitable(completed):
+            if type(completed) is CoroutineType:
                 return self._present(completed, field, parent)
             if completed is None:
                 raise TypeError(_null_message(field, parent))
@@ -392,7 +416,7 @@ class Run:
             except Exception as error:
                 self._failed_item(field, item_non_null, error, item_path)
                 item = None
-            if inspect.isawaitable(item):
+            if type(item) is CoroutineType:
                 waiting.append((index, self._item(field, item_non_null, item, item_path)))
                 item = None
             items.append(item)
