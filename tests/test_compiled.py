@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,32 @@ class TestSameAnswers:
 
         assert ours == theirs
         assert b"Boolean" in ours
+
+
+class TestObserved:
+    async def test_the_request_line_names_a_compiled_operation_and_its_outcome(
+        self,
+        executors: tuple[httpx.AsyncClient, httpx.AsyncClient],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        fast, _ = executors
+        _, token = await new_account(fast)
+        caplog.set_level(logging.INFO, logger="privacy_api.request")
+        before = compiled_runs()
+
+        await fast.post("/graphql", json={"query": bench.ME}, headers={"Cookie": "x=y"})
+        await fast.post(
+            "/graphql",
+            json={"query": bench.TOGGLE, "variables": {"on": True}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        await fast.get("/graphql", params={"query": bench.ME}, headers={"Cookie": "x=y"})
+
+        assert compiled_runs() - before == 3
+        lines = [r.getMessage() for r in caplog.records if r.name == "privacy_api.request"]
+        assert " 200 query me ok " in lines[0]
+        assert " 200 mutation setCommunicationPreference ok " in lines[1]
+        assert " 200 query me ok " in lines[2]
 
 
 class TestCompiler:
