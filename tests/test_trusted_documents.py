@@ -110,6 +110,17 @@ class TestAutomaticPersistedQueries:
         account = await my_settings(client, token)
         assert preference(account, "EMAIL", "NEWSLETTER") is False
 
+    async def test_a_query_by_id_over_get(self, client: httpx.AsyncClient) -> None:
+        """Apollo's link sends hashed queries over GET when asked to (useGETForHashedQueries),
+        which caches can keep."""
+        await send(client, persisted(CATALOGUE))
+        extensions = json.dumps(persisted(None, hash_of=CATALOGUE)["extensions"])
+
+        response = await client.get("/graphql", params={"extensions": extensions})
+
+        assert response.status_code == 200
+        assert response.json() == await gql(client, CATALOGUE)
+
     async def test_another_version_of_the_extension_is_refused(
         self, client: httpx.AsyncClient
     ) -> None:
