@@ -40,7 +40,9 @@ from schema import build_schema
 from schema.compiled import Refused
 from schema.documents import document_id
 from tests.conftest import client_of, make_config
+from tests.db_proxy import DatabaseProxy
 from tests.helpers import PROJECT_ROOT, changed, new_account
+from tests.test_database_outage import api_behind, assert_retryable, bounded
 
 README_ME = "{ me { email displayName isMinor sessions { userAgent current } } }"
 README_SIGN_IN = """mutation SignIn($email: String!, $password: String!) {
@@ -234,6 +236,28 @@ class TestObserved:
         assert " 200 query me ok " in lines[0]
         assert " 200 mutation setCommunicationPreference ok " in lines[1]
         assert " 200 query me ok " in lines[2]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+class TestOutage:
+    @pytest.mark.parametrize("environment", ["development", "production"])
+    async def test_a_compiled_read_and_mutation_answer_a_retryable_error(
+        self, proxy: DatabaseProxy, clean_database_url: str, tmp_path: Path, environment: str
+    ) -> None:
+        path = manifest(tmp_path)
+        async with api_behind(
+            proxy, clean_database_url, environment, trusted_documents=path
+        ) as client:
+            _, token = await new_account(client)
+            signed_in = {"Authorization": f"Bearer {token}"}
+            before = compiled_runs()
+            proxy.stall()
+            for query, variables in ((bench.ME, {}), (bench.TOGGLE, {"on": True})):
+                body = {"query": query, "variables": variables}
+                answer = await bounded(client.post("/graphql", json=body, headers=signed_in))
+                assert_retryable(answer.json())
+
+        assert compiled_runs() - before == 2
 
 
 class TestCompiler:

@@ -14,9 +14,19 @@ import pytest
 from starlette.routing import Route
 
 from config import Config
+from models import Role
 from schema.documents import ManifestError, document_id
 from tests.conftest import app_for, client_of, make_config
-from tests.helpers import ME_SETTINGS, change, gql, my_settings, preference, signed_up
+from tests.helpers import (
+    ME_SETTINGS,
+    change,
+    database_behind,
+    gql,
+    my_settings,
+    preference,
+    signed_up,
+    staff_token,
+)
 from tests.test_startup import one_line, start
 
 CATALOGUE = "query Catalogue { privacyCatalogue { key group kind } }"
@@ -178,6 +188,22 @@ class TestManifest:
 
         assert schema.parsed.documents.misses == parsed
         assert schema.validator.verdicts.misses == validated
+
+    async def test_in_production_a_registered_introspection_runs_for_staff_only(
+        self, config: Config, tmp_path: Path
+    ) -> None:
+        introspection = "query Types { __schema { queryType { name } } }"
+        path = manifest(tmp_path, introspection)
+        async with client_of(with_manifest(config, path, environment="production")) as http:
+            staff = await staff_token(
+                http, database_behind(http), Role.SUPPORT, "support@example.com"
+            )
+            by_id = persisted(None, hash_of=introspection)
+
+            assert (await send(http, by_id, token=staff))["data"]["__schema"]["queryType"]
+            refused = await send(http, by_id, token=await signed_up(http))
+            assert refused["data"] is None
+            assert "introspection" in refused["errors"][0]["message"]
 
     @pytest.mark.parametrize(
         ("content", "problem"),
