@@ -5,6 +5,7 @@ only the documents of the manifest."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,16 @@ class TestAutomaticPersistedQueries:
 
         assert with_text == by_hash == await gql(client, CATALOGUE)
         assert by_hash["data"]["privacyCatalogue"]
+
+    async def test_the_request_line_gives_the_code_of_an_unknown_hash(
+        self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="privacy_api.request")
+
+        await send(client, persisted(None, hash_of=CATALOGUE))
+
+        [line] = [r.getMessage() for r in caplog.records if r.name == "privacy_api.request"]
+        assert " 200 invalid PERSISTED_QUERY_NOT_FOUND " in line
 
     async def test_a_hash_that_is_not_the_texts_changes_nothing(
         self, client: httpx.AsyncClient

@@ -187,6 +187,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request_data.query, request_data.extensions, anonymous=anonymous
         )
         if resolved.error is not None:
+            state = context.request.scope["state"]
+            note_operation(state, self.api_schema._schema, None, [resolved.error], ran=False)
             return ExecutionResult(data=None, errors=[resolved.error])
         request_data = dataclasses.replace(request_data, query=resolved.query)
         plan = (
