@@ -60,21 +60,29 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Leaf:
+    """A scalar or enum, written out by its schema type."""
+
     type: GraphQLLeafType
 
 
 @dataclass(frozen=True)
 class NonNull:
+    """A value that may not be null: a null is an error that nulls the nearest nullable parent."""
+
     inner: Completion
 
 
 @dataclass(frozen=True)
 class ListOf:
+    """A list, each item written as `item` says."""
+
     item: Completion
 
 
 @dataclass(frozen=True)
 class Object:
+    """An object type and the fields selected of it."""
+
     type: GraphQLObjectType
     fields: tuple[FieldPlan, ...]
 
@@ -109,10 +117,12 @@ class Plan:
 
     @property
     def name(self) -> str | None:
+        """The operation's name, which a request may give as `operationName`."""
         return self.operation.name.value if self.operation.name else None
 
     @property
     def is_mutation(self) -> bool:
+        """Mutations run field after field, and never over GET."""
         return self.operation.operation == OperationType.MUTATION
 
 
@@ -186,6 +196,7 @@ def _completion(type_: GraphQLOutputType, node: FieldNode, where: str) -> Comple
 
 
 async def _gather(values: Sequence[Awaitable[Any]]) -> list[Any]:
+    """`info.async_helpers.gather` for the resolvers: their values awaited together."""
     return list(await asyncio.gather(*values))
 
 
@@ -194,6 +205,7 @@ _TRACKED: set[asyncio.Future[Any]] = set()
 
 
 def _track(values: Sequence[Any]) -> None:
+    """`info.async_helpers.track` for the resolvers: work that runs on after they return."""
     for value in values:
         if inspect.isawaitable(value):
             task = asyncio.ensure_future(value)
@@ -202,6 +214,7 @@ def _track(values: Sequence[Any]) -> None:
 
 
 def _is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    """`info.is_awaitable`, as graphql-core gives it."""
     return inspect.isawaitable(value)
 
 
@@ -228,6 +241,7 @@ class Run:
         self.errors = CollectedErrors()
 
     async def result(self) -> ExecutionResult:
+        """The data and errors, as graphql-core's `execute` builds them for the same document."""
         root = self.plan.root
         data: dict[str, Any] | None
         try:
@@ -451,6 +465,7 @@ class Run:
 
 
 def _null_message(field: FieldPlan, parent: GraphQLObjectType) -> str:
+    """graphql-core's words for a null where the schema promises a value."""
     return f"Cannot return null for non-nullable field {parent.name}.{field.name}."
 
 
