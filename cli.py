@@ -38,7 +38,8 @@ from resolvers.account import Client
 from resolvers.catalogue import Topic
 from resolvers.consent import BrokenLink
 from resolvers.errors import Rejected
-from schema import schema_sdl
+from schema import build_schema, schema_sdl
+from schema.documents import ManifestError, PersistedQueries
 from web import access_log, metrics
 from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
@@ -297,13 +298,26 @@ def _port_taken(host: str, port: int) -> str | None:
     return None
 
 
+def check_documents(config: Config) -> None:
+    """The trusted documents' manifest, read and every document validated once here, so that
+    one that cannot run stops the start with a line rather than each worker with a traceback."""
+    if config.trusted_documents is not None:
+        schema = build_schema(production=config.production)
+        PersistedQueries.load(
+            config.trusted_documents, schema, registered_only=config.registered_documents_only
+        )
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     port = config.port if args.port is None else args.port
     try:
         receipt_signing_key(config)
         webhook_sealer(config)
+        check_documents(config)
     except ConfigError as error:
         return _refused(error)
+    except ManifestError as error:
+        return _refused(ConfigError(str(error)))
     listening = [port] if config.metrics_port is None else [port, config.metrics_port]
     for taken in filter(None, (_port_taken(args.host, each) for each in listening)):
         print(taken, file=sys.stderr)

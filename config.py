@@ -105,6 +105,12 @@ class Config:
     metrics_port: int | None = None
     # Whether requests are traced with OpenTelemetry, as the standard OTEL_* variables ask.
     tracing: bool = False
+    # The manifest of trusted documents the CMS and the app ship with (schema/documents.py).
+    trusted_documents: Path | None = None
+    # Whether callers who are not signed in may run only the manifest's documents.
+    registered_documents_only: bool = False
+    # Whether registered documents are answered by their compiled plans (schema/compiled.py).
+    compiled_executor: bool = True
 
     @property
     def production(self) -> bool:
@@ -352,6 +358,17 @@ def load_config(env: dict[str, str] | None = None, *, serving: bool = False) -> 
         lambda: _choice(env, "PRIVACY_API_LOG_FORMAT", ("json", "text")), None
     )
     metrics = problems.check(lambda: _switch(env, "PRIVACY_API_METRICS"), None)
+    trusted_documents = env.get("PRIVACY_API_TRUSTED_DOCUMENTS", "").strip()
+    registered_only = bool(
+        problems.check(lambda: _switch(env, "PRIVACY_API_REGISTERED_DOCUMENTS_ONLY"), None)
+    )
+    if registered_only and not trusted_documents:
+        # Nobody signed out could run anything, signing in included.
+        problems.note(
+            "PRIVACY_API_REGISTERED_DOCUMENTS_ONLY needs PRIVACY_API_TRUSTED_DOCUMENTS, the "
+            "manifest of the documents the clients send"
+        )
+    compiled_executor = problems.check(lambda: _switch(env, "PRIVACY_API_COMPILED_EXECUTOR"), None)
     if problems.found:
         raise ConfigError(*problems.found)
     # Only a configuration that holds may write the development secrets.
@@ -383,6 +400,9 @@ def load_config(env: dict[str, str] | None = None, *, serving: bool = False) -> 
         metrics_setting=metrics,
         metrics_port=metrics_port,
         tracing=tracing_requested(env),
+        trusted_documents=Path(trusted_documents) if trusted_documents else None,
+        registered_documents_only=registered_only,
+        compiled_executor=compiled_executor is not False,
         **numbers,
     )
 

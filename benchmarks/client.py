@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,8 +45,25 @@ CATALOGUE = """{ privacyCatalogue { key group kind defaultValue locked descripti
 EXPORT = """mutation { requestDataExport { url errors { code message } } }"""
 
 
+# Every document the bench sends, registered as the clients' manifest is (see `manifest`).
+DOCUMENTS = (ME, TOGGLE, HISTORY, TYPENAME, LOGIN, SIGNUP, CONFIRM_SIGNUP, REQUEST_RESET)
+DOCUMENTS += (CATALOGUE, EXPORT)
+
+
+def document_id(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()
+
+
+def manifest(path: Path) -> Path:
+    """The bench's documents as a manifest of trusted documents (PRIVACY_API_TRUSTED_DOCUMENTS)."""
+    path.write_text(json.dumps({document_id(query): query for query in DOCUMENTS}))
+    return path
+
+
 def body(query: str, variables: dict[str, Any] | None = None) -> str:
-    return json.dumps({"query": query, "variables": variables or {}})
+    """A request as the CMS and the app send it: the registered document's id, not its text."""
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": document_id(query)}}
+    return json.dumps({"extensions": persisted, "variables": variables or {}})
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from benchmarks import client
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -50,6 +53,7 @@ RECEIPT_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def api_environment(database_url: str, public_url: str, rate_limits: str) -> dict[str, str]:
+    documents = client.manifest(Path(tempfile.gettempdir()) / f"privacy-bench-{os.getpid()}.json")
     return {
         **os.environ,
         "PRIVACY_API_ENV": "production",
@@ -60,6 +64,9 @@ def api_environment(database_url: str, public_url: str, rate_limits: str) -> dic
         # Production signs consent receipts: a key of the run's own (32 random bytes).
         "PRIVACY_API_RECEIPT_SIGNING_KEY": RECEIPT_KEY,
         **PROXY_ENV,
+        # As production is advised to run: callers not signed in send registered documents.
+        "PRIVACY_API_TRUSTED_DOCUMENTS": str(documents),
+        "PRIVACY_API_REGISTERED_DOCUMENTS_ONLY": "1",
     }
 
 

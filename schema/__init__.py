@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
@@ -19,6 +19,7 @@ from schema.account import AccountMutation, AccountQuery
 from schema.api_keys import ApiKeysMutation, ApiKeysQuery
 from schema.arguments import guard_arguments
 from schema.budget import MaxObjectsLimiter, ObjectCounts
+from schema.compiled import Plan, compile_document
 from schema.erasure import ErasureMutation
 from schema.export import ExportMutation
 from schema.limits import (
@@ -26,9 +27,9 @@ from schema.limits import (
     MAX_DEPTH,
     MAX_REPEATS,
     MAX_SELECTIONS,
-    MAX_TOKENS,
     Executor,
     ExecutorWithoutSuggestions,
+    Parsed,
     ParseOnce,
     QueryValidator,
     ValidateOnce,
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_REPEATS",
     "MAX_SELECTIONS",
+    "ApiSchema",
     "build_schema",
     "schema_sdl",
 ]
@@ -106,7 +108,10 @@ class Mutation(
     pass
 
 
-class _Schema(strawberry.Schema):
+class ApiSchema(strawberry.Schema):
+    """The API's schema, with the caches every request to it shares."""
+
+    parsed: Parsed  # each distinct document's parse, registered ones for good
     validator: QueryValidator  # its hit count shows the validation cache at work
     staff_validator: QueryValidator  # in production, staff's (introspection allowed)
     object_counts: ObjectCounts  # what each distinct query may answer with
@@ -116,6 +121,33 @@ class _Schema(strawberry.Schema):
     ) -> None:
         """The HTTP view logs errors with the request id and decides what the client sees."""
 
+    def register(self, query: str) -> list[GraphQLError]:
+        """Parse, validate and cost a registered document once, for as long as the process runs;
+        its errors (none: someone may run it; in production, a document that introspects runs
+        for staff only, as any other does)."""
+        try:
+            document = self.parsed.pin(query)
+        except GraphQLError as error:
+            return [error]
+        self.validator.pin(self._schema, query, document)
+        errors = self.staff_validator.pin(self._schema, query, document)
+        if not errors:
+            self.object_counts.pin(self._schema, query, document)
+        return errors
+
+    def validate(self, query: str) -> list[GraphQLError]:
+        """The errors of a document (none: it may run), from the caches a request fills."""
+        try:
+            document = self.parsed.parse(query)
+        except GraphQLError as error:
+            return [error]
+        return self.validator.validate(self._schema, query, document)
+
+    def plan(self, query: str) -> Plan:
+        """A registered document (see `register`) compiled; Refused when the compiler does not
+        understand it."""
+        return compile_document(self._schema, self.parsed.parse(query))
+
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         """Every field, each with its arguments checked before it resolves."""
         return guard_arguments(super().get_fields(type_definition))
@@ -123,7 +155,7 @@ class _Schema(strawberry.Schema):
 
 def build_schema(
     *, production: bool = False, observers: Sequence[Callable[[], SchemaExtension]] = ()
-) -> _Schema:
+) -> ApiSchema:
     """The schema; `observers` are the HTTP edge's extensions (the request line, tracing),
     which see every operation, refused ones included."""
     # Factories, so each request gets fresh extension instances; the parse cache behind them is
@@ -136,14 +168,14 @@ def build_schema(
         else validator
     )
     counts = ObjectCounts(cache_size=CACHE_SIZE)
+    parsed = Parsed(cache_size=CACHE_SIZE)
     extensions: list[Callable[[], SchemaExtension]] = [
         *observers,
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParseOnce(maxsize=CACHE_SIZE),
+        lambda: ParseOnce(parsed),
         lambda: ValidateOnce(validator, staff_validator),
         lambda: MaxObjectsLimiter(counts),
     ]
-    schema = _Schema(
+    schema = ApiSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
@@ -151,6 +183,7 @@ def build_schema(
         config=StrawberryConfig(disable_field_suggestions=production),
         execution_context_class=ExecutorWithoutSuggestions if production else Executor,
     )
+    schema.parsed = parsed
     schema.validator = validator
     schema.object_counts = counts
     schema.staff_validator = staff_validator

@@ -72,6 +72,15 @@ class ObjectCounts:
             self.counts.keep(key, asked)
         return asked
 
+    def pin(self, schema: GraphQLSchema, query: str, document: DocumentNode) -> None:
+        """Count a registered document's operations now; each count that reads no variable is
+        kept for good."""
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        for name in {None, *(_name(operation) for operation in operations)}:
+            counter = _counter(schema, document, name, {})
+            if counter is not None and not counter.read_variables:
+                self.counts.pin((query, name), counter.total())
+
 
 class MaxObjectsLimiter(SchemaExtension):
     """Refuses, with code QUERY_TOO_LARGE, a query that could answer with over MAX_OBJECTS."""

@@ -23,6 +23,7 @@ from graphql import (
     Node,
     OperationDefinitionNode,
     SelectionSetNode,
+    parse,
     specified_rules,
     validate,
 )
@@ -30,7 +31,6 @@ from graphql.execution import Executor as GraphQLCoreExecutor
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -133,15 +133,21 @@ V = TypeVar("V")
 
 class Recent(Generic[K, V]):
     """The answers to the most recently asked questions, up to `size` of them; the one asked
-    longest ago goes first. Counts its hits and misses."""
+    longest ago goes first. Answers pinned (those of registered documents) are kept for good.
+    Counts its hits and misses."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._answers: OrderedDict[K, V] = OrderedDict()
+        self._pinned: dict[K, V] = {}
         self.hits = 0
         self.misses = 0
 
     def get(self, key: K) -> V | None:
+        answer = self._pinned.get(key)
+        if answer is not None:
+            self.hits += 1
+            return answer
         answer = self._answers.get(key)
         if answer is None:
             self.misses += 1
@@ -149,6 +155,11 @@ class Recent(Generic[K, V]):
         self.hits += 1
         self._answers.move_to_end(key)
         return answer
+
+    def pin(self, key: K, answer: V) -> None:
+        """Keep `answer` for as long as the process runs: registered documents are few, and
+        a flood of other queries must not push them out."""
+        self._pinned[key] = answer
 
     def keep(self, key: K, answer: V) -> None:
         self._answers[key] = answer
@@ -178,6 +189,12 @@ class QueryValidator:
         # walk every node of it on every request.
         self.verdicts: Recent[str, list[GraphQLError]] = Recent(cache_size)
 
+    def pin(self, schema: GraphQLSchema, query: str, document: DocumentNode) -> list[GraphQLError]:
+        """Validate a registered document now and keep its verdict for good."""
+        verdict = self._validate(schema, document)
+        self.verdicts.pin(query, verdict)
+        return verdict
+
     def validate(
         self, schema: GraphQLSchema, query: str | None, document: DocumentNode
     ) -> list[GraphQLError]:
@@ -196,6 +213,48 @@ class QueryValidator:
             return [refusal]
         errors = validate(schema, document, self.rules, hide_suggestions=self.hide_suggestions)
         return coded(errors, VALIDATION_FAILED)
+
+
+class Parsed:
+    """Each distinct document parsed once per process, keyed by its text; registered ones
+    (`pin`) for good."""
+
+    def __init__(self, cache_size: int) -> None:
+        self.documents: Recent[str, DocumentNode] = Recent(cache_size)
+
+    def parse(self, query: str) -> DocumentNode:
+        """The parsed `query`; a GraphQLSyntaxError when it does not parse or is too long."""
+        document = self.documents.get(query)
+        if document is None:
+            document = parse(query, max_tokens=MAX_TOKENS)
+            self.documents.keep(query, document)
+        return document
+
+    def pin(self, query: str) -> DocumentNode:
+        document = parse(query, max_tokens=MAX_TOKENS)
+        self.documents.pin(query, document)
+        return document
+
+
+class ParseOnce(SchemaExtension):
+    """The parse step of every request, answered from the schema's Parsed documents; a document
+    that is not GraphQL (or has more than MAX_TOKENS tokens) is refused with
+    GRAPHQL_PARSE_FAILED."""
+
+    def __init__(self, parsed: Parsed) -> None:
+        self.parsed = parsed
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None
+        try:
+            context.graphql_document = self.parsed.parse(context.query)
+        except GraphQLError as error:
+            refused = coded([error], PARSE_FAILED)[0]
+            # Strawberry answers with the raised error; observers read it here.
+            context.pre_execution_errors = [refused]
+            raise refused from None
+        yield
 
 
 class ValidateOnce(SchemaExtension):
@@ -232,17 +291,3 @@ class ExecutorWithoutSuggestions(Executor):
     """The same without "Did you mean" hints (a misspelt enum value or input field)."""
 
     hide_suggestions = True
-
-
-class ParseOnce(ParserCache):
-    """Parses each distinct document once per process; a document that is not GraphQL (or has
-    more than MAX_TOKENS tokens) is refused with GRAPHQL_PARSE_FAILED."""
-
-    def on_parse(self) -> Iterator[None]:
-        try:
-            yield from super().on_parse()
-        except GraphQLError as error:
-            refused = coded([error], PARSE_FAILED)[0]
-            # Strawberry answers with the raised error; observers read it here.
-            self.execution_context.pre_execution_errors = [refused]
-            raise refused from None

@@ -25,6 +25,7 @@ from auth import passwords
 from cli import migrate
 from config import Config
 from models import Base, Database, PolicyVersion
+from tests.db_proxy import DatabaseProxy
 from web import metrics
 from web.app import create_app
 
@@ -307,3 +308,14 @@ async def database(clean_database_url: str) -> AsyncIterator[Database]:
     db = _Kept.database(clean_database_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+async def proxy(clean_database_url: str) -> AsyncIterator[DatabaseProxy]:
+    """A proxy in front of the PostgreSQL database that can stall or cut its connections (the
+    outage tests, and the compiled executor's)."""
+    url = make_url(clean_database_url)
+    proxy = DatabaseProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.close()

@@ -72,21 +72,13 @@ def assert_unavailable_page(response: httpx.Response) -> None:
     assert not [word for word in DRIVER_WORDS if word in shown], response.text
 
 
-@pytest.fixture
-async def proxy(clean_database_url: str) -> AsyncIterator[DatabaseProxy]:
-    url = make_url(clean_database_url)
-    proxy = DatabaseProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
-
-
 @asynccontextmanager
 async def api_behind(
     proxy: DatabaseProxy,
     database_url: str,
     environment: str = "development",
     timeouts: DatabaseTimeouts = SHORT,
+    **settings: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an API whose database connections all go through the proxy."""
     url = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
@@ -94,6 +86,7 @@ async def api_behind(
         url.render_as_string(hide_password=False),
         environment=environment,
         database_timeouts=timeouts,
+        **settings,
     )
     app = create_app(config)
     transport = httpx.ASGITransport(app=app)

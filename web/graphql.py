@@ -3,13 +3,13 @@ in the media type the client asks for, and serves the playground."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-import strawberry
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -18,14 +18,20 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from auth.actor import STAFF_ROLES
 from models.availability import is_unavailable
-from schema import build_schema
+from schema import ApiSchema, build_schema
+from schema.budget import MAX_OBJECTS
+from schema.compiled import Plan, Run, variables_of
 from schema.context import RequestContext, Services
-from web import routes
+from schema.documents import PersistedQueries
+from schema.errors import note_payload_errors
+from web import metrics, routes
+from web.observe import note_operation
 from web.outage import retryable_error
 from web.playground import content_security_policy, playground_page, staff_sign_in_page
 
@@ -38,6 +44,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 MASKED_MESSAGE = "Unexpected error. Quote the request id if you contact support."
 # The media type of the GraphQL-over-HTTP specification; `application/json` stays the default.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# The executors an operation may run on (the metric's label).
+COMPILED = "compiled"
+GENERAL = "general"
 
 
 def _weights(accept: str) -> dict[str, float]:
@@ -88,9 +97,7 @@ def _page(page: str, status_code: int = 200) -> HTMLResponse:
 
 
 @functools.cache
-def _schema(
-    production: bool, observers: tuple[Callable[[], SchemaExtension], ...]
-) -> strawberry.Schema:
+def _schema(production: bool, observers: tuple[Callable[[], SchemaExtension], ...]) -> ApiSchema:
     """One schema per process for each way it is served: it holds no state of an app's, and
     its parse and validation caches are shared by every request."""
     return build_schema(production=production, observers=observers)
@@ -100,13 +107,17 @@ class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(
         self, services: Services, observers: Sequence[Callable[[], SchemaExtension]] = ()
     ) -> None:
-        production = services.config.production
-        super().__init__(
-            _schema(production, tuple(observers)),
-            graphql_ide="graphiql",
-            allow_queries_via_get=True,
-        )
+        config = services.config
+        schema = _schema(config.production, tuple(observers))
+        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.api_schema = schema
         self.services = services
+        self.documents = PersistedQueries.load(
+            config.trusted_documents, schema, registered_only=config.registered_documents_only
+        )
+        metrics.DOCUMENTS_UNCOMPILED.set(len(self.documents.trusted) - len(self.documents.plans))
+        # Traces are made by schema extensions, which the compiled executor does not run.
+        self.compiled = config.compiled_executor and not config.tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
@@ -133,6 +144,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """A browser opening /graphql, not a GET that names its document by id (Apollo's
+        clients accept */* and send no `query` then)."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The playground; in production only for staff signed in on this browser."""
@@ -173,6 +191,30 @@ class GraphQLView(GraphQL[RequestContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        # Only asked when it matters: who is calling was looked up before the operation runs.
+        anonymous = (
+            self.documents.registered_only
+            and await context.actor() is None
+            and await context.machine() is None
+        )
+        resolved = self.documents.resolve(
+            request_data.query, request_data.extensions, anonymous=anonymous
+        )
+        if resolved.error is not None:
+            state = context.request.scope["state"]
+            note_operation(state, self.api_schema._schema, None, [resolved.error], ran=False)
+            return ExecutionResult(data=None, errors=[resolved.error])
+        request_data = dataclasses.replace(request_data, query=resolved.query)
+        plan = (
+            self.documents.plan_for(resolved.query)
+            if self.compiled and resolved.query is not None
+            else None
+        )
+        if plan is not None:
+            answered = await self._run_compiled(plan, request_adapter.method, context, request_data)
+            if answered is not None:
+                return answered
+        metrics.GRAPHQL_EXECUTIONS.labels(GENERAL).inc()
         try:
             return await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
@@ -184,6 +226,48 @@ class GraphQLView(GraphQL[RequestContext, None]):
             if wrong_method and sub_response.media_type == GRAPHQL_RESPONSE_JSON:
                 raise HTTPException(405, refused.reason) from refused
             raise
+
+    async def _run_compiled(
+        self, plan: Plan, method: str, context: RequestContext, request_data: GraphQLRequestData
+    ) -> ExecutionResult | None:
+        """A registered document answered by its plan; None when the general executor must
+        answer instead, as it words the refusal (a mutation over GET, another operation name,
+        variables that do not fit, a query over its object budget)."""
+        if plan.is_mutation and method == "GET":
+            return None
+        if request_data.operation_name not in (None, plan.name):
+            return None
+        schema = self.api_schema
+        graphql_schema = schema._schema
+        production = self.services.config.production
+        variables = variables_of(
+            graphql_schema, plan, request_data.variables, hide_suggestions=production
+        )
+        if variables is None:
+            return None
+        query = request_data.query
+        assert query is not None
+        asked = schema.object_counts.count(
+            graphql_schema,
+            query,
+            schema.parsed.parse(query),
+            request_data.operation_name,
+            request_data.variables or {},
+        )
+        if asked > MAX_OBJECTS:
+            return None
+        payload_errors = note_payload_errors()
+        result = await Run(plan, graphql_schema, context, variables, production).result()
+        note_operation(
+            context.request.scope["state"],
+            graphql_schema,
+            plan.operation,
+            result.errors,
+            ran=True,
+            payload_errors=payload_errors,
+        )
+        metrics.GRAPHQL_EXECUTIONS.labels(COMPILED).inc()
+        return result
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         context = RequestContext(request, response, self.services)

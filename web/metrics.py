@@ -59,6 +59,18 @@ CONSENT_EVENTS = Counter(
     "privacy_api_consent_events_written",
     "Consent ledger events committed.",
 )
+GRAPHQL_EXECUTIONS = Counter(
+    "privacy_api_graphql_executions",
+    "GraphQL operations run, by executor: `compiled` (a registered document's plan) or "
+    "`general` (strawberry).",
+    ["executor"],
+)
+DOCUMENTS_UNCOMPILED = Gauge(
+    "privacy_api_trusted_documents_uncompiled",
+    "Trusted documents the compiler refused, which run on the general executor (the log says "
+    "why, at start).",
+    multiprocess_mode="max",
+)
 DB_CONNECTIONS_IN_USE = Gauge(
     "privacy_api_db_connections_in_use",
     "Database connections checked out of the pool, all API processes together.",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
 from starlette.routing import Route
@@ -85,7 +86,7 @@ class ObservedOperation(SchemaExtension):
         if state is None:
             return
         document = context.graphql_document
-        label = INVALID
+        operation = None
         if document is not None:
             wanted = context.operation_name
             chosen = [
@@ -95,22 +96,46 @@ class ObservedOperation(SchemaExtension):
                 and (wanted is None or (definition.name and definition.name.value == wanted))
             ]
             if len(chosen) == 1:
-                label = operation_label(context.schema._schema, chosen[0])
-                name = chosen[0].name
-                if name is not None and _NAME.fullmatch(name.value):
-                    state[OPERATION_NAME] = name.value
-        state[OPERATION] = label
+                operation = chosen[0]
         errors = context.pre_execution_errors or (
             context.result.errors if context.result is not None else None
         )
-        if errors:
-            state[OUTCOME] = error_outcome(list(errors))
-        elif context.result is None:
-            state[OUTCOME] = INVALID
-        else:
-            # The first refusal a payload carried (a wrong password), else the operation did
-            # what it was asked.
-            state[OUTCOME] = payload_errors[0].value if payload_errors else OK
+        note_operation(
+            state,
+            context.schema._schema,
+            operation,
+            errors,
+            ran=context.result is not None,
+            payload_errors=payload_errors,
+        )
+
+
+def note_operation(
+    state: dict[str, Any],
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode | None,
+    errors: Sequence[GraphQLError] | None,
+    *,
+    ran: bool,
+    payload_errors: Sequence[ErrorCode] = (),
+) -> None:
+    """Write down for the request line which operation ran (None: none could be chosen) and
+    how it ended; the compiled executor, which runs no schema extension, notes its own."""
+    label = INVALID
+    if operation is not None:
+        label = operation_label(schema, operation)
+        name = operation.name
+        if name is not None and _NAME.fullmatch(name.value):
+            state[OPERATION_NAME] = name.value
+    state[OPERATION] = label
+    if errors:
+        state[OUTCOME] = error_outcome(list(errors))
+    elif not ran:
+        state[OUTCOME] = INVALID
+    else:
+        # The first refusal a payload carried (a wrong password), else the operation did what
+        # it was asked.
+        state[OUTCOME] = payload_errors[0].value if payload_errors else OK
 
 
 def _status_outcome(status: int) -> str:
