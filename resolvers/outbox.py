@@ -36,7 +36,10 @@ class Backoff:
 
     def delay(self, made: int) -> timedelta:
         """How long to wait after `made` attempts, all failed."""
-        return min(self.first * 2 ** max(made - 1, 0), self.cap)
+        doublings = 2 ** max(made - 1, 0)
+        # Compared before multiplying: after enough attempts `first * doublings` is more than a
+        # timedelta can hold.
+        return self.cap if doublings >= self.cap / self.first else self.first * doublings
 
     def retry_at(self, now: datetime, made: int) -> datetime | None:
         """After `made` attempts, all failed: the time of the next, or None to give up."""

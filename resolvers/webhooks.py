@@ -875,7 +875,7 @@ async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: d
     if attempt.delivered:
         outcome.update(status=WebhookDeliveryStatus.DELIVERED, delivered_at=now)
     else:
-        outcome.update(next_attempt_at=RETRY.retry_at(now, job.attempts + 1))
+        outcome.update(next_attempt_at=now + RETRY.delay(job.attempts + 1))
     held = and_(WebhookDelivery.id == job.delivery_id, WebhookDelivery.claimed_at == job.claimed_at)
     return await outbox.settle(session, WebhookDelivery.attempts, held=held, outcome=outcome)
 
