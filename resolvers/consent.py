@@ -11,11 +11,11 @@ import hashlib
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
     Executable,
@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from models import (
     Account,
@@ -382,23 +383,31 @@ async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
     event of a chain must be the head the account row records, so removing the newest events
     is caught too.
     """
-    stream = await session.stream(
-        select(ConsentEvent, Account.ledger_seq, Account.ledger_head)
-        .outerjoin(Account, Account.id == ConsentEvent.account_id)
-        .order_by(ConsentEvent.account_id, ConsentEvent.seq)
-        .execution_options(yield_per=1000)
-    )
-    return await verify_chains(stream, lambda event: event.account_id, "account")
+    return await verify_chains(session, Account, ConsentEvent.account_id, "account")
 
 
 async def verify_chains(
-    rows: AsyncIterable[Any], owner_of: Callable[[Any], uuid.UUID], owner: str
+    session: AsyncSession,
+    subject: type[Account] | type[Visitor],
+    subject_of: InstrumentedAttribute[uuid.UUID],
+    owner: str,
 ) -> tuple[int, BrokenLink | None]:
-    """Check chains of events given as (event, head seq, head hash) rows in (owner, seq) order,
-    for the account ledger and the visitors' alike: each link by `link_problem`, and that each
-    chain ends at the head its owner (`owner`: "account", "visitor") records. A head seq of None
-    is an erased account, whose pseudonymised chain stands alone. Returns how many events were
-    checked and the first broken link."""
+    """Check every chain of one ledger, for the account ledger and the visitors' alike,
+    streaming in bounded memory: each link by `link_problem`, and that each chain ends at the
+    head its owner (`subject`, whose id the events hold in `subject_of`; `owner` names it)
+    records. An event without its owner's row is an erased account's, whose pseudonymised chain
+    stands alone. Returns how many events were checked and the first broken link."""
+    events = subject_of.class_
+    rows = await session.stream(
+        select(events, subject.ledger_seq, subject.ledger_head)
+        .outerjoin(subject, subject.id == subject_of)
+        .order_by(subject_of, events.seq)
+        .execution_options(yield_per=1000)
+    )
+
+    def owner_of(event: ChainedEvent) -> uuid.UUID:
+        return cast(uuid.UUID, getattr(event, subject_of.key))
+
     checked = 0
     last: tuple[Any, int | None, str | None] | None = None
     async for event, head_seq, head_hash in rows:

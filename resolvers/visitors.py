@@ -313,13 +313,7 @@ async def verify_visitor_ledgers(session: AsyncSession) -> tuple[int, BrokenLink
     """Check every visitor's chain by the account ledger's rules, streaming in bounded memory,
     and that each ends at the head its visitor record holds. Returns how many events were
     checked and the first broken link (naming the visitor where it says account)."""
-    stream = await session.stream(
-        select(VisitorConsentEvent, Visitor.ledger_seq, Visitor.ledger_head)
-        .join(Visitor, Visitor.id == VisitorConsentEvent.visitor_id)
-        .order_by(VisitorConsentEvent.visitor_id, VisitorConsentEvent.seq)
-        .execution_options(yield_per=1000)
-    )
-    return await verify_chains(stream, lambda event: event.visitor_id, "visitor")
+    return await verify_chains(session, Visitor, VisitorConsentEvent.visitor_id, "visitor")
 
 
 def expires_at(visitor: Visitor, retention: timedelta) -> datetime:
