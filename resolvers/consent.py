@@ -10,14 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import String, bindparam, case, func, literal, select, true, union_all, update
+from sqlalchemy import (
+    Executable,
+    String,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from models import (
     Account,
@@ -25,6 +38,7 @@ from models import (
     ConsentActor,
     ConsentEvent,
     Source,
+    Visitor,
     VisitorConsentEvent,
     utcnow,
 )
@@ -37,6 +51,7 @@ POLICY_KEY = "policy"
 
 # An event of either ledger: both have the same columns, hash and chain rules.
 ChainedEvent = ConsentEvent | VisitorConsentEvent
+E = TypeVar("E", ConsentEvent, VisitorConsentEvent)
 HASH_VERSION = 2  # the format new events are written in; see `event_hash`
 HASH_VERSIONS = frozenset({1, 2})
 USER_AGENT_LENGTH = 255
@@ -128,24 +143,20 @@ def hash_of(event: ChainedEvent) -> str:
     )
 
 
-@dataclass
-class Ledger:
-    """An account's chain, locked for the current transaction. Use `open_ledger`."""
+@dataclass(kw_only=True)
+class Chain(ABC, Generic[E]):
+    """A subject's chain of events (an account's, or a signed-out device's), locked for the
+    current transaction: the caller appends, and `write` stores the events and the new head."""
 
-    account_id: uuid.UUID
+    subject_id: uuid.UUID
     provenance: Provenance
     policy_version: str  # in force
-    accepted_policy_version: str | None  # by the account holder; follows their `policy` events
+    accepted_policy_version: str | None = None  # by the subject; follows its `policy` events
     seq: int
     head: str | None
     now: datetime
-    # Read with the lock, for rules that depend on who the account holder is.
-    birth_date: date | None = None
-    country: str | None = None
-    us_state: str | None = None
-    phone: str | None = None
     gpc_applied_at: datetime | None = None
-    events: list[ConsentEvent] = field(default_factory=list)
+    events: list[E] = field(default_factory=list)
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
         if key == POLICY_KEY:
@@ -163,8 +174,52 @@ class Ledger:
             accepted_policy_version=self.accepted_policy_version,
             now=self.now,
         )
-        self.events.append(ConsentEvent(account_id=self.account_id, **values))
+        self.events.append(self._event(values))
         self.head = values["hash"]
+
+    @abstractmethod
+    def _event(self, values: dict[str, Any]) -> E:
+        """The event row of this subject's ledger for the chained `values`."""
+
+    async def write(self, session: AsyncSession, new_head: Executable) -> bool:
+        """Store the events appended and the chain's new head with `new_head` (a `head_update`);
+        whether there were any."""
+        if not self.events:
+            return False
+        session.add_all(self.events)
+        await session.execute(
+            new_head, {"subject_id": self.subject_id, "seq": self.seq, "head": self.head}
+        )
+        return True
+
+
+def head_update(model: type[Account] | type[Visitor]) -> Executable:
+    """The statement that stores a chain's newest number and hash on its subject's row (built
+    once per subject: every change runs it)."""
+    return (
+        update(model)
+        .where(model.id == bindparam("subject_id"))
+        .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(kw_only=True)
+class Ledger(Chain[ConsentEvent]):
+    """An account's chain. Use `open_ledger`."""
+
+    # Read with the lock, for rules that depend on who the account holder is.
+    birth_date: date | None = None
+    country: str | None = None
+    us_state: str | None = None
+    phone: str | None = None
+
+    @property
+    def account_id(self) -> uuid.UUID:
+        return self.subject_id
+
+    def _event(self, values: dict[str, Any]) -> ConsentEvent:
+        return ConsentEvent(account_id=self.subject_id, **values)
 
 
 def chained_values(
@@ -216,7 +271,7 @@ async def open_ledger(
     now = utcnow()
     row = (await session.execute(_LOCK, {"account_id": account_id, "now": now})).one()
     ledger = Ledger(
-        account_id=account_id,
+        subject_id=account_id,
         provenance=provenance,
         policy_version=row.policy_version,
         accepted_policy_version=row.accepted_policy_version,
@@ -230,14 +285,10 @@ async def open_ledger(
         gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
-    if ledger.events:
-        session.add_all(ledger.events)
+    if await ledger.write(session, _NEW_HEAD):
         # Downstream systems hear of every change through the webhook outbox, in this same
         # transaction: one row per event, whatever the number of endpoints.
         await webhooks.consent_changed(session, ledger.events)
-        await session.execute(
-            _NEW_HEAD, {"account_id": account_id, "seq": ledger.seq, "head": ledger.head}
-        )
 
 
 # Built once, as every change runs them. The lock also reads the policy version in force, so a
@@ -259,12 +310,7 @@ _LOCK = (
     )
     .execution_options(synchronize_session=False)
 )
-_NEW_HEAD = (
-    update(Account)
-    .where(Account.id == bindparam("account_id"))
-    .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"))
-    .execution_options(synchronize_session=False)
-)
+_NEW_HEAD = head_update(Account)
 
 
 # Sequence numbers only grow, so a cursor stays valid however many events arrive.
@@ -337,23 +383,31 @@ async def verify_ledger(session: AsyncSession) -> tuple[int, BrokenLink | None]:
     event of a chain must be the head the account row records, so removing the newest events
     is caught too.
     """
-    stream = await session.stream(
-        select(ConsentEvent, Account.ledger_seq, Account.ledger_head)
-        .outerjoin(Account, Account.id == ConsentEvent.account_id)
-        .order_by(ConsentEvent.account_id, ConsentEvent.seq)
-        .execution_options(yield_per=1000)
-    )
-    return await verify_chains(stream, lambda event: event.account_id, "account")
+    return await verify_chains(session, Account, ConsentEvent.account_id, "account")
 
 
 async def verify_chains(
-    rows: AsyncIterable[Any], owner_of: Callable[[Any], uuid.UUID], owner: str
+    session: AsyncSession,
+    subject: type[Account] | type[Visitor],
+    subject_of: InstrumentedAttribute[uuid.UUID],
+    owner: str,
 ) -> tuple[int, BrokenLink | None]:
-    """Check chains of events given as (event, head seq, head hash) rows in (owner, seq) order,
-    for the account ledger and the visitors' alike: each link by `link_problem`, and that each
-    chain ends at the head its owner (`owner`: "account", "visitor") records. A head seq of None
-    is an erased account, whose pseudonymised chain stands alone. Returns how many events were
-    checked and the first broken link."""
+    """Check every chain of one ledger, for the account ledger and the visitors' alike,
+    streaming in bounded memory: each link by `link_problem`, and that each chain ends at the
+    head its owner (`subject`, whose id the events hold in `subject_of`; `owner` names it)
+    records. An event without its owner's row is an erased account's, whose pseudonymised chain
+    stands alone. Returns how many events were checked and the first broken link."""
+    events = subject_of.class_
+    rows = await session.stream(
+        select(events, subject.ledger_seq, subject.ledger_head)
+        .outerjoin(subject, subject.id == subject_of)
+        .order_by(subject_of, events.seq)
+        .execution_options(yield_per=1000)
+    )
+
+    def owner_of(event: ChainedEvent) -> uuid.UUID:
+        return cast(uuid.UUID, getattr(event, subject_of.key))
+
     checked = 0
     last: tuple[Any, int | None, str | None] | None = None
     async for event, head_seq, head_hash in rows:

@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import DeliveryStatus, Notification, NotificationKind
-from resolvers import catalogue, mail, notifications
+from resolvers import catalogue, mail, notifications, outbox
 from resolvers.catalogue import Channel, Topic
 from resolvers.settings import read_settings
 
@@ -51,19 +52,16 @@ def _deliverable(now: datetime, lease: timedelta) -> ColumnElement[bool]:
     return and_(
         Notification.status == DeliveryStatus.PENDING,
         or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
-        or_(Notification.claimed_at.is_(None), Notification.claimed_at <= now - lease),
+        outbox.unleased(Notification.claimed_at, now, lease),
     )
 
 
 async def claim(
     session: AsyncSession, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> Claimed:
-    """Take up to `limit` due messages for `worker`, oldest first, until `now + lease`.
-
-    The claim is a conditional UPDATE that only takes a message nobody holds, so two workers
-    never hold the same one; on PostgreSQL the candidates are read FOR UPDATE SKIP LOCKED, so a
-    worker passes over what another is claiming instead of waiting for it. A message whose topic
-    the person has switched off for email since it was queued is marked suppressed, not taken.
+    """Take up to `limit` due messages for `worker`, oldest first, until `now + lease`
+    (`outbox.claim`: two workers never hold the same one). A message whose topic the person has
+    switched off for email since it was queued is marked suppressed, not taken.
     """
     candidates = (
         select(Notification.id)
@@ -71,19 +69,17 @@ async def claim(
         .order_by(Notification.created_at, Notification.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = (await session.scalars(candidates)).all()
-    if not ids:
-        return Claimed([], 0)
-    taken = await session.scalars(
-        update(Notification)
-        .where(Notification.id.in_(ids), _deliverable(now, lease))
-        .values(claimed_at=now, claimed_by=worker)
-        .returning(Notification),
-        execution_options={"synchronize_session": False},
+    taken = await outbox.claim(
+        session,
+        candidates,
+        id_column=Notification.id,
+        still_free=_deliverable(now, lease),
+        claimed={"claimed_at": now, "claimed_by": worker},
+        returning=Notification,
     )
-    rows = sorted(taken.all(), key=lambda row: (row.created_at, row.id))
+    if not taken:
+        return Claimed([], 0)
+    rows = sorted(taken, key=lambda row: (row.created_at, row.id))
     switched_off = await _switched_off(session, rows)
     if switched_off:
         await session.execute(
@@ -155,27 +151,19 @@ async def record_failure(
         Notification.status == DeliveryStatus.PENDING,
         Notification.claimed_by == worker,
     )
-    released = {"claimed_at": None, "claimed_by": None, "failure": reason[:200]}
+    released: dict[str, Any] = {"claimed_by": None, "failure": reason[:200]}
     if retry_at is not None:
-        result = await session.execute(
-            update(Notification)
-            .where(held)
-            .values(attempts=Notification.attempts + 1, next_attempt_at=retry_at, **released)
-        )
+        outcome = {"next_attempt_at": retry_at, **released}
         status = DeliveryStatus.PENDING
     else:
         await session.execute(delete(Notification).where(held, Notification.account_id.is_(None)))
-        result = await session.execute(
-            update(Notification)
-            .where(held)
-            .values(
-                attempts=Notification.attempts + 1,
-                status=DeliveryStatus.FAILED,
-                secret=None,
-                recipient=notifications.forget_non_member(),
-                **released,
-            )
-        )
+        outcome = {
+            "status": DeliveryStatus.FAILED,
+            "secret": None,
+            "recipient": notifications.forget_non_member(),
+            **released,
+        }
         status = DeliveryStatus.FAILED
+    recorded = await outbox.settle(session, Notification.attempts, held=held, outcome=outcome)
     await session.flush()
-    return status if int(getattr(result, "rowcount", 0) or 0) else None
+    return status if recorded else None

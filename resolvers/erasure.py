@@ -88,15 +88,33 @@ def processing_suspended(account: Account) -> bool:
     return account.deletion_due_at is not None
 
 
-def suspended_by_deletion(setting: SettingDefinition, value: Value) -> bool:
-    """Whether a pending deletion holds this stored choice back: a consent-based message,
-    sharing purpose or cookie category that is on. Visibility is not listed: the whole profile is
-    hidden from others instead."""
+def holds_back(suspended: bool, setting: SettingDefinition) -> bool:
+    """Whether processing that is `suspended` (`processing_suspended`) keeps this setting off,
+    whatever was chosen: a consent-based message, sharing purpose or cookie category.
+    Visibility is not listed: the whole profile is hidden from others instead."""
     return (
-        setting.legal_basis is LegalBasis.CONSENT
+        suspended
+        and setting.legal_basis is LegalBasis.CONSENT
         and setting.group is not SettingGroup.VISIBILITY
-        and value is True
     )
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A stored choice as it takes effect now: the one place a pending deletion is applied."""
+
+    chosen: Value
+    suspended: bool  # chosen on, but held back while a deletion is pending
+
+    @property
+    def enabled(self) -> bool:
+        return self.chosen is True and not self.suspended
+
+
+def effective(suspended: bool, setting: SettingDefinition, chosen: Value) -> Effective:
+    """The stored choice `chosen` of `setting` as it takes effect for an account whose
+    processing is `suspended` (or not)."""
+    return Effective(chosen, chosen is True and holds_back(suspended, setting))
 
 
 def _day(moment: datetime) -> str:

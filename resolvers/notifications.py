@@ -27,7 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from models import Account, DeliveryStatus, Notification, NotificationKind, utcnow
-from resolvers import mail
+from resolvers import mail, outbox
 from resolvers.mail import PLACEHOLDER as PLACEHOLDER
 from resolvers.mail import REMOVED as REMOVED
 
@@ -169,7 +169,7 @@ async def mark_sent(session: AsyncSession, ids: Sequence[uuid.UUID]) -> int:
         )
     )
     await session.flush()
-    return int(getattr(last, "rowcount", 0) or 0) + int(getattr(result, "rowcount", 0) or 0)
+    return outbox.changed(last) + outbox.changed(result)
 
 
 async def queue_for_accounts(

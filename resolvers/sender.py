@@ -101,7 +101,7 @@ def blocked_by(
 ) -> Block | None:
     """Whether this account's stored choice may take effect now, and if not, why. A minor's
     choice counts where a parent's consent stands, as it does when they change their settings."""
-    if erasure.processing_suspended(account) and erasure.suspended_by_deletion(setting, True):
+    if erasure.holds_back(erasure.processing_suspended(account), setting):
         return Block.DELETION_PENDING
     if setting.withheld(True):
         if account.restricted_at is not None:

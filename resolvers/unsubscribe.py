@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.tokens import Signer
 from models import Account, ConsentActor, Source, utcnow
 from resolvers import catalogue
-from resolvers.catalogue import Channel, LegalBasis, SettingDefinition, Topic
+from resolvers.catalogue import Channel, SettingDefinition, Topic
 from resolvers.consent import Provenance
-from resolvers.erasure import processing_suspended
+from resolvers.erasure import holds_back, processing_suspended
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.settings import change_settings
 from resolvers.validation import normalize_email
@@ -100,7 +100,7 @@ async def unsubscribe_link(
         account = await session.scalar(select(Account).where(Account.email == normalized))
     if account is None:
         raise Rejected.one(ErrorCode.NOT_FOUND, "No account has this email address.", "email")
-    if processing_suspended(account) and setting.legal_basis is LegalBasis.CONSENT:
+    if holds_back(processing_suspended(account), setting):
         # A mailer asks for the link to send such a message: none may go while deletion is pending.
         raise Rejected.one(
             ErrorCode.PROCESSING_SUSPENDED,

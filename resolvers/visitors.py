@@ -3,7 +3,7 @@ and carried into the account when its holder signs up or signs in on the device.
 
 A visitor record exists only once a choice is made (reading creates nothing) and is known only
 by the hash of its device id. Its ledger follows the account ledger's chain rules
-(`consent.chained_values`, `consent.link_problem`). It expires a configured time after its last
+(`consent.Chain`, `consent.link_problem`). It expires a configured time after its last
 choice; `purge_expired` removes it, and carrying it into an account removes it too.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,7 @@ from auth.rate_limits import Door, RateLimiter, client_key
 from models import ConsentActor, Source, Visitor, VisitorConsentEvent, utcnow
 from resolvers import catalogue, settings
 from resolvers.catalogue import CookieCategory, SettingDefinition, SettingGroup, Value
-from resolvers.consent import BrokenLink, Provenance, chained_values, verify_chains
+from resolvers.consent import BrokenLink, Chain, Provenance, head_update, verify_chains
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.policy import newest_version
 from resolvers.prepared import Prepared, Reads
@@ -54,32 +55,15 @@ class Chosen:
     issued_device_id: str | None
 
 
-@dataclass
-class _VisitorLedger:
-    visitor_id: uuid.UUID
-    provenance: Provenance
-    policy_version: str
-    seq: int
-    head: str | None
-    now: datetime
-    gpc_applied_at: datetime | None
-    events: list[VisitorConsentEvent] = field(default_factory=list)
+@dataclass(kw_only=True)
+class _VisitorLedger(Chain[VisitorConsentEvent]):
+    """A device's chain: the account ledger's rules, but no policy is ever accepted on it."""
 
-    def append(self, key: str, old_value: str | None, new_value: str) -> None:
-        self.seq += 1
-        values = chained_values(
-            self.provenance,
-            seq=self.seq,
-            head=self.head,
-            key=key,
-            old_value=old_value,
-            new_value=new_value,
-            policy_version=self.policy_version,
-            accepted_policy_version=None,  # a visitor accepts no policy
-            now=self.now,
-        )
-        self.events.append(VisitorConsentEvent(visitor_id=self.visitor_id, **values))
-        self.head = values["hash"]
+    def _event(self, values: dict[str, Any]) -> VisitorConsentEvent:
+        return VisitorConsentEvent(visitor_id=self.subject_id, **values)
+
+
+_NEW_HEAD = head_update(Visitor)
 
 
 @asynccontextmanager
@@ -105,7 +89,7 @@ async def _open_ledger(
         )
     ).one()
     ledger = _VisitorLedger(
-        visitor_id=visitor_id,
+        subject_id=visitor_id,
         provenance=provenance,
         policy_version=row.policy_version,
         seq=row.ledger_seq,
@@ -114,14 +98,7 @@ async def _open_ledger(
         gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
-    if ledger.events:
-        session.add_all(ledger.events)
-        await session.execute(
-            update(Visitor)
-            .where(Visitor.id == visitor_id)
-            .values(ledger_seq=ledger.seq, ledger_head=ledger.head)
-            .execution_options(synchronize_session=False)
-        )
+    await ledger.write(session, _NEW_HEAD)
 
 
 @dataclass(frozen=True)
@@ -359,13 +336,7 @@ async def verify_visitor_ledgers(session: AsyncSession) -> tuple[int, BrokenLink
     """Check every visitor's chain by the account ledger's rules, streaming in bounded memory,
     and that each ends at the head its visitor record holds. Returns how many events were
     checked and the first broken link (naming the visitor where it says account)."""
-    stream = await session.stream(
-        select(VisitorConsentEvent, Visitor.ledger_seq, Visitor.ledger_head)
-        .join(Visitor, Visitor.id == VisitorConsentEvent.visitor_id)
-        .order_by(VisitorConsentEvent.visitor_id, VisitorConsentEvent.seq)
-        .execution_options(yield_per=1000)
-    )
-    return await verify_chains(stream, lambda event: event.visitor_id, "visitor")
+    return await verify_chains(session, Visitor, VisitorConsentEvent.visitor_id, "visitor")
 
 
 def expires_at(visitor: Visitor, retention: timedelta) -> datetime:

@@ -55,8 +55,10 @@ from models import (
     WebhookEventType,
     utcnow,
 )
+from resolvers import outbox
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.outbox import Backoff
 from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
@@ -67,9 +69,9 @@ DESCRIPTION_MAX = 500
 PREVIOUS_SECRET_KEPT = timedelta(hours=24)
 # A claim older than this belongs to a worker that died: one attempt is bounded far below it.
 CLAIM_TIMEOUT = timedelta(minutes=5)
-# The first retry waits this long, each next one twice as long, up to RETRY_MAX.
-RETRY_BASE = timedelta(seconds=30)
-RETRY_MAX = timedelta(hours=2)
+# The first retry waits 30 s, each next one twice as long, up to two hours; never given up on
+# (an endpoint failing too long is disabled instead).
+RETRY = Backoff(first=timedelta(seconds=30), cap=timedelta(hours=2))
 # At most this many attempts to one endpoint at once per worker: a slow receiver holds its own
 # connections, never the ones other receivers' deliveries need.
 PER_ENDPOINT = 4
@@ -755,12 +757,10 @@ async def claim(
     what `in_flight` says the worker is attempting there already, none to an endpoint whose
     circuit is open and one (the probe) to one whose pause is over.
 
-    On PostgreSQL the rows are read FOR UPDATE SKIP LOCKED, so racing workers take different
-    ones; on SQLite the write lock serialises the step. The UPDATE is conditional either way:
-    a row another worker claimed in between is not taken twice.
+    The lanes and the circuit breaker are this channel's own; the claim itself is
+    `outbox.claim`, so racing workers take different rows.
     """
-    stale = now - CLAIM_TIMEOUT
-    unclaimed = or_(WebhookDelivery.claimed_at.is_(None), WebhookDelivery.claimed_at < stale)
+    unclaimed = outbox.unleased(WebhookDelivery.claimed_at, now, CLAIM_TIMEOUT)
     order = (WebhookDelivery.next_attempt_at, WebhookDelivery.id)
     busy = {endpoint: count for endpoint, count in (in_flight or {}).items() if count}
     allowed: Any = case((WebhookEndpoint.failures_in_a_row >= BREAKER_AFTER, 1), else_=PER_ENDPOINT)
@@ -795,26 +795,13 @@ async def claim(
         .limit(limit)
     )
     # A window function cannot be read FOR UPDATE: the rows it picked are, in a query of their own.
-    due = (
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.id.in_(picked))
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(await session.scalars(due))
-    if not ids:
-        return []
-    claimed = list(
-        await session.scalars(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id.in_(ids),
-                WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
-                unclaimed,
-            )
-            .values(claimed_at=now)
-            .returning(WebhookDelivery.id)
-            .execution_options(synchronize_session=False)
-        )
+    claimed = await outbox.claim(
+        session,
+        select(WebhookDelivery.id).where(WebhookDelivery.id.in_(picked)),
+        id_column=WebhookDelivery.id,
+        still_free=and_(WebhookDelivery.status == WebhookDeliveryStatus.PENDING, unclaimed),
+        claimed={"claimed_at": now},
+        returning=WebhookDelivery.id,
     )
     if not claimed:
         return []
@@ -852,12 +839,6 @@ class Attempt:
     error: str | None = None
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """How long to wait after the given number of failed attempts: 30 s, 1 min, 2 min, ...
-    doubling up to two hours."""
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
-
-
 async def record(
     session: AsyncSession,
     outcomes: Sequence[tuple[Job, Attempt]],
@@ -886,26 +867,17 @@ async def record(
 
 
 async def _log_attempt(session: AsyncSession, job: Job, attempt: Attempt, now: datetime) -> bool:
-    attempts = job.attempts + 1
-    values: dict[str, Any] = {
-        "attempts": attempts,
-        "claimed_at": None,
+    outcome: dict[str, Any] = {
         "last_attempt_at": now,
         "last_status_code": attempt.status_code,
         "last_error": (attempt.error or "")[:300] or None,
     }
     if attempt.delivered:
-        values.update(status=WebhookDeliveryStatus.DELIVERED, delivered_at=now)
+        outcome.update(status=WebhookDeliveryStatus.DELIVERED, delivered_at=now)
     else:
-        values.update(next_attempt_at=now + retry_delay(attempts))
-    logged = await session.scalar(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == job.delivery_id, WebhookDelivery.claimed_at == job.claimed_at)
-        .values(values)
-        .returning(WebhookDelivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    return logged is not None
+        outcome.update(next_attempt_at=now + RETRY.delay(job.attempts + 1))
+    held = and_(WebhookDelivery.id == job.delivery_id, WebhookDelivery.claimed_at == job.claimed_at)
+    return await outbox.settle(session, WebhookDelivery.attempts, held=held, outcome=outcome)
 
 
 def breaker_pause(failures_in_a_row: int) -> timedelta | None:
@@ -982,7 +954,7 @@ async def prune_delivered(session: AsyncSession, now: datetime) -> int:
             ~waiting,
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return outbox.changed(result)
 
 
 @dataclass(frozen=True)

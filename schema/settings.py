@@ -270,12 +270,6 @@ def _values(
     return [(s, settings[s.key]) for s in catalogue.in_group(group)]
 
 
-def _held_back(
-    processing_suspended: bool, setting: SettingDefinition, value: catalogue.Value
-) -> bool:
-    return processing_suspended and erasure.suspended_by_deletion(setting, value)
-
-
 @strawberry.type
 class AccountSettingsFields:
     """The settings side of Account; AccountType inherits these fields."""
@@ -298,13 +292,13 @@ class AccountSettingsFields:
             CommunicationPreference(
                 channel=s.channel,
                 topic=s.topic,
-                enabled=current.value is True and not held_back,
+                enabled=now.enabled,
                 locked=s.locked,
                 updated_at=current.updated_at,
-                suspended=held_back,
+                suspended=now.suspended,
             )
             for s, current in _values(settings, SettingGroup.COMMUNICATION)
-            for held_back in [_held_back(self._processing_suspended, s, current.value)]
+            for now in [erasure.effective(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field(description="Every use of the person's data, with whether it is allowed.")
@@ -313,13 +307,13 @@ class AccountSettingsFields:
         return [
             DataSharingSetting(
                 purpose=s.purpose,
-                enabled=current.value is True and not held_back,
+                enabled=now.enabled,
                 description=s.description,
                 updated_at=current.updated_at,
-                suspended=held_back,
+                suspended=now.suspended,
             )
             for s, current in _values(settings, SettingGroup.DATA_SHARING)
-            for held_back in [_held_back(self._processing_suspended, s, current.value)]
+            for now in [erasure.effective(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field(description="Who may see the profile and each contact field.")
@@ -393,19 +387,16 @@ def cookie_consent_of(
     settings: use_cases.Settings, gpc_applied: bool, processing_suspended: bool
 ) -> CookieConsent:
     """The cookie choices of an account or a visitor, as the API shows them."""
-    cookies = {s.cookie: current for s, current in _values(settings, SettingGroup.COOKIES)}
-    changed = [c.updated_at for c in cookies.values() if c.updated_at is not None]
+    values = _values(settings, SettingGroup.COOKIES)
+    cookies = {s.cookie: erasure.effective(processing_suspended, s, c.value) for s, c in values}
+    changed = [current.updated_at for _, current in values if current.updated_at is not None]
     conflicts = [
         s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
     ]
-    held_back = [
-        s.cookie
-        for s, current in _values(settings, SettingGroup.COOKIES)
-        if _held_back(processing_suspended, s, current.value)
-    ]
+    held_back = [category for category, now in cookies.items() if now.suspended]
 
     def on(category: CookieCategory) -> bool:
-        return cookies[category].value is True and category not in held_back
+        return cookies[category].enabled
 
     return CookieConsent(
         strictly_necessary=on(CookieCategory.STRICTLY_NECESSARY),

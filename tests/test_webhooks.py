@@ -795,6 +795,27 @@ class TestRetries:
         ids = {headers["webhook-id"] for _, headers, _ in receiver.received}
         assert len(receiver.received) == 3 and len(ids) == 1
 
+    async def test_a_receiver_down_for_days_is_still_retried_every_two_hours(
+        self, local_client, database, receiver
+    ) -> None:
+        # Kept enabled for a week of failures: the doubling wait must stay capped, however many
+        # attempts a delivery has made (2 ** attempts once outgrew what a timedelta can hold).
+        patient = dataclasses.replace(LOCAL, disable_after=timedelta(days=7))
+        token = await policy_watched(local_client, database, receiver.url)
+        receiver.always = 503
+        now = utcnow()
+        for _ in range(50):
+            await deliver_step(database, patient, now=now)
+            now += timedelta(hours=2)
+
+        [entry] = log_of((await webhooks(local_client, token))[0])
+        assert (entry["status"], entry["attempts"]) == ("PENDING", 50)
+        last_attempt = now - timedelta(hours=2)
+        assert datetime.fromisoformat(entry["nextAttemptAt"]) - last_attempt == timedelta(hours=2)
+
+        receiver.always = None
+        assert (await deliver_step(database, patient, now=now)).delivered == 1
+
     async def test_redirects_are_not_followed(self, local_client, database, receiver) -> None:
         token = await policy_watched(local_client, database, receiver.url)
         receiver.answers = [302]

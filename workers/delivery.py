@@ -12,7 +12,6 @@ import asyncio
 import email.policy
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import aiosmtplib
 
 from config import Config, SmtpServer
 from models import Database, utcnow
-from resolvers import delivery, mail, notifications, unsubscribe
+from resolvers import delivery, mail, notifications, outbox, unsubscribe
 from resolvers.delivery import Outgoing
 from web.routes import PublicLinks
 
@@ -106,23 +105,16 @@ class FolderMailer:
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """When to try again after a failed attempt: doubling from `first` up to `cap`, and no more
-    than `attempts` tries in all."""
+class Backoff(outbox.Backoff):
+    """Mail's retry schedule: doubling from a minute up to an hour, eight tries in all."""
 
     first: timedelta = timedelta(minutes=1)
     cap: timedelta = timedelta(hours=1)
-    attempts: int = 8
-
-    def retry_at(self, now: datetime, made: int) -> datetime | None:
-        """After `made` attempts, all failed: the time of the next, or None to give up."""
-        if made >= self.attempts:
-            return None
-        return now + min(self.first * 2 ** (made - 1), self.cap)
+    attempts: int | None = 8
 
 
 @dataclass(frozen=True)
-class DeliveryReport:
+class DeliveryReport(outbox.Report):
     """What delivery did, in numbers (and, in development, the files written)."""
 
     sent: int = 0
@@ -130,15 +122,6 @@ class DeliveryReport:
     failed: int = 0  # given up on
     suppressed: int = 0  # not sent: the person switched the topic off
     files: tuple[Path, ...] = ()
-
-    def __add__(self, other: DeliveryReport) -> DeliveryReport:
-        return DeliveryReport(
-            sent=self.sent + other.sent,
-            retrying=self.retrying + other.retrying,
-            failed=self.failed + other.failed,
-            suppressed=self.suppressed + other.suppressed,
-            files=self.files + other.files,
-        )
 
     @property
     def handled(self) -> int:
@@ -161,10 +144,6 @@ def _failure(error: Exception) -> tuple[str, bool]:
     return type(error).__name__, False
 
 
-def _worker_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 @dataclass
 class Delivery:
     """One delivery worker. Several may run at once, in one process or many."""
@@ -178,7 +157,7 @@ class Delivery:
     lease: timedelta = LEASE
     batch: int = BATCH
     clock: Callable[[], datetime] = utcnow
-    worker: str = field(default_factory=_worker_name)
+    worker: str = field(default_factory=outbox.worker_name)
 
     async def step(self) -> DeliveryReport:
         """Claim up to a batch of due messages and deliver each."""
@@ -207,12 +186,8 @@ class Delivery:
             except Exception:
                 logger.exception("A delivery step failed; trying again shortly.")
                 done = DeliveryReport()
-            if done.handled:
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), poll)
-            except TimeoutError:
-                pass
+            if not done.handled:
+                await outbox.idle(stop, poll)
 
     async def _deliver(self, message: Outgoing) -> DeliveryReport:
         try:

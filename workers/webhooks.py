@@ -8,7 +8,6 @@ that goes stale, and another worker sends the same message (same webhook-id) aga
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -21,7 +20,7 @@ import httpx
 from auth.sealing import Sealer
 from config import Config, webhook_sealer
 from models import Database, utcnow
-from resolvers import webhooks
+from resolvers import outbox, webhooks
 from resolvers.webhooks import Attempt, Destination, Job, UnsafeDestination
 
 logger = logging.getLogger("privacy_api.webhooks")
@@ -39,12 +38,12 @@ USER_AGENT = "privacy-api-webhooks/1"
 
 
 @dataclass(frozen=True)
-class StepReport:
-    """What one step did, in numbers only."""
+class StepReport(outbox.Report):
+    """What one step (or a run) did, in numbers only."""
 
-    fanned_out: int  # new events turned into deliveries
-    attempted: int
-    delivered: int
+    fanned_out: int = 0  # new events turned into deliveries
+    attempted: int = 0
+    delivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,22 +237,13 @@ async def deliver_step(
     finally:
         if own_client:
             await http.aclose()
-    return StepReport(fanned_out, claimed, sum(outcome.delivered for outcome in outcomes))
+    return StepReport(fanned_out, claimed, _delivered(outcomes))
 
 
 async def prune(database: Database) -> int:
     """Forget events delivered everywhere long ago (see `webhooks.prune_delivered`)."""
     async with database.transaction() as session:
         return await webhooks.prune_delivered(session, utcnow())
-
-
-async def _pause(stop: asyncio.Event | None) -> None:
-    """Wait a moment between steps, or less when asked to stop."""
-    if stop is None:
-        await asyncio.sleep(IDLE_SECONDS)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
 
 
 async def run(
@@ -267,7 +257,7 @@ async def run(
     again after a pause, unless `once`; whatever it had claimed is claimed again once the claim
     is stale.
     """
-    fanned = attempted = delivered = 0
+    report = StepReport()
     pruned_at: float | None = None
     async with _new_client(delivery) as client:
         lanes = Lanes(database, delivery, client, room=IN_FLIGHT)
@@ -275,11 +265,10 @@ async def run(
             while stop is None or not stop.is_set():
                 try:
                     fanned_out, claimed = await lanes.fill(utcnow())
-                    fanned += fanned_out
-                    attempted += claimed
+                    report += StepReport(fanned_out, claimed)
                     if lanes.running:
                         outcomes = await lanes.settle(wait=IDLE_SECONDS)
-                        delivered += sum(outcome.delivered for outcome in outcomes)
+                        report += StepReport(delivered=_delivered(outcomes))
                         continue
                     if fanned_out:
                         continue
@@ -290,12 +279,15 @@ async def run(
                     if once:
                         raise
                     logger.exception("A webhook delivery step failed; trying again shortly.")
-                    await _pause(stop)
+                    await outbox.idle(stop, IDLE_SECONDS)
                     continue
                 if once:
                     break
-                await _pause(stop)
+                await outbox.idle(stop, IDLE_SECONDS)
         finally:
-            outcomes = await lanes.drain()
-            delivered += sum(outcome.delivered for outcome in outcomes)
-    return StepReport(fanned, attempted, delivered)
+            report += StepReport(delivered=_delivered(await lanes.drain()))
+    return report
+
+
+def _delivered(outcomes: list[Attempt]) -> int:
+    return sum(outcome.delivered for outcome in outcomes)
