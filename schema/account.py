@@ -440,7 +440,7 @@ def _signed_in(
 ) -> AuthPayload:
     if signed is None:
         return AuthPayload(token=None, account=None, errors=errors)
-    info.context.start_web_session(signed.token)
+    info.context.caller.start_web_session(signed.token)
     return AuthPayload(
         token=signed.token, account=AccountType.from_model(signed.account), errors=[]
     )
@@ -479,8 +479,8 @@ class AccountMutation:
             lambda session: signups.start_signup(
                 session,
                 context.services.limiter,
-                context.client,
-                refused_recently=context.age_gate_refused_recently,
+                context.caller.client,
+                refused_recently=context.caller.age_gate_refused_recently,
                 email=input.email,
                 password=input.password,
                 display_name=input.display_name,
@@ -494,7 +494,7 @@ class AccountMutation:
             )
         )
         if any(error.code is ErrorCode.AGE_RESTRICTED for error in errors):
-            context.remember_age_refusal()
+            context.caller.remember_age_refusal()
         return SignupPayload(confirmation_sent=started is not None, errors=errors)
 
     @strawberry.mutation(
@@ -507,7 +507,7 @@ class AccountMutation:
             lambda session: signups.confirm_signup(
                 session,
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 secret_key=context.services.config.secret_key,
                 token=input.token,
                 email=input.email,
@@ -528,7 +528,7 @@ class AccountMutation:
             lambda session: password_reset.request_password_reset(
                 session,
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 email=input.email,
                 reset_link=context.services.links.reset_password,
             )
@@ -554,7 +554,7 @@ class AccountMutation:
             lambda session: accounts.login(
                 session,
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 email=input.email,
                 password=input.password,
             )
@@ -565,7 +565,7 @@ class AccountMutation:
     async def logout(self, info: Info) -> LogoutPayload:
         actor = await info.context.signed_in()
         await info.context.attempt(lambda session: accounts.logout(session, actor))
-        info.context.end_web_session()
+        info.context.caller.end_web_session()
         return LogoutPayload(ok=True, errors=[])
 
     @strawberry.mutation(

@@ -63,7 +63,7 @@ class ErasureMutation:
             )
         )
         if account is not None:
-            context.end_web_session()
+            context.caller.end_web_session()
         return AccountPayload.of(account, errors)
 
     @strawberry.mutation(

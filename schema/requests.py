@@ -531,7 +531,7 @@ class RequestsMutation:
             lambda session: requests.report_child_account(
                 session,
                 context.services.limiter,
-                context.client.address,
+                context.caller.client.address,
                 account_id=parse_id(input.account_id),
                 details=input.details,
                 contact_email=input.contact_email,

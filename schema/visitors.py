@@ -69,7 +69,7 @@ async def visitor_receipt(info: Info, event_id: strawberry.ID) -> JSON:
         lambda session: receipts.visitor_receipt(
             session,
             context.services.receipts,
-            context.device_id,
+            context.caller.device_id,
             str(event_id),
             issuer=context.services.config.public_url,
             keys_url=context.services.links.receipt_keys(),
@@ -102,7 +102,9 @@ async def _visitor_state(info: Info) -> visitors.VisitorState:
     context = info.context
     return await context.answer(
         lambda session: visitors.cookie_consent(
-            session, context.device_id, gpc_signal=context.sends_global_privacy_control
+            session,
+            context.caller.device_id,
+            gpc_signal=context.caller.sends_global_privacy_control,
         )
     )
 
@@ -147,9 +149,9 @@ async def set_cookie_consent(info: Info, input: CookieConsentInput) -> CookieCon
             session,
             context.services.limiter,
             context.provenance(),
-            client_address=context.client.address,
-            device_id=context.device_id,
-            global_privacy_control=context.sends_global_privacy_control,
+            client_address=context.caller.client.address,
+            device_id=context.caller.device_id,
+            global_privacy_control=context.caller.sends_global_privacy_control,
             functional=input.functional,
             analytics=input.analytics,
             advertising=input.advertising,
@@ -157,14 +159,14 @@ async def set_cookie_consent(info: Info, input: CookieConsentInput) -> CookieCon
     )
     if errors:
         return CookieConsentPayload(account=None, cookie_consent=None, visitor=None, errors=errors)
-    device_id = context.device_id
+    device_id = context.caller.device_id
     if chosen is not None:
         device_id = chosen.issued_device_id or device_id
         assert device_id is not None
-        context.remember_device(device_id, issued=chosen.issued_device_id is not None)
+        context.caller.remember_device(device_id, issued=chosen.issued_device_id is not None)
     state = await context.answer(
         lambda session: visitors.cookie_consent(
-            session, device_id, gpc_signal=context.sends_global_privacy_control
+            session, device_id, gpc_signal=context.caller.sends_global_privacy_control
         )
     )
     visitor = (

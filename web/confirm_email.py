@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse
 
 from resolvers import profile
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services
 from web.pages import page, paragraph, post_form, posted_token
+from web.services import Services
 
 _NOTHING_CHANGED = "Nothing was changed: your account keeps its current email address."
 

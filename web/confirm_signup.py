@@ -13,8 +13,9 @@ from starlette.responses import HTMLResponse
 from auth.rate_limits import refusal_headers
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected, waiting_time
-from schema.context import Services, client_of
+from web.cookies import client_of
 from web.pages import page, paragraph, post_form, posted_token
+from web.services import Services
 
 
 def _refused(rejected: Rejected) -> HTMLResponse:
@@ -85,7 +86,7 @@ class ConfirmSignupPages:
                 account = await signup.confirm_signup_link(
                     session,
                     self.services.limiter,
-                    client_of(request, self.services.config),
+                    client_of(request, self.services),
                     secret_key=self.services.config.secret_key,
                     token=token,
                 )

@@ -15,8 +15,8 @@ from resolvers import parental
 from resolvers.catalogue import SettingDefinition
 from resolvers.errors import Rejected
 from resolvers.parental import LinkProblem, LinkUnusable, ParentalStatus
-from schema.context import Services
 from web.pages import bullet_list, choice_form, page, paragraph, post_form
+from web.services import Services
 
 GRANT = "grant"
 REFUSE = "refuse"

@@ -15,8 +15,8 @@ from starlette.responses import HTMLResponse
 from resolvers import password_reset
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.validation import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from schema.context import Services
 from web.pages import page, paragraph
+from web.services import Services
 
 _NEW_PASSWORD = "new_password"  # noqa: S105 (a form field name)
 

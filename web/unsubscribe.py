@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse
 
 from resolvers import unsubscribe as use_cases
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services
 from web.pages import page, paragraph, post_form
+from web.services import Services
 
 _SETTINGS_HINT = "You can change what we send you at any time in your privacy settings."
 
