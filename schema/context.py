@@ -1,4 +1,6 @@
-"""What every resolver gets through `info.context`: the request, one database session, the actor."""
+"""What every resolver gets through `info.context`: the read session, the loaders, the unit of
+work, and who is calling. What it needs of the HTTP edge (process services, the caller's device
+and cookies) it reads through the two Protocols below, which web/ implements."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from auth.actor import (
 )
 from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key
 from auth.devices import DEVICE_HEADER
-from auth.rate_limits import RateLimiter, Refusal, refusal_headers
+from auth.rate_limits import RateLimiter, Refusal
 from auth.sealing import Sealer
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE
@@ -34,8 +36,9 @@ from models import Account, ConsentActor, Database, Source, utcnow
 from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance
-from resolvers.errors import Rejected, UserError
-from schema.errors import BAD_USER_INPUT, UserErrorType, to_user_errors
+from resolvers.errors import Rejected
+from schema import mutations
+from schema.errors import BAD_USER_INPUT, UserErrorType
 
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
@@ -95,8 +98,9 @@ class RequestContext:
     """Built by the HTTP edge for each GraphQL request.
 
     Reads share one session, which is never committed. Every use case that writes runs in a unit
-    of work of its own (`attempt`, `answer_audited`), committed when it succeeds and rolled back
-    when it is refused or fails, so one field's refusal never undoes another's change.
+    of work of its own (`schema.mutations.mutate`, `answer_audited`), committed when it succeeds
+    and rolled back when it is refused or fails, so one field's refusal never undoes another's
+    change.
     """
 
     def __init__(
@@ -117,7 +121,10 @@ class RequestContext:
         self._machine: Machine | None = None
         self._machine_loaded = False
         # What rate limits refused in this request, for the response's headers to tell.
-        self._refusals: list[Refusal] = []
+        self.refusals: list[Refusal] = []
+        # Use cases run in units of work of their own (schema/mutations.py), so every mutation
+        # field can be checked to have run one.
+        self.mutations_run = 0
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -172,22 +179,9 @@ class RequestContext:
     async def attempt(
         self, use_case: Callable[[AsyncSession], Awaitable[T]]
     ) -> tuple[T | None, list[UserErrorType]]:
-        """Run one use case in its own unit of work. A refusal comes back as payload errors,
-        with everything it started rolled back; success comes back with no errors."""
-        try:
-            async with self.unit_of_work() as session:
-                return await use_case(session), []
-        except Rejected as rejected:
-            self._tell_when_to_retry(rejected.errors)
-            return None, to_user_errors(rejected.errors)
-
-    def _tell_when_to_retry(self, errors: list[UserError]) -> None:
-        """A rate-limited answer says in its headers how long to wait, for every field of the
-        request that a limit refused."""
-        refused = [error.refusal for error in errors if error.refusal]
-        if refused:
-            self._refusals += refused
-            self.response.headers.update(refusal_headers(self._refusals))
+        """`schema.mutations.run_use_case`, for the sign-up and password mutations that call it
+        with a session of their own."""
+        return await mutations.run_use_case(self, use_case)
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal

@@ -1,0 +1,143 @@
+"""One way to write a mutation field: its use case runs in a unit of work of its own, and a
+refusal comes back as the payload's errors.
+
+A mutation's body is one call to `mutate`: the use case (given the unit of work's session, the
+caller and the provenance of the change) and how to answer with what it returned. Who may call
+the field stays declared on the field (`permission_classes`), where a reviewer looks for it and
+where strawberry refuses a caller before anything runs. Every field of the Mutation type carries
+`GoesThroughMutate`, added as the schema is built, so a field that answers without running its
+use case here is an error in every test that calls it, not a change that silently never lands.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.extensions import FieldExtension
+from strawberry.types.field import StrawberryField
+
+from auth.actor import Actor
+from auth.rate_limits import refusal_headers
+from resolvers.consent import Provenance
+from resolvers.errors import Rejected, UserError
+from schema.errors import UserErrorType, to_user_errors
+
+if TYPE_CHECKING:
+    from schema.context import RequestContext
+
+T = TypeVar("T")
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a mutation's use case runs with: the unit of work's session, who calls, and where
+    the change comes from."""
+
+    session: AsyncSession
+    caller: Actor | None
+    provenance: Provenance
+
+    @property
+    def actor(self) -> Actor:
+        """The signed-in caller, in fields whose permission class requires one."""
+        assert self.caller is not None, "guard this field with a permission class"
+        return self.caller
+
+    @property
+    def request_id(self) -> str:
+        return self.provenance.request_id or ""
+
+
+async def run_use_case(
+    context: RequestContext, use_case: Callable[[AsyncSession], Awaitable[T]]
+) -> tuple[T | None, list[UserErrorType]]:
+    """Run one use case in its own unit of work. A refusal comes back as payload errors (and,
+    for a rate limit, the response's retry headers), with everything it started rolled back;
+    success comes back with no errors. A refusal in one field never undoes another's change."""
+    context.mutations_run += 1
+    try:
+        async with context.unit_of_work() as session:
+            return await use_case(session), []
+    except Rejected as rejected:
+        _tell_when_to_retry(context, rejected.errors)
+        return None, to_user_errors(rejected.errors)
+
+
+def _tell_when_to_retry(context: RequestContext, errors: list[UserError]) -> None:
+    """A rate-limited answer says in its headers how long to wait, for every field of the
+    request that a limit refused."""
+    refused = [error.refusal for error in errors if error.refusal]
+    if refused:
+        context.refusals += refused
+        context.response.headers.update(refusal_headers(context.refusals))
+
+
+async def mutate(
+    info: strawberry.Info[RequestContext],
+    use_case: Callable[[Work], Awaitable[T]],
+    answer: Callable[[T | None, list[UserErrorType]], P | Awaitable[P]],
+    *,
+    changed: Callable[[T], Iterable[uuid.UUID]] = lambda _: (),
+) -> P:
+    """The whole of a mutation field: run `use_case` in a unit of work, then `answer` with what
+    it returned (None and the errors when it was refused).
+
+    After a change, the caller's settings are read again when a payload asks for them, and so
+    are the rows and settings of the accounts `changed` names (such as one a staff member
+    corrected); a row the use case returns is the payload's own and needs no reading again.
+    """
+    context = info.context
+    caller = await context.actor()
+    provenance = context.provenance()
+    result, errors = await run_use_case(
+        context, lambda session: use_case(Work(session, caller, provenance))
+    )
+    if result is not None:
+        if caller is not None:
+            context.forget_settings(caller.account_id)
+        for account_id in changed(result):
+            context.forget_account(account_id)
+            context.forget_settings(account_id)
+    answered = answer(result, errors)
+    if inspect.isawaitable(answered):
+        return await answered
+    return answered
+
+
+class GoesThroughMutate(FieldExtension):
+    """On every Mutation field: the field must have run its use case through `run_use_case`
+    (which `mutate` calls); one that answered without it has changed nothing, and says so."""
+
+    def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"mutation {info.field_name} must be async: its use case runs in a unit of work"
+        )
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
+    ) -> Any:
+        context: RequestContext = info.context
+        before = context.mutations_run
+        answered = await next_(source, info, **kwargs)
+        if context.mutations_run == before:
+            raise RuntimeError(
+                f"mutation {info.field_name} answered without running its use case in a unit "
+                "of work (schema/mutations.py)"
+            )
+        return answered
+
+
+def guard_mutations(fields: list[StrawberryField]) -> list[StrawberryField]:
+    """Puts the check on each Mutation field, once, innermost: a caller refused by a permission
+    class or for its input never reaches the resolver, so has nothing to answer for."""
+    for field in fields:
+        if not any(isinstance(e, GoesThroughMutate) for e in field.extensions):
+            field.extensions.insert(0, GoesThroughMutate())
+    return fields
