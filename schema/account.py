@@ -31,6 +31,7 @@ from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import Node, parse_id
+from schema.mutations import mutate
 from schema.pages import (
     Before,
     Connection,
@@ -563,10 +564,13 @@ class AccountMutation:
 
     @strawberry.mutation(description="End this session.", permission_classes=[IsAuthenticated])
     async def logout(self, info: Info) -> LogoutPayload:
-        actor = await info.context.signed_in()
-        await info.context.attempt(lambda session: accounts.logout(session, actor))
-        info.context.caller.end_web_session()
-        return LogoutPayload(ok=True, errors=[])
+        caller = info.context.caller
+
+        def answer(ended: None, errors: list[UserErrorType]) -> LogoutPayload:
+            caller.end_web_session()
+            return LogoutPayload(ok=True, errors=[])
+
+        return await mutate(info, lambda work: accounts.logout(work.session, work.actor), answer)
 
     @strawberry.mutation(
         description="Set a new password; every other session is signed out.",
@@ -590,10 +594,16 @@ class AccountMutation:
         permission_classes=[IsAuthenticated],
     )
     async def revoke_session(self, info: Info, id: strawberry.ID) -> AccountPayload:
-        actor = await info.context.signed_in()
-        _, errors = await info.context.attempt(
-            lambda session: accounts.revoke_session(session, actor, session_id=parse_id(id))
+        context = info.context
+
+        async def answer(revoked: object, errors: list[UserErrorType]) -> AccountPayload:
+            if errors:
+                return AccountPayload.of(None, errors)
+            actor = await context.signed_in()
+            return AccountPayload.of(await context.account_of(actor.account_id), errors)
+
+        return await mutate(
+            info,
+            lambda work: accounts.revoke_session(work.session, work.actor, session_id=parse_id(id)),
+            answer,
         )
-        if errors:
-            return AccountPayload.of(None, errors)
-        return AccountPayload.of(await info.context.account_of(actor.account_id), errors)
