@@ -15,7 +15,7 @@ import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,10 +99,10 @@ async def mutate(
     result, errors = await run_use_case(
         context, lambda session: use_case(Work(session, caller, provenance))
     )
-    if result is not None:
+    if not errors:
         if caller is not None:
             context.forget_settings(caller.account_id)
-        for account_id in changed(result):
+        for account_id in changed(cast(T, result)):
             context.forget_account(account_id)
             context.forget_settings(account_id)
     answered = answer(result, errors)
@@ -115,15 +115,14 @@ class GoesThroughMutate(FieldExtension):
     """On every Mutation field: the field must have run its use case through `run_use_case`
     (which `mutate` calls); one that answered without it has changed nothing, and says so."""
 
-    def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"mutation {info.field_name} must be async: its use case runs in a unit of work"
-        )
-
     async def resolve_async(
-        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
+        self,
+        next_: Callable[..., Awaitable[Any]],
+        source: Any,
+        info: strawberry.Info[RequestContext],
+        **kwargs: Any,
     ) -> Any:
-        context: RequestContext = info.context
+        context = info.context
         before = context.mutations_run
         answered = await next_(source, info, **kwargs)
         if context.mutations_run == before:

@@ -18,7 +18,7 @@ from schema.account import LogoutPayload
 from schema.context import RequestContext
 from tests.helpers import gql, signed_up, staff_token
 from tests.test_nul_bytes import SCHEMA, operation, passed_on, sample
-from web.cookies import BrowserCaller
+from web.cookies import RequestCaller
 from web.services import Services
 
 # Fields that end the officer's session go last, so every other field is called signed in.
@@ -53,7 +53,7 @@ def _context(services: Services) -> RequestContext:
         }
     )
     response = Response()
-    return RequestContext(request, response, services, BrowserCaller(request, response, services))
+    return RequestContext(request, response, services, RequestCaller(request, response, services))
 
 
 class TestEveryMutationRunsItsUseCase:

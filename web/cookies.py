@@ -31,7 +31,7 @@ def client_of(request: Request, services: Services) -> Client:
     )
 
 
-class BrowserCaller:
+class RequestCaller:
     """The caller of one GraphQL request as the HTTP edge knows it: its device, its signals and
     the cookies its answer sets (`schema.context.Caller`)."""
 

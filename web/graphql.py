@@ -29,7 +29,7 @@ from resolvers import callers
 from schema import build_schema
 from schema.context import RequestContext
 from web import routes
-from web.cookies import BrowserCaller
+from web.cookies import RequestCaller
 from web.outage import retryable_error
 from web.playground import content_security_policy, playground_page, staff_sign_in_page
 from web.services import Services
@@ -191,7 +191,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
-        caller = BrowserCaller(request, response, self.services)
+        caller = RequestCaller(request, response, self.services)
         context = RequestContext(request, response, self.services, caller)
         setattr(request.state, _CONTEXT, context)
         # Before the operation runs, whatever it asks for: committed on its own.
@@ -203,7 +203,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             # The operation reaches the database again and reports it as retryable.
         return context
 
-    async def _apply_caller_signals(self, context: RequestContext, caller: BrowserCaller) -> None:
+    async def _apply_caller_signals(self, context: RequestContext, caller: RequestCaller) -> None:
         """A named step before the operation runs: note that the session was used (every few
         minutes) and honour a Global Privacy Control signal, in one short unit of work committed
         before the operation reads anything, and only when there is something to write.
