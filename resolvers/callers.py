@@ -22,6 +22,12 @@ class Signals:
     device_id: str | None
     request_id: str
 
+    @property
+    def gpc_from_device(self) -> bool:
+        """A GPC signal from a signed-out device that names itself: it may have choices to
+        honour the signal for."""
+        return self.global_privacy_control and self.device_id is not None
+
 
 def person_signals_due(actor: Actor, signals: Signals, now: datetime) -> bool:
     """Whether a signed-in person's request has something to write: a session last noted a while
@@ -46,7 +52,7 @@ async def apply_person_signals(
 async def visitor_signal_due(session: AsyncSession, signals: Signals) -> bool:
     """Whether a signed-out device with a visitor record sends a GPC signal it has not received
     yet (only reads: the signal is written once, then only read)."""
-    if not signals.global_privacy_control or signals.device_id is None:
+    if not signals.gpc_from_device:
         return False
     visitor = await visitors.find_visitor(session, signals.device_id)
     return visitor is not None and visitor.gpc_applied_at is None

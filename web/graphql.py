@@ -22,10 +22,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from auth.actor import STAFF_ROLES
-from auth.api_keys import Machine, record_key_uses
-from models import utcnow
 from models.availability import is_unavailable
-from resolvers import callers
 from schema import build_schema
 from schema.context import RequestContext
 from web import routes
@@ -33,6 +30,7 @@ from web.cookies import RequestCaller
 from web.outage import retryable_error
 from web.playground import content_security_policy, playground_page, staff_sign_in_page
 from web.services import Services
+from web.signals import apply_caller_signals
 
 logger = logging.getLogger("privacy_api.graphql")
 
@@ -196,57 +194,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
         setattr(request.state, _CONTEXT, context)
         # Before the operation runs, whatever it asks for: committed on its own.
         try:
-            await self._apply_caller_signals(context, caller)
+            await apply_caller_signals(context, caller, self.services)
         except Exception as error:
             if not is_unavailable(error):
                 raise
             # The operation reaches the database again and reports it as retryable.
         return context
-
-    async def _apply_caller_signals(self, context: RequestContext, caller: RequestCaller) -> None:
-        """A named step before the operation runs: note that the session was used (every few
-        minutes) and honour a Global Privacy Control signal, in one short unit of work committed
-        before the operation reads anything, and only when there is something to write.
-
-        A request with an API key is counted as a use of the key, in memory; every minute or so
-        one such request writes the counts gathered (see `KeyUsage`)."""
-        machine = await context.machine()
-        if machine is not None:
-            await self._count_key_use(context, machine)
-            return
-        signals = callers.Signals(
-            global_privacy_control=caller.sends_global_privacy_control,
-            device_id=caller.device_id,
-            request_id=context.request_id,
-        )
-        actor = await context.actor()
-        if actor is None:
-            async with context.reading() as session:
-                due = await callers.visitor_signal_due(session, signals)
-            if due:
-                async with context.unit_of_work() as session:
-                    await callers.apply_visitor_signal(session, signals)
-            return
-        now = utcnow()
-        if not callers.person_signals_due(actor, signals, now):
-            return
-        async with context.unit_of_work() as session:
-            changed = await callers.apply_person_signals(session, actor, signals, now)
-        if changed != actor:
-            context.replace_actor(changed)
-
-    async def _count_key_use(self, context: RequestContext, machine: Machine) -> None:
-        usage = self.services.key_usage
-        usage.note(machine.key_id, utcnow())
-        if not usage.due():
-            return
-        taken = usage.take()
-        try:
-            async with context.unit_of_work() as session:
-                await record_key_uses(session, taken)
-        except BaseException:
-            usage.give_back(taken)
-            raise
 
     async def process_result(
         self, request: Request, result: ExecutionResult
