@@ -18,6 +18,9 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models import Database
+
+T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 # A read session for the moment it is used; what it reads is never committed.
@@ -36,3 +39,12 @@ class Prepared(Generic[T_co]):
 
     write: Callable[[AsyncSession], Awaitable[T_co]]
     then: Callable[[], Awaitable[None]] = _nothing
+
+
+async def carry_out(database: Database, prepared: Prepared[T]) -> T:
+    """The unit of work of a use case prepared outside it, for an edge without a GraphQL
+    context (a page's form): its write, committed, then what follows it."""
+    async with database.transaction() as session:
+        written = await prepared.write(session)
+    await prepared.then()
+    return written

@@ -12,7 +12,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
-from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.base import StrawberryObjectDefinition, get_object_definition
 from strawberry.types.field import StrawberryField
 
 from schema.account import AccountMutation, AccountQuery
@@ -34,6 +34,7 @@ from schema.limits import (
     QueryValidator,
     ValidateOnce,
 )
+from schema.mutations import guard_mutations
 from schema.nodes import NodeQuery
 from schema.parental import ParentalMutation
 from schema.policy import PolicyMutation, PolicyQuery
@@ -149,8 +150,12 @@ class ApiSchema(strawberry.Schema):
         return compile_document(self._schema, self.parsed.parse(query))
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
-        """Every field, each with its arguments checked before it resolves."""
-        return guard_arguments(super().get_fields(type_definition))
+        """Every field, each with its arguments checked before it resolves; every mutation
+        field checked to run its use case in a unit of work."""
+        fields = guard_arguments(super().get_fields(type_definition))
+        if self.mutation is not None and type_definition is get_object_definition(self.mutation):
+            return guard_mutations(fields)
+        return fields
 
 
 def build_schema(

@@ -31,6 +31,7 @@ from schema.context import RequestContext
 from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import Node, parse_id
+from schema.mutations import mutate
 from schema.pages import (
     Before,
     Connection,
@@ -440,7 +441,7 @@ def _signed_in(
 ) -> AuthPayload:
     if signed is None:
         return AuthPayload(token=None, account=None, errors=errors)
-    info.context.start_web_session(signed.token)
+    info.context.caller.start_web_session(signed.token)
     return AuthPayload(
         token=signed.token, account=AccountType.from_model(signed.account), errors=[]
     )
@@ -479,8 +480,8 @@ class AccountMutation:
             lambda reads: signups.start_signup(
                 reads,
                 context.services.limiter,
-                context.client,
-                refused_recently=context.age_gate_refused_recently,
+                context.caller.client,
+                refused_recently=context.caller.age_gate_refused_recently,
                 email=input.email,
                 password=input.password,
                 display_name=input.display_name,
@@ -494,7 +495,7 @@ class AccountMutation:
             )
         )
         if any(error.code is ErrorCode.AGE_RESTRICTED for error in errors):
-            context.remember_age_refusal()
+            context.caller.remember_age_refusal()
         return SignupPayload(confirmation_sent=started is not None, errors=errors)
 
     @strawberry.mutation(
@@ -507,7 +508,7 @@ class AccountMutation:
             lambda reads: signups.confirm_signup(
                 reads,
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 secret_key=context.services.config.secret_key,
                 token=input.token,
                 email=input.email,
@@ -527,7 +528,7 @@ class AccountMutation:
         _, errors = await context.attempt_prepared(
             lambda _: password_reset.request_password_reset(
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 email=input.email,
                 reset_link=context.services.links.reset_password,
             )
@@ -553,7 +554,7 @@ class AccountMutation:
             lambda reads: accounts.login(
                 reads,
                 context.services.limiter,
-                context.client,
+                context.caller.client,
                 email=input.email,
                 password=input.password,
             )
@@ -562,10 +563,13 @@ class AccountMutation:
 
     @strawberry.mutation(description="End this session.", permission_classes=[IsAuthenticated])
     async def logout(self, info: Info) -> LogoutPayload:
-        actor = await info.context.signed_in()
-        await info.context.attempt(lambda session: accounts.logout(session, actor))
-        info.context.end_web_session()
-        return LogoutPayload(ok=True, errors=[])
+        caller = info.context.caller
+
+        def answer(ended: None, errors: list[UserErrorType]) -> LogoutPayload:
+            caller.end_web_session()
+            return LogoutPayload(ok=True, errors=[])
+
+        return await mutate(info, lambda work: accounts.logout(work.session, work.actor), answer)
 
     @strawberry.mutation(
         description="Set a new password; every other session is signed out.",
@@ -589,10 +593,16 @@ class AccountMutation:
         permission_classes=[IsAuthenticated],
     )
     async def revoke_session(self, info: Info, id: strawberry.ID) -> AccountPayload:
-        actor = await info.context.signed_in()
-        _, errors = await info.context.attempt(
-            lambda session: accounts.revoke_session(session, actor, session_id=parse_id(id))
+        context = info.context
+
+        async def answer(revoked: object, errors: list[UserErrorType]) -> AccountPayload:
+            if errors:
+                return AccountPayload.of(None, errors)
+            actor = await context.signed_in()
+            return AccountPayload.of(await context.account_of(actor.account_id), errors)
+
+        return await mutate(
+            info,
+            lambda work: accounts.revoke_session(work.session, work.actor, session_id=parse_id(id)),
+            answer,
         )
-        if errors:
-            return AccountPayload.of(None, errors)
-        return AccountPayload.of(await info.context.account_of(actor.account_id), errors)

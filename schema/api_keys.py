@@ -13,6 +13,7 @@ from resolvers import api_keys
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.mutations import mutate
 
 Info = strawberry.Info[RequestContext]
 ApiScopeEnum = strawberry.enum(
@@ -125,38 +126,43 @@ class ApiKeysMutation:
         description="A key for a machine client, with the scopes it needs. Audited.",
     )
     async def create_api_key(self, info: Info, input: CreateApiKeyInput) -> CreateApiKeyPayload:
-        context = info.context
-        officer = await context.signed_in()
-        made, errors = await context.attempt(
-            lambda session: api_keys.create_api_key(
-                session,
-                officer,
+        def answer(
+            made: tuple[ApiKey, str] | None, errors: list[UserErrorType]
+        ) -> CreateApiKeyPayload:
+            if made is None:
+                return CreateApiKeyPayload(errors=errors)
+            model, key = made
+            return CreateApiKeyPayload(api_key=_shown(info, model), key=key, errors=[])
+
+        return await mutate(
+            info,
+            lambda work: api_keys.create_api_key(
+                work.session,
+                work.actor,
                 name=input.name,
                 scopes=input.scopes,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            answer,
         )
-        if made is None:
-            return CreateApiKeyPayload(errors=errors)
-        model, key = made
-        return CreateApiKeyPayload(api_key=_shown(info, model), key=key, errors=[])
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Refuse the key from now on; it stays listed as revoked. Audited.",
     )
     async def revoke_api_key(self, info: Info, input: RevokeApiKeyInput) -> ApiKeyPayload:
-        context = info.context
-        officer = await context.signed_in()
         key_id = parse_id(input.id)
-        model, errors = await context.attempt(
-            lambda session: api_keys.revoke_api_key(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: api_keys.revoke_api_key(
+                work.session,
+                work.actor,
                 key_id=key_id,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            lambda model, errors: ApiKeyPayload(
+                api_key=_shown(info, model) if model else None, errors=errors
+            ),
         )
-        return ApiKeyPayload(api_key=_shown(info, model) if model else None, errors=errors)

@@ -1,14 +1,14 @@
-"""What every resolver gets through `info.context`: the request, one database session, the actor."""
+"""What every resolver gets through `info.context`: the read session, the loaders, the unit of
+work, and who is calling. What it needs of the HTTP edge (process services, the caller's device
+and cookies) it reads through the two Protocols below, which web/ implements."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,31 +24,25 @@ from auth.actor import (
     Credentials,
     actor_for_token,
     credentials_from_request,
-    note_session_use,
-    session_use_is_stale,
 )
-from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key, record_key_uses
-from auth.devices import DEVICE_COOKIE, DEVICE_HEADER, device_id_from_request
-from auth.rate_limits import RateLimiter, Refusal, refusal_headers
+from auth.api_keys import KeyUsage, Machine, is_api_key, machine_for_key
+from auth.devices import DEVICE_HEADER
+from auth.rate_limits import RateLimiter, Refusal
 from auth.sealing import Sealer
 from auth.signing import ReceiptSigner
-from auth.tokens import SESSION_COOKIE, Signer
+from auth.tokens import SESSION_COOKIE
 from config import Config
 from models import Account, ConsentActor, Database, Source, utcnow
-from resolvers import settings, staff, visitors
+from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance
-from resolvers.errors import Rejected, UserError
-from resolvers.languages import negotiate
+from resolvers.errors import Rejected
 from resolvers.prepared import Prepared, Reads
-from schema.errors import BAD_USER_INPUT, UserErrorType, to_user_errors
+from schema import mutations
+from schema.errors import BAD_USER_INPUT, UserErrorType
 
-SOURCE_HEADER = CLIENT_SOURCE_HEADER
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
-AGE_GATE_COOKIE = "privacy_age_gate"
-AGE_GATE_SECONDS = 24 * 60 * 60
-_AGE_GATE_VALUE = "refused"
 
 
 class Links(Protocol):
@@ -63,32 +57,60 @@ class Links(Protocol):
     def reset_password(self, token: str) -> str: ...
 
 
-@dataclass(frozen=True)
-class Services:
-    """What lives as long as the process: built once by the app."""
+class Services(Protocol):
+    """What the GraphQL face reads that lives as long as the process (web/services.py builds
+    it)."""
 
-    config: Config
-    database: Database
-    limiter: RateLimiter
-    age_gate: Signer
-    links: Links
-    receipts: ReceiptSigner
-    key_usage: KeyUsage
-    webhook_sealer: Sealer
+    @property
+    def config(self) -> Config: ...
+    @property
+    def database(self) -> Database: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+    @property
+    def links(self) -> Links: ...
+    @property
+    def receipts(self) -> ReceiptSigner: ...
+    @property
+    def key_usage(self) -> KeyUsage: ...
+    @property
+    def webhook_sealer(self) -> Sealer: ...
+
+
+class Caller(Protocol):
+    """What the HTTP edge knows of one request's caller, and the cookies its answer sets
+    (web/cookies.py implements it)."""
+
+    @property
+    def client(self) -> Client: ...
+    @property
+    def device_id(self) -> str | None: ...
+    @property
+    def sends_global_privacy_control(self) -> bool: ...
+    @property
+    def age_gate_refused_recently(self) -> bool: ...
+    def remember_device(self, device_id: str, *, issued: bool) -> None: ...
+    def start_web_session(self, token: str) -> None: ...
+    def end_web_session(self) -> None: ...
+    def remember_age_refusal(self) -> None: ...
 
 
 class RequestContext:
     """Built by the HTTP edge for each GraphQL request.
 
     Reads share one session, which is never committed. Every use case that writes runs in a unit
-    of work of its own (`attempt`, `answer_audited`), committed when it succeeds and rolled back
-    when it is refused or fails, so one field's refusal never undoes another's change.
+    of work of its own (`schema.mutations.mutate`, `answer_audited`), committed when it succeeds
+    and rolled back when it is refused or fails, so one field's refusal never undoes another's
+    change.
     """
 
-    def __init__(self, request: Request, response: Response, services: Services) -> None:
+    def __init__(
+        self, request: Request, response: Response, services: Services, caller: Caller
+    ) -> None:
         self.request = request
         self.response = response
         self.services = services
+        self.caller = caller
         # Opened at the first read: a request that reads nothing costs no session.
         self._session: AsyncSession | None = None
         # Sibling fields resolve concurrently; one session must not be used by two at once.
@@ -100,7 +122,10 @@ class RequestContext:
         self._machine: Machine | None = None
         self._machine_loaded = False
         # What rate limits refused in this request, for the response's headers to tell.
-        self._refusals: list[Refusal] = []
+        self.refusals: list[Refusal] = []
+        # Use cases run in units of work of their own (schema/mutations.py), so every mutation
+        # field can be checked to have run one.
+        self.mutations_run = 0
         # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
         # settings separately; the loader answers them all with one statement.
         self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
@@ -155,37 +180,16 @@ class RequestContext:
     async def attempt(
         self, use_case: Callable[[AsyncSession], Awaitable[T]]
     ) -> tuple[T | None, list[UserErrorType]]:
-        """Run one use case in its own unit of work. A refusal comes back as payload errors,
-        with everything it started rolled back; success comes back with no errors."""
-
-        async def nothing_to_prepare(_: Reads) -> Prepared[T]:
-            return Prepared(use_case)
-
-        return await self.attempt_prepared(nothing_to_prepare)
+        """`schema.mutations.run_use_case`, for the sign-up and password mutations that call it
+        with a session of their own."""
+        return await mutations.run_use_case(self, use_case)
 
     async def attempt_prepared(
         self, prepare: Callable[[Reads], Awaitable[Prepared[T]]]
     ) -> tuple[T | None, list[UserErrorType]]:
-        """As `attempt`, for a use case that prepares before it writes (see resolvers/prepared.py):
-        its checks, rate limits, reads and password hashing run with no transaction open, and
-        only its write in the unit of work."""
-        try:
-            prepared = await prepare(self.reading)
-            async with self.unit_of_work() as session:
-                written = await prepared.write(session)
-        except Rejected as rejected:
-            self._tell_when_to_retry(rejected.errors)
-            return None, to_user_errors(rejected.errors)
-        await prepared.then()
-        return written, []
-
-    def _tell_when_to_retry(self, errors: list[UserError]) -> None:
-        """A rate-limited answer says in its headers how long to wait, for every field of the
-        request that a limit refused."""
-        refused = [error.refusal for error in errors if error.refusal]
-        if refused:
-            self._refusals += refused
-            self.response.headers.update(refusal_headers(self._refusals))
+        """`schema.mutations.run_prepared`, for the sign-up and password mutations that prepare
+        with read sessions of their own."""
+        return await mutations.run_prepared(self, prepare)
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal
@@ -282,68 +286,11 @@ class RequestContext:
         assert actor is not None, "guard this field with a permission class"
         return actor
 
-    async def apply_caller_signals(self) -> None:
-        """A named step before the operation runs: note that the session was used (every few
-        minutes) and honour a Global Privacy Control signal, in one short unit of work committed
-        before the operation reads anything. Once an account has received the signal, its
-        opted-out state holds (see `settings.apply_global_privacy_control`), so a request with
-        the signal costs nothing more.
-
-        A request with an API key is counted as a use of the key, in memory; every minute or so
-        one such request writes the counts gathered (see `KeyUsage`)."""
-        machine = await self.machine()
-        if machine is not None:
-            await self._count_key_use(machine)
-            return
-        actor = await self.actor()
-        if actor is None:
-            await self._apply_visitor_signal()
-            return
-        now = utcnow()
-        gpc = self._sends_global_privacy_control() and not actor.gpc_applied
-        stale = session_use_is_stale(actor, now)
-        if not (gpc or stale):
-            return
-        async with self.unit_of_work() as session:
-            if stale:
-                await note_session_use(session, actor, now)
-            if gpc:
-                await settings.apply_global_privacy_control(session, actor, self.request_id)
-        if gpc:
-            self._actor = dataclasses.replace(actor, gpc_applied=True)
-            self.forget_account(actor.account_id)
-
-    async def _apply_visitor_signal(self) -> None:
-        """The same for a signed-out device with a visitor record: written once, then only read."""
-        device_id = self.device_id
-        if not self._sends_global_privacy_control() or device_id is None:
-            return
-        async with self.reading() as session:
-            visitor = await visitors.find_visitor(session, device_id)
-        if visitor is None or visitor.gpc_applied_at is not None:
-            return
-        async with self.unit_of_work() as session:
-            await visitors.apply_global_privacy_control(session, device_id, self.request_id)
-
-    @property
-    def sends_global_privacy_control(self) -> bool:
-        return self._sends_global_privacy_control()
-
-    async def _count_key_use(self, machine: Machine) -> None:
-        usage = self.services.key_usage
-        usage.note(machine.key_id, utcnow())
-        if not usage.due():
-            return
-        taken = usage.take()
-        try:
-            async with self.unit_of_work() as session:
-                await record_key_uses(session, taken)
-        except BaseException:
-            usage.give_back(taken)
-            raise
-
-    def _sends_global_privacy_control(self) -> bool:
-        return sends_global_privacy_control(self.request)
+    def replace_actor(self, actor: Actor) -> None:
+        """The caller's account changed before the operation ran (see web/graphql.py): the
+        actor as it now is, and its row read again."""
+        self._actor = actor
+        self.forget_account(actor.account_id)
 
     def provenance(self) -> Provenance:
         """A change made by the signed-in person, through the client the request says it is.
@@ -352,7 +299,7 @@ class RequestContext:
         an API client. Both headers are the client's word; the session the change came through
         is ours, and is recorded beside them.
         """
-        source = _SOURCES.get(self.request.headers.get(SOURCE_HEADER, "").strip().lower())
+        source = _SOURCES.get(self.request.headers.get(CLIENT_SOURCE_HEADER, "").strip().lower())
         if source is None and self._actor is None:
             # A signed-out visitor: apps name their device in a header, browsers in a cookie.
             source = Source.API if DEVICE_HEADER.lower() in self.request.headers else Source.WEB
@@ -396,91 +343,6 @@ class RequestContext:
         """After a change, the next read goes to the database again."""
         with contextlib.suppress(KeyError):  # never read in this request
             self.settings_loader.clear(account_id)
-
-    @property
-    def client(self) -> Client:
-        return client_of(self.request, self.services.config)
-
-    @property
-    def device_id(self) -> str | None:
-        """The signed-out visitor's device, as the request names it (header or cookie)."""
-        return device_id_from_request(self.request.headers, self.request.cookies)
-
-    def remember_device(self, device_id: str, *, issued: bool) -> None:
-        """Hand the device id back the way the device sent it: an app that sent the header gets
-        the header; otherwise the browser gets the cookie (renewed with each choice), and a newly
-        issued id comes in the header as well, for an app's first choice (a page on another
-        origin cannot read that header)."""
-        via_header = DEVICE_HEADER.lower() in self.request.headers
-        if issued or via_header:
-            self.response.headers[DEVICE_HEADER] = device_id
-        if via_header:
-            return
-        self.response.set_cookie(
-            DEVICE_COOKIE,
-            device_id,
-            max_age=self.services.config.visitor_retention_days * 24 * 60 * 60,
-            httponly=True,
-            samesite="lax",
-            secure=self.services.config.production,
-        )
-
-    def start_web_session(self, token: str) -> None:
-        self.response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            max_age=self.services.config.session_days * 24 * 60 * 60,
-            httponly=True,
-            samesite="lax",
-            secure=self.services.config.production,
-        )
-
-    def end_web_session(self) -> None:
-        self.response.delete_cookie(
-            SESSION_COOKIE, httponly=True, samesite="lax", secure=self.services.config.production
-        )
-
-    @property
-    def age_gate_refused_recently(self) -> bool:
-        marker = self.request.cookies.get(AGE_GATE_COOKIE)
-        return self.services.age_gate.load(marker, AGE_GATE_SECONDS) == _AGE_GATE_VALUE
-
-    def remember_age_refusal(self) -> None:
-        """A signed marker with nothing about the person in it, so a retry is refused too."""
-        self.response.set_cookie(
-            AGE_GATE_COOKIE,
-            self.services.age_gate.sign(_AGE_GATE_VALUE),
-            max_age=AGE_GATE_SECONDS,
-            httponly=True,
-            samesite="lax",
-            secure=self.services.config.production,
-        )
-
-
-async def carry_out(database: Database, prepared: Prepared[T]) -> T:
-    """The unit of work of a use case prepared outside it, for an edge without a request
-    context (a page's form): its write, committed, then what follows it."""
-    async with database.transaction() as session:
-        written = await prepared.write(session)
-    await prepared.then()
-    return written
-
-
-def sends_global_privacy_control(request: Request) -> bool:
-    return request.headers.get("sec-gpc", "").strip() == "1"
-
-
-def client_of(request: Request, config: Config) -> Client:
-    """What a request tells about the device it comes from (GraphQL or a page's form)."""
-    return Client(
-        address=request.client.host if request.client else "unknown",
-        user_agent=request.headers.get("user-agent"),
-        session_days=config.session_days,
-        request_id=str(getattr(request.state, "request_id", "")),
-        global_privacy_control=sends_global_privacy_control(request),
-        device_id=device_id_from_request(request.headers, request.cookies),
-        language=negotiate(request.headers.get("accept-language")),
-    )
 
 
 @contextmanager

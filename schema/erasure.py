@@ -11,6 +11,8 @@ from auth.permissions import IsAuthenticated
 from models import Account as AccountModel
 from resolvers import erasure
 from schema.context import RequestContext
+from schema.errors import UserErrorType
+from schema.mutations import mutate, mutate_prepared
 
 if TYPE_CHECKING:
     from schema.account import AccountPayload
@@ -52,19 +54,23 @@ class ErasureMutation:
         from schema.account import AccountPayload
 
         context = info.context
-        actor = await context.signed_in()
-        account, errors = await context.attempt_prepared(
-            lambda reads: erasure.request_account_deletion(
-                reads,
+
+        def answer(account: AccountModel | None, errors: list[UserErrorType]) -> AccountPayload:
+            if account is not None:
+                context.caller.end_web_session()
+            return AccountPayload.of(account, errors)
+
+        return await mutate_prepared(
+            info,
+            lambda preparation: erasure.request_account_deletion(
+                preparation.reads,
                 context.services.limiter,
-                actor,
+                preparation.actor,
                 password=input.password,
                 grace_days=context.services.config.deletion_grace_days,
-            )
+            ),
+            answer,
         )
-        if account is not None:
-            context.end_web_session()
-        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
         description="Keep your account: cancels a deletion you asked for, before its date.",
@@ -75,8 +81,8 @@ class ErasureMutation:
     ) -> Annotated[AccountPayload, strawberry.lazy("schema.account")]:
         from schema.account import AccountPayload
 
-        actor = await info.context.signed_in()
-        account, errors = await info.context.attempt(
-            lambda session: erasure.cancel_account_deletion(session, actor)
+        return await mutate(
+            info,
+            lambda work: erasure.cancel_account_deletion(work.session, work.actor),
+            AccountPayload.of,
         )
-        return AccountPayload.of(account, errors)

@@ -10,6 +10,7 @@ from auth.permissions import IsAuthenticated
 from resolvers import export
 from schema.context import RequestContext
 from schema.errors import UserErrorType
+from schema.mutations import mutate_prepared
 
 
 @strawberry.type(description="A single-use download link for the export, or why none was made.")
@@ -31,17 +32,18 @@ class ExportMutation:
         permission_classes=[IsAuthenticated],
     )
     async def request_data_export(self, info: strawberry.Info[RequestContext]) -> DataExportPayload:
-        context = info.context
-        actor = await context.signed_in()
-        config = context.services.config
-        link, errors = await context.attempt_prepared(
-            lambda _: export.request_data_export(
-                context.services.limiter,
-                actor,
-                download_link=context.services.links.export_download,
-                valid_hours=config.export_valid_hours,
-            )
+        services = info.context.services
+        return await mutate_prepared(
+            info,
+            lambda preparation: export.request_data_export(
+                services.limiter,
+                preparation.actor,
+                download_link=services.links.export_download,
+                valid_hours=services.config.export_valid_hours,
+            ),
+            lambda link, errors: DataExportPayload(
+                url=link.url if link else None,
+                expires_at=link.expires_at if link else None,
+                errors=errors,
+            ),
         )
-        if link is None:
-            return DataExportPayload(url=None, expires_at=None, errors=errors)
-        return DataExportPayload(url=link.url, expires_at=link.expires_at, errors=[])

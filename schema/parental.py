@@ -11,6 +11,7 @@ from resolvers import parental
 from resolvers.parental import ParentalConsentView, ParentalStatus
 from schema.context import RequestContext
 from schema.errors import UserErrorType
+from schema.mutations import mutate_prepared
 
 Info = strawberry.Info[RequestContext]
 ParentalStatusEnum = strawberry.enum(
@@ -77,21 +78,22 @@ class ParentalMutation:
     async def request_parental_consent(
         self, info: Info, input: ParentalConsentInput
     ) -> ParentalConsentPayload:
-        context = info.context
-        actor = await context.signed_in()
-        views, errors = await context.attempt_prepared(
-            lambda reads: parental.request_parental_consent(
-                reads,
-                context.services.limiter,
-                actor,
+        services = info.context.services
+        return await mutate_prepared(
+            info,
+            lambda preparation: parental.request_parental_consent(
+                preparation.reads,
+                services.limiter,
+                preparation.actor,
                 parent_email=input.parent_email,
                 keys=input.keys,
-                secret_key=context.services.config.secret_key,
-                page_link=context.services.links.parental_consent,
-            )
-        )
-        if views is None:
-            return ParentalConsentPayload(consents=None, errors=errors)
-        return ParentalConsentPayload(
-            consents=[ParentalConsentType.from_view(view) for view in views], errors=errors
+                secret_key=services.config.secret_key,
+                page_link=services.links.parental_consent,
+            ),
+            lambda views, errors: ParentalConsentPayload(
+                consents=[ParentalConsentType.from_view(view) for view in views]
+                if views is not None
+                else None,
+                errors=errors,
+            ),
         )

@@ -12,6 +12,7 @@ from models import PolicyVersion as PolicyVersionModel
 from resolvers import policy
 from schema.context import RequestContext
 from schema.errors import UserErrorType
+from schema.mutations import mutate
 
 if TYPE_CHECKING:
     from schema.account import AccountType
@@ -113,15 +114,14 @@ class PolicyMutation:
     async def accept_policy(self, info: Info, input: AcceptPolicyInput) -> AcceptPolicyPayload:
         from schema.account import AccountType
 
-        context = info.context
-        actor = await context.signed_in()
-        account, errors = await context.attempt(
-            lambda session: policy.accept_policy(
-                session, actor, context.provenance(), version=input.version
-            )
-        )
-        return AcceptPolicyPayload(
-            account=AccountType.from_model(account) if account else None, errors=errors
+        return await mutate(
+            info,
+            lambda work: policy.accept_policy(
+                work.session, work.actor, work.provenance, version=input.version
+            ),
+            lambda account, errors: AcceptPolicyPayload(
+                account=AccountType.from_model(account) if account else None, errors=errors
+            ),
         )
 
     @strawberry.mutation(
@@ -131,21 +131,19 @@ class PolicyMutation:
     async def publish_policy_version(
         self, info: Info, input: PublishPolicyVersionInput
     ) -> PublishPolicyVersionPayload:
-        officer = await info.context.signed_in()
-        published, errors = await info.context.attempt(
-            lambda session: policy.publish_policy_version(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: policy.publish_policy_version(
+                work.session,
+                work.actor,
                 version=input.version,
                 summary=input.summary,
                 material=input.material,
-                request_id=info.context.request_id,
-            )
-        )
-        if published is None:
-            return PublishPolicyVersionPayload(policy=None, notified=0, errors=errors)
-        return PublishPolicyVersionPayload(
-            policy=PolicyVersion.from_model(published.policy),
-            notified=published.notified,
-            errors=[],
+                request_id=work.request_id,
+            ),
+            lambda published, errors: PublishPolicyVersionPayload(
+                policy=PolicyVersion.from_model(published.policy) if published else None,
+                notified=published.notified if published else 0,
+                errors=errors,
+            ),
         )

@@ -9,6 +9,7 @@ from resolvers import profile
 from schema.account import AccountPayload
 from schema.context import RequestContext
 from schema.errors import UserErrorType
+from schema.mutations import mutate, mutate_prepared
 
 Info = strawberry.Info[RequestContext]
 
@@ -53,22 +54,20 @@ class ProfileMutation:
         permission_classes=[IsAuthenticated], description="Correct your personal data."
     )
     async def update_profile(self, info: Info, input: UpdateProfileInput) -> AccountPayload:
-        context = info.context
-        actor = await context.signed_in()
-        account, errors = await context.attempt(
-            lambda session: profile.update_profile(
-                session,
-                actor,
-                context.provenance(),
+        return await mutate(
+            info,
+            lambda work: profile.update_profile(
+                work.session,
+                work.actor,
+                work.provenance,
                 display_name=input.display_name,
                 phone=input.phone,
                 country=input.country,
                 us_state=input.us_state,
                 locale=input.locale,
-            )
+            ),
+            AccountPayload.of,
         )
-        context.forget_settings(actor.account_id)
-        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -76,25 +75,28 @@ class ProfileMutation:
         "The same answer whether or not the new address has an account.",
     )
     async def request_email_change(self, info: Info, input: EmailChangeInput) -> AccountPayload:
-        context = info.context
-        actor = await context.signed_in()
-        account, errors = await context.attempt_prepared(
-            lambda reads: profile.request_email_change(
-                reads,
-                context.services.limiter,
-                actor,
+        services = info.context.services
+        return await mutate_prepared(
+            info,
+            lambda preparation: profile.request_email_change(
+                preparation.reads,
+                services.limiter,
+                preparation.actor,
                 new_email=input.new_email,
                 current_password=input.current_password,
-                confirmation_link=context.services.links.confirm_email,
-            )
+                confirmation_link=services.links.confirm_email,
+            ),
+            AccountPayload.of,
         )
-        return AccountPayload.of(account, errors)
 
     @strawberry.mutation(description="Redeem the code sent to the new address. No sign-in needed.")
     async def confirm_email_change(
         self, info: Info, input: ConfirmEmailInput
     ) -> EmailChangePayload:
-        account, errors = await info.context.attempt(
-            lambda session: profile.confirm_email_change(session, token=input.token)
+        return await mutate(
+            info,
+            lambda work: profile.confirm_email_change(work.session, token=input.token),
+            lambda account, errors: EmailChangePayload(
+                email=account.email if account else None, errors=errors
+            ),
         )
-        return EmailChangePayload(email=account.email if account else None, errors=errors)

@@ -21,6 +21,7 @@ from schema.account import AccountPayload, AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import Node, parse_id
+from schema.mutations import mutate, mutate_prepared
 from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
@@ -280,23 +281,37 @@ def _request_payload(
     )
 
 
+def _correction_payload(
+    corrected: tuple[AccountModel, PrivacyRequestModel | None] | None,
+    errors: list[UserErrorType],
+) -> AccountCorrectionPayload:
+    if corrected is None:
+        return AccountCorrectionPayload(account=None, request=None, errors=errors)
+    account, request = corrected
+    return AccountCorrectionPayload(
+        account=AccountType.from_model(account),
+        request=PrivacyRequestType.from_model(request) if request else None,
+        errors=errors,
+    )
+
+
 def _hold_payload(hold: LegalHoldModel | None, errors: list[UserErrorType]) -> LegalHoldPayload:
     return LegalHoldPayload(hold=LegalHoldType.from_model(hold) if hold else None, errors=errors)
 
 
 async def _file(info: Info, kind: RequestKind, input: PrivacyRequestInput) -> PrivacyRequestPayload:
-    context = info.context
-    actor = await context.signed_in()
-    request, errors = await context.attempt_prepared(
-        lambda _: requests.file_request(
-            context.services.limiter,
-            actor,
+    limiter = info.context.services.limiter
+    return await mutate_prepared(
+        info,
+        lambda preparation: requests.file_request(
+            limiter,
+            preparation.actor,
             kind=kind,
             subject=input.subject,
             details=input.details,
-        )
+        ),
+        _request_payload,
     )
-    return _request_payload(request, errors)
 
 
 @strawberry.type
@@ -526,17 +541,18 @@ class RequestsMutation:
         self, info: Info, input: ChildReportInput
     ) -> PrivacyRequestPayload:
         context = info.context
-        request, errors = await context.attempt_prepared(
+        return await mutate_prepared(
+            info,
             lambda _: requests.report_child_account(
                 context.services.limiter,
-                context.client.address,
+                context.caller.client.address,
                 account_id=parse_id(input.account_id),
                 details=input.details,
                 contact_email=input.contact_email,
                 secret_key=context.services.config.secret_key,
-            )
+            ),
+            _request_payload,
         )
-        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -547,20 +563,19 @@ class RequestsMutation:
     async def process_privacy_request(
         self, info: Info, input: ProcessRequestInput
     ) -> PrivacyRequestPayload:
-        context = info.context
-        officer = await context.signed_in()
-        request, errors = await context.attempt(
-            lambda session: staff.process_request(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.process_request(
+                work.session,
+                work.actor,
                 privacy_request_id=parse_id(input.id),
                 status=input.status,
                 resolution=input.resolution,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            _request_payload,
         )
-        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -571,19 +586,18 @@ class RequestsMutation:
     async def extend_privacy_request(
         self, info: Info, input: ExtendRequestInput
     ) -> PrivacyRequestPayload:
-        context = info.context
-        officer = await context.signed_in()
-        request, errors = await context.attempt(
-            lambda session: staff.extend_request(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.extend_request(
+                work.session,
+                work.actor,
                 privacy_request_id=parse_id(input.id),
                 months=input.months,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            _request_payload,
         )
-        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -592,19 +606,18 @@ class RequestsMutation:
     async def review_child_report(
         self, info: Info, input: ChildReportReviewInput
     ) -> PrivacyRequestPayload:
-        context = info.context
-        officer = await context.signed_in()
-        request, errors = await context.attempt(
-            lambda session: staff.review_child_report(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.review_child_report(
+                work.session,
+                work.actor,
                 privacy_request_id=parse_id(input.request_id),
                 decision=input.decision,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            _request_payload,
         )
-        return _request_payload(request, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -615,12 +628,11 @@ class RequestsMutation:
     async def correct_account(
         self, info: Info, input: CorrectAccountInput
     ) -> AccountCorrectionPayload:
-        context = info.context
-        officer = await context.signed_in()
-        corrected, errors = await context.attempt(
-            lambda session: staff.correct_account(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.correct_account(
+                work.session,
+                work.actor,
                 account_id=parse_id(input.account_id),
                 birth_date=input.birth_date,
                 country=input.country,
@@ -630,18 +642,10 @@ class RequestsMutation:
                 else None,
                 resolution=input.resolution,
                 reason=input.reason,
-                request_id=context.request_id,
-            )
-        )
-        if corrected is None:
-            return AccountCorrectionPayload(account=None, request=None, errors=errors)
-        account, request = corrected
-        context.forget_account(account.id)
-        context.forget_settings(account.id)
-        return AccountCorrectionPayload(
-            account=AccountType.from_model(account),
-            request=PrivacyRequestType.from_model(request) if request else None,
-            errors=errors,
+                request_id=work.request_id,
+            ),
+            _correction_payload,
+            changed=lambda corrected: [corrected[0].id],
         )
 
     @strawberry.mutation(
@@ -651,18 +655,17 @@ class RequestsMutation:
         "(not the reason given here).",
     )
     async def set_legal_hold(self, info: Info, input: SetLegalHoldInput) -> LegalHoldPayload:
-        context = info.context
-        officer = await context.signed_in()
-        hold, errors = await context.attempt(
-            lambda session: staff.hold_account(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.hold_account(
+                work.session,
+                work.actor,
                 account_id=parse_id(input.account_id),
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            _hold_payload,
         )
-        return _hold_payload(hold, errors)
 
     @strawberry.mutation(
         description="End a legal hold. Privacy officers only; audited.",
@@ -671,18 +674,17 @@ class RequestsMutation:
     async def release_legal_hold(
         self, info: Info, input: ReleaseLegalHoldInput
     ) -> LegalHoldPayload:
-        context = info.context
-        officer = await context.signed_in()
-        hold, errors = await context.attempt(
-            lambda session: staff.release_hold(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: staff.release_hold(
+                work.session,
+                work.actor,
                 hold_id=parse_id(input.id),
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            _hold_payload,
         )
-        return _hold_payload(hold, errors)
 
     @strawberry.mutation(
         permission_classes=[IsSupport],
@@ -692,17 +694,15 @@ class RequestsMutation:
     async def staff_opt_out_of_marketing(
         self, info: Info, input: StaffOptOutInput
     ) -> AccountPayload:
-        context = info.context
-        support = await context.signed_in()
-        account, errors = await context.attempt(
-            lambda session: staff.opt_out_for(
-                session,
-                support,
+        return await mutate(
+            info,
+            lambda work: staff.opt_out_for(
+                work.session,
+                work.actor,
                 account_id=parse_id(input.account_id),
                 reason=input.reason,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            AccountPayload.of,
+            changed=lambda account: [account.id],
         )
-        if account is not None:
-            context.forget_settings(account.id)
-        return AccountPayload.of(account, errors)

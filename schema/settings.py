@@ -30,6 +30,7 @@ from resolvers.pages import Tally, page_request
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.mutations import mutate
 from schema.pages import Before, Last, PageInfo, checked, load_page, page_info, total_of
 
 if TYPE_CHECKING:
@@ -515,15 +516,19 @@ async def _change(
     from schema.account import AccountType
 
     context = info.context
-    actor = await context.signed_in()
-    _, errors = await context.attempt(
-        lambda session: apply(session, actor.account_id, context.provenance(), **arguments)
+
+    async def answer(changed: int | None, errors: list[UserErrorType]) -> SettingsPayload:
+        if errors:
+            return SettingsPayload(account=None, errors=errors)
+        actor = await context.signed_in()
+        account = await context.account_of(actor.account_id)
+        return SettingsPayload(account=AccountType.from_model(account), errors=[])
+
+    return await mutate(
+        info,
+        lambda work: apply(work.session, work.actor.account_id, work.provenance, **arguments),
+        answer,
     )
-    if errors:
-        return SettingsPayload(account=None, errors=errors)
-    context.forget_settings(actor.account_id)
-    account = await context.account_of(actor.account_id)
-    return SettingsPayload(account=AccountType.from_model(account), errors=[])
 
 
 PERSON: list[type[BasePermission]] = [IsAuthenticated]

@@ -15,6 +15,7 @@ from resolvers import settings as settings_use_cases
 from resolvers.erasure import processing_suspended
 from schema.context import RequestContext
 from schema.errors import UserErrorType
+from schema.mutations import mutate_prepared
 from schema.settings import (
     ConsentEventType,
     CookieConsent,
@@ -69,7 +70,7 @@ async def visitor_receipt(info: Info, event_id: strawberry.ID) -> JSON:
         lambda session: receipts.visitor_receipt(
             session,
             context.services.receipts,
-            context.device_id,
+            context.caller.device_id,
             str(event_id),
             issuer=context.services.config.public_url,
             keys_url=context.services.links.receipt_keys(),
@@ -102,7 +103,9 @@ async def _visitor_state(info: Info) -> visitors.VisitorState:
     context = info.context
     return await context.answer(
         lambda session: visitors.cookie_consent(
-            session, context.device_id, gpc_signal=context.sends_global_privacy_control
+            session,
+            context.caller.device_id,
+            gpc_signal=context.caller.sends_global_privacy_control,
         )
     )
 
@@ -142,41 +145,50 @@ async def set_cookie_consent(info: Info, input: CookieConsentInput) -> CookieCon
             visitor=None,
             errors=[],
         )
-    chosen, errors = await context.attempt_prepared(
-        lambda reads: visitors.set_cookie_consent(
-            reads,
-            context.services.limiter,
-            context.provenance(),
-            client_address=context.client.address,
-            device_id=context.device_id,
-            global_privacy_control=context.sends_global_privacy_control,
+    services = context.services
+    caller = context.caller
+
+    async def answer(
+        chosen: visitors.Chosen | None, errors: list[UserErrorType]
+    ) -> CookieConsentPayload:
+        if chosen is None:
+            return CookieConsentPayload(
+                account=None, cookie_consent=None, visitor=None, errors=errors
+            )
+        device_id = chosen.issued_device_id or caller.device_id
+        assert device_id is not None
+        caller.remember_device(device_id, issued=chosen.issued_device_id is not None)
+        state = await context.answer(
+            lambda session: visitors.cookie_consent(
+                session, device_id, gpc_signal=caller.sends_global_privacy_control
+            )
+        )
+        visitor = (
+            VisitorType.of(state, state.visitor, _retention(info))
+            if state.visitor is not None
+            else None
+        )
+        return CookieConsentPayload(
+            account=None,
+            cookie_consent=cookie_consent_of(state.settings, state.gpc_applied, False),
+            visitor=visitor,
+            errors=[],
+        )
+
+    return await mutate_prepared(
+        info,
+        lambda preparation: visitors.set_cookie_consent(
+            preparation.reads,
+            services.limiter,
+            preparation.provenance,
+            client_address=caller.client.address,
+            device_id=caller.device_id,
+            global_privacy_control=caller.sends_global_privacy_control,
             functional=input.functional,
             analytics=input.analytics,
             advertising=input.advertising,
-        )
-    )
-    if errors:
-        return CookieConsentPayload(account=None, cookie_consent=None, visitor=None, errors=errors)
-    device_id = context.device_id
-    if chosen is not None:
-        device_id = chosen.issued_device_id or device_id
-        assert device_id is not None
-        context.remember_device(device_id, issued=chosen.issued_device_id is not None)
-    state = await context.answer(
-        lambda session: visitors.cookie_consent(
-            session, device_id, gpc_signal=context.sends_global_privacy_control
-        )
-    )
-    visitor = (
-        VisitorType.of(state, state.visitor, _retention(info))
-        if state.visitor is not None
-        else None
-    )
-    return CookieConsentPayload(
-        account=None,
-        cookie_consent=cookie_consent_of(state.settings, state.gpc_applied, False),
-        visitor=visitor,
-        errors=[],
+        ),
+        answer,
     )
 
 

@@ -18,10 +18,12 @@ from resolvers.webhooks import LogEntry, WithSecret
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
+from schema.mutations import mutate
 from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 T = TypeVar("T")
+P = TypeVar("P")
 WebhookEventTypeEnum = strawberry.enum(
     WebhookEventType,
     name="WebhookEventType",
@@ -206,14 +208,17 @@ class WebhooksQuery:
 
 
 async def _change_endpoint(
-    info: Info, change: Callable[..., Awaitable[T]], id: strawberry.ID
-) -> tuple[T | None, list[UserErrorType]]:
-    """Run one officer's change to one endpoint (`change(session, officer, endpoint_id,
-    request_id=...)`) in its own unit of work: what it returned, or the errors."""
-    context = info.context
-    officer = await context.signed_in()
-    return await context.attempt(
-        lambda session: change(session, officer, parse_id(id), request_id=context.request_id)
+    info: Info,
+    change: Callable[..., Awaitable[T]],
+    id: strawberry.ID,
+    answer: Callable[[T | None, list[UserErrorType]], P],
+) -> P:
+    """One officer's change to one endpoint (`change(session, officer, endpoint_id,
+    request_id=...)`), answered by `answer`."""
+    return await mutate(
+        info,
+        lambda work: change(work.session, work.actor, parse_id(id), request_id=work.request_id),
+        answer,
     )
 
 
@@ -225,23 +230,22 @@ class WebhooksMutation:
         "secret, shown this once. Audited.",
     )
     async def create_webhook(self, info: Info, input: CreateWebhookInput) -> WebhookSecretPayload:
-        context = info.context
-        officer = await context.signed_in()
-        config = context.services.config
-        found, errors = await context.attempt(
-            lambda session: webhooks.create_webhook(
-                session,
-                officer,
+        services = info.context.services
+        return await mutate(
+            info,
+            lambda work: webhooks.create_webhook(
+                work.session,
+                work.actor,
                 url=input.url,
                 events=input.events,
                 description=input.description,
-                production=config.production,
-                allow_private=config.webhooks_allow_private,
-                sealer=context.services.webhook_sealer,
-                request_id=context.request_id,
-            )
+                production=services.config.production,
+                allow_private=services.config.webhooks_allow_private,
+                sealer=services.webhook_sealer,
+                request_id=work.request_id,
+            ),
+            _with_secret,
         )
-        return _with_secret(found, errors)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -252,21 +256,21 @@ class WebhooksMutation:
         rotate = functools.partial(
             webhooks.rotate_secret, sealer=info.context.services.webhook_sealer
         )
-        return _with_secret(*await _change_endpoint(info, rotate, id))
+        return await _change_endpoint(info, rotate, id, _with_secret)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Stop deliveries to an endpoint. Audited.",
     )
     async def disable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
-        return _payload(*await _change_endpoint(info, webhooks.disable_webhook, id))
+        return await _change_endpoint(info, webhooks.disable_webhook, id, _payload)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
         description="Resume deliveries to a disabled endpoint; replay what it missed. Audited.",
     )
     async def enable_webhook(self, info: Info, id: strawberry.ID) -> WebhookPayload:
-        return _payload(*await _change_endpoint(info, webhooks.enable_webhook, id))
+        return await _change_endpoint(info, webhooks.enable_webhook, id, _payload)
 
     @strawberry.mutation(
         permission_classes=[IsPrivacyOfficer],
@@ -276,16 +280,15 @@ class WebhooksMutation:
     async def replay_webhook_events(
         self, info: Info, input: ReplayWebhookEventsInput
     ) -> ReplayWebhookEventsPayload:
-        context = info.context
-        officer = await context.signed_in()
-        replayed, errors = await context.attempt(
-            lambda session: webhooks.replay_events(
-                session,
-                officer,
+        return await mutate(
+            info,
+            lambda work: webhooks.replay_events(
+                work.session,
+                work.actor,
                 parse_id(input.webhook_id),
                 since=input.since,
                 until=input.until,
-                request_id=context.request_id,
-            )
+                request_id=work.request_id,
+            ),
+            lambda replayed, errors: ReplayWebhookEventsPayload(replayed=replayed, errors=errors),
         )
-        return ReplayWebhookEventsPayload(replayed=replayed, errors=errors)

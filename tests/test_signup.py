@@ -11,7 +11,6 @@ from sqlalchemy import func, inspect, select, text
 
 from models import Account, AuthSession, Database, NotificationKind, utcnow
 from resolvers.age import today_everywhere
-from schema.context import AGE_GATE_COOKIE
 from tests.helpers import (
     CONFIRM_SIGNUP,
     ME,
@@ -25,6 +24,7 @@ from tests.helpers import (
     signup_code,
     signup_input,
 )
+from web.cookies import AGE_GATE_COOKIE
 
 
 def years_ago(years: int, today: date | None = None) -> date:

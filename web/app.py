@@ -17,15 +17,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.extensions import SchemaExtension
 
-from auth.actor import CREDENTIAL_HEADERS
-from auth.api_keys import KeyUsage, record_key_uses
+from auth.actor import CLIENT_SOURCE_HEADER, CREDENTIAL_HEADERS
+from auth.api_keys import record_key_uses
 from auth.devices import DEVICE_HEADER
 from auth.rate_limits import REFUSAL_HEADERS
-from auth.signing import ReceiptSigner
-from auth.tokens import Signer
-from config import Config, load_config, receipt_signing_key, webhook_sealer
+from config import Config, load_config
 from models import Database
-from schema.context import SOURCE_HEADER, Services
 from web import metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
 from web.confirm_signup import ConfirmSignupPages
@@ -39,6 +36,7 @@ from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages
+from web.services import Services, build_services
 from web.unsubscribe import UnsubscribePages
 from workers.delivery import delivery_for
 
@@ -79,25 +77,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 # Seconds between looks at the outbox when `serve` delivers it itself (the worker's own is 2).
 SERVE_DELIVERY_POLL = 0.5
-
-
-def build_services(config: Config, database: Database | None = None) -> Services:
-    """What lives as long as the process. A `database` given is the caller's, already watched
-    (`metrics.watch_pool`); otherwise one is opened for `config`."""
-    if database is None:
-        database = Database(config.database_url, config.database_timeouts)
-        metrics.watch_pool(database)
-    metrics.count_consent_events()
-    return Services(
-        config=config,
-        database=database,
-        limiter=metrics.CountingRateLimiter(config.rate_limit_storage),
-        age_gate=Signer(config.secret_key, purpose="age-gate"),
-        links=routes.PublicLinks(config.public_url),
-        receipts=ReceiptSigner(receipt_signing_key(config)),
-        key_usage=KeyUsage(config.api_key_usage_flush_seconds),
-        webhook_sealer=webhook_sealer(config),
-    )
 
 
 async def write_key_uses(services: Services) -> None:
@@ -194,7 +173,7 @@ def create_app(config: Config | None = None, database: Database | None = None) -
                 # are set by the browser itself and need no permission.
                 allow_headers=[
                     *CREDENTIAL_HEADERS,
-                    SOURCE_HEADER,
+                    CLIENT_SOURCE_HEADER,
                     REQUEST_ID_HEADER,
                     DEVICE_HEADER,
                 ],

@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse
 
 from resolvers import profile
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services
 from web.pages import posted_token, render
+from web.services import Services
 
 
 def _refused(request: Request, rejected: Rejected) -> HTMLResponse:

@@ -15,8 +15,10 @@ from starlette.responses import HTMLResponse
 from auth.rate_limits import refusal_headers
 from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services, carry_out, client_of
+from resolvers.prepared import carry_out
+from web.cookies import client_of
 from web.pages import posted_token, render
+from web.services import Services
 
 
 def _refused(request: Request, rejected: Rejected) -> HTMLResponse:
@@ -68,7 +70,7 @@ class ConfirmSignupPages:
             prepared = await signup.confirm_signup_link(
                 self.services.database.session,
                 self.services.limiter,
-                client_of(request, self.services.config),
+                client_of(request, self.services),
                 secret_key=self.services.config.secret_key,
                 token=token,
             )

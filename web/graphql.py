@@ -27,13 +27,16 @@ from models.availability import is_unavailable
 from schema import ApiSchema, build_schema
 from schema.budget import MAX_OBJECTS
 from schema.compiled import Plan, Run, variables_of
-from schema.context import RequestContext, Services
+from schema.context import RequestContext
 from schema.documents import PersistedQueries
 from schema.errors import note_payload_errors
 from web import metrics, routes
+from web.cookies import RequestCaller
 from web.observe import note_operation
 from web.outage import retryable_error
 from web.playground import content_security_policy, playground_page, staff_sign_in_page
+from web.services import Services
+from web.signals import apply_caller_signals
 
 logger = logging.getLogger("privacy_api.graphql")
 
@@ -270,11 +273,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return result
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
-        context = RequestContext(request, response, self.services)
+        caller = RequestCaller(request, response, self.services)
+        context = RequestContext(request, response, self.services, caller)
         setattr(request.state, _CONTEXT, context)
         # Before the operation runs, whatever it asks for: committed on its own.
         try:
-            await context.apply_caller_signals()
+            await apply_caller_signals(context, caller, self.services)
         except Exception as error:
             if not is_unavailable(error):
                 raise

@@ -14,8 +14,8 @@ from starlette.responses import HTMLResponse
 from resolvers import parental
 from resolvers.errors import Rejected
 from resolvers.parental import LinkProblem, LinkUnusable, ParentalStatus
-from schema.context import Services
 from web.pages import render
+from web.services import Services
 
 GRANT = "grant"
 REFUSE = "refuse"

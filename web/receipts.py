@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from schema.context import Services
+from web.services import Services
 
 
 async def receipt_keys(request: Request) -> JSONResponse:

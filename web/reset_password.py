@@ -12,9 +12,10 @@ from starlette.responses import HTMLResponse
 
 from resolvers import password_reset
 from resolvers.errors import ErrorCode, Rejected
+from resolvers.prepared import carry_out
 from resolvers.validation import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from schema.context import Services, carry_out
 from web.pages import render
+from web.services import Services
 
 _NEW_PASSWORD = "new_password"  # noqa: S105 (a form field name)
 

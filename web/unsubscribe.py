@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse
 
 from resolvers import unsubscribe as use_cases
 from resolvers.errors import ErrorCode, Rejected
-from schema.context import Services
 from web.pages import render
+from web.services import Services
 
 
 def _not_valid(request: Request, rejected: Rejected) -> HTMLResponse:
