@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models import Database, Role
-from schema import Mutation, Query, _Schema
+from schema import ApiSchema, Mutation, Query
 from schema.account import LogoutPayload
 from schema.context import RequestContext
 from tests.helpers import gql, signed_up, staff_token
@@ -61,7 +61,7 @@ class TestEveryMutationRunsItsUseCase:
         self, app: object, database: Database
     ) -> None:
         services: Services = app.state.services  # type: ignore[attr-defined]
-        schema = _Schema(query=Query, mutation=ForgetfulMutation)
+        schema = ApiSchema(query=Query, mutation=ForgetfulMutation)
         context = _context(services)
         try:
             forgetful = await schema.execute(
