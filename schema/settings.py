@@ -79,8 +79,14 @@ SUSPENDED = (
 )
 
 
-@strawberry.type(description="One setting as the catalogue defines it.")
-class SettingDefinitionType:
+@strawberry.interface(
+    name="SettingDefinitionType",
+    description="Deprecated, to be removed on 2027-06-01: the former name of SettingDefinition, "
+    "kept so that fragments on it still match. Name SettingDefinition instead.",
+)
+class DeprecatedSettingDefinitionType:
+    """The fields of SettingDefinition, under the SDL name it had before (README "Deprecations")."""
+
     key: str = strawberry.field(
         description="The setting's key, as in consent history and the export."
     )
@@ -110,6 +116,9 @@ class SettingDefinitionType:
         description="The cookie category, for a cookie setting."
     )
 
+
+@strawberry.type(name="SettingDefinition", description="One setting as the catalogue defines it.")
+class SettingDefinitionType(DeprecatedSettingDefinitionType):
     @classmethod
     def from_domain(cls, setting: SettingDefinition) -> SettingDefinitionType:
         return cls(
@@ -197,11 +206,14 @@ class CookieConsent:
     )
 
 
-@strawberry.type(
-    description="One change of consent in the append-only ledger: who, what, from which value "
-    "to which, and under which policy.",
+@strawberry.interface(
+    name="ConsentEventType",
+    description="Deprecated, to be removed on 2027-06-01: the former name of ConsentEvent, kept "
+    "so that fragments on it still match. Name ConsentEvent instead.",
 )
-class ConsentEventType:
+class DeprecatedConsentEventType:
+    """The fields of ConsentEvent, under the SDL name it had before (README "Deprecations")."""
+
     id: strawberry.ID
     key: str = strawberry.field(description="A catalogue key, or `policy` for an acceptance.")
     old_value: str | None = strawberry.field(
@@ -227,6 +239,13 @@ class ConsentEventType:
         description="What the person's client said it was, as sent (truncated)."
     )
 
+
+@strawberry.type(
+    name="ConsentEvent",
+    description="One change of consent in the append-only ledger: who, what, from which value "
+    "to which, and under which policy.",
+)
+class ConsentEventType(DeprecatedConsentEventType):
     @classmethod
     def from_model(cls, event: ConsentEvent | VisitorConsentEvent) -> ConsentEventType:
         return cls(
