@@ -49,11 +49,9 @@ if TYPE_CHECKING:
     from schema.requests import PrivacyRequestType
 
 Info = strawberry.Info[RequestContext]
-RoleEnum = strawberry.enum(Role, name="Role", description="What an account may do.")
-MessageKindEnum = strawberry.enum(
-    NotificationKind, name="MessageKind", description="Why a message was sent."
-)
-MessageStatusEnum = strawberry.enum(
+strawberry.enum(Role, name="Role", description="What an account may do.")
+strawberry.enum(NotificationKind, name="MessageKind", description="Why a message was sent.")
+strawberry.enum(
     DeliveryStatus,
     name="MessageStatus",
     description="Where a message is: waiting (or between attempts), sent, given up on, or not "
@@ -82,11 +80,11 @@ class ProfileChangeType:
     name="Message", description="A message sent (or waiting to be sent) to the person."
 )
 class MessageType:
-    kind: MessageKindEnum  # type: ignore[valid-type]
+    kind: NotificationKind
     subject: str
     created_at: datetime
     sent_at: datetime | None = strawberry.field(description="Null while it waits in the outbox.")
-    status: MessageStatusEnum  # type: ignore[valid-type]
+    status: DeliveryStatus
 
     @classmethod
     def from_model(cls, model: Notification) -> MessageType:
@@ -105,7 +103,7 @@ class MessageType:
     "never who they are.",
 )
 class StaffAccessType:
-    role: RoleEnum | None = strawberry.field(  # type: ignore[valid-type]
+    role: Role | None = strawberry.field(
         description="Null once the staff account no longer exists."
     )
     action: str = strawberry.field(
@@ -165,7 +163,7 @@ class AccountType(AccountSettingsFields, Node):
         description="Below the age of digital consent where the person lives (country, and for "
         "the US the state; the strictest state's age when none is given)."
     )
-    role: RoleEnum = strawberry.field(  # type: ignore[valid-type]
+    role: Role = strawberry.field(
         description="What the account may do: a person, support staff or a privacy officer."
     )
     locale: str | None = strawberry.field(

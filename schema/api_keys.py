@@ -16,7 +16,7 @@ from schema.ids import parse_id
 from schema.mutations import mutate
 
 Info = strawberry.Info[RequestContext]
-ApiScopeEnum = strawberry.enum(
+strawberry.enum(
     ApiScope,
     name="ApiScope",
     description="What an API key may call: CONSENT_READ (`consent:read`) consentStatus, "
@@ -33,9 +33,7 @@ class ApiKeyType:
         description="The key's first characters, to tell keys apart; the key itself is never "
         "shown again after it was made."
     )
-    scopes: list[ApiScopeEnum] = strawberry.field(  # type: ignore[valid-type]
-        description="What the key may read."
-    )
+    scopes: list[ApiScope] = strawberry.field(description="What the key may read.")
     created_at: datetime
     created_by: strawberry.ID = strawberry.field(description="The privacy officer who made it.")
     revoked_at: datetime | None = strawberry.field(
@@ -73,7 +71,7 @@ def _shown(info: Info, model: ApiKey) -> ApiKeyType:
 @strawberry.input(description="A new key for a machine client, and why it is needed.")
 class CreateApiKeyInput:
     name: str = strawberry.field(description="Which client will use it, such as `mailer`.")
-    scopes: list[ApiScopeEnum] = strawberry.field(  # type: ignore[valid-type]
+    scopes: list[ApiScope] = strawberry.field(
         description="What it may read: only what the client needs."
     )
     reason: str = strawberry.field(description=REASON)

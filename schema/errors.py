@@ -77,12 +77,12 @@ ERROR_CODES: dict[ErrorCode, str] = {
     ),
 }
 
-ErrorCodeEnum = strawberry.enum(
+strawberry.enum(
     ErrorCode, name="ErrorCode", description="What went wrong, for the frontend to switch on."
 )
 # Strawberry reads a value's description from the enum member itself; the domain's enum holds
 # plain strings, so the descriptions are set on strawberry's definition of it.
-for _value in ErrorCodeEnum.__strawberry_definition__.values:  # type: ignore[attr-defined]
+for _value in ErrorCode.__strawberry_definition__.values:  # type: ignore[attr-defined]
     _value.description = ERROR_CODES.get(ErrorCode(_value.value))
 
 
@@ -90,7 +90,7 @@ for _value in ErrorCodeEnum.__strawberry_definition__.values:  # type: ignore[at
 class UserErrorType:
     field: str | None = strawberry.field(description="The input field at fault, if one is.")
     message: str
-    code: ErrorCodeEnum = strawberry.field(  # type: ignore[valid-type]
+    code: ErrorCode = strawberry.field(
         description="What went wrong, for the frontend to switch on."
     )
     retry_after: int | None = strawberry.field(

@@ -14,7 +14,7 @@ from schema.errors import UserErrorType
 from schema.mutations import mutate_prepared
 
 Info = strawberry.Info[RequestContext]
-ParentalStatusEnum = strawberry.enum(
+strawberry.enum(
     ParentalStatus,
     name="ParentalConsentStatus",
     description="Where a parent's consent to one setting stands. LAPSED: granted, but the "
@@ -30,7 +30,7 @@ ParentalStatusEnum = strawberry.enum(
 )
 class ParentalConsentType:
     key: str = strawberry.field(description="The setting's catalogue key.")
-    status: ParentalStatusEnum  # type: ignore[valid-type]
+    status: ParentalStatus
     requested_at: datetime = strawberry.field(description="When the minor asked.")
     decide_by: datetime = strawberry.field(description="The parent can answer until then.")
     decided_at: datetime | None = strawberry.field(description="When the parent answered.")

@@ -25,13 +25,9 @@ from schema.mutations import mutate, mutate_prepared
 from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
-RequestKindEnum = strawberry.enum(
-    RequestKind, name="RequestKind", description="What a privacy request asks for."
-)
-RequestStatusEnum = strawberry.enum(
-    RequestStatus, name="RequestStatus", description="Where a privacy request stands."
-)
-ChildReportDecisionEnum = strawberry.enum(
+strawberry.enum(RequestKind, name="RequestKind", description="What a privacy request asks for.")
+strawberry.enum(RequestStatus, name="RequestStatus", description="Where a privacy request stands.")
+strawberry.enum(
     ChildReportDecision,
     name="ChildReportDecision",
     description="CLEAR: not a child's account, restrictions lifted. DELETE: a child's "
@@ -62,8 +58,8 @@ DueWithinDays = Annotated[
 )
 class PrivacyRequestType(Node):
     id: strawberry.ID
-    kind: RequestKindEnum  # type: ignore[valid-type]
-    status: RequestStatusEnum  # type: ignore[valid-type]
+    kind: RequestKind
+    status: RequestStatus
     subject: str | None
     details: str | None
     created_at: datetime
@@ -215,7 +211,7 @@ class ChildReportInput:
 @strawberry.input(description="Close a privacy request with an answer to the person.")
 class ProcessRequestInput:
     id: strawberry.ID
-    status: RequestStatusEnum  # type: ignore[valid-type]
+    status: RequestStatus
     resolution: str = strawberry.field(description="The answer the person is told.")
     reason: str
 
@@ -267,7 +263,7 @@ class AccountCorrectionPayload:
 @strawberry.input(description="The decision on a report that an account belongs to a child.")
 class ChildReportReviewInput:
     request_id: strawberry.ID = strawberry.field(description="The child report being decided.")
-    decision: ChildReportDecisionEnum = strawberry.field(  # type: ignore[valid-type]
+    decision: ChildReportDecision = strawberry.field(
         description="Lift the restriction, or erase the child's account."
     )
     reason: str
@@ -377,8 +373,8 @@ class RequestsQuery:
         self,
         info: Info,
         reason: Reason,
-        status: RequestStatusEnum | None = None,  # type: ignore[valid-type]
-        kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
+        status: RequestStatus | None = None,
+        kind: RequestKind | None = None,
         overdue: Overdue = None,
         due_within_days: DueWithinDays = None,
         first: int = 50,
@@ -394,8 +390,8 @@ class RequestsQuery:
         self,
         info: Info,
         reason: Reason,
-        status: RequestStatusEnum | None = None,  # type: ignore[valid-type]
-        kind: RequestKindEnum | None = None,  # type: ignore[valid-type]
+        status: RequestStatus | None = None,
+        kind: RequestKind | None = None,
         overdue: Overdue = None,
         due_within_days: DueWithinDays = None,
         first: int = 50,

@@ -8,16 +8,16 @@ from typing import Annotated
 import strawberry
 
 from auth.permissions import CanReadConsent, CanReadSuppressions
-from models import ConsentEvent
+from models import ConsentEvent, Source
 from resolvers import catalogue, sender
+from resolvers.catalogue import Channel, Topic
 from resolvers.sender import Block
 from schema.context import RequestContext
 from schema.ids import parse_id
 from schema.pages import Before, Connection, Last, connection
-from schema.settings import ChannelEnum, SourceEnum, TopicEnum
 
 Info = strawberry.Info[RequestContext]
-ConsentBlockEnum = strawberry.enum(
+strawberry.enum(
     Block,
     name="ConsentBlock",
     description="Why something may not be done for an account now, the first that applies: "
@@ -34,9 +34,7 @@ ConsentBlockEnum = strawberry.enum(
 class ConsentDecisionType:
     key: str = strawberry.field(description="The catalogue key asked about.")
     allowed: bool = strawberry.field(description="Whether it may be done for the account now.")
-    blocked_by: ConsentBlockEnum | None = strawberry.field(  # type: ignore[valid-type]
-        description="Why not, when not allowed."
-    )
+    blocked_by: Block | None = strawberry.field(description="Why not, when not allowed.")
 
 
 @strawberry.type(
@@ -70,9 +68,9 @@ class SuppressionType:
     key: str = strawberry.field(
         description="The catalogue key, such as communication.email.marketing."
     )
-    channel: ChannelEnum  # type: ignore[valid-type]
-    topic: TopicEnum  # type: ignore[valid-type]
-    source: SourceEnum = strawberry.field(  # type: ignore[valid-type]
+    channel: Channel
+    topic: Topic
+    source: Source = strawberry.field(
         description="Through what it was switched off (LINK for an unsubscribe link, AGE_RULES "
         "for the protection of a minor, ...)."
     )
@@ -81,6 +79,7 @@ class SuppressionType:
     @classmethod
     def from_model(cls, event: ConsentEvent) -> SuppressionType:
         setting = catalogue.BY_KEY[event.key]
+        assert setting.channel is not None and setting.topic is not None, "a marketing message"
         return cls(
             account_id=strawberry.ID(str(event.account_id)),
             key=event.key,

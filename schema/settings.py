@@ -36,39 +36,36 @@ from schema.pages import Before, Last, PageInfo, checked, load_page, page_info, 
 if TYPE_CHECKING:
     from schema.account import AccountType
 
-ChannelEnum = strawberry.enum(
-    Channel, name="Channel", description="How a message reaches the person."
-)
-TopicEnum = strawberry.enum(Topic, name="Topic", description="What a message is about.")
-PurposeEnum = strawberry.enum(
+# strawberry.enum registers the domain's enum class itself, so fields are annotated with it.
+strawberry.enum(Channel, name="Channel", description="How a message reaches the person.")
+strawberry.enum(Topic, name="Topic", description="What a message is about.")
+strawberry.enum(
     Purpose,
     name="Purpose",
     description="What shared data is used for. THIRD_PARTY_MARKETING (sharing with partners for "
     "their marketing) was withdrawn: we do not sell, trade or rent personal information.",
 )
-AudienceEnum = strawberry.enum(Audience, name="Audience", description="Who may see something.")
-CookieCategoryEnum = strawberry.enum(
+strawberry.enum(Audience, name="Audience", description="Who may see something.")
+strawberry.enum(
     CookieCategory, name="CookieCategory", description="A kind of cookie, consented to as a group."
 )
-SettingGroupEnum = strawberry.enum(
+strawberry.enum(
     SettingGroup,
     name="SettingGroup",
     description="The part of the privacy settings a setting belongs to.",
 )
-SettingKindEnum = strawberry.enum(
+strawberry.enum(
     SettingKind,
     name="SettingKind",
     description="Whether a setting is on/off or a choice of audience.",
 )
-LegalBasisEnum = strawberry.enum(
+strawberry.enum(
     LegalBasis,
     name="LegalBasis",
     description="Why the platform may process data for a setting (GDPR Art. 6).",
 )
-ConsentActorEnum = strawberry.enum(
-    ConsentActor, name="ConsentActor", description="Who made a change of consent."
-)
-SourceEnum = strawberry.enum(
+strawberry.enum(ConsentActor, name="ConsentActor", description="Who made a change of consent.")
+strawberry.enum(
     Source, name="ConsentSource", description="Through what a change of consent arrived."
 )
 
@@ -90,12 +87,10 @@ class DeprecatedSettingDefinitionType:
     key: str = strawberry.field(
         description="The setting's key, as in consent history and the export."
     )
-    group: SettingGroupEnum = strawberry.field(  # type: ignore[valid-type]
-        description="The part of the settings it belongs to."
-    )
-    kind: SettingKindEnum  # type: ignore[valid-type]
+    group: SettingGroup = strawberry.field(description="The part of the settings it belongs to.")
+    kind: SettingKind
     default_value: str = strawberry.field(description="`true`/`false`, or an Audience name.")
-    legal_basis: LegalBasisEnum = strawberry.field(  # type: ignore[valid-type]
+    legal_basis: LegalBasis = strawberry.field(
         description="Why it may be processed; consent-based settings start off."
     )
     locked: bool = strawberry.field(description="Cannot be changed by anyone.")
@@ -109,10 +104,10 @@ class DeprecatedSettingDefinitionType:
         description="Only with a phone number on the account (SMS)."
     )
     description: str = strawberry.field(description="What the setting does, in plain words.")
-    channel: ChannelEnum | None  # type: ignore[valid-type]
-    topic: TopicEnum | None  # type: ignore[valid-type]
-    purpose: PurposeEnum | None  # type: ignore[valid-type]
-    cookie_category: CookieCategoryEnum | None = strawberry.field(  # type: ignore[valid-type]
+    channel: Channel | None
+    topic: Topic | None
+    purpose: Purpose | None
+    cookie_category: CookieCategory | None = strawberry.field(
         description="The cookie category, for a cookie setting."
     )
 
@@ -141,8 +136,8 @@ class SettingDefinitionType(DeprecatedSettingDefinitionType):
 
 @strawberry.type(description="Whether messages of one topic may be sent on one channel.")
 class CommunicationPreference:
-    channel: ChannelEnum  # type: ignore[valid-type]
-    topic: TopicEnum  # type: ignore[valid-type]
+    channel: Channel
+    topic: Topic
     enabled: bool = strawberry.field(
         description="Whether messages may be sent: false while `suspended`, whatever was chosen."
     )
@@ -152,10 +147,28 @@ class CommunicationPreference:
     )
     suspended: bool = strawberry.field(description=SUSPENDED)
 
+    @classmethod
+    def of(
+        cls,
+        setting: SettingDefinition,
+        current: use_cases.CurrentValue,
+        processing_suspended: bool,
+    ) -> CommunicationPreference:
+        assert setting.channel is not None and setting.topic is not None, "a communication setting"
+        now = erasure.effective(processing_suspended, setting, current.value)
+        return cls(
+            channel=setting.channel,
+            topic=setting.topic,
+            enabled=now.enabled,
+            locked=setting.locked,
+            updated_at=current.updated_at,
+            suspended=now.suspended,
+        )
+
 
 @strawberry.type(description="Whether the person's data may be used for one purpose.")
 class DataSharingSetting:
-    purpose: PurposeEnum  # type: ignore[valid-type]
+    purpose: Purpose
     enabled: bool = strawberry.field(
         description="Whether data may be used for it: false while `suspended`."
     )
@@ -163,15 +176,32 @@ class DataSharingSetting:
     updated_at: datetime | None
     suspended: bool = strawberry.field(description=SUSPENDED)
 
+    @classmethod
+    def of(
+        cls,
+        setting: SettingDefinition,
+        current: use_cases.CurrentValue,
+        processing_suspended: bool,
+    ) -> DataSharingSetting:
+        assert setting.purpose is not None, "a data sharing setting"
+        now = erasure.effective(processing_suspended, setting, current.value)
+        return cls(
+            purpose=setting.purpose,
+            enabled=now.enabled,
+            description=setting.description,
+            updated_at=current.updated_at,
+            suspended=now.suspended,
+        )
+
 
 @strawberry.type(
     description="Who may see the profile and each contact field, and whether search engines "
     "may index it.",
 )
 class VisibilitySettings:
-    profile: AudienceEnum = strawberry.field(description="Who may see the profile at all.")  # type: ignore[valid-type]
-    email: AudienceEnum  # type: ignore[valid-type]
-    phone: AudienceEnum = strawberry.field(description="Who may see the phone number.")  # type: ignore[valid-type]
+    profile: Audience = strawberry.field(description="Who may see the profile at all.")
+    email: Audience
+    phone: Audience = strawberry.field(description="Who may see the phone number.")
     search_engine_indexing: bool = strawberry.field(
         description="Whether search engines may index the public profile."
     )
@@ -200,7 +230,7 @@ class CookieConsent:
         "there is no conflict."
     )
     updated_at: datetime | None
-    suspended: list[CookieCategoryEnum] = strawberry.field(  # type: ignore[valid-type]
+    suspended: list[CookieCategory] = strawberry.field(
         description="Categories chosen on but read as off while a deletion is pending; they "
         "come back if it is cancelled."
     )
@@ -221,8 +251,8 @@ class DeprecatedConsentEventType:
         "for the first."
     )
     new_value: str = strawberry.field(description="The value after the change.")
-    actor: ConsentActorEnum = strawberry.field(description="Who made the change.")  # type: ignore[valid-type]
-    source: SourceEnum = strawberry.field(description="Through what the change arrived.")  # type: ignore[valid-type]
+    actor: ConsentActor = strawberry.field(description="Who made the change.")
+    source: Source = strawberry.field(description="Through what the change arrived.")
     policy_version: str = strawberry.field(description="The version in force at the time.")
     accepted_policy_version: str | None = strawberry.field(
         description="The version the person had accepted at the time (older than the one in "
@@ -309,31 +339,16 @@ class AccountSettingsFields:
     async def communication_preferences(self, info: Info) -> list[CommunicationPreference]:
         settings = await info.context.settings_of(self._model_id)
         return [
-            CommunicationPreference(
-                channel=s.channel,
-                topic=s.topic,
-                enabled=now.enabled,
-                locked=s.locked,
-                updated_at=current.updated_at,
-                suspended=now.suspended,
-            )
+            CommunicationPreference.of(s, current, self._processing_suspended)
             for s, current in _values(settings, SettingGroup.COMMUNICATION)
-            for now in [erasure.effective(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field(description="Every use of the person's data, with whether it is allowed.")
     async def data_sharing(self, info: Info) -> list[DataSharingSetting]:
         settings = await info.context.settings_of(self._model_id)
         return [
-            DataSharingSetting(
-                purpose=s.purpose,
-                enabled=now.enabled,
-                description=s.description,
-                updated_at=current.updated_at,
-                suspended=now.suspended,
-            )
+            DataSharingSetting.of(s, current, self._processing_suspended)
             for s, current in _values(settings, SettingGroup.DATA_SHARING)
-            for now in [erasure.effective(self._processing_suspended, s, current.value)]
         ]
 
     @strawberry.field(description="Who may see the profile and each contact field.")
@@ -343,10 +358,15 @@ class AccountSettingsFields:
         def value(field: VisibilityField) -> catalogue.Value:
             return settings[catalogue.visibility(field).key].value
 
+        def audience(field: VisibilityField) -> Audience:
+            chosen = value(field)
+            assert isinstance(chosen, Audience), "an AUDIENCE setting holds an Audience"
+            return chosen
+
         return VisibilitySettings(
-            profile=value(VisibilityField.PROFILE),
-            email=value(VisibilityField.EMAIL),
-            phone=value(VisibilityField.PHONE),
+            profile=audience(VisibilityField.PROFILE),
+            email=audience(VisibilityField.EMAIL),
+            phone=audience(VisibilityField.PHONE),
             search_engine_indexing=value(VisibilityField.SEARCH_ENGINE_INDEXING) is True,
         )
 
@@ -408,7 +428,11 @@ def cookie_consent_of(
 ) -> CookieConsent:
     """The cookie choices of an account or a visitor, as the API shows them."""
     values = _values(settings, SettingGroup.COOKIES)
-    cookies = {s.cookie: erasure.effective(processing_suspended, s, c.value) for s, c in values}
+    cookies = {
+        category: erasure.effective(processing_suspended, s, settings[s.key].value)
+        for category in CookieCategory
+        for s in [catalogue.cookie(category)]
+    }
     changed = [current.updated_at for _, current in values if current.updated_at is not None]
     conflicts = [
         s.key for s in catalogue.GPC_OPT_OUTS if settings[s.key].gpc_conflict_at is not None
@@ -452,8 +476,8 @@ class SettingsPayload:
 
 @strawberry.input(description="Turn one topic on one channel on or off.")
 class CommunicationPreferenceInput:
-    channel: ChannelEnum  # type: ignore[valid-type]
-    topic: TopicEnum  # type: ignore[valid-type]
+    channel: Channel
+    topic: Topic
     enabled: bool
     idempotency_key: str | None = strawberry.field(
         default=None, description="Send the same key when retrying; the change is made once."
@@ -464,8 +488,8 @@ class CommunicationPreferenceInput:
     description="One channel and topic and whether it should be on, in a change of several.",
 )
 class CommunicationChange:
-    channel: ChannelEnum  # type: ignore[valid-type]
-    topic: TopicEnum  # type: ignore[valid-type]
+    channel: Channel
+    topic: Topic
     enabled: bool
 
 
@@ -481,7 +505,7 @@ class CommunicationPreferencesInput:
 
 @strawberry.input(description="Allow or stop one use of the person's data.")
 class DataSharingInput:
-    purpose: PurposeEnum  # type: ignore[valid-type]
+    purpose: Purpose
     enabled: bool
     idempotency_key: str | None = strawberry.field(
         default=None, description="Send the same key when retrying; the change is made once."
@@ -490,11 +514,11 @@ class DataSharingInput:
 
 @strawberry.input(description="Fields left out stay as they are.")
 class VisibilityInput:
-    profile: AudienceEnum | None = strawberry.field(  # type: ignore[valid-type]
+    profile: Audience | None = strawberry.field(
         default=None, description="Who may see the profile at all."
     )
-    email: AudienceEnum | None = None  # type: ignore[valid-type]
-    phone: AudienceEnum | None = strawberry.field(  # type: ignore[valid-type]
+    email: Audience | None = None
+    phone: Audience | None = strawberry.field(
         default=None, description="Who may see the phone number."
     )
     search_engine_indexing: bool | None = strawberry.field(

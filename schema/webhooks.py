@@ -24,13 +24,13 @@ from schema.pages import Before, Connection, Last, connection
 Info = strawberry.Info[RequestContext]
 T = TypeVar("T")
 P = TypeVar("P")
-WebhookEventTypeEnum = strawberry.enum(
+strawberry.enum(
     WebhookEventType,
     name="WebhookEventType",
     description="What a webhook endpoint can hear of; the payload's `type` is the value, such as "
     "consent.changed.",
 )
-DeliveryStatusEnum = strawberry.enum(
+strawberry.enum(
     WebhookDeliveryStatus,
     name="WebhookDeliveryStatus",
     description="PENDING: waiting for its next attempt; DELIVERED: the endpoint answered 2xx.",
@@ -43,10 +43,8 @@ class WebhookDeliveryType:
     message_id: str = strawberry.field(
         description="The webhook-id header: the same for every retry and replay of the event."
     )
-    event_type: WebhookEventTypeEnum = strawberry.field(  # type: ignore[valid-type]
-        description="The event's `type`."
-    )
-    status: DeliveryStatusEnum  # type: ignore[valid-type]
+    event_type: WebhookEventType = strawberry.field(description="The event's `type`.")
+    status: WebhookDeliveryStatus
     attempts: int = strawberry.field(description="How many times it was sent so far.")
     next_attempt_at: datetime = strawberry.field(description="When a pending one is tried next.")
     last_attempt_at: datetime | None = strawberry.field(description="When it was last sent.")
@@ -80,9 +78,7 @@ class WebhookType:
     id: strawberry.ID
     url: str = strawberry.field(description="Where events are POSTed.")
     description: str = strawberry.field(description="What it is for, as its officer wrote.")
-    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
-        description="The event types it receives."
-    )
+    events: list[WebhookEventType] = strawberry.field(description="The event types it receives.")
     created_at: datetime
     failing_since: datetime | None = strawberry.field(
         description="Since when every delivery has failed; disabled once this lasts too long."
@@ -118,7 +114,7 @@ class CreateWebhookInput:
     url: str = strawberry.field(
         description="https:// and a public host; checked again before every delivery."
     )
-    events: list[WebhookEventTypeEnum] = strawberry.field(  # type: ignore[valid-type]
+    events: list[WebhookEventType] = strawberry.field(
         description="The event types to send it (at least one)."
     )
     description: str = strawberry.field(
@@ -187,7 +183,7 @@ class WebhooksQuery:
         self,
         info: Info,
         webhook_id: strawberry.ID,
-        status: DeliveryStatusEnum | None = None,  # type: ignore[valid-type]
+        status: WebhookDeliveryStatus | None = None,
         first: int = 50,
         after: str | None = None,
         last: Last = None,

@@ -21,7 +21,7 @@ from tests.helpers import events, gql, signed_up
 
 BUILT_IN = {"String", "Int", "Float", "Boolean", "ID"}
 # Type names ending in "Type" that stay. WebhookEventType lists the types of webhook event: "event
-# type" is the domain's word (the `type` of a delivered event), not a suffix meaning "GraphQL type".
+# type" is the domain's word (a delivery's `type`), not a suffix that says "a GraphQL type".
 TYPE_IN_THE_NAME = {"WebhookEventType"}
 # The former names of ConsentEvent and SettingDefinition, interfaces they implement so that
 # fragments on the old names still match until the removal date (README "Deprecations").
