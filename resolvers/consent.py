@@ -1,8 +1,10 @@
 """The consent ledger: the one place events are written, read back and verified.
 
 Every change of a setting or of the accepted policy is appended here in the same transaction as
-the change itself. Each account has its own chain: event n stores the hash of event n-1 and a hash
-over its own fields, so an edited, removed or reordered event breaks the chain.
+the change itself (accepting a policy is written here too: `accept_policy`, as the ledger reads
+the version in force from resolvers.policy). Each account has its own chain: event n stores the
+hash of event n-1 and a hash over its own fields, so an edited, removed or reordered event breaks
+the chain.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from auth.actor import Actor
 from models import (
     Account,
     AccountSetting,
@@ -43,8 +46,9 @@ from models import (
     utcnow,
 )
 from resolvers import catalogue, webhooks
+from resolvers.errors import Rejected
 from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
-from resolvers.policy import newest_version
+from resolvers.policy import acceptance_error, newest_version
 
 POLICY_KEY = "policy"
 
@@ -495,3 +499,24 @@ async def disagreeing_settings(session: AsyncSession, *, limit: int) -> list[Dis
         .limit(limit)
     )
     return [Disagreement(*row) for row in await session.execute(query)]
+
+
+async def accept_policy(
+    session: AsyncSession, actor: Actor, provenance: Provenance, *, version: str
+) -> Account:
+    """Record that the person accepted the current version, as a ledger event (key `policy`).
+
+    Only the current version can be accepted; accepting it again changes nothing.
+    """
+    async with open_ledger(session, actor.account_id, provenance) as ledger:
+        outdated = acceptance_error(version, ledger.policy_version, "version")
+        if outdated is not None:
+            raise Rejected(outdated)
+        # Read under the ledger's lock: another device may have just accepted.
+        account = await session.get_one(Account, actor.account_id, populate_existing=True)
+        if account.accepted_policy_version != version:
+            ledger.append(POLICY_KEY, account.accepted_policy_version, version)
+            account.accepted_policy_version = version
+            account.policy_accepted_at = ledger.now
+    await session.flush()
+    return account

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -19,9 +18,6 @@ from models import Account, NotificationKind, PolicyVersion, Role, utcnow
 from resolvers import notifications, webhooks
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected, UserError
-
-if TYPE_CHECKING:
-    from resolvers.consent import Provenance
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 SUMMARY_MAX_LENGTH = 5000
@@ -92,30 +88,6 @@ async def policy_status(session: AsyncSession, accepted_version: str | None) -> 
         current_version=row[0],
         acceptance_required=accepted_version is None or bool(row[1]),
     )
-
-
-async def accept_policy(
-    session: AsyncSession, actor: Actor, provenance: Provenance, *, version: str
-) -> Account:
-    """Record that the person accepted the current version, as a ledger event (key `policy`).
-
-    Only the current version can be accepted; accepting it again changes nothing.
-    """
-    # consent imports this module for the policy in force, so it is imported here, when needed.
-    from resolvers.consent import POLICY_KEY, open_ledger
-
-    async with open_ledger(session, actor.account_id, provenance) as ledger:
-        outdated = acceptance_error(version, ledger.policy_version, "version")
-        if outdated is not None:
-            raise Rejected(outdated)
-        # Read under the ledger's lock: another device may have just accepted.
-        account = await session.get_one(Account, actor.account_id, populate_existing=True)
-        if account.accepted_policy_version != version:
-            ledger.append(POLICY_KEY, account.accepted_policy_version, version)
-            account.accepted_policy_version = version
-            account.policy_accepted_at = ledger.now
-    await session.flush()
-    return account
 
 
 def _publish_errors(version: str, summary: str) -> list[UserError]:

@@ -41,7 +41,8 @@ from schema.policy import PolicyMutation, PolicyQuery
 from schema.profile import ProfileMutation
 from schema.requests import RequestsMutation, RequestsQuery
 from schema.sender import SenderQuery
-from schema.settings import SettingsMutation, SettingsQuery
+from schema.settings import SettingsQuery
+from schema.settings_changes import SettingsMutation
 from schema.visitors import VisitorMutation, VisitorQuery
 from schema.webhooks import WebhooksMutation, WebhooksQuery
 

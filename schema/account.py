@@ -1,14 +1,16 @@
-"""Accounts, sign-up, sign-in and sessions."""
+"""Accounts, sign-up, sign-in and sessions, and the Account with all it shows: its deletion, its
+policy acceptance, its privacy requests (which point back to it) and, from schema.settings, its
+settings. The domain modules whose mutations answer with the Account import this one."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Any
 
 import strawberry
 
-from auth.permissions import IsAuthenticated, signed_out_error
+from auth.permissions import IsAuthenticated, IsPrivacyOfficer, signed_out_error
 from models import Account as AccountModel
 from models import (
     AuthSession,
@@ -16,10 +18,13 @@ from models import (
     Notification,
     NotificationKind,
     ProfileChange,
+    RequestKind,
+    RequestStatus,
     Role,
     utcnow,
 )
-from resolvers import access, parental, password_reset, requests
+from models import PrivacyRequest as PrivacyRequestModel
+from resolvers import access, parental, password_reset, policy, requests
 from resolvers import account as accounts
 from resolvers import signup as signups
 from resolvers.age import is_minor, today_everywhere
@@ -28,10 +33,9 @@ from resolvers.errors import ErrorCode
 from resolvers.pages import page_request
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
-from schema.erasure import AccountDeletion
 from schema.errors import UserErrorType
 from schema.ids import Node, parse_id
-from schema.mutations import mutate
+from schema.mutations import mutate, run_prepared
 from schema.pages import (
     Before,
     Connection,
@@ -42,11 +46,7 @@ from schema.pages import (
     load_page,
 )
 from schema.parental import ParentalConsentType
-from schema.policy import AccountPolicy, account_policy
 from schema.settings import AccountSettingsFields
-
-if TYPE_CHECKING:
-    from schema.requests import PrivacyRequestType
 
 Info = strawberry.Info[RequestContext]
 strawberry.enum(Role, name="Role", description="What an account may do.")
@@ -57,6 +57,9 @@ strawberry.enum(
     description="Where a message is: waiting (or between attempts), sent, given up on, or not "
     "sent because its topic was switched off before it went.",
 )
+
+strawberry.enum(RequestKind, name="RequestKind", description="What a privacy request asks for.")
+strawberry.enum(RequestStatus, name="RequestStatus", description="Where a privacy request stands.")
 
 
 @strawberry.type(
@@ -146,6 +149,46 @@ class SessionType(Node):
         )
 
 
+@strawberry.type(description="The account is scheduled for deletion.")
+class AccountDeletion:
+    requested_at: datetime = strawberry.field(description="When the deletion was asked for.")
+    due_at: datetime = strawberry.field(
+        description="When the account is erased. Until then, `cancelAccountDeletion` keeps it."
+    )
+
+    @classmethod
+    def of(cls, account: AccountModel) -> AccountDeletion | None:
+        if account.deletion_requested_at is None or account.deletion_due_at is None:
+            return None
+        return cls(requested_at=account.deletion_requested_at, due_at=account.deletion_due_at)
+
+
+@strawberry.type(description="Which version of the privacy policy a person has accepted.")
+class AccountPolicy:
+    accepted_version: str | None = strawberry.field(
+        description="The version the person accepted; null if none."
+    )
+    current_version: str = strawberry.field(description="The version in force.")
+    acceptance_required: bool = strawberry.field(
+        description=(
+            "A material version newer than the accepted one has been published: show "
+            "`currentPolicy` and ask for `acceptPolicy`. Updates that are not material never "
+            "set this."
+        )
+    )
+
+
+async def account_policy(root: Any, info: Info) -> AccountPolicy:
+    """`Account.policy`: the root is the Account being resolved."""
+    async with info.context.reading() as session:
+        status = await policy.policy_status(session, root.accepted_policy_version)
+    return AccountPolicy(
+        accepted_version=status.accepted_version,
+        current_version=status.current_version,
+        acceptance_required=status.acceptance_required,
+    )
+
+
 @strawberry.type(name="Account", description="A person's account as they themself see it.")
 class AccountType(AccountSettingsFields, Node):
     id: strawberry.ID
@@ -220,11 +263,7 @@ class AccountType(AccountSettingsFields, Node):
         description="Requests the person made (exports, deletion, complaints), newest first. "
         "The first page only: privacyRequestsConnection pages on."
     )
-    async def privacy_requests(
-        self, info: Info, first: int = 50
-    ) -> list[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
-        from schema.requests import PrivacyRequestType
-
+    async def privacy_requests(self, info: Info, first: int = 50) -> list[PrivacyRequestType]:
         rows = await first_rows(
             info.context, requests.requests_by_author, self._model_id, first, requests.BY_AUTHOR
         )
@@ -238,9 +277,7 @@ class AccountType(AccountSettingsFields, Node):
         after: str | None = None,
         last: Last = None,
         before: Before = None,
-    ) -> Connection[Annotated[PrivacyRequestType, strawberry.lazy("schema.requests")]]:
-        from schema.requests import PrivacyRequestType
-
+    ) -> Connection[PrivacyRequestType]:
         page = checked(
             lambda: page_request(first, after, requests.BY_AUTHOR, last=last, before=before)
         )
@@ -311,6 +348,67 @@ class AccountType(AccountSettingsFields, Node):
         async with info.context.reading() as session:
             views = await parental.parental_consents(session, account)
         return [ParentalConsentType.from_view(view) for view in views]
+
+
+@strawberry.type(
+    name="PrivacyRequest",
+    description="A request to the privacy team (complaint, correction, child report, ...) "
+    "with its due date and answer.",
+)
+class PrivacyRequestType(Node):
+    id: strawberry.ID
+    kind: RequestKind
+    status: RequestStatus
+    subject: str | None
+    details: str | None
+    created_at: datetime
+    due_at: datetime = strawberry.field(
+        description="When it must be answered by: one calendar month after it was made, plus "
+        "any extension."
+    )
+    extended_months: int = strawberry.field(
+        description="By how many months a privacy officer extended the deadline (at most 2)."
+    )
+    extension_reason: str | None = strawberry.field(description="Why it was extended.")
+    handled_at: datetime | None = strawberry.field(
+        description="When staff closed it; null while open."
+    )
+    resolution: str | None = strawberry.field(
+        description="The answer given to the person when it was closed."
+    )
+    _account_id: strawberry.Private[uuid.UUID | None]
+    _contact_email: strawberry.Private[str | None]
+
+    @classmethod
+    def from_model(cls, model: PrivacyRequestModel) -> PrivacyRequestType:
+        return cls(
+            id=strawberry.ID(str(model.id)),
+            kind=model.kind,
+            status=model.status,
+            subject=model.subject,
+            details=model.details,
+            created_at=model.created_at,
+            due_at=model.due_at,
+            extended_months=model.extended_months,
+            extension_reason=model.extension_reason,
+            handled_at=model.handled_at,
+            resolution=model.resolution,
+            _account_id=model.account_id,
+            _contact_email=model.contact_email,
+        )
+
+    @strawberry.field(
+        permission_classes=[IsPrivacyOfficer], description="Whom it is about. Staff only."
+    )
+    async def account(self, info: Info) -> AccountType | None:
+        if self._account_id is None:
+            return None
+        model = await info.context.account_loader.load(self._account_id)
+        return AccountType.from_model(model) if model else None
+
+    @strawberry.field(permission_classes=[IsPrivacyOfficer], description="Staff only.")
+    def contact_email(self) -> str | None:
+        return self._contact_email
 
 
 async def _current_session(info: Info) -> uuid.UUID | None:
@@ -474,7 +572,8 @@ class AccountMutation:
     )
     async def signup(self, info: Info, input: SignupInput) -> SignupPayload:
         context = info.context
-        started, errors = await context.attempt_prepared(
+        started, errors = await run_prepared(
+            context,
             lambda reads: signups.start_signup(
                 reads,
                 context.services.limiter,
@@ -490,7 +589,7 @@ class AccountMutation:
                 confirmation_link=context.services.links.confirm_signup,
                 secret_key=context.services.config.secret_key,
                 phone=input.phone,
-            )
+            ),
         )
         if any(error.code is ErrorCode.AGE_RESTRICTED for error in errors):
             context.caller.remember_age_refusal()
@@ -502,7 +601,8 @@ class AccountMutation:
     )
     async def confirm_signup(self, info: Info, input: ConfirmSignupInput) -> AuthPayload:
         context = info.context
-        signed, errors = await context.attempt_prepared(
+        signed, errors = await run_prepared(
+            context,
             lambda reads: signups.confirm_signup(
                 reads,
                 context.services.limiter,
@@ -511,7 +611,7 @@ class AccountMutation:
                 token=input.token,
                 email=input.email,
                 code=input.code,
-            )
+            ),
         )
         return _signed_in(info, signed, errors)
 
@@ -523,13 +623,14 @@ class AccountMutation:
         self, info: Info, input: RequestPasswordResetInput
     ) -> DonePayload:
         context = info.context
-        _, errors = await context.attempt_prepared(
+        _, errors = await run_prepared(
+            context,
             lambda _: password_reset.request_password_reset(
                 context.services.limiter,
                 context.caller.client,
                 email=input.email,
                 reset_link=context.services.links.reset_password,
-            )
+            ),
         )
         return DonePayload(ok=not errors, errors=errors)
 
@@ -538,24 +639,26 @@ class AccountMutation:
         "signed out."
     )
     async def reset_password(self, info: Info, input: ResetPasswordInput) -> DonePayload:
-        _, errors = await info.context.attempt_prepared(
+        _, errors = await run_prepared(
+            info.context,
             lambda reads: password_reset.reset_password(
                 reads, token=input.token, new_password=input.new_password
-            )
+            ),
         )
         return DonePayload(ok=not errors, errors=errors)
 
     @strawberry.mutation(description="Sign in with email and password.")
     async def login(self, info: Info, input: LoginInput) -> AuthPayload:
         context = info.context
-        signed, errors = await context.attempt_prepared(
+        signed, errors = await run_prepared(
+            context,
             lambda reads: accounts.login(
                 reads,
                 context.services.limiter,
                 context.caller.client,
                 email=input.email,
                 password=input.password,
-            )
+            ),
         )
         return _signed_in(info, signed, errors)
 
@@ -575,14 +678,15 @@ class AccountMutation:
     )
     async def change_password(self, info: Info, input: ChangePasswordInput) -> AccountPayload:
         actor = await info.context.signed_in()
-        account, errors = await info.context.attempt_prepared(
+        account, errors = await run_prepared(
+            info.context,
             lambda reads: accounts.change_password(
                 reads,
                 info.context.services.limiter,
                 actor,
                 current_password=input.current_password,
                 new_password=input.new_password,
-            )
+            ),
         )
         return AccountPayload.of(account, errors)
 

@@ -37,9 +37,7 @@ from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance
 from resolvers.errors import Rejected
-from resolvers.prepared import Prepared, Reads
-from schema import mutations
-from schema.errors import BAD_USER_INPUT, UserErrorType
+from schema.errors import BAD_USER_INPUT
 
 _SOURCES = {"web": Source.WEB, "mobile": Source.MOBILE, "api": Source.API}
 T = TypeVar("T")
@@ -176,20 +174,6 @@ class RequestContext:
                 yield session
         finally:
             await self._end_reads()
-
-    async def attempt(
-        self, use_case: Callable[[AsyncSession], Awaitable[T]]
-    ) -> tuple[T | None, list[UserErrorType]]:
-        """`schema.mutations.run_use_case`, for the sign-up and password mutations that call it
-        with a session of their own."""
-        return await mutations.run_use_case(self, use_case)
-
-    async def attempt_prepared(
-        self, prepare: Callable[[Reads], Awaitable[Prepared[T]]]
-    ) -> tuple[T | None, list[UserErrorType]]:
-        """`schema.mutations.run_prepared`, for the sign-up and password mutations that prepare
-        with read sessions of their own."""
-        return await mutations.run_prepared(self, prepare)
 
     async def answer(self, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run a read-only use case for a query, which has no payload for errors: a refusal

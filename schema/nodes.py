@@ -11,10 +11,9 @@ from auth.actor import Actor
 from auth.permissions import IsAuthenticated
 from models import Account, AuthSession, PrivacyRequest
 from resolvers import nodes
-from schema.account import AccountType, SessionType
+from schema.account import AccountType, PrivacyRequestType, SessionType
 from schema.context import RequestContext
 from schema.ids import Node, parse_id
-from schema.requests import PrivacyRequestType
 
 Info = strawberry.Info[RequestContext]
 

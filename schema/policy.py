@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
 from auth.permissions import IsAuthenticated, IsPrivacyOfficer
 from models import PolicyVersion as PolicyVersionModel
-from resolvers import policy
+from resolvers import consent, policy
+from schema.account import AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.mutations import mutate
-
-if TYPE_CHECKING:
-    from schema.account import AccountType
 
 Info = strawberry.Info[RequestContext]
 
@@ -39,32 +36,6 @@ class PolicyVersion:
         )
 
 
-@strawberry.type(description="Which version of the privacy policy a person has accepted.")
-class AccountPolicy:
-    accepted_version: str | None = strawberry.field(
-        description="The version the person accepted; null if none."
-    )
-    current_version: str = strawberry.field(description="The version in force.")
-    acceptance_required: bool = strawberry.field(
-        description=(
-            "A material version newer than the accepted one has been published: show "
-            "`currentPolicy` and ask for `acceptPolicy`. Updates that are not material never "
-            "set this."
-        )
-    )
-
-
-async def account_policy(root: Any, info: Info) -> AccountPolicy:
-    """`Account.policy`: the root is the Account being resolved."""
-    async with info.context.reading() as session:
-        status = await policy.policy_status(session, root.accepted_policy_version)
-    return AccountPolicy(
-        accepted_version=status.accepted_version,
-        current_version=status.current_version,
-        acceptance_required=status.acceptance_required,
-    )
-
-
 @strawberry.input(description="The policy version the person read and accepts.")
 class AcceptPolicyInput:
     version: str = strawberry.field(
@@ -85,7 +56,7 @@ class PublishPolicyVersionInput:
 
 @strawberry.type(description="The account after accepting, or why it was refused.")
 class AcceptPolicyPayload:
-    account: Annotated[AccountType, strawberry.lazy("schema.account")] | None
+    account: AccountType | None
     errors: list[UserErrorType]
 
 
@@ -112,11 +83,9 @@ class PolicyMutation:
         description="Accept the privacy policy in force.", permission_classes=[IsAuthenticated]
     )
     async def accept_policy(self, info: Info, input: AcceptPolicyInput) -> AcceptPolicyPayload:
-        from schema.account import AccountType
-
         return await mutate(
             info,
-            lambda work: policy.accept_policy(
+            lambda work: consent.accept_policy(
                 work.session, work.actor, work.provenance, version=input.version
             ),
             lambda account, errors: AcceptPolicyPayload(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import Annotated
 
@@ -17,16 +16,14 @@ from models import RequestKind, RequestStatus
 from resolvers import requests, staff
 from resolvers.pages import Page
 from resolvers.staff import ChildReportDecision
-from schema.account import AccountPayload, AccountType
+from schema.account import AccountPayload, AccountType, PrivacyRequestType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
-from schema.ids import Node, parse_id
+from schema.ids import parse_id
 from schema.mutations import mutate, mutate_prepared
 from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
-strawberry.enum(RequestKind, name="RequestKind", description="What a privacy request asks for.")
-strawberry.enum(RequestStatus, name="RequestStatus", description="Where a privacy request stands.")
 strawberry.enum(
     ChildReportDecision,
     name="ChildReportDecision",
@@ -49,67 +46,6 @@ DueWithinDays = Annotated[
         "included unless overdue is false."
     ),
 ]
-
-
-@strawberry.type(
-    name="PrivacyRequest",
-    description="A request to the privacy team (complaint, correction, child report, ...) "
-    "with its due date and answer.",
-)
-class PrivacyRequestType(Node):
-    id: strawberry.ID
-    kind: RequestKind
-    status: RequestStatus
-    subject: str | None
-    details: str | None
-    created_at: datetime
-    due_at: datetime = strawberry.field(
-        description="When it must be answered by: one calendar month after it was made, plus "
-        "any extension."
-    )
-    extended_months: int = strawberry.field(
-        description="By how many months a privacy officer extended the deadline (at most 2)."
-    )
-    extension_reason: str | None = strawberry.field(description="Why it was extended.")
-    handled_at: datetime | None = strawberry.field(
-        description="When staff closed it; null while open."
-    )
-    resolution: str | None = strawberry.field(
-        description="The answer given to the person when it was closed."
-    )
-    _account_id: strawberry.Private[uuid.UUID | None]
-    _contact_email: strawberry.Private[str | None]
-
-    @classmethod
-    def from_model(cls, model: PrivacyRequestModel) -> PrivacyRequestType:
-        return cls(
-            id=strawberry.ID(str(model.id)),
-            kind=model.kind,
-            status=model.status,
-            subject=model.subject,
-            details=model.details,
-            created_at=model.created_at,
-            due_at=model.due_at,
-            extended_months=model.extended_months,
-            extension_reason=model.extension_reason,
-            handled_at=model.handled_at,
-            resolution=model.resolution,
-            _account_id=model.account_id,
-            _contact_email=model.contact_email,
-        )
-
-    @strawberry.field(
-        permission_classes=[IsPrivacyOfficer], description="Whom it is about. Staff only."
-    )
-    async def account(self, info: Info) -> AccountType | None:
-        if self._account_id is None:
-            return None
-        model = await info.context.account_loader.load(self._account_id)
-        return AccountType.from_model(model) if model else None
-
-    @strawberry.field(permission_classes=[IsPrivacyOfficer], description="Staff only.")
-    def contact_email(self) -> str | None:
-        return self._contact_email
 
 
 @strawberry.type(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,19 +12,16 @@ from models import Visitor
 from resolvers import receipts, visitors
 from resolvers import settings as settings_use_cases
 from resolvers.erasure import processing_suspended
+from schema.account import AccountType
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.mutations import mutate_prepared
 from schema.settings import (
     ConsentEventType,
     CookieConsent,
-    CookieConsentInput,
-    _change,
     cookie_consent_of,
 )
-
-if TYPE_CHECKING:
-    from schema.account import AccountType
+from schema.settings_changes import CookieConsentInput, _change
 
 Info = strawberry.Info[RequestContext]
 
@@ -83,7 +79,7 @@ async def visitor_receipt(info: Info, event_id: strawberry.ID) -> JSON:
     description="The cookie choices in force after `setCookieConsent`, or why it was refused."
 )
 class CookieConsentPayload:
-    account: Annotated[AccountType, strawberry.lazy("schema.account")] | None = strawberry.field(
+    account: AccountType | None = strawberry.field(
         description="The signed-in person's account; null for a signed-out visitor."
     )
     cookie_consent: CookieConsent | None = strawberry.field(

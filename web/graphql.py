@@ -124,7 +124,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
-        # of work of its own (RequestContext.attempt).
+        # of work of its own (schema.mutations.mutate).
         state = scope.setdefault("state", {})
         try:
             await super().__call__(scope, receive, send)
