@@ -1,7 +1,7 @@
 """What a person may know about how their data was handled (GDPR Art. 15): the changes to their
 profile, the messages sent to them, and the staff who read or changed their data.
 
-Each list is read a page per account in one statement (see `resolvers.pages`), newest first.
+Each list is read a page per account in one statement (see `resolvers.paging`), newest first.
 Staff are shown by role, never by name or id.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, AuditEntry, Notification, ProfileChange, Role
-from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
+from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
 
 PROFILE_CHANGES = Keyset(
     "profile-changes", (ProfileChange.changed_at, ProfileChange.id), descending=True

@@ -20,7 +20,7 @@ from models import Account, AuthSession, ConsentActor, PasswordReset, Role, Sour
 from resolvers import age, visitors
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
+from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, current_policy
 from resolvers.prepared import Prepared, Reads
 from resolvers.settings import record_initial_state

@@ -15,7 +15,7 @@ from models import ApiKey, ApiScope, utcnow
 from models.api_keys import encode_scopes
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.pages import checked_first
+from resolvers.paging import checked_first
 from resolvers.staff import checked_reason
 
 NAME_MAX = 100

@@ -47,7 +47,7 @@ from models import (
 )
 from resolvers import catalogue, webhooks
 from resolvers.errors import Rejected
-from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
+from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, newest_version
 
 POLICY_KEY = "policy"

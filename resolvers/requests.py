@@ -18,7 +18,7 @@ from auth.rate_limits import Door, RateLimiter, client_key
 from models import Account, PrivacyRequest, RequestKind, RequestStatus, Role, utcnow
 from resolvers.age import age_on, today_everywhere
 from resolvers.errors import ErrorCode, Rejected, UserError
-from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
+from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
 from resolvers.prepared import Prepared
 from resolvers.validation import email_errors
 

@@ -22,7 +22,7 @@ from resolvers import catalogue, erasure
 from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import SettingDefinition, SettingGroup, SettingKind, Value
 from resolvers.errors import ErrorCode, Rejected
-from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
+from resolvers.paging import Keyset, Page, cut, page_of, page_request, tally_of
 from resolvers.settings import parental_grants
 
 MAX_ACCOUNTS = 1000

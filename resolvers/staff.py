@@ -29,7 +29,7 @@ from resolvers import age, erasure, notifications, settings
 from resolvers.audit import audit
 from resolvers.consent import Provenance
 from resolvers.errors import ErrorCode, Rejected, UserError
-from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
+from resolvers.paging import Keyset, Page, cut, page_of, page_request, tally_of
 from resolvers.profile import record_changes
 from resolvers.requests import MAX_EXTENSION_MONTHS, due_date
 from resolvers.validation import country_errors, normalize_email, us_state_errors

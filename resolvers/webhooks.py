@@ -59,7 +59,7 @@ from resolvers import outbox
 from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.outbox import Backoff
-from resolvers.pages import Keyset, Page, cut, page_of, page_request, tally_of
+from resolvers.paging import Keyset, Page, cut, page_of, page_request, tally_of
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 SECRET_BYTES = 32

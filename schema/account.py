@@ -30,7 +30,7 @@ from resolvers import signup as signups
 from resolvers.age import is_minor, today_everywhere
 from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode
-from resolvers.pages import page_request
+from resolvers.paging import page_request
 from resolvers.profile import pending_email_of
 from schema.context import RequestContext
 from schema.errors import UserErrorType

@@ -34,7 +34,7 @@ from graphql import (
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 
-from resolvers.pages import MAX_PAGE
+from resolvers.paging import MAX_PAGE
 from schema.limits import Recent
 
 # 50 privacy requests, each with its account's 50 (5,100 objects), answer in one to two seconds on

@@ -15,7 +15,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from resolvers.pages import MAX_PAGE, Keyset, Page, PageRequest, Tally, page_request
+from resolvers.paging import MAX_PAGE, Keyset, Page, PageRequest, Tally, page_request
 from schema.context import RequestContext, refusal_as_graphql_error
 
 # The arguments of backward paging, the same on every connection.

@@ -14,7 +14,7 @@ from models import LegalHold as LegalHoldModel
 from models import PrivacyRequest as PrivacyRequestModel
 from models import RequestKind, RequestStatus
 from resolvers import requests, staff
-from resolvers.pages import Page
+from resolvers.paging import Page
 from resolvers.staff import ChildReportDecision
 from schema.account import AccountPayload, AccountType, PrivacyRequestType
 from schema.context import RequestContext

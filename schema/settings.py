@@ -24,7 +24,7 @@ from resolvers.catalogue import (
     Topic,
     VisibilityField,
 )
-from resolvers.pages import Tally, page_request
+from resolvers.paging import Tally, page_request
 from schema.context import RequestContext
 from schema.ids import parse_id
 from schema.pages import Before, Last, PageInfo, checked, load_page, page_info, total_of

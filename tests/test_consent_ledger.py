@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models import Account, AccountSetting, ConsentActor, ConsentEvent, Database, Source, utcnow
 from resolvers import catalogue, consent
-from resolvers.pages import page_request, per_account_statement
+from resolvers.paging import page_request, per_account_statement
 from tests.conftest import make_config
 from tests.helpers import LOGIN, PASSWORD, count_statements, gql, run_cli, signed_up
 from web.app import create_app

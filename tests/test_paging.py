@@ -506,7 +506,7 @@ def test_keyset_pages_read_each_row_once_whatever_the_ties(
     """Many requests share a timestamp, another person's are interleaved, and new ones arrive
     between pages: paging still reads each of the person's requests once, newest first."""
     from models import Base
-    from resolvers.pages import page_request
+    from resolvers.paging import page_request
     from resolvers.requests import BY_AUTHOR, requests_by_author
 
     async def scenario() -> None:

@@ -304,7 +304,7 @@ def test_backward_pages_read_each_row_once_whatever_the_ties(
 ) -> None:
     """Paging backward from the oldest end while new requests arrive at the other: each row
     is read once, and the pages put together are the list in its own order."""
-    from resolvers.pages import page_request
+    from resolvers.paging import page_request
     from resolvers.requests import BY_AUTHOR, requests_by_author
 
     async def scenario() -> None:
