@@ -32,11 +32,7 @@ from resolvers.erasure import processing_suspended
 from resolvers.errors import ErrorCode
 from resolvers.paging import page_request
 from resolvers.profile import pending_email_of
-from schema.context import RequestContext
-from schema.errors import UserErrorType
-from schema.ids import Node, parse_id
-from schema.mutations import mutate, run_prepared
-from schema.pages import (
+from schema.connections import (
     Before,
     Connection,
     Last,
@@ -45,6 +41,10 @@ from schema.pages import (
     first_rows,
     load_page,
 )
+from schema.context import RequestContext
+from schema.errors import UserErrorType
+from schema.ids import Node, parse_id
+from schema.mutations import mutate, run_prepared
 from schema.parental import ParentalConsentType
 from schema.settings import AccountSettingsFields
 

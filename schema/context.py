@@ -130,7 +130,7 @@ class RequestContext:
             self._load_settings
         )
         self.account_loader: DataLoader[uuid.UUID, Account | None] = DataLoader(self._load_accounts)
-        # The other lists of an account, one loader per use case (see schema/pages.py).
+        # The other lists of an account, one loader per use case (see schema/connections.py).
         self.loaders: dict[object, DataLoader[Any, Any]] = {}
 
     @property

@@ -17,11 +17,11 @@ from resolvers import requests, staff
 from resolvers.paging import Page
 from resolvers.staff import ChildReportDecision
 from schema.account import AccountPayload, AccountType, PrivacyRequestType
+from schema.connections import Before, Connection, Last, connection
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
 from schema.mutations import mutate, mutate_prepared
-from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 strawberry.enum(

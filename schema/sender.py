@@ -12,9 +12,9 @@ from models import ConsentEvent, Source
 from resolvers import catalogue, sender
 from resolvers.catalogue import Channel, Topic
 from resolvers.sender import Block
+from schema.connections import Before, Connection, Last, connection
 from schema.context import RequestContext
 from schema.ids import parse_id
-from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 strawberry.enum(

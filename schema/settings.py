@@ -25,9 +25,9 @@ from resolvers.catalogue import (
     VisibilityField,
 )
 from resolvers.paging import Tally, page_request
+from schema.connections import Before, Last, PageInfo, checked, load_page, page_info, total_of
 from schema.context import RequestContext
 from schema.ids import parse_id
-from schema.pages import Before, Last, PageInfo, checked, load_page, page_info, total_of
 
 # strawberry.enum registers the domain's enum class itself, so fields are annotated with it.
 strawberry.enum(Channel, name="Channel", description="How a message reaches the person.")

@@ -15,11 +15,11 @@ from models import WebhookDeliveryStatus, WebhookEventType
 from models import WebhookEndpoint as WebhookEndpointModel
 from resolvers import webhooks
 from resolvers.webhooks import LogEntry, WithSecret
+from schema.connections import Before, Connection, Last, connection
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
 from schema.mutations import mutate
-from schema.pages import Before, Connection, Last, connection
 
 Info = strawberry.Info[RequestContext]
 T = TypeVar("T")
