@@ -37,7 +37,7 @@ from tests.test_export import export_url, path_of
 from tests.test_mail_delivery import EVERY_VALUE
 from tests.test_password_reset import NEW_PASSWORD, can_log_in, request_reset, reset_link
 from tests.test_policy import published, staff_token
-from web import pages
+from web import html_pages
 
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
 LANGUAGE = "{ me { locale } }"
@@ -283,7 +283,9 @@ def templates_of(folder: Path, language: str) -> set[str]:
 
 
 class TestTranslations:
-    @pytest.mark.parametrize("folder", [pages.TEMPLATES, mail.TEMPLATES], ids=["pages", "mail"])
+    @pytest.mark.parametrize(
+        "folder", [html_pages.TEMPLATES, mail.TEMPLATES], ids=["pages", "mail"]
+    )
     def test_every_english_template_has_a_german_twin(self, folder: Path) -> None:
         assert templates_of(folder, "en") - templates_of(folder, "de") == set()
 
@@ -319,13 +321,13 @@ class TestTranslations:
         assert email["List-Unsubscribe"] == f"<{link}>"
 
     def test_every_page_template_compiles(self) -> None:
-        environment = pages._environment()
+        environment = html_pages._environment()
         for language in ("en", "de"):
-            for name in templates_of(pages.TEMPLATES, language):
+            for name in templates_of(html_pages.TEMPLATES, language):
                 environment.get_template(f"{language}/{name}")
 
     def test_every_setting_has_a_german_description(self) -> None:
-        environment = pages._environment()
+        environment = html_pages._environment()
         german = environment.get_template("mail/de/settings.txt").module
 
         untranslated = [

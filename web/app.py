@@ -28,10 +28,10 @@ from web.confirm_email import ConfirmEmailPages
 from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
 from web.graphql import GraphQLView
+from web.html_pages import ASSETS as PAGE_ASSETS
 from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
 from web.observe import ObservedOperation, ObserveMiddleware
 from web.outage import DatabaseOutageMiddleware
-from web.pages import ASSETS as PAGE_ASSETS
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys

@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 
 from resolvers import profile
 from resolvers.errors import ErrorCode, Rejected
-from web.pages import posted_token, render
+from web.html_pages import posted_token, render
 from web.services import Services
 
 

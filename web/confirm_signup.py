@@ -17,7 +17,7 @@ from resolvers import signup
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.prepared import carry_out
 from web.cookies import client_of
-from web.pages import posted_token, render
+from web.html_pages import posted_token, render
 from web.services import Services
 
 

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from models import Database, utcnow
 from resolvers import export
 from resolvers.export import LinkProblem, LinkUnusable
-from web.pages import render
+from web.html_pages import render
 
 # The document holds personal data: no proxy or browser cache may keep a copy.
 PRIVATE = {"Cache-Control": "no-store"}

@@ -3,7 +3,7 @@ withdraw a consent given before.
 
 GET only shows the page, because mail scanners and link previews follow links; the answer and the
 withdrawal are POSTs from its forms. The token in the address is the only credential, which is
-also what keeps another site from posting here (see web/pages.py for the headers).
+also what keeps another site from posting here (see web/html_pages.py for the headers).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse
 from resolvers import parental
 from resolvers.errors import Rejected
 from resolvers.parental import LinkProblem, LinkUnusable, ParentalStatus
-from web.pages import render
+from web.html_pages import render
 from web.services import Services
 
 GRANT = "grant"

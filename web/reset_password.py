@@ -14,7 +14,7 @@ from resolvers import password_reset
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.prepared import carry_out
 from resolvers.validation import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from web.pages import render
+from web.html_pages import render
 from web.services import Services
 
 _NEW_PASSWORD = "new_password"  # noqa: S105 (a form field name)

@@ -18,7 +18,7 @@ READYZ = "/readyz"
 RECEIPT_KEYS = "/.well-known/consent-receipt-keys"
 # The playground's scripts and styles (web/playground.py), so its page needs no other host.
 PLAYGROUND_ASSETS = "/playground-assets"
-# The stylesheet of the pages that links in messages open (web/pages.py).
+# The stylesheet of the pages that links in messages open (web/html_pages.py).
 PAGE_ASSETS = "/page-assets"
 METRICS = "/metrics"
 

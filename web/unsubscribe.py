@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 
 from resolvers import unsubscribe as use_cases
 from resolvers.errors import ErrorCode, Rejected
-from web.pages import render
+from web.html_pages import render
 from web.services import Services
 
 
