@@ -10,7 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from models import ConsentActor, ConsentEvent, Source, VisitorConsentEvent
-from resolvers import catalogue, consent, erasure, profiles, receipts
+from resolvers import catalogue, consent, erasure, public_profiles, receipts
 from resolvers import settings as use_cases
 from resolvers.catalogue import (
     Audience,
@@ -470,7 +470,7 @@ class SettingsQuery:
         account_id = parse_id(id)
         viewer = await info.context.actor()
         async with info.context.reading() as session:
-            profile = await profiles.public_profile(session, viewer, account_id)
+            profile = await public_profiles.public_profile(session, viewer, account_id)
         if profile is None or not profile.search_engine_indexing:
             info.context.response.headers["X-Robots-Tag"] = "noindex"
         if profile is None:
