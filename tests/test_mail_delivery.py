@@ -26,7 +26,7 @@ from sqlalchemy.util import await_only
 
 from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
-from resolvers import catalogue, delivery, erasure, mail, notifications
+from resolvers import catalogue, erasure, mail, mail_delivery, notifications
 from tests.helpers import (
     PASSWORD,
     changed,
@@ -524,7 +524,7 @@ class TestClaims:
 
         with count_statements(database.engine) as statements:
             async with database.transaction() as session:
-                taken = await delivery.claim(
+                taken = await mail_delivery.claim(
                     session, worker="w", now=utcnow(), lease=timedelta(minutes=1), limit=50
                 )
 
@@ -540,7 +540,7 @@ class TestClaims:
         clock = Clock()
         # A worker claims the message, then stops before sending it (or before marking it sent).
         async with database.transaction() as session:
-            taken = await delivery.claim(
+            taken = await mail_delivery.claim(
                 session, worker="crashed", now=clock.now, lease=timedelta(minutes=10), limit=10
             )
         [crashed] = taken.outgoing

@@ -26,8 +26,8 @@ import aiosmtplib
 
 from config import Config, SmtpServer
 from models import Database, utcnow
-from resolvers import delivery, mail, notifications, outbox, unsubscribe
-from resolvers.delivery import Outgoing
+from resolvers import mail, mail_delivery, notifications, outbox, unsubscribe
+from resolvers.mail_delivery import Outgoing
 from web.routes import PublicLinks
 
 logger = logging.getLogger("privacy_api.delivery")
@@ -162,7 +162,7 @@ class Delivery:
     async def step(self) -> DeliveryReport:
         """Claim up to a batch of due messages and deliver each."""
         async with self.database.transaction() as session:
-            claimed = await delivery.claim(
+            claimed = await mail_delivery.claim(
                 session, worker=self.worker, now=self.clock(), lease=self.lease, limit=self.batch
             )
         report = DeliveryReport(suppressed=claimed.suppressed)
@@ -226,7 +226,7 @@ class Delivery:
         now = self.clock()
         retry_at = None if permanent else self.backoff.retry_at(now, message.attempts + 1)
         async with self.database.transaction() as session:
-            status = await delivery.record_failure(
+            status = await mail_delivery.record_failure(
                 session, message.id, worker=self.worker, reason=reason, retry_at=retry_at
             )
         if retry_at is None:
