@@ -46,7 +46,7 @@ from web.routes import PublicLinks
 from workers import age_rules
 from workers import purge as purge_worker
 from workers import webhooks as webhook_worker
-from workers.delivery import DeliveryReport, delivery_for
+from workers.mail_delivery import DeliveryReport, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 logger = logging.getLogger("privacy_api.cli")

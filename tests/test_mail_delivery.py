@@ -41,7 +41,7 @@ from tests.helpers import (
 from tests.test_cli import free_port
 from tests.test_observability import scrape, value
 from tests.test_policy import published, staff_token
-from workers.delivery import Backoff, Delivery, delivery_for
+from workers.mail_delivery import Backoff, Delivery, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SENDER = "Privacy Team <privacy@mail.example.test>"

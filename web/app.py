@@ -38,7 +38,7 @@ from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages
 from web.services import Services, build_services
 from web.unsubscribe import UnsubscribePages
-from workers.delivery import delivery_for
+from workers.mail_delivery import delivery_for
 
 logger = logging.getLogger("privacy_api.app")
 

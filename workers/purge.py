@@ -11,7 +11,7 @@ from pathlib import Path
 from models import Database
 from resolvers import erasure, visitors
 from resolvers.erasure import Pruned, PurgeOutcome
-from workers.delivery import FolderMailer
+from workers.mail_delivery import FolderMailer
 
 logger = logging.getLogger("privacy_api.purge")
 
