@@ -26,6 +26,7 @@ import uvicorn
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
+from starlette.applications import Starlette
 
 import startup
 from auth.sealing import UnreadableSecret
@@ -41,8 +42,10 @@ from resolvers.errors import Rejected
 from schema import build_schema, schema_sdl
 from schema.documents import ManifestError, PersistedQueries
 from web import access_log, metrics
+from web.app import create_app
 from web.metrics import MULTIPROCESS_DIR
 from web.routes import PublicLinks
+from web.services import Services
 from workers import age_rules
 from workers import purge as purge_worker
 from workers import webhooks as webhook_worker
@@ -227,7 +230,7 @@ async def deliver(config: Config, *, once: bool) -> DeliveryReport:
     """Deliver the outbox: what is due now (`once`), or until SIGINT or SIGTERM."""
     database = Database(config.database_url, config.database_timeouts)
     try:
-        worker = delivery_for(config, database)
+        worker = delivery_for(config, database, PublicLinks(config.public_url).unsubscribe)
         if once:
             return await worker.run_once()
         stop = asyncio.Event()
@@ -308,6 +311,28 @@ def check_documents(config: Config) -> None:
         )
 
 
+# Seconds between looks at the outbox when `serve` delivers it itself (the worker's own is 2).
+SERVE_DELIVERY_POLL = 0.5
+
+
+def serving_app() -> Starlette:
+    """The app each `serve` process runs (uvicorn's factory): in development, or when
+    PRIVACY_API_DELIVER_IN_SERVE says so, it delivers the outbox too; in production that is
+    `privacy-api deliver`'s job."""
+    config = load_config()
+    if not config.deliver_in_serve:
+        return create_app(config)
+
+    async def deliver(services: Services, stop: asyncio.Event) -> None:
+        delivery = delivery_for(
+            config, services.database, PublicLinks(config.public_url).unsubscribe
+        )
+        # A developer waits for these messages (a signup's code): look twice a second.
+        await delivery.run(stop, poll=SERVE_DELIVERY_POLL)
+
+    return create_app(config, alongside=deliver)
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     port = config.port if args.port is None else args.port
     try:
@@ -353,7 +378,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         logger.info("Metrics on http://%s:%s/metrics", args.host, config.metrics_port)
     logger.info("GraphQL API on http://%s:%s/graphql", args.host, port)
     uvicorn.run(
-        "web.app:create_app",
+        "cli:serving_app",
         factory=True,
         host=args.host,
         port=port,

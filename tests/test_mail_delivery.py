@@ -41,6 +41,7 @@ from tests.helpers import (
 from tests.test_cli import free_port
 from tests.test_observability import scrape, value
 from tests.test_policy import published, staff_token
+from web.routes import PublicLinks
 from workers.mail_delivery import Backoff, Delivery, delivery_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +164,8 @@ def worker(
     config: Config, database: Database, port: int, clock: Clock | None = None, **changes: Any
 ) -> Delivery:
     """A delivery worker as `privacy-api deliver` builds it, sending to the test's server."""
-    built = delivery_for(smtp_config(config, port), database)
+    configured = smtp_config(config, port)
+    built = delivery_for(configured, database, PublicLinks(configured.public_url).unsubscribe)
     return replace(built, clock=clock or Clock(), **changes)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,7 +39,6 @@ from web.receipts import receipt_keys
 from web.reset_password import ResetPasswordPages
 from web.services import Services, build_services
 from web.unsubscribe import UnsubscribePages
-from workers.mail_delivery import delivery_for
 
 logger = logging.getLogger("privacy_api.app")
 
@@ -75,10 +75,6 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-# Seconds between looks at the outbox when `serve` delivers it itself (the worker's own is 2).
-SERVE_DELIVERY_POLL = 0.5
-
-
 async def write_key_uses(services: Services) -> None:
     """The API key uses this process counted and has not written yet (see KeyUsage)."""
     taken = services.key_usage.take()
@@ -91,9 +87,19 @@ async def write_key_uses(services: Services) -> None:
         logger.warning("could not write the use counts of %d API keys", len(taken), exc_info=True)
 
 
-def create_app(config: Config | None = None, database: Database | None = None) -> Starlette:
+# Work that runs beside the app for as long as it serves, until the event is set (`serve`'s
+# in-process mail delivery, handed in by cli so that the HTTP edge and the workers stay apart).
+Alongside = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def create_app(
+    config: Config | None = None,
+    database: Database | None = None,
+    *,
+    alongside: Alongside | None = None,
+) -> Starlette:
     """The ASGI app for `config` (read from the environment when not given), on `database`
-    when one is given (see `build_services`)."""
+    when one is given (see `build_services`), running `alongside` while it serves."""
     config = config or load_config()
     # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
@@ -106,16 +112,10 @@ def create_app(config: Config | None = None, database: Database | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # In development (or when PRIVACY_API_DELIVER_IN_SERVE says so) the outbox is delivered
-        # by this process too; in production that is `privacy-api deliver`'s job.
         stop = asyncio.Event()
-        worker = None
-        if config.deliver_in_serve:
-            delivery = delivery_for(config, services.database)
-            # A developer waits for these messages (a signup's code): look twice a second.
-            worker = asyncio.create_task(
-                delivery.run(stop, poll=SERVE_DELIVERY_POLL), name="delivery"
-            )
+        worker: asyncio.Task[None] | None = None
+        if alongside is not None:
+            worker = asyncio.create_task(alongside(services, stop), name="alongside")
         try:
             yield
         finally:

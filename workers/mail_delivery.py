@@ -28,7 +28,6 @@ from config import Config, SmtpServer
 from models import Database, utcnow
 from resolvers import mail, mail_delivery, notifications, outbox, unsubscribe
 from resolvers.mail_delivery import Outgoing
-from web.routes import PublicLinks
 
 logger = logging.getLogger("privacy_api.delivery")
 
@@ -152,7 +151,9 @@ class Delivery:
     mailer: Mailer
     envelope: mail.Envelope
     secret_key: str
-    links: PublicLinks
+    # The unsubscribe page's address for a token: the composition root (cli) passes
+    # web.routes.PublicLinks(...).unsubscribe, as every link is built from the route constants.
+    unsubscribe_link: Callable[[str], str]
     backoff: Backoff = field(default_factory=Backoff)
     lease: timedelta = LEASE
     batch: int = BATCH
@@ -216,7 +217,7 @@ class Delivery:
         if message.topic is None or message.account_id is None:
             return None
         token = unsubscribe.link_token(self.secret_key, message.account_id, message.topic)
-        return self.links.unsubscribe(token)
+        return self.unsubscribe_link(token)
 
     async def _failed(self, message: Outgoing, error: Exception) -> DeliveryReport:
         reason, permanent = _failure(error)
@@ -243,12 +244,15 @@ def mailer_for(config: Config) -> Mailer:
     return FolderMailer(config.mail_dir)
 
 
-def delivery_for(config: Config, database: Database) -> Delivery:
+def delivery_for(
+    config: Config, database: Database, unsubscribe_link: Callable[[str], str]
+) -> Delivery:
+    """The delivery worker `config` describes, writing unsubscribe links with `unsubscribe_link`."""
     domain = config.mail_from.rpartition("@")[2].strip(" >") or "localhost"
     return Delivery(
         database=database,
         mailer=mailer_for(config),
         envelope=mail.Envelope(sender=config.mail_from, domain=domain),
         secret_key=config.secret_key,
-        links=PublicLinks(config.public_url),
+        unsubscribe_link=unsubscribe_link,
     )
