@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from auth.sealing import Sealer, new_key
-from cli import migrate
 from models import Database, WebhookEndpoint, WebhookEvent, WebhookEventType, utcnow
+from privacy_api.cli import migrate
 from resolvers.webhooks import new_secret
 from workers.webhooks import Delivery, run
 

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from config import load_config
 from models import Base, Database
+from privacy_api.config import load_config
 
 target_metadata = Base.metadata
 

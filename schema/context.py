@@ -31,8 +31,8 @@ from auth.rate_limits import RateLimiter, Refusal
 from auth.sealing import Sealer
 from auth.signing import ReceiptSigner
 from auth.tokens import SESSION_COOKIE
-from config import Config
 from models import Account, ConsentActor, Database, Source, utcnow
+from privacy_api.config import Config
 from resolvers import settings, staff
 from resolvers.account import Client
 from resolvers.consent import Provenance

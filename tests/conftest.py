@@ -22,9 +22,9 @@ from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
 from auth import passwords
-from cli import migrate
-from config import Config
 from models import Base, Database, PolicyVersion
+from privacy_api.cli import migrate
+from privacy_api.config import Config
 from tests.db_proxy import DatabaseProxy
 from web import metrics
 from web.app import create_app

@@ -24,7 +24,6 @@ import uvicorn
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import cli
 from auth import passwords
 from auth.rate_limits import RateLimiter
 from models import (
@@ -35,6 +34,7 @@ from models import (
     PendingSignup,
     utcnow,
 )
+from privacy_api import cli
 from resolvers.account import Client, check_applicant, open_account
 from resolvers.age import today_everywhere
 from resolvers.errors import Rejected
@@ -464,7 +464,7 @@ def serving(
     `log`: a client of it once `ready` answers 200, stopped when the block ends."""
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(port), *arguments],
+            [sys.executable, "-m", "privacy_api", "serve", "--port", str(port), *arguments],
             cwd=PROJECT_ROOT,
             env=environment,
             stdout=output,
@@ -505,7 +505,7 @@ async def run_until_stopped(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "cli",
+        "privacy_api",
         command,
         cwd=PROJECT_ROOT,
         env=process_environment(

@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-import cli
-from cli import next_slot
+from privacy_api import cli
+from privacy_api.cli import next_slot
 from schema import schema_sdl
 from tests.helpers import CliRun, process_environment, run_in_process
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-COMMAND = [sys.executable, "-m", "cli"]
+COMMAND = [sys.executable, "-m", "privacy_api"]
 
 
 def cli_environment(data_dir: Path, **env: str) -> dict[str, str]:
@@ -184,8 +184,8 @@ def test_serve_prints_a_demo_account_that_can_sign_in(tmp_path: Path) -> None:
 
 
 def test_the_demo_account_is_made_only_on_an_empty_database(tmp_path: Path) -> None:
-    from cli import create_demo_account, migrate
-    from config import load_config
+    from privacy_api.cli import create_demo_account, migrate
+    from privacy_api.config import load_config
 
     config = load_config({"PRIVACY_API_DATA_DIR": str(tmp_path)})
     asyncio.run(migrate(config.database_url))

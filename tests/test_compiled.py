@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from auth.tokens import SESSION_COOKIE
 from benchmarks import client as bench
-from config import Config
+from privacy_api.config import Config
 from schema import build_schema
 from schema.compiled import Refused
 from schema.documents import document_id

@@ -494,7 +494,7 @@ class TestConfirmationPage:
 
 class TestAccountsMadeWithoutSignup:
     async def test_the_demo_account_is_confirmed_and_signs_in(self, client, config) -> None:
-        from cli import create_demo_account
+        from privacy_api.cli import create_demo_account
 
         created = await create_demo_account(config)
         assert created is not None

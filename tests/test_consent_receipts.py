@@ -18,8 +18,8 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from auth.signing import ReceiptSigner
-from config import ConfigError, load_config
 from models import ConsentEvent, VisitorConsentEvent
+from privacy_api.config import ConfigError, load_config
 from tests.conftest import SEED_POLICY_VERSION, TEST_SECRET
 from tests.helpers import changed, gql, run_cli, signed_up
 from web.app import create_app

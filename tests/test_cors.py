@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from config import ConfigError, load_config
+from privacy_api.config import ConfigError, load_config
 from tests.conftest import FRONTEND
 from tests.helpers import events, settings_mutation, signed_up_through_the_api
 

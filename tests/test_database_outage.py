@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from config import ConfigError, load_config
 from models import AuthSession, Database
 from models.database import DatabaseTimeouts
+from privacy_api.config import ConfigError, load_config
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET, _asyncpg_dsn, make_config

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-import cli
-from config import load_config
+from privacy_api import cli
+from privacy_api.config import load_config
 from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, TEST_WEBHOOK_KEY
 from tests.test_cli import COMMAND, cli_environment, free_port
 from web import routes
@@ -28,7 +28,8 @@ DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 COMPOSE = PROJECT_ROOT / "compose.yaml"
 README = (PROJECT_ROOT / "README.md").read_text()
 SETTINGS_SOURCES = "\n".join(
-    (PROJECT_ROOT / name).read_text() for name in ("config.py", "cli.py", "startup.py")
+    (PROJECT_ROOT / "privacy_api" / name).read_text()
+    for name in ("config.py", "cli.py", "startup.py")
 )
 APP_IMAGE = "privacy-api:local"
 

@@ -24,8 +24,8 @@ from jinja2.exceptions import UndefinedError
 from sqlalchemy import event, select
 from sqlalchemy.util import await_only
 
-from config import Config, ConfigError, SmtpServer, load_config
 from models import Account, Database, DeliveryStatus, Notification, NotificationKind, Role, utcnow
+from privacy_api.config import Config, ConfigError, SmtpServer, load_config
 from resolvers import catalogue, erasure, mail, mail_delivery, notifications
 from tests.helpers import (
     PASSWORD,

@@ -24,8 +24,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
-from cli import alembic_config
 from models import AccountSetting, Base, ConsentActor, ConsentEvent, Database, Notification, Source
+from privacy_api.cli import alembic_config
 from resolvers import consent, notifications
 from tests.conftest import DEFAULT_POSTGRES, POSTGRES_ENV, _asyncpg_dsn
 
@@ -87,7 +87,7 @@ def test_postgresql_concurrent_migrations_all_succeed(postgresql_url: str) -> No
         environment = {**os.environ, "PRIVACY_API_DATABASE_URL": url}
         runs = [
             subprocess.Popen(
-                [sys.executable, "-m", "cli", "migrate"],
+                [sys.executable, "-m", "privacy_api", "migrate"],
                 cwd=PROJECT_ROOT,
                 env=environment,
                 stdout=subprocess.PIPE,

@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from config import Config, load_config, tracing_requested
+from privacy_api.config import Config, load_config, tracing_requested
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_RECEIPT_KEY, TEST_SECRET, TEST_WEBHOOK_KEY, make_config

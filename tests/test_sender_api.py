@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from config import Config
 from models import Account, ApiKey, AuditEntry, Database, Role
+from privacy_api.config import Config
 from tests import test_parental_consent as parental
 from tests.conftest import client_of, make_config
 from tests.helpers import (

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import httpx
 import pytest
 
-from config import ConfigError, load_config
+from privacy_api.config import ConfigError, load_config
 from resolvers.catalogue import Topic
 from resolvers.unsubscribe import link_token
 from tests.conftest import TEST_SECRET

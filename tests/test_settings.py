@@ -13,8 +13,8 @@ from alembic import command
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from cli import alembic_config
 from models import ConsentActor, Database, Source, WebhookEvent
+from privacy_api.cli import alembic_config
 from resolvers.catalogue import LegalBasis, SettingDefinition, SettingGroup, SettingKind
 from resolvers.consent import Provenance
 from resolvers.settings import write_settings

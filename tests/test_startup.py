@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from config import Config
+from privacy_api.config import Config
 from tests.conftest import TEST_SECRET
 from tests.helpers import CliRun, run_in_process
 from tests.test_cli import free_port
@@ -51,7 +51,7 @@ def start(data_dir: Path, command: str, **env: str) -> CliRun:
 def start_process(data_dir: Path, command: str, **env: str) -> CliRun:
     """The same, as a real interpreter: what it prints at import and at exit counts too."""
     result = subprocess.run(
-        [sys.executable, "-m", "cli", *arguments(command)],
+        [sys.executable, "-m", "privacy_api", *arguments(command)],
         cwd=PROJECT_ROOT,
         env=environment(data_dir, **env),
         capture_output=True,

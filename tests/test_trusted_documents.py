@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from config import Config
 from models import Role
+from privacy_api.config import Config
 from schema.documents import ManifestError, document_id
 from tests.conftest import app_for, client_of, make_config
 from tests.helpers import (

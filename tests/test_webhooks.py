@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from auth.sealing import Sealer, UnreadableSecret, new_key
-from config import Config, ConfigError, load_config, webhook_sealer
 from models import (
     Account,
     AuditEntry,
@@ -34,6 +33,7 @@ from models import (
     WebhookEvent,
     utcnow,
 )
+from privacy_api.config import Config, ConfigError, load_config, webhook_sealer
 from resolvers import notifications
 from resolvers import webhooks as webhooks_resolver
 from tests.conftest import TEST_SECRET, TEST_WEBHOOK_KEY, client_of, make_config

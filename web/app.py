@@ -22,8 +22,8 @@ from auth.actor import CLIENT_SOURCE_HEADER, CREDENTIAL_HEADERS
 from auth.api_keys import record_key_uses
 from auth.devices import DEVICE_HEADER
 from auth.rate_limits import REFUSAL_HEADERS
-from config import Config, load_config
 from models import Database
+from privacy_api.config import Config, load_config
 from web import metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
 from web.confirm_signup import ConfirmSignupPages

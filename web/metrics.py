@@ -36,9 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.rate_limits import Door, RateLimiter
-from config import Config
 from models import ConsentEvent, Database, utcnow
 from models.database import POOL_OVERFLOW, POOL_SIZE
+from privacy_api.config import Config
 from resolvers import notifications, webhooks
 
 logger = logging.getLogger("privacy_api.metrics")

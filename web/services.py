@@ -9,8 +9,8 @@ from auth.rate_limits import RateLimiter
 from auth.sealing import Sealer
 from auth.signing import ReceiptSigner
 from auth.tokens import Signer
-from config import Config, receipt_signing_key, webhook_sealer
 from models import Database
+from privacy_api.config import Config, receipt_signing_key, webhook_sealer
 from web import metrics, routes
 
 

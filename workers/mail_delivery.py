@@ -24,8 +24,8 @@ from typing import Protocol
 
 import aiosmtplib
 
-from config import Config, SmtpServer
 from models import Database, utcnow
+from privacy_api.config import Config, SmtpServer
 from resolvers import mail, mail_delivery, notifications, outbox, unsubscribe
 from resolvers.mail_delivery import Outgoing
 

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 import httpx
 
 from auth.sealing import Sealer
-from config import Config, webhook_sealer
 from models import Database, utcnow
+from privacy_api.config import Config, webhook_sealer
 from resolvers import outbox, webhooks
 from resolvers.webhooks import Attempt, Destination, Job, UnsafeDestination
 

@@ -28,11 +28,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
 
-import startup
 from auth.sealing import UnreadableSecret
-from config import Config, ConfigError, load_config, receipt_signing_key, webhook_sealer
 from models import Database, Role, utcnow
 from models.availability import is_unavailable
+from privacy_api import startup
+from privacy_api.config import Config, ConfigError, load_config, receipt_signing_key, webhook_sealer
 from resolvers import account as accounts
 from resolvers import consent, erasure, notifications, policy, unsubscribe, visitors, webhooks
 from resolvers.account import Client
@@ -51,7 +51,9 @@ from workers import purge as purge_worker
 from workers import webhooks as webhook_worker
 from workers.mail_delivery import DeliveryReport, delivery_for
 
-PROJECT_ROOT = Path(__file__).resolve().parent
+# The folder that holds this package, migrations/ and schema.graphql (the checkout, or
+# site-packages where the app is installed).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("privacy_api.cli")
 DEMO_EMAIL = "demo@example.com"
 
@@ -378,7 +380,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         logger.info("Metrics on http://%s:%s/metrics", args.host, config.metrics_port)
     logger.info("GraphQL API on http://%s:%s/graphql", args.host, port)
     uvicorn.run(
-        "cli:serving_app",
+        "privacy_api.cli:serving_app",
         factory=True,
         host=args.host,
         port=port,
@@ -798,7 +800,3 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,8 @@ import asyncio
 from sqlalchemy.engine import make_url
 
 from auth.rate_limits import RateLimiter
-from config import Config
 from models import Database
+from privacy_api.config import Config
 
 # How long a start waits for the rate-limit store to answer a PING.
 RATE_LIMIT_STORE_WAIT = 5.0
