@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
 from auth.sealing import Sealer, UnreadableSecret, new_key
@@ -804,9 +804,14 @@ class TestRetries:
         token = await policy_watched(local_client, database, receiver.url)
         receiver.always = 503
         now = utcnow()
-        for _ in range(50):
-            await deliver_step(database, patient, now=now)
+        await deliver_step(database, patient, now=now)
+        # As if it had failed for four days: every two hours since.
+        async with database.transaction() as session:
+            await session.execute(update(WebhookDelivery).values(attempts=48))
+        for _ in range(2):
             now += timedelta(hours=2)
+            await deliver_step(database, patient, now=now)
+        now += timedelta(hours=2)
 
         [entry] = log_of((await webhooks(local_client, token))[0])
         assert (entry["status"], entry["attempts"]) == ("PENDING", 50)
