@@ -283,16 +283,9 @@ class TestHelp:
         assert "PRIVACY_API_PORT" in serve  # where --port comes from when not given
 
     def test_version(self, tmp_path: Path) -> None:
-        result = subprocess.run(
-            [*COMMAND, "--version"],
-            cwd=PROJECT_ROOT,
-            env=cli_environment(tmp_path),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == f"privacy-api {metadata.version('privacy-settings-api')}"
+        result = run_cli(tmp_path, "--version")
+        assert result.code == 0, result.err
+        assert result.out.strip() == f"privacy-api {metadata.version('privacy-settings-api')}"
 
 
 class TestRefusedStart:
