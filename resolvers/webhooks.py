@@ -60,6 +60,7 @@ from resolvers.audit import audit
 from resolvers.errors import ErrorCode, Rejected
 from resolvers.outbox import Backoff
 from resolvers.paging import Keyset, Page, cut, page_of, page_request, tally_of
+from resolvers.prepared import Prepared
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 SECRET_BYTES = 32
@@ -416,7 +417,6 @@ class WithSecret:
 
 
 async def create_webhook(
-    session: AsyncSession,
     officer: Actor,
     *,
     url: str,
@@ -426,8 +426,10 @@ async def create_webhook(
     allow_private: bool,
     sealer: Sealer,
     request_id: str | None,
-) -> WithSecret:
-    """Register a receiver for some event types; its signing secret is returned this once."""
+) -> Prepared[WithSecret]:
+    """Register a receiver for some event types; its signing secret is returned this once.
+
+    The address is looked up (DNS, up to its timeout) before the write's transaction opens."""
     _require_privacy_officer(officer)
     url, description = url.strip(), description.strip()
     if len(description) > DESCRIPTION_MAX:
@@ -443,20 +445,24 @@ async def create_webhook(
     except UnsafeDestination as refused:
         raise Rejected.one(ErrorCode.INVALID_INPUT, str(refused), "url") from None
     secret = new_secret()
-    endpoint = WebhookEndpoint(
-        url=url,
-        description=description,
-        events=[kind.value for kind in dict.fromkeys(events)],
-        secret=sealer.seal(secret),
-        created_by=officer.account_id,
-        created_at=utcnow(),
-    )
-    session.add(endpoint)
-    await session.flush()
-    await audit(
-        session, officer, "webhook.create", [], f"Registered webhook {endpoint.id}", request_id
-    )
-    return WithSecret(endpoint, secret)
+
+    async def register(session: AsyncSession) -> WithSecret:
+        endpoint = WebhookEndpoint(
+            url=url,
+            description=description,
+            events=[kind.value for kind in dict.fromkeys(events)],
+            secret=sealer.seal(secret),
+            created_by=officer.account_id,
+            created_at=utcnow(),
+        )
+        session.add(endpoint)
+        await session.flush()
+        await audit(
+            session, officer, "webhook.create", [], f"Registered webhook {endpoint.id}", request_id
+        )
+        return WithSecret(endpoint, secret)
+
+    return Prepared(register)
 
 
 async def count_webhooks(session: AsyncSession) -> int:

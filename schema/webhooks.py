@@ -19,7 +19,7 @@ from schema.connections import Before, Connection, Last, connection
 from schema.context import RequestContext
 from schema.errors import UserErrorType
 from schema.ids import parse_id
-from schema.mutations import mutate
+from schema.mutations import mutate, mutate_prepared
 
 Info = strawberry.Info[RequestContext]
 T = TypeVar("T")
@@ -227,18 +227,17 @@ class WebhooksMutation:
     )
     async def create_webhook(self, info: Info, input: CreateWebhookInput) -> WebhookSecretPayload:
         services = info.context.services
-        return await mutate(
+        return await mutate_prepared(
             info,
-            lambda work: webhooks.create_webhook(
-                work.session,
-                work.actor,
+            lambda preparation: webhooks.create_webhook(
+                preparation.actor,
                 url=input.url,
                 events=input.events,
                 description=input.description,
                 production=services.config.production,
                 allow_private=services.config.webhooks_allow_private,
                 sealer=services.webhook_sealer,
-                request_id=work.request_id,
+                request_id=preparation.provenance.request_id,
             ),
             _with_secret,
         )

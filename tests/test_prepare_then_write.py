@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from auth import passwords
+from models import Database
+from resolvers import webhooks
 from tests.helpers import (
     LOGIN,
     PASSWORD,
@@ -28,6 +30,7 @@ from tests.helpers import (
 )
 from tests.test_password_reset import REQUEST, RESET, reset_token
 from tests.test_settings import SET_PREFERENCE, toggle
+from tests.test_webhooks import CREATE, officer
 
 # How long a hash is held at most when nothing releases it: only the old code, whose toggle waits
 # for the hash, takes this long (and then fails); otherwise the toggle's end releases it.
@@ -243,3 +246,41 @@ class TestAPasswordChangedMeanwhile:
         assert codes(body["data"]["changePassword"]) == ["INVALID_CREDENTIALS"]
         login = {"input": {"email": "grace@example.com", "password": NEW_PASSWORD}}
         assert (await gql(client, LOGIN, login))["data"]["login"]["errors"] == []
+
+
+class TestAHeldLookupHoldsNoTransaction:
+    async def test_a_toggle_completes_while_a_webhooks_address_is_looked_up(
+        self, client: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Registering a webhook looks its host up (DNS, seconds at worst) before its write."""
+        other = await signed_up(client, email="ada@example.com")
+        token = await officer(client, database)
+        looking_up, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_lookup(url: str, **_: object) -> None:
+            looking_up.set()
+            await asyncio.wait_for(release.wait(), HOLD_AT_MOST)
+
+        monkeypatch.setattr(webhooks, "resolve", slow_lookup)
+        variables = {"input": {"url": "https://crm.example/hook", "events": ["CONSENT_CHANGED"]}}
+        registering = asyncio.create_task(gql(client, CREATE, variables, token=token))
+        try:
+            started = asyncio.create_task(looking_up.wait())
+            await asyncio.wait({started, registering}, return_when=asyncio.FIRST_COMPLETED)
+            assert not registering.done(), registering.result()
+            idle_while_looking_up = await _idle_in_transaction(client)
+            toggled = await gql(
+                client,
+                settings_mutation(SET_PREFERENCE),
+                {"input": toggle("EMAIL", "NEWSLETTER", True)},
+                token=other,
+            )
+            toggled_while_held = not release.is_set() and not registering.done()
+        finally:
+            release.set()
+            registered = await registering
+
+        assert toggled["data"][SET_PREFERENCE]["errors"] == [], toggled
+        assert toggled_while_held, "the toggle waited for the lookup"
+        assert idle_while_looking_up == 0
+        assert registered["data"]["createWebhook"]["errors"] == [], registered
