@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,11 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     Account,
     AuditEntry,
     AuthSession,
+    Base,
     Database,
     PrivacyRequest,
     RequestKind,
@@ -493,6 +498,57 @@ async def test_a_second_mutation_in_a_request_sees_the_first_ones_change(client)
     assert len(body["data"]["b"]["account"]["sessions"]) == 1
 
 
+@dataclass
+class PagedRequests:
+    """The person's privacy requests in a database of their own, for paging them."""
+
+    session: AsyncSession
+    person: uuid.UUID
+    stored: list[uuid.UUID]  # newest first, as the list pages them
+    add: Callable[[int], Awaitable[None]]  # another of the person's, so many minutes in
+
+
+@asynccontextmanager
+async def paged_requests(minutes: list[int], others: int) -> AsyncIterator[PagedRequests]:
+    """A database holding only privacy requests: the person's, made at `minutes` past a moment,
+    interleaved with `others` of someone else's at four moments (many ties)."""
+    database = Database("sqlite+aiosqlite:///:memory:")
+    async with database.engine.begin() as connection:
+        # The one table paged (each example has a database of its own).
+        await connection.run_sync(Base.metadata.create_all, tables=[PrivacyRequest.__table__])
+    person, other = uuid.uuid4(), uuid.uuid4()
+    start = utcnow()
+    try:
+        async with database.session() as session:
+
+            async def add(account_id: uuid.UUID, minute: int) -> None:
+                request = open_request(
+                    session,
+                    kind=RequestKind.COMPLAINT,
+                    account_id=account_id,
+                    requested_by=account_id,
+                )
+                request.created_at = start + timedelta(minutes=minute)
+                await session.flush()
+
+            for minute in minutes:
+                await add(person, minute)
+            for minute in range(others):
+                await add(other, minute % 4)
+            stored = sorted(
+                await session.scalars(
+                    select(PrivacyRequest).where(PrivacyRequest.account_id == person)
+                ),
+                key=lambda r: (r.created_at, r.id),
+                reverse=True,
+            )
+            yield PagedRequests(
+                session, person, [r.id for r in stored], lambda minute: add(person, minute)
+            )
+    finally:
+        await database.dispose()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     minutes=st.lists(st.integers(0, 3), max_size=30),
@@ -505,56 +561,25 @@ def test_keyset_pages_read_each_row_once_whatever_the_ties(
 ) -> None:
     """Many requests share a timestamp, another person's are interleaved, and new ones arrive
     between pages: paging still reads each of the person's requests once, newest first."""
-    from models import Base
     from resolvers.paging import page_request
     from resolvers.requests import BY_AUTHOR, requests_by_author
 
     async def scenario() -> None:
-        database = Database("sqlite+aiosqlite:///:memory:")
-        async with database.engine.begin() as connection:
-            # The one table paged (each example has a database of its own).
-            await connection.run_sync(Base.metadata.create_all, tables=[PrivacyRequest.__table__])
-        person, other = uuid.uuid4(), uuid.uuid4()
-        start = utcnow()
-
-        async def add(account_id: uuid.UUID, minute: int) -> None:
-            request = open_request(
-                session,
-                kind=RequestKind.COMPLAINT,
-                account_id=account_id,
-                requested_by=account_id,
-            )
-            request.created_at = start + timedelta(minutes=minute)
-            await session.flush()
-
-        async with database.session() as session:
-            for minute in minutes:
-                await add(person, minute)
-            for minute in range(others):
-                await add(other, minute % 4)
-            stored = sorted(
-                await session.scalars(
-                    select(PrivacyRequest).where(PrivacyRequest.account_id == person)
-                ),
-                key=lambda r: (r.created_at, r.id),
-                reverse=True,
-            )
+        async with paged_requests(minutes, others) as paged:
             seen: list[uuid.UUID] = []
             after = None
             while True:
-                page = (
-                    await requests_by_author(
-                        session, [person], page_request(first, after, BY_AUTHOR)
-                    )
-                )[person]
+                asked = page_request(first, after, BY_AUTHOR)
+                page = (await requests_by_author(paged.session, [paged.person], asked))[
+                    paged.person
+                ]
                 assert len(page.items) <= first
                 seen += [r.id for r in page.items]
                 for _ in range(arriving):
-                    await add(person, 10)  # newer than every row read so far
+                    await paged.add(10)  # newer than every row read so far
                 if not page.has_next_page:
                     break
                 after = page.cursor(page.items[-1])
-        await database.dispose()
-        assert seen == [r.id for r in stored]
+        assert seen == paged.stored
 
     asyncio.run(scenario())

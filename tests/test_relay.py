@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from models import AuditEntry, Base, Database, PrivacyRequest, RequestKind, Role, utcnow
+from models import AuditEntry, RequestKind, Role, utcnow
 from resolvers.requests import open_request
 from tests.helpers import count_statements, gql, new_account, staff_token
-from tests.test_paging import REASON, add_person
+from tests.test_paging import REASON, add_person, paged_requests
 
 MINE = """
 query Mine($first: Int, $after: String, $last: Int, $before: String) {
@@ -308,44 +308,21 @@ def test_backward_pages_read_each_row_once_whatever_the_ties(
     from resolvers.requests import BY_AUTHOR, requests_by_author
 
     async def scenario() -> None:
-        database = Database("sqlite+aiosqlite:///:memory:")
-        async with database.engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all, tables=[PrivacyRequest.__table__])
-        person, other = uuid.uuid4(), uuid.uuid4()
-        start = utcnow()
-
-        async def add(account_id: uuid.UUID, minute: int) -> None:
-            request = open_request(
-                session, kind=RequestKind.COMPLAINT, account_id=account_id, requested_by=account_id
-            )
-            request.created_at = start + timedelta(minutes=minute)
-            await session.flush()
-
-        async with database.session() as session:
-            for minute in minutes:
-                await add(person, minute)
-            for minute in range(others):
-                await add(other, minute % 4)
-            stored = sorted(
-                await session.scalars(
-                    select(PrivacyRequest).where(PrivacyRequest.account_id == person)
-                ),
-                key=lambda r: (r.created_at, r.id),
-                reverse=True,
-            )
+        async with paged_requests(minutes, others) as paged:
             seen: list[uuid.UUID] = []
             before = None
             while True:
                 asked = page_request(20, None, BY_AUTHOR, last=last, before=before)
-                page = (await requests_by_author(session, [person], asked))[person]
+                page = (await requests_by_author(paged.session, [paged.person], asked))[
+                    paged.person
+                ]
                 assert len(page.items) <= last and not page.has_next_page
                 seen = [r.id for r in page.items] + seen
                 for _ in range(arriving):
-                    await add(person, -10)  # older than every row, behind the pages read
+                    await paged.add(-10)  # older than every row, behind the pages read
                 if not page.has_previous_page:
                     break
                 before = page.cursor(page.items[0])
-        await database.dispose()
-        assert seen == [r.id for r in stored]
+        assert seen == paged.stored
 
     asyncio.run(scenario())
