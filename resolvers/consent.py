@@ -15,20 +15,25 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import (
-    Executable,
+    BindParameter,
+    Insert,
     String,
+    Table,
+    Update,
     bindparam,
     case,
     func,
+    insert,
     literal,
     select,
     true,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -157,6 +162,11 @@ class Chain(ABC, Generic[E]):
     now: datetime
     gpc_applied_at: datetime | None = None
     events: list[E] = field(default_factory=list)
+    # The columns of each event appended, as `write` inserts them.
+    _values: list[dict[str, Any]] = field(default_factory=list)
+    # The ledger's table, and the column naming the subject in it.
+    event_table: ClassVar[Table]
+    subject_column: ClassVar[str]
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
         if key == POLICY_KEY:
@@ -174,6 +184,7 @@ class Chain(ABC, Generic[E]):
             accepted_policy_version=self.accepted_policy_version,
             now=self.now,
         )
+        self._values.append(values)
         self.events.append(self._event(values))
         self.head = values["hash"]
 
@@ -181,25 +192,40 @@ class Chain(ABC, Generic[E]):
     def _event(self, values: dict[str, Any]) -> E:
         """The event row of this subject's ledger for the chained `values`."""
 
-    async def write(self, session: AsyncSession, new_head: Executable) -> bool:
-        """Store the events appended and the chain's new head with `new_head` (a `head_update`);
-        whether there were any."""
+    async def write(
+        self, session: AsyncSession, new_head: Update, *, together: Sequence[Insert] = ()
+    ) -> bool:
+        """Store the events appended and the chain's new head with `new_head` (a `head_update`),
+        and the `together` rows beside them; whether there were any events.
+
+        On PostgreSQL in one statement, the inserts as data-modifying WITH clauses of the head's
+        update: a change costs one round trip for all it writes. SQLite has no such clauses, so
+        there each is a statement of its own.
+        """
         if not self.events:
             return False
-        session.add_all(self.events)
-        await session.execute(
-            new_head, {"subject_id": self.subject_id, "seq": self.seq, "head": self.head}
+        events = insert(self.event_table).values(
+            [{self.subject_column: self.subject_id, **values} for values in self._values]
         )
+        head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
+        if session.get_bind().dialect.name == "postgresql":
+            for number, statement in enumerate((events, *together)):
+                new_head = new_head.add_cte(statement.cte(f"written_{number}"))
+            await session.execute(new_head, head)
+            return True
+        for statement in (events, *together):
+            await session.execute(statement)
+        await session.execute(new_head, head)
         return True
 
 
-def head_update(model: type[Account] | type[Visitor]) -> Executable:
-    """The statement that stores a chain's newest number and hash on its subject's row (built
-    once per subject: every change runs it)."""
+def head_update(model: type[Account] | type[Visitor], **also: BindParameter[Any]) -> Update:
+    """The statement that stores a chain's newest number and hash on its subject's row, and
+    the `also` columns (built once per subject: every change runs it)."""
     return (
         update(model)
         .where(model.id == bindparam("subject_id"))
-        .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"))
+        .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"), **also)
         .execution_options(synchronize_session=False)
     )
 
@@ -208,11 +234,16 @@ def head_update(model: type[Account] | type[Visitor]) -> Executable:
 class Ledger(Chain[ConsentEvent]):
     """An account's chain. Use `open_ledger`."""
 
+    event_table: ClassVar[Table] = cast(Table, ConsentEvent.__table__)
+    subject_column: ClassVar[str] = "account_id"
+
     # Read with the lock, for rules that depend on who the account holder is.
     birth_date: date | None = None
     country: str | None = None
     us_state: str | None = None
     phone: str | None = None
+    # The settings' new values (`AccountSetting` rows), written with the events they go with.
+    settings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def account_id(self) -> uuid.UUID:
@@ -285,10 +316,26 @@ async def open_ledger(
         gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
-    if await ledger.write(session, _NEW_HEAD):
-        # Downstream systems hear of every change through the webhook outbox, in this same
-        # transaction: one row per event, whatever the number of endpoints.
-        await webhooks.consent_changed(session, ledger.events)
+    dialect = session.get_bind().dialect.name
+    together = [_store_settings(dialect, ledger.settings)] if ledger.settings else []
+    # Downstream systems hear of every change through the webhook outbox, in this same
+    # transaction: one row per event, whatever the number of endpoints.
+    if ledger.events:
+        together.append(webhooks.consent_changed(ledger.events))
+    await ledger.write(session, _NEW_HEAD, together=together)
+
+
+def _store_settings(dialect: str, rows: list[dict[str, Any]]) -> Insert:
+    """The statement writing settings' new values, stored or not before (an upsert)."""
+    upsert = (postgresql if dialect == "postgresql" else sqlite).insert(_SETTINGS).values(rows)
+    return upsert.on_conflict_do_update(
+        index_elements=[_SETTINGS.c.account_id, _SETTINGS.c.key],
+        set_={
+            "value": upsert.excluded.value,
+            "updated_at": upsert.excluded.updated_at,
+            "gpc_conflict_at": upsert.excluded.gpc_conflict_at,
+        },
+    )
 
 
 # Built once, as every change runs them. The lock also reads the policy version in force, so a
@@ -310,7 +357,10 @@ _LOCK = (
     )
     .execution_options(synchronize_session=False)
 )
-_NEW_HEAD = head_update(Account)
+# The change time is given, not left to the column's onupdate default: a default computed in
+# Python is not filled in for a statement with data-modifying WITH clauses.
+_NEW_HEAD = head_update(Account, updated_at=bindparam("now"))
+_SETTINGS = cast(Table, AccountSetting.__table__)
 
 
 # Sequence numbers only grow, so a cursor stays valid however many events arrive.

@@ -262,7 +262,8 @@ async def _store(
     *,
     keep_gpc_conflicts: bool = False,
 ) -> int:
-    """Within an open ledger: write the values that differ and append one event for each.
+    """Within an open ledger: the values that differ, each with its event, which the ledger
+    writes when it closes.
 
     A setting the GPC signal opts out of, switched on once the account has received the signal,
     is marked as conflicting with it; any later change of its value ends the mark. With
@@ -275,8 +276,6 @@ async def _store(
         )
     )
     stored = {key: (value, gpc_conflict_at) for key, value, gpc_conflict_at in rows}
-    updates: list[dict[str, object]] = []
-    inserts: list[dict[str, object]] = []
     for setting, value in wanted.items():
         new = setting.encode(value)
         old, gpc_conflict_at = stored.get(setting.key, (setting.encode(setting.default), None))
@@ -288,18 +287,15 @@ async def _store(
             and setting in catalogue.GPC_OPT_OUTS
             and ledger.gpc_applied_at is not None
         )
-        row = {
-            "account_id": ledger.account_id,
-            "key": setting.key,
-            "value": new,
-            "updated_at": ledger.now,
-            "gpc_conflict_at": ledger.now if against_gpc else None,
-        }
-        (updates if setting.key in stored else inserts).append(row)
-    if updates:
-        await session.execute(update(AccountSetting), updates)
-    if inserts:
-        await session.execute(insert(AccountSetting), inserts)
+        ledger.settings.append(
+            {
+                "account_id": ledger.account_id,
+                "key": setting.key,
+                "value": new,
+                "updated_at": ledger.now,
+                "gpc_conflict_at": ledger.now if against_gpc else None,
+            }
+        )
     return len(ledger.events)
 
 

@@ -26,6 +26,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
+    Insert,
     Table,
     and_,
     case,
@@ -264,9 +265,10 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await session.execute(_INSERT_EVENTS, rows)
 
 
-async def consent_changed(session: AsyncSession, events: Sequence[ConsentEvent]) -> None:
-    """One `consent.changed` per ledger event, in one statement; called by the ledger itself."""
-    await _write(session, consent_changed_rows(events))
+def consent_changed(events: Sequence[ConsentEvent]) -> Insert:
+    """The statement writing one `consent.changed` per ledger event; the ledger runs it with
+    its own writes."""
+    return _INSERT_EVENTS.values(consent_changed_rows(events))
 
 
 def consent_changed_rows(events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:
