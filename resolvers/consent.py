@@ -196,13 +196,16 @@ class Chain(ABC, Generic[E]):
         self, session: AsyncSession, new_head: Update, *, together: Sequence[Insert] = ()
     ) -> bool:
         """Store the events appended and the chain's new head with `new_head` (a `head_update`),
-        and the `together` rows beside them; whether there were any events.
+        and the `together` rows beside them; whether there were any events (without any, only
+        the `together` rows are written).
 
         On PostgreSQL in one statement, the inserts as data-modifying WITH clauses of the head's
         update: a change costs one round trip for all it writes. SQLite has no such clauses, so
         there each is a statement of its own.
         """
         if not self.events:
+            for statement in together:
+                await session.execute(statement)
             return False
         events = insert(self.event_table).values(
             [{self.subject_column: self.subject_id, **values} for values in self._values]
@@ -244,6 +247,8 @@ class Ledger(Chain[ConsentEvent]):
     phone: str | None = None
     # The settings' new values (`AccountSetting` rows), written with the events they go with.
     settings: list[dict[str, Any]] = field(default_factory=list)
+    # Other rows of the same change (the idempotency key it was made under), written with them.
+    also: list[Insert] = field(default_factory=list)
 
     @property
     def account_id(self) -> uuid.UUID:
@@ -322,7 +327,7 @@ async def open_ledger(
     # transaction: one row per event, whatever the number of endpoints.
     if ledger.events:
         together.append(webhooks.consent_changed(ledger.events))
-    await ledger.write(session, _NEW_HEAD, together=together)
+    await ledger.write(session, _NEW_HEAD, together=[*together, *ledger.also])
 
 
 def _store_settings(dialect: str, rows: list[dict[str, Any]]) -> Insert:

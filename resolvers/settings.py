@@ -237,8 +237,13 @@ async def change_settings(
                 raise Rejected(*errors)
         written = await _store(session, ledger, wanted)
         if idempotency_key:
-            session.add(
-                IdempotencyKey(account_id=account_id, key=idempotency_key, fingerprint=fingerprint)
+            ledger.also.append(
+                insert(IdempotencyKey).values(
+                    account_id=account_id,
+                    key=idempotency_key,
+                    fingerprint=fingerprint,
+                    created_at=ledger.now,
+                )
             )
     return written
 
