@@ -193,33 +193,43 @@ class Chain(ABC, Generic[E]):
         """The event row of this subject's ledger for the chained `values`."""
 
     async def write(
-        self, session: AsyncSession, new_head: Update, *, together: Sequence[Insert] = ()
+        self, session: AsyncSession, new_head: Update, *, together: Sequence[Rows] = ()
     ) -> bool:
         """Store the events appended and the chain's new head with `new_head` (a `head_update`),
         and the `together` rows beside them; whether there were any events (without any, only
         the `together` rows are written).
 
-        On PostgreSQL in one statement, the inserts as data-modifying WITH clauses of the head's
-        update: a change costs one round trip for all it writes. SQLite has no such clauses, so
-        there each is a statement of its own.
+        On PostgreSQL in one statement, each row inserted by a data-modifying WITH clause of the
+        head's update: a change costs one round trip for all it writes. One clause per row, as
+        SQLAlchemy caches the compiled form of a single-row insert and compiles a multi-row one
+        again every time. SQLite has no such clauses: one statement for each kind of row there.
         """
-        if not self.events:
-            for statement in together:
-                await session.execute(statement)
-            return False
-        events = insert(self.event_table).values(
-            [{self.subject_column: self.subject_id, **values} for values in self._values]
+        events = Rows(
+            insert(self.event_table),
+            [{self.subject_column: self.subject_id, **values} for values in self._values],
         )
-        head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
-        if session.get_bind().dialect.name == "postgresql":
-            for number, statement in enumerate((events, *together)):
+        writes = [events, *together] if self.events else list(together)
+        if not self.events or session.get_bind().dialect.name != "postgresql":
+            for rows in writes:
+                if rows.rows:
+                    await session.execute(rows.statement, rows.rows)
+            if not self.events:
+                return False
+        else:
+            single = (rows.statement.values(row) for rows in writes for row in rows.rows)
+            for number, statement in enumerate(single):
                 new_head = new_head.add_cte(statement.cte(f"written_{number}"))
-            await session.execute(new_head, head)
-            return True
-        for statement in (events, *together):
-            await session.execute(statement)
+        head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
         await session.execute(new_head, head)
         return True
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows a change inserts with its events: the statement (with no values) and their values."""
+
+    statement: Insert
+    rows: list[dict[str, Any]]
 
 
 def head_update(model: type[Account] | type[Visitor], **also: BindParameter[Any]) -> Update:
@@ -248,7 +258,7 @@ class Ledger(Chain[ConsentEvent]):
     # The settings' new values (`AccountSetting` rows), written with the events they go with.
     settings: list[dict[str, Any]] = field(default_factory=list)
     # Other rows of the same change (the idempotency key it was made under), written with them.
-    also: list[Insert] = field(default_factory=list)
+    also: list[Rows] = field(default_factory=list)
 
     @property
     def account_id(self) -> uuid.UUID:
@@ -321,18 +331,18 @@ async def open_ledger(
         gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
-    dialect = session.get_bind().dialect.name
-    together = [_store_settings(dialect, ledger.settings)] if ledger.settings else []
+    together = [Rows(_store_settings(session), ledger.settings)] if ledger.settings else []
     # Downstream systems hear of every change through the webhook outbox, in this same
     # transaction: one row per event, whatever the number of endpoints.
     if ledger.events:
-        together.append(webhooks.consent_changed(ledger.events))
+        together.append(Rows(*webhooks.consent_changed(ledger.events)))
     await ledger.write(session, _NEW_HEAD, together=[*together, *ledger.also])
 
 
-def _store_settings(dialect: str, rows: list[dict[str, Any]]) -> Insert:
+def _store_settings(session: AsyncSession) -> Insert:
     """The statement writing settings' new values, stored or not before (an upsert)."""
-    upsert = (postgresql if dialect == "postgresql" else sqlite).insert(_SETTINGS).values(rows)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(_SETTINGS)
     return upsert.on_conflict_do_update(
         index_elements=[_SETTINGS.c.account_id, _SETTINGS.c.key],
         set_={

@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -38,7 +39,7 @@ from resolvers.catalogue import (
     Value,
     VisibilityField,
 )
-from resolvers.consent import POLICY_KEY, Ledger, Provenance, open_ledger
+from resolvers.consent import POLICY_KEY, Ledger, Provenance, Rows, open_ledger
 from resolvers.errors import ErrorCode, Rejected, UserError
 
 IDEMPOTENCY_KEY_MAX = 100
@@ -195,6 +196,9 @@ async def _replayed(
     return True
 
 
+_INSERT_KEY = insert(cast(Table, IdempotencyKey.__table__))
+
+
 async def change_settings(
     session: AsyncSession,
     account_id: uuid.UUID,
@@ -237,14 +241,13 @@ async def change_settings(
                 raise Rejected(*errors)
         written = await _store(session, ledger, wanted)
         if idempotency_key:
-            ledger.also.append(
-                insert(IdempotencyKey).values(
-                    account_id=account_id,
-                    key=idempotency_key,
-                    fingerprint=fingerprint,
-                    created_at=ledger.now,
-                )
-            )
+            key = {
+                "account_id": account_id,
+                "key": idempotency_key,
+                "fingerprint": fingerprint,
+                "created_at": ledger.now,
+            }
+            ledger.also.append(Rows(_INSERT_KEY, [key]))
     return written
 
 

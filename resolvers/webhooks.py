@@ -265,10 +265,10 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await session.execute(_INSERT_EVENTS, rows)
 
 
-def consent_changed(events: Sequence[ConsentEvent]) -> Insert:
-    """The statement writing one `consent.changed` per ledger event; the ledger runs it with
-    its own writes."""
-    return _INSERT_EVENTS.values(consent_changed_rows(events))
+def consent_changed(events: Sequence[ConsentEvent]) -> tuple[Insert, list[dict[str, Any]]]:
+    """The outbox statement and its rows, one `consent.changed` per ledger event; the ledger
+    writes them with its own."""
+    return _INSERT_EVENTS, consent_changed_rows(events)
 
 
 def consent_changed_rows(events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:
