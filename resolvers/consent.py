@@ -52,6 +52,8 @@ from resolvers.pages import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import newest_version
 
 POLICY_KEY = "policy"
+# Where a session notes how many account ledger events its transaction wrote (`Session.info`).
+EVENTS_WRITTEN = "privacy_api_consent_events"
 
 
 # An event of either ledger: both have the same columns, hash and chain rules.
@@ -336,7 +338,9 @@ async def open_ledger(
     # transaction: one row per event, whatever the number of endpoints.
     if ledger.events:
         together.append(Rows(*webhooks.consent_changed(ledger.events)))
-    await ledger.write(session, _NEW_HEAD, together=[*together, *ledger.also])
+    if await ledger.write(session, _NEW_HEAD, together=[*together, *ledger.also]):
+        # For the metrics, which count a transaction's events when it commits.
+        session.info[EVENTS_WRITTEN] = session.info.get(EVENTS_WRITTEN, 0) + len(ledger.events)
 
 
 def _store_settings(session: AsyncSession) -> Insert:
