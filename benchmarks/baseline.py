@@ -20,7 +20,9 @@ One route per operation, taking the same request body the GraphQL endpoint gets:
 - `/me`: the session by token hash joined to its account row, then the account's settings rows.
 - `/toggle`: the session, then in one transaction: lock the account row (the UPDATE that returns
   the ledger head), read the policy in force and the stored value, and when it differs, UPDATE the
-  setting, INSERT the ledger event (with its hash) and UPDATE the ledger head.
+  setting, INSERT the ledger event (with its hash) and UPDATE the ledger head. On PostgreSQL, as
+  the API does, the lock also reads the policy, and the three writes are one statement (the
+  inserts as data-modifying WITH clauses of the head's update).
 - `/history`: the session, then one page of 20 events, newest first, from a cursor.
 """
 
@@ -82,6 +84,20 @@ INSERT_EVENT_SQL = (
 )
 HEAD_SQL = (
     "UPDATE accounts SET ledger_seq = {0}, ledger_head = {1}, updated_at = {2} WHERE id = {3}"
+)
+# PostgreSQL only: the lock with the policy in force, and every write of a change at once.
+LOCK_WITH_POLICY_SQL = (
+    "UPDATE accounts SET updated_at = $1 WHERE id = $2 RETURNING ledger_seq, ledger_head, "
+    "(SELECT version FROM policy_versions ORDER BY published_at DESC LIMIT 1) AS version"
+)
+WRITE_SQL = (
+    "WITH setting AS (INSERT INTO account_settings (account_id, key, value, updated_at) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, key) DO UPDATE "
+    "SET value = excluded.value, updated_at = excluded.updated_at), "
+    "event AS (INSERT INTO consent_events (account_id, seq, key, old_value, new_value, actor, "
+    "actor_id, source, policy_version, occurred_at, request_id, prev_hash, hash) "
+    "VALUES ($1, $5, $2, $6, $3, $7, $8, $9, $10, $4, $11, $12, $13)) "
+    "UPDATE accounts SET ledger_seq = $5, ledger_head = $13, updated_at = $4 WHERE id = $1"
 )
 HISTORY_SQL = (
     "SELECT * FROM consent_events WHERE account_id = {0} AND seq < {1} ORDER BY seq DESC LIMIT {2}"
@@ -154,36 +170,30 @@ class Postgres:
     ) -> None:
         async with self._connection() as connection, connection.transaction():
             now = datetime.now(UTC)
-            head = await connection.fetchrow(self.sql["lock"], now, account_id)
-            policy = await connection.fetchrow(self.sql["policy"])
+            head = await connection.fetchrow(LOCK_WITH_POLICY_SQL, now, account_id)
             stored = await connection.fetchrow(self.sql["stored"], account_id, key)
             old = stored["value"] if stored is not None else default
             if old == new:
                 return
-            if stored is not None:
-                await connection.execute(self.sql["update_setting"], new, now, account_id, key)
-            else:
-                await connection.execute(self.sql["insert_setting"], account_id, key, new, now)
             seq = head["ledger_seq"] + 1
-            fields = _event_fields(seq, key, old, new, policy["version"], now, request_id)
+            fields = _event_fields(seq, key, old, new, head["version"], now, request_id)
             digest = event_hash(head["ledger_head"], fields)
-            await connection.fetchval(
-                self.sql["insert_event"] + " RETURNING id",
+            await connection.execute(
+                WRITE_SQL,
                 account_id,
-                seq,
                 key,
-                old,
                 new,
+                now,
+                seq,
+                old,
                 "person",
                 None,
                 "api",
-                policy["version"],
-                now,
+                head["version"],
                 request_id,
                 head["ledger_head"],
                 digest,
             )
-            await connection.execute(self.sql["head"], seq, digest, datetime.now(UTC), account_id)
 
 
 class _SqlitePool:

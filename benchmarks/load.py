@@ -22,8 +22,8 @@ wrk runs, taken in turns with what it is compared to. Printed, nothing asserted:
   time to first byte, and the server's memory growth at its peak;
 - a sign-in with an unknown email against one with a wrong password: near 1, so that timing
   does not tell whether an address is registered;
-- with --profile, a py-spy profile of the API under `me` load: the top frames by own and by
-  total time.
+- with --profile, a py-spy profile of the API under `me` load (or the one --profile-operation
+  names): the top frames by own and by total time.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ class Bench:
     clients: int
     rate_limits: str
     profile: int
+    # The operation the profile is taken under (a name of `operations`).
+    profiled: str = "me"
     rows: list[Row] = field(default_factory=list)
     floods: list[Flood] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -402,7 +404,7 @@ def profile(bench: Bench, api: Server, people: People) -> None:
     output = bench.folder / "profile.txt"
     loading = wrk.start(
         api.url,
-        wrk.cycling(operations(people)["me"][0]),
+        wrk.cycling(operations(people)[bench.profiled][0]),
         bench.folder,
         clients=bench.clients,
         seconds=bench.profile + 3,
@@ -574,7 +576,13 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts, such as 1,2")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="SECONDS", help="py-spy the API under me load"
+        "--profile", type=int, default=0, metavar="SECONDS", help="py-spy the API under load"
+    )
+    parser.add_argument(
+        "--profile-operation",
+        default="me",
+        choices=["me", "toggle", "history page", "__typename"],
+        help="the load the profile is taken under",
     )
     arguments = parser.parse_args()
     wrk.require()
@@ -591,6 +599,7 @@ def main() -> None:
             clients=arguments.clients,
             rate_limits=rate_limits,
             profile=arguments.profile,
+            profiled=arguments.profile_operation,
         )
         say(
             f"{bench.seconds:g} s per run, {bench.clients} clients, wrk from another process; "

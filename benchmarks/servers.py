@@ -50,6 +50,8 @@ def reachable(host: str, port: int) -> bool:
 
 
 RECEIPT_KEY = base64.b64encode(os.urandom(32)).decode()
+# Production encrypts webhook signing secrets: a Fernet key of the run's own.
+WEBHOOK_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def api_environment(database_url: str, public_url: str, rate_limits: str) -> dict[str, str]:
@@ -63,6 +65,7 @@ def api_environment(database_url: str, public_url: str, rate_limits: str) -> dic
         "PRIVACY_API_RATE_LIMIT_STORAGE": rate_limits,
         # Production signs consent receipts: a key of the run's own (32 random bytes).
         "PRIVACY_API_RECEIPT_SIGNING_KEY": RECEIPT_KEY,
+        "PRIVACY_API_WEBHOOK_SECRET_KEY": WEBHOOK_KEY,
         **PROXY_ENV,
         # As production is advised to run: callers not signed in send registered documents.
         "PRIVACY_API_TRUSTED_DOCUMENTS": str(documents),

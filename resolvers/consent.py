@@ -17,20 +17,25 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import (
-    Executable,
+    BindParameter,
+    Insert,
     String,
+    Table,
+    Update,
     bindparam,
     case,
     func,
+    insert,
     literal,
     select,
     true,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -51,6 +56,8 @@ from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
 from resolvers.policy import acceptance_error, newest_version
 
 POLICY_KEY = "policy"
+# Where a session notes how many account ledger events its transaction wrote (`Session.info`).
+EVENTS_WRITTEN = "privacy_api_consent_events"
 
 
 # An event of either ledger: both have the same columns, hash and chain rules.
@@ -161,6 +168,11 @@ class Chain(ABC, Generic[E]):
     now: datetime
     gpc_applied_at: datetime | None = None
     events: list[E] = field(default_factory=list)
+    # The columns of each event appended, as `write` inserts them.
+    _values: list[dict[str, Any]] = field(default_factory=list)
+    # The ledger's table, and the column naming the subject in it.
+    event_table: ClassVar[Table]
+    subject_column: ClassVar[str]
 
     def append(self, key: str, old_value: str | None, new_value: str) -> None:
         if key == POLICY_KEY:
@@ -178,6 +190,7 @@ class Chain(ABC, Generic[E]):
             accepted_policy_version=self.accepted_policy_version,
             now=self.now,
         )
+        self._values.append(values)
         self.events.append(self._event(values))
         self.head = values["hash"]
 
@@ -185,25 +198,53 @@ class Chain(ABC, Generic[E]):
     def _event(self, values: dict[str, Any]) -> E:
         """The event row of this subject's ledger for the chained `values`."""
 
-    async def write(self, session: AsyncSession, new_head: Executable) -> bool:
-        """Store the events appended and the chain's new head with `new_head` (a `head_update`);
-        whether there were any."""
-        if not self.events:
-            return False
-        session.add_all(self.events)
-        await session.execute(
-            new_head, {"subject_id": self.subject_id, "seq": self.seq, "head": self.head}
+    async def write(
+        self, session: AsyncSession, new_head: Update, *, together: Sequence[Rows] = ()
+    ) -> bool:
+        """Store the events appended and the chain's new head with `new_head` (a `head_update`),
+        and the `together` rows beside them; whether there were any events (without any, only
+        the `together` rows are written).
+
+        On PostgreSQL in one statement, each row inserted by a data-modifying WITH clause of the
+        head's update: a change costs one round trip for all it writes. One clause per row, as
+        SQLAlchemy caches the compiled form of a single-row insert and compiles a multi-row one
+        again every time. SQLite has no such clauses: one statement for each kind of row there.
+        """
+        events = Rows(
+            insert(self.event_table),
+            [{self.subject_column: self.subject_id, **values} for values in self._values],
         )
+        writes = [events, *together] if self.events else list(together)
+        if not self.events or session.get_bind().dialect.name != "postgresql":
+            for rows in writes:
+                if rows.rows:
+                    await session.execute(rows.statement, rows.rows)
+            if not self.events:
+                return False
+        else:
+            single = (rows.statement.values(row) for rows in writes for row in rows.rows)
+            for number, statement in enumerate(single):
+                new_head = new_head.add_cte(statement.cte(f"written_{number}"))
+        head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
+        await session.execute(new_head, head)
         return True
 
 
-def head_update(model: type[Account] | type[Visitor]) -> Executable:
-    """The statement that stores a chain's newest number and hash on its subject's row (built
-    once per subject: every change runs it)."""
+@dataclass(frozen=True)
+class Rows:
+    """Rows a change inserts with its events: the statement (with no values) and their values."""
+
+    statement: Insert
+    rows: list[dict[str, Any]]
+
+
+def head_update(model: type[Account] | type[Visitor], **also: BindParameter[Any]) -> Update:
+    """The statement that stores a chain's newest number and hash on its subject's row, and
+    the `also` columns (built once per subject: every change runs it)."""
     return (
         update(model)
         .where(model.id == bindparam("subject_id"))
-        .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"))
+        .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head"), **also)
         .execution_options(synchronize_session=False)
     )
 
@@ -212,11 +253,18 @@ def head_update(model: type[Account] | type[Visitor]) -> Executable:
 class Ledger(Chain[ConsentEvent]):
     """An account's chain. Use `open_ledger`."""
 
+    event_table: ClassVar[Table] = cast(Table, ConsentEvent.__table__)
+    subject_column: ClassVar[str] = "account_id"
+
     # Read with the lock, for rules that depend on who the account holder is.
     birth_date: date | None = None
     country: str | None = None
     us_state: str | None = None
     phone: str | None = None
+    # The settings' new values (`AccountSetting` rows), written with the events they go with.
+    settings: list[dict[str, Any]] = field(default_factory=list)
+    # Other rows of the same change (the idempotency key it was made under), written with them.
+    also: list[Rows] = field(default_factory=list)
 
     @property
     def account_id(self) -> uuid.UUID:
@@ -289,10 +337,28 @@ async def open_ledger(
         gpc_applied_at=row.gpc_applied_at,
     )
     yield ledger
-    if await ledger.write(session, _NEW_HEAD):
-        # Downstream systems hear of every change through the webhook outbox, in this same
-        # transaction: one row per event, whatever the number of endpoints.
-        await webhooks.consent_changed(session, ledger.events)
+    together = [Rows(_store_settings(session), ledger.settings)] if ledger.settings else []
+    # Downstream systems hear of every change through the webhook outbox, in this same
+    # transaction: one row per event, whatever the number of endpoints.
+    if ledger.events:
+        together.append(Rows(*webhooks.consent_changed(ledger.events)))
+    if await ledger.write(session, _NEW_HEAD, together=[*together, *ledger.also]):
+        # For the metrics, which count a transaction's events when it commits.
+        session.info[EVENTS_WRITTEN] = session.info.get(EVENTS_WRITTEN, 0) + len(ledger.events)
+
+
+def _store_settings(session: AsyncSession) -> Insert:
+    """The statement writing settings' new values, stored or not before (an upsert)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(_SETTINGS)
+    return upsert.on_conflict_do_update(
+        index_elements=[_SETTINGS.c.account_id, _SETTINGS.c.key],
+        set_={
+            "value": upsert.excluded.value,
+            "updated_at": upsert.excluded.updated_at,
+            "gpc_conflict_at": upsert.excluded.gpc_conflict_at,
+        },
+    )
 
 
 # Built once, as every change runs them. The lock also reads the policy version in force, so a
@@ -314,7 +380,10 @@ _LOCK = (
     )
     .execution_options(synchronize_session=False)
 )
-_NEW_HEAD = head_update(Account)
+# The change time is given, not left to the column's onupdate default: a default computed in
+# Python is not filled in for a statement with data-modifying WITH clauses.
+_NEW_HEAD = head_update(Account, updated_at=bindparam("now"))
+_SETTINGS = cast(Table, AccountSetting.__table__)
 
 
 # Sequence numbers only grow, so a cursor stays valid however many events arrive.

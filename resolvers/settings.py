@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.actor import Actor
@@ -38,7 +39,7 @@ from resolvers.catalogue import (
     Value,
     VisibilityField,
 )
-from resolvers.consent import POLICY_KEY, Ledger, Provenance, open_ledger
+from resolvers.consent import POLICY_KEY, Ledger, Provenance, Rows, open_ledger
 from resolvers.errors import ErrorCode, Rejected, UserError
 
 IDEMPOTENCY_KEY_MAX = 100
@@ -195,6 +196,9 @@ async def _replayed(
     return True
 
 
+_INSERT_KEY = insert(cast(Table, IdempotencyKey.__table__))
+
+
 async def change_settings(
     session: AsyncSession,
     account_id: uuid.UUID,
@@ -237,9 +241,13 @@ async def change_settings(
                 raise Rejected(*errors)
         written = await _store(session, ledger, wanted)
         if idempotency_key:
-            session.add(
-                IdempotencyKey(account_id=account_id, key=idempotency_key, fingerprint=fingerprint)
-            )
+            key = {
+                "account_id": account_id,
+                "key": idempotency_key,
+                "fingerprint": fingerprint,
+                "created_at": ledger.now,
+            }
+            ledger.also.append(Rows(_INSERT_KEY, [key]))
     return written
 
 
@@ -262,7 +270,8 @@ async def _store(
     *,
     keep_gpc_conflicts: bool = False,
 ) -> int:
-    """Within an open ledger: write the values that differ and append one event for each.
+    """Within an open ledger: the values that differ, each with its event, which the ledger
+    writes when it closes.
 
     A setting the GPC signal opts out of, switched on once the account has received the signal,
     is marked as conflicting with it; any later change of its value ends the mark. With
@@ -275,8 +284,6 @@ async def _store(
         )
     )
     stored = {key: (value, gpc_conflict_at) for key, value, gpc_conflict_at in rows}
-    updates: list[dict[str, object]] = []
-    inserts: list[dict[str, object]] = []
     for setting, value in wanted.items():
         new = setting.encode(value)
         old, gpc_conflict_at = stored.get(setting.key, (setting.encode(setting.default), None))
@@ -288,18 +295,15 @@ async def _store(
             and setting in catalogue.GPC_OPT_OUTS
             and ledger.gpc_applied_at is not None
         )
-        row = {
-            "account_id": ledger.account_id,
-            "key": setting.key,
-            "value": new,
-            "updated_at": ledger.now,
-            "gpc_conflict_at": ledger.now if against_gpc else None,
-        }
-        (updates if setting.key in stored else inserts).append(row)
-    if updates:
-        await session.execute(update(AccountSetting), updates)
-    if inserts:
-        await session.execute(insert(AccountSetting), inserts)
+        ledger.settings.append(
+            {
+                "account_id": ledger.account_id,
+                "key": setting.key,
+                "value": new,
+                "updated_at": ledger.now,
+                "gpc_conflict_at": ledger.now if against_gpc else None,
+            }
+        )
     return len(ledger.events)
 
 

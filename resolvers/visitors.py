@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.devices import device_hash, new_device_id
@@ -58,6 +58,9 @@ class Chosen:
 @dataclass(kw_only=True)
 class _VisitorLedger(Chain[VisitorConsentEvent]):
     """A device's chain: the account ledger's rules, but no policy is ever accepted on it."""
+
+    event_table: ClassVar[Table] = cast(Table, VisitorConsentEvent.__table__)
+    subject_column: ClassVar[str] = "visitor_id"
 
     def _event(self, values: dict[str, Any]) -> VisitorConsentEvent:
         return VisitorConsentEvent(visitor_id=self.subject_id, **values)

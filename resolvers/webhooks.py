@@ -26,6 +26,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
+    Insert,
     Table,
     and_,
     case,
@@ -265,9 +266,10 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await session.execute(_INSERT_EVENTS, rows)
 
 
-async def consent_changed(session: AsyncSession, events: Sequence[ConsentEvent]) -> None:
-    """One `consent.changed` per ledger event, in one statement; called by the ledger itself."""
-    await _write(session, consent_changed_rows(events))
+def consent_changed(events: Sequence[ConsentEvent]) -> tuple[Insert, list[dict[str, Any]]]:
+    """The outbox statement and its rows, one `consent.changed` per ledger event; the ledger
+    writes them with its own."""
+    return _INSERT_EVENTS, consent_changed_rows(events)
 
 
 def consent_changed_rows(events: Sequence[ConsentEvent]) -> list[dict[str, Any]]:

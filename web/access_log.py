@@ -2,7 +2,7 @@
 
 Production writes one JSON object a line (for a log collector), development readable text; both
 are set once, when a command starts (`configure`, or uvicorn with `log_config`). The request
-lines themselves are written by `web.observe.ObserveMiddleware`, not by uvicorn.
+lines themselves are written by `web.middleware.EdgeMiddleware`, not by uvicorn.
 
 Links in messages carry their credential in the address (`/exports/<token>`,
 `/unsubscribe?token=...`), and a client may send a whole GraphQL operation, variables and all,

@@ -30,9 +30,8 @@ from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
 from web.graphql import GraphQLView
 from web.html_pages import ASSETS as PAGE_ASSETS
-from web.middleware import REQUEST_ID_HEADER, BodySizeLimitMiddleware, RequestIdMiddleware
-from web.observe import ObservedOperation, ObserveMiddleware
-from web.outage import DatabaseOutageMiddleware
+from web.middleware import REQUEST_ID_HEADER, EdgeMiddleware
+from web.observe import ObservedOperation
 from web.parental_consent import ParentalConsentPages
 from web.playground import ASSET_DIR
 from web.receipts import receipt_keys
@@ -160,10 +159,7 @@ def create_app(
         ],
         middleware=[
             *([tracing.middleware()] if config.tracing else []),
-            Middleware(ObserveMiddleware, log_format=config.log_format),
-            Middleware(RequestIdMiddleware, production=config.production),
-            Middleware(DatabaseOutageMiddleware),
-            Middleware(BodySizeLimitMiddleware),
+            Middleware(EdgeMiddleware, production=config.production, log_format=config.log_format),
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(config.allowed_origins),

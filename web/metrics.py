@@ -36,10 +36,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.rate_limits import Door, RateLimiter
-from models import ConsentEvent, Database, utcnow
+from models import Database, utcnow
 from models.database import POOL_OVERFLOW, POOL_SIZE
 from privacy_api.config import Config
 from resolvers import notifications, webhooks
+from resolvers.consent import EVENTS_WRITTEN
 
 logger = logging.getLogger("privacy_api.metrics")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -102,28 +103,18 @@ def watch_pool(database: Database) -> None:
     event.listen(engine, "checkin", lambda *_: DB_CONNECTIONS_IN_USE.dec())
 
 
-_PENDING_EVENTS = "privacy_api_consent_events"
-
-
-def _events_flushed(session: Session, _context: Any) -> None:
-    added = sum(isinstance(instance, ConsentEvent) for instance in session.new)
-    if added:
-        session.info[_PENDING_EVENTS] = session.info.get(_PENDING_EVENTS, 0) + added
-
-
 def _events_committed(session: Session) -> None:
-    if added := session.info.pop(_PENDING_EVENTS, 0):
+    if added := session.info.pop(EVENTS_WRITTEN, 0):
         CONSENT_EVENTS.inc(added)
 
 
 def _events_rolled_back(session: Session, _transaction: Any = None) -> None:
-    session.info.pop(_PENDING_EVENTS, None)
+    session.info.pop(EVENTS_WRITTEN, None)
 
 
 def count_consent_events() -> None:
     """Count ledger events when the transaction that wrote them commits (once per process)."""
-    if not event.contains(Session, "after_flush", _events_flushed):
-        event.listen(Session, "after_flush", _events_flushed)
+    if not event.contains(Session, "after_commit", _events_committed):
         event.listen(Session, "after_commit", _events_committed)
         event.listen(Session, "after_rollback", _events_rolled_back)
 

@@ -1,15 +1,22 @@
-"""Pure ASGI middleware that every request passes through."""
+"""The pure ASGI middleware that every request passes through."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.availability import is_unavailable
+from web.access_log import JSON
+from web.observe import observe_request
+from web.outage import answer_outage
+
 MAX_BODY_BYTES = 64 * 1024
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -26,54 +33,57 @@ SECURITY_HEADERS = [
 STRICT_TRANSPORT_SECURITY = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
 
-class RequestIdMiddleware:
-    """Tags each request with an id (the caller's, if well formed) and echoes it in the response,
-    with the security headers every response carries."""
+class EdgeMiddleware:
+    """Every HTTP request's one pass through the edge: its id (the caller's, if well formed)
+    echoed with the security headers, the body limit, a 503 to retry on when the database
+    failed it, and its log line and duration metric.
 
-    def __init__(self, app: ASGIApp, *, production: bool = False) -> None:
+    One middleware rather than one per concern: each layer costs a call and a wrapped `send`
+    for every request, and each would scan the request's headers again.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        production: bool = False,
+        log_format: str = "",
+        max_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.security_headers = [
             *SECURITY_HEADERS,
             *([STRICT_TRANSPORT_SECURITY] if production else []),
         ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                given = list(message.get("headers", []))
-                present = {name.lower() for name, _ in given}
-                message["headers"] = [
-                    *given,
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
-                    *(header for header in self.security_headers if header[0] not in present),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class BodySizeLimitMiddleware:
-    """Refuses request bodies over a limit before anything parses them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
+        self.json = log_format == JSON
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._too_large(scope, receive, send)
-            return
+        started_at = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(_REQUEST_ID_KEY, b"").decode("latin-1")
+        request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        added = [(_REQUEST_ID_KEY, request_id.encode()), *self.security_headers]
+        status = 500
+        response_started = False
+
+        async def edge_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                given = list(message.get("headers", []))
+                present = {name.lower() for name, _ in given}
+                message["headers"] = [
+                    *given,
+                    *(header for header in added if header[0] not in present),
+                ]
+            await send(message)
+
         received = 0
 
         async def counting_receive() -> Message:
@@ -86,9 +96,20 @@ class BodySizeLimitMiddleware:
             return message
 
         try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await self._too_large(scope, receive, send)
+            declared = headers.get(b"content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+                await self._too_large(scope, receive, edge_send)
+                return
+            try:
+                await self.app(scope, counting_receive, edge_send)
+            except _BodyTooLarge:
+                await self._too_large(scope, receive, edge_send)
+            except Exception as error:
+                if response_started or not is_unavailable(error):
+                    raise
+                await answer_outage(error, scope, receive, edge_send, request_id)
+        finally:
+            observe_request(scope, status, time.perf_counter() - started_at, json=self.json)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = PlainTextResponse(

@@ -10,7 +10,7 @@ import logging
 
 from graphql import GraphQLError
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from models.availability import is_unavailable
 
@@ -47,32 +47,14 @@ def retryable_error(error: GraphQLError, request_id: str) -> GraphQLError | None
     )
 
 
-class DatabaseOutageMiddleware:
-    """Answers 503 with Retry-After, not 500, when a route fails because of the database."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching_send)
-        except Exception as error:
-            if started or not is_unavailable(error):
-                raise
-            _log(error, scope["path"], str(scope.get("state", {}).get("request_id", "")))
-            response = PlainTextResponse(
-                MESSAGE,
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
-            )
-            await response(scope, receive, send)
+async def answer_outage(
+    error: BaseException, scope: Scope, receive: Receive, send: Send, request_id: str
+) -> None:
+    """The 503 with Retry-After for a route that failed because of the database."""
+    _log(error, scope["path"], request_id)
+    response = PlainTextResponse(
+        MESSAGE,
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
+    await response(scope, receive, send)
