@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from types import SimpleNamespace
 
@@ -126,3 +127,19 @@ async def test_every_response_carries_the_security_headers(client) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_what_start_up_built_is_kept_out_of_the_collectors_walks(config) -> None:
+    """A full garbage collection walked every object start-up made (the schema, the compiled
+    plans, the ORM's mappers) and paused a worker for tens of milliseconds: `me`'s p99 was
+    110 ms against a p50 of 9. Once started, the app has moved them out of the collector's
+    sight, and they stay readable."""
+    app = create_app(config)
+    gc.unfreeze()
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 0
+        response = await httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ).post("/graphql", json={"query": "{ __typename }"})
+        assert response.json() == {"data": {"__typename": "Query"}}
+    await app.state.services.database.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -115,6 +116,10 @@ def create_app(
         worker: asyncio.Task[None] | None = None
         if alongside is not None:
             worker = asyncio.create_task(alongside(services, stop), name="alongside")
+        # What start-up built (the schema, its plans, the ORM's mappers) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks all of it.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
