@@ -25,14 +25,20 @@ class SettingsPayload:
     errors: list[UserErrorType]
 
 
+def idempotency_key() -> str | None:
+    """The `idempotencyKey` field every settings change takes."""
+    key: str | None = strawberry.field(
+        default=None, description="Send the same key when retrying; the change is made once."
+    )
+    return key
+
+
 @strawberry.input(description="Turn one topic on one channel on or off.")
 class CommunicationPreferenceInput:
     channel: Channel
     topic: Topic
     enabled: bool
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(
@@ -49,18 +55,14 @@ class CommunicationPreferencesInput:
     changes: list[CommunicationChange] = strawberry.field(
         description="Every change to make; all are made or none."
     )
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(description="Allow or stop one use of the person's data.")
 class DataSharingInput:
     purpose: Purpose
     enabled: bool
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(description="Fields left out stay as they are.")
@@ -75,9 +77,7 @@ class VisibilityInput:
     search_engine_indexing: bool | None = strawberry.field(
         default=None, description="Whether search engines may index the public profile."
     )
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(description="Strictly necessary cookies are always on. Left out: unchanged.")
@@ -91,16 +91,12 @@ class CookieConsentInput:
     advertising: bool | None = strawberry.field(
         default=None, description="Ads and the tracking behind them."
     )
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(description="Turn every marketing message off.")
 class OptOutInput:
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Send the same key when retrying; the change is made once."
-    )
+    idempotency_key: str | None = idempotency_key()
 
 
 async def _change(
