@@ -207,6 +207,19 @@ class PersistedQueries:
         except Refused:
             return
 
+    def registered(self, query: str | None, extensions: Mapping[str, Any] | None) -> str | None:
+        """The manifest's text a request names by its id (with its text or without) or by its
+        text alone; None for anything else, which resolve() answers. Such a request resolves
+        the same for every caller."""
+        persisted = (extensions or {}).get(EXTENSION)
+        if persisted is None:
+            return self._trusted_texts.get(query) if query is not None else None
+        if not isinstance(persisted, dict) or persisted.get("version") != VERSION:
+            return None
+        wanted = persisted.get("sha256Hash")
+        known = self.trusted.get(wanted) if isinstance(wanted, str) else None
+        return known if query is None or query == known else None
+
     def plan_for(self, query: str) -> Plan | None:
         """The compiled plan of a registered document; None: the general executor runs it."""
         return self.plans.get(query) or self.automatic_plans.get(query)

@@ -212,6 +212,93 @@ class TestSameAnswers:
         assert b"Boolean" in ours
 
 
+# What differs between two answers of the same request: when and for which request they went.
+VOLATILE_HEADERS = frozenset({"date", "x-request-id", "server-timing"})
+
+
+def _response(answer: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An HTTP answer as a client sees it, but for its volatile headers."""
+    headers = sorted((k, v) for k, v in answer.headers.items() if k not in VOLATILE_HEADERS)
+    return answer.status_code, answer.content, headers
+
+
+async def _same_responses(
+    executors: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> tuple[int, bytes]:
+    """Each executor's full answer to the same POST: status, body and headers must match."""
+    ours, theirs = [
+        _response(await http.post("/graphql", json=body, headers=headers)) for http in executors
+    ]
+    assert ours == theirs, body
+    return ours[0], ours[1]
+
+
+def _by_id(query: str) -> dict[str, Any]:
+    return {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": document_id(query)}}}
+
+
+class TestLeanPath:
+    """A JSON POST that names a compiled document (by id or by its registered text) skips
+    strawberry's view; the whole HTTP answer is the one the general path gives."""
+
+    async def test_registered_documents_by_id_and_by_text(
+        self, executors: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    ) -> None:
+        fast, _ = executors
+        _, token = await new_account(fast)
+        before = compiled_runs()
+        for accept in ("application/json", "application/graphql-response+json"):
+            headers = {"Authorization": f"Bearer {token}", "Accept": accept}
+            for query in EXTRA_DOCUMENTS:
+                await _same_responses(executors, _by_id(query), headers)
+                await _same_responses(executors, {"query": query, "variables": None}, headers)
+
+        assert compiled_runs() - before == 4 * len(EXTRA_DOCUMENTS)
+
+    async def test_a_toggle_by_id_from_the_same_state(
+        self, executors: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    ) -> None:
+        fast, slow = executors
+        _, token = await new_account(fast)
+        headers = {"Authorization": f"Bearer {token}"}
+        for on in (True, False):
+            body = {**_by_id(bench.TOGGLE), "variables": {"on": on}}
+            ours = _response(await fast.post("/graphql", json=body, headers=headers))
+            theirs = _response(await slow.post("/graphql", json=body, headers=headers))
+            assert ours == theirs
+            assert b'"errors":[]' in ours[1]
+
+    @pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+    async def test_refusals_and_errors_answer_alike(
+        self, executors: tuple[httpx.AsyncClient, httpx.AsyncClient], accept: str
+    ) -> None:
+        fast, _ = executors
+        _, token = await new_account(fast)
+        signed_in = {"Authorization": f"Bearer {token}", "Accept": accept}
+        cases = (
+            # A field error: a token that signs no one in.
+            ({"query": bench.ME}, {"Authorization": "Bearer not-a-token", "Accept": accept}),
+            # Variables that do not fit, another operation name, an unknown id, a mutation
+            # named in a query's place: the general path words each.
+            ({**_by_id(bench.TOGGLE), "variables": {"on": "yes"}}, signed_in),
+            ({**_by_id(bench.ME), "operationName": "Other"}, signed_in),
+            (
+                {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+                signed_in,
+            ),
+            ({**_by_id(bench.ME), "variables": []}, signed_in),
+        )
+        statuses = []
+        for body, headers in cases:
+            status, content = await _same_responses(executors, body, headers)
+            statuses.append(status)
+            assert b'"errors"' in content or status >= 400, body
+
+        assert statuses[0] == 200
+
+
 class TestObserved:
     async def test_the_request_line_names_a_compiled_operation_and_its_outcome(
         self,

@@ -13,8 +13,8 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -50,6 +50,8 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 # The executors an operation may run on (the metric's label).
 COMPILED = "compiled"
 GENERAL = "general"
+# What a JSON request body may hold for the lean path; anything else goes through strawberry.
+_LEAN_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
 
 
 def _weights(accept: str) -> dict[str, float]:
@@ -90,6 +92,16 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.path is not None and not isinstance(error.original_error, GraphQLError | None)
 
 
+def _replayed(body: bytes, receive: Receive) -> Receive:
+    """`receive` that first hands back a body already read, for the view that reads it again."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
 def _page(page: str, status_code: int = 200) -> HTMLResponse:
     """The playground or the staff sign-in page, with its Content-Security-Policy."""
     return HTMLResponse(
@@ -127,11 +139,76 @@ class GraphQLView(GraphQL[RequestContext, None]):
         # of work of its own (schema.mutations.mutate).
         state = scope.setdefault("state", {})
         try:
+            if self.compiled and scope["type"] == "http" and scope["method"] == "POST":
+                unanswered = await self._lean(scope, receive, send)
+                if unanswered is None:
+                    return
+                receive = unanswered
             await super().__call__(scope, receive, send)
         finally:
             context: RequestContext | None = state.get(_CONTEXT)
             if context is not None:
                 await context.close()
+
+    async def _lean(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """A JSON POST of a registered, compiled document answered without strawberry's view
+        (its parsing, operation dispatch and response building cost as much as the plan); the
+        same context, executor, error handling and response hooks. Returns None once answered,
+        else the `receive` the view reads the request from."""
+        request = Request(scope, receive)
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        # A streamed answer (Accept: text/event-stream, multipart) is the view's to give.
+        if media_type != "application/json" or self._get_stream_transport_from_headers(
+            request.headers
+        ):
+            return receive
+        body = await request.body()
+        receive = _replayed(body, receive)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return receive
+        request_data = self._lean_request(data)
+        if request_data is None:
+            return receive
+        request = Request(scope, receive)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        try:
+            result = await self._execute_resolved(
+                request, self.request_adapter_class(request), sub_response, context, request_data
+            )
+        except HTTPException as refused:
+            response: Response = PlainTextResponse(refused.reason, status_code=refused.status_code)
+        else:
+            response = self.create_response(
+                await self.process_result(request, result), sub_response
+            )
+        await response(scope, receive, send)
+        return None
+
+    def _lean_request(self, data: object) -> GraphQLRequestData | None:
+        """The request a body asks for when it names a compiled document by its id or its
+        registered text, in a shape the view would accept as is; else None."""
+        if not isinstance(data, dict) or not data.keys() <= _LEAN_KEYS:
+            return None
+        query, extensions = data.get("query"), data.get("extensions")
+        variables, operation_name = data.get("variables"), data.get("operationName")
+        if not isinstance(variables, dict | None) or not isinstance(operation_name, str | None):
+            return None
+        if extensions is not None and (
+            not isinstance(extensions, dict) or extensions.keys() != {"persistedQuery"}
+        ):
+            return None
+        if not isinstance(query, str | None):
+            return None
+        # Known before the context looks up who is calling: it does not depend on the caller.
+        text = self.documents.registered(query, extensions)
+        if text is None or self.documents.plan_for(text) is None:
+            return None
+        return GraphQLRequestData(
+            query=text, variables=variables, operation_name=operation_name, extensions=extensions
+        )
 
     def parse_json(self, data: str | bytes) -> Any:
         """A JSON object (or a batch list, refused later) in UTF-8, else 400 rather than a 500."""
@@ -208,9 +285,22 @@ class GraphQLView(GraphQL[RequestContext, None]):
             note_operation(state, self.api_schema._schema, None, [resolved.error], ran=False)
             return ExecutionResult(data=None, errors=[resolved.error])
         request_data = dataclasses.replace(request_data, query=resolved.query)
+        return await self._execute_resolved(
+            request, request_adapter, sub_response, context, request_data
+        )
+
+    async def _execute_resolved(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: RequestContext,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A request whose document is known: its plan runs it when it can, else strawberry."""
         plan = (
-            self.documents.plan_for(resolved.query)
-            if self.compiled and resolved.query is not None
+            self.documents.plan_for(request_data.query)
+            if self.compiled and request_data.query is not None
             else None
         )
         if plan is not None:
@@ -220,7 +310,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         metrics.GRAPHQL_EXECUTIONS.labels(GENERAL).inc()
         try:
             return await super().execute_single(
-                request, request_adapter, sub_response, context, root_value, request_data
+                request, request_adapter, sub_response, context, None, request_data
             )
         except HTTPException as refused:
             # GraphQL over HTTP: a mutation over GET is 405 (strawberry answers 400, which
