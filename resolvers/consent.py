@@ -9,6 +9,7 @@ the chain.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -211,7 +212,7 @@ class Chain(ABC, Generic[E]):
         again every time. SQLite has no such clauses: one statement for each kind of row there.
         """
         events = Rows(
-            insert(self.event_table),
+            _insert_into(self.event_table),
             [{self.subject_column: self.subject_id, **values} for values in self._values],
         )
         writes = [events, *together] if self.events else list(together)
@@ -221,13 +222,36 @@ class Chain(ABC, Generic[E]):
                     await session.execute(rows.statement, rows.rows)
             if not self.events:
                 return False
-        else:
-            single = (rows.statement.values(row) for rows in writes for row in rows.rows)
-            for number, statement in enumerate(single):
-                new_head = new_head.add_cte(statement.cte(f"written_{number}"))
         head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
+        if self.events and session.get_bind().dialect.name == "postgresql":
+            every = [(rows.statement, row) for rows in writes for row in rows.rows]
+            new_head = _combined(new_head, tuple((insert, tuple(row)) for insert, row in every))
+            for number, (_, row) in enumerate(every):
+                head.update({f"w{number}_{column}": value for column, value in row.items()})
         await session.execute(new_head, head)
         return True
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    """The insert of an event table's rows, built once."""
+    return insert(table)
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(new_head: Update, shape: tuple[tuple[Insert, tuple[str, ...]], ...]) -> Update:
+    """`new_head` with one data-modifying WITH clause per row to insert, each row given by its
+    statement and its columns, whose values are bound as `w<number>_<column>`. Built once per
+    shape: a statement built with its values is keyed and coerced again for every request,
+    which was most of a toggle's own time in SQLAlchemy."""
+    for number, (statement, columns) in enumerate(shape):
+        table = cast(Table, statement.table)
+        values = {
+            column: bindparam(f"w{number}_{column}", type_=table.c[column].type)
+            for column in columns
+        }
+        new_head = new_head.add_cte(statement.values(values).cte(f"written_{number}"))
+    return new_head
 
 
 @dataclass(frozen=True)
@@ -349,7 +373,13 @@ async def open_ledger(
 
 def _store_settings(session: AsyncSession) -> Insert:
     """The statement writing settings' new values, stored or not before (an upsert)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return _upsert_settings(session.get_bind().dialect.name == "postgresql")
+
+
+@functools.cache
+def _upsert_settings(on_postgresql: bool) -> Insert:
+    """The settings' upsert in one dialect, built once."""
+    dialect = postgresql if on_postgresql else sqlite
     upsert = dialect.insert(_SETTINGS)
     return upsert.on_conflict_do_update(
         index_elements=[_SETTINGS.c.account_id, _SETTINGS.c.key],
