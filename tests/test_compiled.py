@@ -43,6 +43,7 @@ from tests.conftest import client_of, make_config
 from tests.db_proxy import DatabaseProxy
 from tests.helpers import PROJECT_ROOT, changed, new_account
 from tests.test_database_outage import api_behind, assert_retryable, bounded
+from web.graphql import GraphQLView
 
 README_ME = "{ me { email displayName isMinor sessions { userAgent current } } }"
 README_SIGN_IN = """mutation SignIn($email: String!, $password: String!) {
@@ -256,6 +257,28 @@ class TestLeanPath:
                 await _same_responses(executors, {"query": query, "variables": None}, headers)
 
         assert compiled_runs() - before == 4 * len(EXTRA_DOCUMENTS)
+
+    async def test_strawberrys_view_is_not_entered(
+        self,
+        executors: tuple[httpx.AsyncClient, httpx.AsyncClient],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        fast, slow = executors
+        _, token = await new_account(fast)
+        headers = {"Authorization": f"Bearer {token}"}
+        entered = []
+        run = GraphQLView.run
+
+        async def counted(self: GraphQLView, *args: Any, **kwargs: Any) -> Any:
+            entered.append(self)
+            return await run(self, *args, **kwargs)
+
+        monkeypatch.setattr(GraphQLView, "run", counted)
+        for body in (_by_id(bench.ME), {"query": bench.ME}):
+            await fast.post("/graphql", json=body, headers=headers)
+        assert entered == []
+        await slow.post("/graphql", json=_by_id(bench.ME), headers=headers)
+        assert len(entered) == 1
 
     async def test_a_toggle_by_id_from_the_same_state(
         self, executors: tuple[httpx.AsyncClient, httpx.AsyncClient]
