@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import Account, AuthSession, Role
+from models.driver import DriverRead
 
 # Writing last-use on every request would turn each read into a write; a few minutes is precise
 # enough for "last active" in the sessions list.
@@ -90,7 +91,7 @@ _ACCOUNT_ATTRIBUTES = tuple(
 # Built once: every request runs it, and building a statement costs more than running it. A
 # Core statement: the ORM's identity map and loading machinery would cost more than the
 # statement's round trip, for a row that is only read.
-_SIGNED_IN = (
+_SIGNED_IN = DriverRead(
     select(AuthSession.id, AuthSession.last_used_at, *_ACCOUNT_COLUMNS)
     .join(Account, Account.id == AuthSession.account_id)
     .where(
@@ -112,11 +113,10 @@ async def actor_for_token(
     if len(token) > 256:
         return None
     connection = await session.connection()
-    row = (
-        await connection.execute(_SIGNED_IN, {"token_hash": hash_token(token), "now": now})
-    ).one_or_none()
-    if row is None:
+    rows = await _SIGNED_IN.rows(connection, {"token_hash": hash_token(token), "now": now})
+    if not rows:
         return None
+    [row] = rows
     session_id, last_used_at, *columns = row
     account = Account(**dict(zip(_ACCOUNT_ATTRIBUTES, columns, strict=True)))
     actor = Actor(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from models import (
     Source,
     utcnow,
 )
+from models.driver import DriverRead
 from resolvers import catalogue
 from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import (
@@ -67,20 +68,21 @@ _SETTINGS = select(
     AccountSetting.updated_at,
     AccountSetting.gpc_conflict_at,
 )
-_ONE_ACCOUNTS_SETTINGS = _SETTINGS.where(AccountSetting.account_id == bindparam("account_id"))
+_ONE_ACCOUNTS_SETTINGS = DriverRead(
+    _SETTINGS.where(AccountSetting.account_id == bindparam("account_id"))
+)
 
 
 async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Settings]:
     """Every setting in the catalogue for each account, in the order asked (one statement)."""
-    # The usual case, one account (`me`), runs a statement built once; on the session's
-    # connection, as plain rows: the ORM's result machinery cost more than the rows it read.
+    # The usual case, one account (`me`), runs a statement built once, by the driver where it
+    # can (models/driver.py); on the session's connection, as plain rows: the ORM's result
+    # machinery cost more than the rows it read.
     connection = await session.connection()
-    rows = await connection.execute(
-        *(
-            (_ONE_ACCOUNTS_SETTINGS, {"account_id": account_ids[0]})
-            if len(account_ids) == 1
-            else (_SETTINGS.where(AccountSetting.account_id.in_(account_ids)),)
-        )
+    rows: Iterable[Sequence[Any]] = (
+        await _ONE_ACCOUNTS_SETTINGS.rows(connection, {"account_id": account_ids[0]})
+        if len(account_ids) == 1
+        else await connection.execute(_SETTINGS.where(AccountSetting.account_id.in_(account_ids)))
     )
     stored: dict[uuid.UUID, dict[str, tuple[str, datetime, datetime | None]]] = {}
     for account_id, key, value, updated_at, gpc_conflict_at in rows:
