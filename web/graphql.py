@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -41,6 +41,8 @@ from web.signals import apply_caller_signals
 logger = logging.getLogger("privacy_api.graphql")
 
 _CONTEXT = "graphql_context"
+# Set once a request's body was read for the lean path, which then need not look again.
+LEAN_TRIED = "graphql_lean_tried"
 # Every GraphQL answer (and the playground) depends on who asks: no browser, proxy or CDN keeps
 # one. A query sent over GET would otherwise be cacheable like any page.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -52,6 +54,9 @@ COMPILED = "compiled"
 GENERAL = "general"
 # What a JSON request body may hold for the lean path; anything else goes through strawberry.
 _LEAN_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
+_JSON_TYPE = b"application/json"
+_GRAPHQL_RESPONSE_TYPE = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8".encode()
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 def _weights(accept: str) -> dict[str, float]:
@@ -90,6 +95,36 @@ def _is_request_error(result: ExecutionResult) -> bool:
 def _is_unexpected(error: GraphQLError) -> bool:
     """A failure inside a resolver that the API did not raise on purpose."""
     return error.path is not None and not isinstance(error.original_error, GraphQLError | None)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The whole request body, as `Request.body` reads it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _close_context(scope: Scope) -> None:
+    """The end of a GraphQL request: its context gives back the read session's connection."""
+    context: RequestContext | None = scope.get("state", {}).get(_CONTEXT)
+    if context is not None:
+        await context.close()
+
+
+def _set_no_store(headers: list[tuple[bytes, bytes]]) -> None:
+    """Cache-Control: no-store in place of any the operation set, as MutableHeaders sets it."""
+    found = [index for index, (name, _) in enumerate(headers) if name == _NO_STORE[0]]
+    if not found:
+        headers.append(_NO_STORE)
+        return
+    headers[found[0]] = _NO_STORE
+    for index in reversed(found[1:]):
+        del headers[index]
 
 
 def _replayed(body: bytes, receive: Receive) -> Receive:
@@ -137,40 +172,58 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
         # of work of its own (schema.mutations.mutate).
-        state = scope.setdefault("state", {})
+        if (
+            self.compiled
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not scope.get("state", {}).get(LEAN_TRIED)
+        ):
+            unanswered = await self.answer_lean(scope, receive, send)
+            if unanswered is None:
+                return
+            receive = unanswered
         try:
-            if self.compiled and scope["type"] == "http" and scope["method"] == "POST":
-                unanswered = await self._lean(scope, receive, send)
-                if unanswered is None:
-                    return
-                receive = unanswered
             await super().__call__(scope, receive, send)
         finally:
-            context: RequestContext | None = state.get(_CONTEXT)
-            if context is not None:
-                await context.close()
+            await _close_context(scope)
 
-    async def _lean(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+    async def answer_lean(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """A JSON POST of a registered, compiled document answered without strawberry's view
         (its parsing, operation dispatch and response building cost as much as the plan); the
-        same context, executor, error handling and response hooks. Returns None once answered,
-        else the `receive` the view reads the request from."""
-        request = Request(scope, receive)
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        same context, executor, error handling and response hooks, and the same answer to the
+        byte. Returns None once answered, else the `receive` the view reads the request from.
+
+        The edge calls it before routing for a POST to /graphql (web/middleware.py)."""
+        content_type = accept = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
         # A streamed answer (Accept: text/event-stream, multipart) is the view's to give.
-        if media_type != "application/json" or self._get_stream_transport_from_headers(
-            request.headers
+        if content_type.partition(b";")[0].strip().lower() != b"application/json" or (
+            accept and self._get_stream_transport_from_headers({"accept": accept.decode("latin-1")})
         ):
             return receive
-        body = await request.body()
-        receive = _replayed(body, receive)
+        body = await _body(receive)
+        replay = _replayed(body, receive)
+        scope.setdefault("state", {})[LEAN_TRIED] = True
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return receive
+            return replay
         request_data = self._lean_request(data)
         if request_data is None:
-            return receive
+            return replay
+        try:
+            await self._answer_lean(scope, replay, send, request_data)
+        finally:
+            await _close_context(scope)
+        return None
+
+    async def _answer_lean(
+        self, scope: Scope, receive: Receive, send: Send, request_data: GraphQLRequestData
+    ) -> None:
         request = Request(scope, receive)
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
@@ -179,13 +232,33 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 request, self.request_adapter_class(request), sub_response, context, request_data
             )
         except HTTPException as refused:
-            response: Response = PlainTextResponse(refused.reason, status_code=refused.status_code)
-        else:
-            response = self.create_response(
-                await self.process_result(request, result), sub_response
-            )
-        await response(scope, receive, send)
-        return None
+            response = PlainTextResponse(refused.reason, status_code=refused.status_code)
+            await response(scope, receive, send)
+            return
+        content = self.encode_json(await self.process_result(request, result))
+        # What strawberry's `create_response` and ours below build, without a Response object:
+        # its length and type, the headers the operation set, then no-store.
+        media_type = (
+            _GRAPHQL_RESPONSE_TYPE
+            if sub_response.media_type == GRAPHQL_RESPONSE_JSON
+            else _JSON_TYPE
+        )
+        headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", media_type),
+            *sub_response.headers.raw,
+        ]
+        _set_no_store(headers)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": sub_response.status_code or 200,
+                "headers": headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+        if sub_response.background is not None:
+            await sub_response.background()
 
     def _lean_request(self, data: object) -> GraphQLRequestData | None:
         """The request a body asks for when it names a compiled document by its id or its
