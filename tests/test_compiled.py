@@ -39,7 +39,7 @@ from privacy_api.config import Config
 from schema import build_schema
 from schema.compiled import Refused
 from schema.documents import document_id
-from tests.conftest import client_of, make_config
+from tests.conftest import FRONTEND, client_of, make_config
 from tests.db_proxy import DatabaseProxy
 from tests.helpers import PROJECT_ROOT, changed, new_account
 from tests.test_database_outage import api_behind, assert_retryable, bounded
@@ -279,6 +279,54 @@ class TestLeanPath:
         assert entered == []
         await slow.post("/graphql", json=_by_id(bench.ME), headers=headers)
         assert len(entered) == 1
+
+    async def test_the_edge_answers_before_the_router_unless_a_browser_asks(
+        self, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without an Origin (an app, a server) the edge answers a registered document itself;
+        a browser's request goes through CORS and the router to the view, and its answer is
+        the same but for the CORS headers. A body the lean path cannot take is read again by
+        the view."""
+        routed = []
+        call = GraphQLView.__call__
+
+        async def counted(self: GraphQLView, *args: Any) -> None:
+            routed.append(self)
+            await call(self, *args)
+
+        monkeypatch.setattr(GraphQLView, "__call__", counted)
+        compiled = make_config(
+            config.database_url, trusted_documents=manifest(tmp_path), allowed_origins=(FRONTEND,)
+        )
+        async with client_of(compiled) as http:
+            _, token = await new_account(http)
+            signed_in = {"Authorization": f"Bearer {token}"}
+            app_answer = await http.post("/graphql", json=_by_id(bench.ME), headers=signed_in)
+            assert routed == []
+            browser = {**signed_in, "Origin": FRONTEND}
+            browser_answer = await http.post("/graphql", json=_by_id(bench.ME), headers=browser)
+            assert len(routed) == 1
+            assert browser_answer.headers["access-control-allow-origin"] == FRONTEND
+            assert "access-control-allow-origin" not in app_answer.headers
+            assert app_answer.headers["vary"] == browser_answer.headers["vary"] == "Origin"
+            cors = {"access-control-allow-origin", "access-control-allow-credentials"}
+            cors |= {"access-control-expose-headers"}
+            assert _response(app_answer) == (
+                browser_answer.status_code,
+                browser_answer.content,
+                [header for header in _response(browser_answer)[2] if header[0] not in cors],
+            )
+            assert app_answer.json()["data"]["me"]["email"]
+
+            # Not registered: the edge hands the body it read on to the view.
+            unregistered = {"query": "{ me { email displayName } }"}
+            answer = await http.post("/graphql", json=unregistered, headers=signed_in)
+            assert len(routed) == 2
+            assert answer.json() == {
+                "data": {
+                    "me": {k: app_answer.json()["data"]["me"][k] for k in ("email", "displayName")}
+                }
+            }
 
     async def test_a_toggle_by_id_from_the_same_state(
         self, executors: tuple[httpx.AsyncClient, httpx.AsyncClient]
