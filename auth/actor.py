@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import Account, AuthSession, Role
-from models.driver import DriverRead
+from models.driver import DriverStatement
 
 # Writing last-use on every request would turn each read into a write; a few minutes is precise
 # enough for "last active" in the sessions list.
@@ -91,7 +91,7 @@ _ACCOUNT_ATTRIBUTES = tuple(
 # Built once: every request runs it, and building a statement costs more than running it. A
 # Core statement: the ORM's identity map and loading machinery would cost more than the
 # statement's round trip, for a row that is only read.
-_SIGNED_IN = DriverRead(
+_SIGNED_IN = DriverStatement(
     select(AuthSession.id, AuthSession.last_used_at, *_ACCOUNT_COLUMNS)
     .join(Account, Account.id == AuthSession.account_id)
     .where(

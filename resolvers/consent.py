@@ -51,6 +51,7 @@ from models import (
     VisitorConsentEvent,
     utcnow,
 )
+from models.driver import DriverStatement
 from resolvers import catalogue, webhooks
 from resolvers.errors import Rejected
 from resolvers.paging import Keyset, Page, PageRequest, pages_per_account
@@ -223,14 +224,17 @@ class Chain(ABC, Generic[E]):
             if not self.events:
                 return False
         head = {"subject_id": self.subject_id, "seq": self.seq, "head": self.head, "now": self.now}
-        if self.events and session.get_bind().dialect.name == "postgresql":
-            every = [(rows.statement, row) for rows in writes for row in rows.rows]
-            new_head = _combined(new_head, tuple((insert, tuple(row)) for insert, row in every))
-            for number, (_, row) in enumerate(every):
-                head.update({f"w{number}_{column}": value for column, value in row.items()})
         # On the connection, as the lock in `open_ledger`: the ORM's bulk-update bookkeeping
         # costs more than the statement, and the head names no object the session holds.
-        await (await session.connection()).execute(new_head, head)
+        connection = await session.connection()
+        if not (self.events and connection.dialect.name == "postgresql"):
+            await connection.execute(new_head, head)
+            return True
+        every = [(rows.statement, row) for rows in writes for row in rows.rows]
+        for number, (_, row) in enumerate(every):
+            head.update({f"w{number}_{column}": value for column, value in row.items()})
+        combined = _combined(new_head, tuple((insert, tuple(row)) for insert, row in every))
+        await combined.rows(connection, head)
         return True
 
 
@@ -241,7 +245,9 @@ def _insert_into(table: Table) -> Insert:
 
 
 @functools.lru_cache(maxsize=256)
-def _combined(new_head: Update, shape: tuple[tuple[Insert, tuple[str, ...]], ...]) -> Update:
+def _combined(
+    new_head: Update, shape: tuple[tuple[Insert, tuple[str, ...]], ...]
+) -> DriverStatement:
     """`new_head` with one data-modifying WITH clause per row to insert, each row given by its
     statement and its columns, whose values are bound as `w<number>_<column>`. Built once per
     shape: a statement built with its values is keyed and coerced again for every request,
@@ -253,7 +259,8 @@ def _combined(new_head: Update, shape: tuple[tuple[Insert, tuple[str, ...]], ...
             for column in columns
         }
         new_head = new_head.add_cte(statement.values(values).cte(f"written_{number}"))
-    return new_head
+    # Sent by the driver itself (models/driver.py), inside the transaction.
+    return DriverStatement(new_head)
 
 
 @dataclass(frozen=True)
@@ -349,21 +356,26 @@ async def open_ledger(
     now = utcnow()
     # On the session's connection: the statement names no object the session holds, and the
     # session's way with an ORM update (its bulk-update bookkeeping) cost more than the lock.
+    # By the driver itself where it can (models/driver.py), on the session's connection: what
+    # the session holds unwritten is written first, as the session's own execute would.
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
     connection = await session.connection()
-    row = (await connection.execute(_LOCK, {"account_id": account_id, "now": now})).one()
+    [row] = await _LOCK.rows(connection, {"account_id": account_id, "now": now})
+    seq, head, birth_date, country, us_state, phone, gpc_applied_at, accepted, policy = row
     ledger = Ledger(
         subject_id=account_id,
         provenance=provenance,
-        policy_version=row.policy_version,
-        accepted_policy_version=row.accepted_policy_version,
-        seq=row.ledger_seq,
-        head=row.ledger_head,
+        policy_version=policy,
+        accepted_policy_version=accepted,
+        seq=seq,
+        head=head,
         now=now,
-        birth_date=row.birth_date,
-        country=row.country,
-        us_state=row.us_state,
-        phone=row.phone,
-        gpc_applied_at=row.gpc_applied_at,
+        birth_date=birth_date,
+        country=country,
+        us_state=us_state,
+        phone=phone,
+        gpc_applied_at=gpc_applied_at,
     )
     yield ledger
     together = [Rows(_store_settings(session), ledger.settings)] if ledger.settings else []
@@ -398,7 +410,7 @@ def _upsert_settings(on_postgresql: bool) -> Insert:
 
 # Built once, as every change runs them. The lock also reads the policy version in force, so a
 # change costs no statement of its own for it.
-_LOCK = (
+_LOCK = DriverStatement(
     update(Account)
     .where(Account.id == bindparam("account_id"))
     .values(updated_at=bindparam("now"))

@@ -25,7 +25,7 @@ from models import (
     Source,
     utcnow,
 )
-from models.driver import DriverRead
+from models.driver import DriverStatement
 from resolvers import catalogue
 from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import (
@@ -68,7 +68,7 @@ _SETTINGS = select(
     AccountSetting.updated_at,
     AccountSetting.gpc_conflict_at,
 )
-_ONE_ACCOUNTS_SETTINGS = DriverRead(
+_ONE_ACCOUNTS_SETTINGS = DriverStatement(
     _SETTINGS.where(AccountSetting.account_id == bindparam("account_id"))
 )
 
@@ -267,9 +267,17 @@ async def write_settings(
 
 # Built once: a statement built per request is keyed and coerced again each time, which was the
 # largest share of a toggle's own time in SQLAlchemy.
-_STORED = select(AccountSetting.key, AccountSetting.value, AccountSetting.gpc_conflict_at).where(
+_STORED_COLUMNS = select(AccountSetting.key, AccountSetting.value, AccountSetting.gpc_conflict_at)
+_STORED = _STORED_COLUMNS.where(
     AccountSetting.account_id == bindparam("account_id"),
     AccountSetting.key.in_(bindparam("keys", expanding=True)),
+)
+# One setting (a toggle): no list to expand, so the driver can send it (models/driver.py).
+_STORED_ONE = DriverStatement(
+    _STORED_COLUMNS.where(
+        AccountSetting.account_id == bindparam("account_id"),
+        AccountSetting.key == bindparam("key"),
+    )
 )
 
 
@@ -287,8 +295,12 @@ async def _store(
     is marked as conflicting with it; any later change of its value ends the mark. With
     `keep_gpc_conflicts`, settings so marked are left as they are.
     """
-    rows = await session.execute(
-        _STORED, {"account_id": ledger.account_id, "keys": [setting.key for setting in wanted]}
+    keys = [setting.key for setting in wanted]
+    connection = await session.connection()
+    rows: Iterable[Sequence[Any]] = (
+        await _STORED_ONE.rows(connection, {"account_id": ledger.account_id, "key": keys[0]})
+        if len(keys) == 1
+        else await connection.execute(_STORED, {"account_id": ledger.account_id, "keys": keys})
     )
     stored = {key: (value, gpc_conflict_at) for key, value, gpc_conflict_at in rows}
     for setting, value in wanted.items():

@@ -1,6 +1,6 @@
-"""Every request's session lookup and `me`'s settings are read by asyncpg itself on PostgreSQL
-(models/driver.py): the same rows as SQLAlchemy's, the same answers over HTTP, and SQLAlchemy's
-way wherever the driver's is not safe or someone listens to the statements."""
+"""The hot statements are sent by asyncpg itself on PostgreSQL (models/driver.py): the same
+rows and errors as SQLAlchemy's, inside its transactions, the same answers over HTTP, and
+SQLAlchemy's way wherever the driver's is not safe or someone listens to the statements."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from auth.actor import _SIGNED_IN
 from auth.tokens import hash_token
-from models import Database
+from models import Account, AccountSetting, Database
+from models.driver import DriverStatement
 from resolvers.settings import _ONE_ACCOUNTS_SETTINGS
 from tests.helpers import count_statements, new_account
 
@@ -90,15 +93,67 @@ async def test_me_over_http_reads_by_the_driver_on_postgresql(
         assert sent == []
 
 
-async def test_inside_a_transaction_sqlalchemy_reads(
+async def test_inside_sqlalchemys_transaction(
     client: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Not in autocommit, SQLAlchemy's transaction must begin first: its own way."""
-    account_id, _ = await new_account(client)
-    async with database.transaction() as session:
-        connection = await session.connection()
-        with driver_fetches(monkeypatch) as sent:
-            rows = await _ONE_ACCOUNTS_SETTINGS.rows(
-                connection, {"account_id": uuid.UUID(account_id)}
+    """In a unit of work the driver's statements are part of SQLAlchemy's transaction: they see
+    its writes, and a rollback undoes theirs."""
+    account_id = uuid.UUID((await new_account(client))[0])
+    named = {"account_id": account_id, "now": datetime.now(UTC)}
+    by_id = Account.id == bindparam("account_id")
+    rename = DriverStatement(
+        update(Account).where(by_id).values(display_name="Renamed", updated_at=bindparam("now"))
+    )
+    names = DriverStatement(select(Account.display_name).where(by_id))
+    with driver_fetches(monkeypatch) as sent:
+        async with database.transaction() as session:
+            await session.execute(
+                update(Account).where(Account.id == account_id).values(display_name="Written")
             )
-    assert rows and sent == []
+            connection = await session.connection()
+            assert [tuple(row) for row in await names.rows(connection, named)] == [("Written",)]
+            await rename.rows(connection, named)
+            assert [tuple(row) for row in await names.rows(connection, named)] == [("Renamed",)]
+            await session.rollback()
+    on_postgresql = database.engine.dialect.name == "postgresql"
+    assert len(sent) == (3 if on_postgresql else 0)
+    async with database.reads() as session:
+        connection = await session.connection()
+        assert [tuple(row) for row in await names.rows(connection, named)] != [("Renamed",)]
+
+    # A connection in no transaction and not in autocommit: SQLAlchemy's way, which begins one.
+    async with database.engine.connect() as connection:
+        with driver_fetches(monkeypatch) as sent:
+            assert len(await names.rows(connection, named)) == 1
+    assert sent == []
+
+    # A default computed in Python (`updated_at`'s onupdate): SQLAlchemy's way, which sets it.
+    stamp = DriverStatement(update(Account).where(by_id).values(display_name="Stamped"))
+    times = DriverStatement(select(Account.updated_at).where(by_id))
+    with driver_fetches(monkeypatch) as sent:
+        async with database.transaction() as session:
+            connection = await session.connection()
+            [(before,)] = await times.rows(connection, named)
+            await stamp.rows(connection, named)
+            [(after,)] = await times.rows(connection, named)
+    assert after > before
+    assert len(sent) == (2 if on_postgresql else 0)
+
+
+async def test_errors_are_sqlalchemys(client: httpx.AsyncClient, database: Database) -> None:
+    """A unique violation is SQLAlchemy's IntegrityError, as code that catches it expects."""
+    account_id = uuid.UUID((await new_account(client))[0])
+    again = DriverStatement(
+        insert(AccountSetting).values(
+            account_id=bindparam("account_id"),
+            key="communication.email.newsletter",
+            value="true",
+            updated_at=bindparam("now"),
+        )
+    )
+    parameters = {"account_id": account_id, "now": datetime.now(UTC)}
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as session:
+            connection = await session.connection()
+            await again.rows(connection, parameters)
+            await again.rows(connection, parameters)
