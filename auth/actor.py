@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, inspect, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import Account, AuthSession, Role
@@ -102,7 +102,7 @@ _SIGNED_IN = DriverStatement(
 
 
 async def actor_for_token(
-    session: AsyncSession, token: str, now: datetime
+    session: AsyncSession | AsyncConnection, token: str, now: datetime
 ) -> SignedInAccount | None:
     """The signed-in account for a session token, or None when it is unknown or expired.
 
@@ -112,7 +112,7 @@ async def actor_for_token(
     """
     if len(token) > 256:
         return None
-    connection = await session.connection()
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
     rows = await _SIGNED_IN.rows(connection, {"token_hash": hash_token(token), "now": now})
     if not rows:
         return None

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -149,13 +150,12 @@ class Database:
         # A request's reads, which never write: on PostgreSQL without BEGIN and ROLLBACK around
         # them (two round trips), as each statement sees its own snapshot under READ COMMITTED
         # either way. SQLite keeps its deferred BEGIN: a local call.
-        self.reads = async_sessionmaker(
+        self._read_engine = (
             self.engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.engine.dialect.name == "postgresql"
-            else self.engine,
-            expire_on_commit=False,
-            autoflush=False,
+            else self.engine
         )
+        self.reads = async_sessionmaker(self._read_engine, expire_on_commit=False, autoflush=False)
         self._writers = async_sessionmaker(
             self.engine.execution_options(**{_WRITES: True}), expire_on_commit=False
         )
@@ -189,6 +189,11 @@ class Database:
             lock = self._turns[turn] = asyncio.Lock()
         async with lock, self._writers() as session, session.begin():
             yield session
+
+    async def read_connection(self) -> AsyncConnection:
+        """A connection for reads, as a read session's (in autocommit on PostgreSQL); the
+        caller closes it."""
+        return await self._read_engine.connect()
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query (within the connect timeout, if set)."""

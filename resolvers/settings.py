@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth.actor import Actor
 from models import (
@@ -73,12 +73,14 @@ _ONE_ACCOUNTS_SETTINGS = DriverStatement(
 )
 
 
-async def read_settings(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> list[Settings]:
+async def read_settings(
+    session: AsyncSession | AsyncConnection, account_ids: Sequence[uuid.UUID]
+) -> list[Settings]:
     """Every setting in the catalogue for each account, in the order asked (one statement)."""
     # The usual case, one account (`me`), runs a statement built once, by the driver where it
     # can (models/driver.py); on the session's connection, as plain rows: the ORM's result
     # machinery cost more than the rows it read.
-    connection = await session.connection()
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
     rows: Iterable[Sequence[Any]] = (
         await _ONE_ACCOUNTS_SETTINGS.rows(connection, {"account_id": account_ids[0]})
         if len(account_ids) == 1

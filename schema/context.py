@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
@@ -109,7 +109,10 @@ class RequestContext:
         self.response = response
         self.services = services
         self.caller = caller
-        # Opened at the first read: a request that reads nothing costs no session.
+        # Opened at the first read: a request that reads nothing costs no connection. The
+        # session, bound to the same connection, only when a resolver reads through the ORM:
+        # who is calling and their settings are read as plain rows.
+        self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
         # Sibling fields resolve concurrently; one session must not be used by two at once.
         self._lock = asyncio.Lock()
@@ -140,24 +143,43 @@ class RequestContext:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """The request's read session, for one resolver at a time."""
-        async with self._lock:
+        async with self.reading_rows() as connection:
             if self._session is None:
-                self._session = self.services.database.reads()
+                self._session = self.services.database.reads(bind=connection)
+            yield self._session
+
+    @asynccontextmanager
+    async def reading_rows(self) -> AsyncIterator[AsyncConnection]:
+        """The request's read connection, for one resolver at a time: for plain rows."""
+        async with self._lock:
             try:
-                yield self._session
+                if self._connection is None:
+                    self._connection = await self.services.database.read_connection()
+                yield self._connection
             except BaseException:
                 # A failed read ends its transaction (PostgreSQL refuses the rest of it), and
                 # its connection is not trusted again: after a timeout it may be half-way
                 # through an answer that arrives later.
-                await self._session.invalidate()
+                if self._connection is not None:
+                    await self._connection.invalidate()
+                await self._release_reads()
                 raise
 
     async def _end_reads(self) -> None:
         # Reads after a write must see it: SQLite keeps a read snapshot until its transaction
         # ends. Closing (not rolling back) leaves what was read detached but readable.
         async with self._lock:
-            if self._session is not None:
-                await self._session.close()
+            await self._release_reads()
+
+    async def _release_reads(self) -> None:
+        session, connection = self._session, self._connection
+        self._session = self._connection = None
+        try:
+            if session is not None:
+                await session.close()
+        finally:
+            if connection is not None:
+                await connection.close()
 
     async def close(self) -> None:
         """At the end of the request: give the read session's connection back."""
@@ -208,8 +230,8 @@ class RequestContext:
         if not self._actor_loaded:
             credentials = self.credentials()
             if credentials is not None and self._api_key() is None:
-                async with self.reading() as session:
-                    found = await actor_for_token(session, credentials.token, utcnow())
+                async with self.reading_rows() as connection:
+                    found = await actor_for_token(connection, credentials.token, utcnow())
                 if found is not None:
                     self._actor = found.actor
                     self.account_loader.prime(found.actor.account_id, found.account)
@@ -249,8 +271,8 @@ class RequestContext:
         token = self.request.cookies.get(SESSION_COOKIE)
         if not token:
             return None
-        async with self.reading() as session:
-            found = await actor_for_token(session, token, utcnow())
+        async with self.reading_rows() as connection:
+            found = await actor_for_token(connection, token, utcnow())
         return found.actor if found is not None else None
 
     async def machine(self) -> Machine | None:
@@ -300,8 +322,8 @@ class RequestContext:
         )
 
     async def _load_settings(self, account_ids: list[uuid.UUID]) -> list[settings.Settings]:
-        async with self.reading() as session:
-            return await settings.read_settings(session, account_ids)
+        async with self.reading_rows() as connection:
+            return await settings.read_settings(connection, account_ids)
 
     async def _load_accounts(self, account_ids: list[uuid.UUID]) -> list[Account | None]:
         async with self.reading() as session:
