@@ -25,7 +25,7 @@ from auth.devices import DEVICE_HEADER
 from auth.rate_limits import REFUSAL_HEADERS
 from models import Database
 from privacy_api.config import Config, load_config
-from web import metrics, routes, tracing
+from web import access_log, metrics, routes, tracing
 from web.confirm_email import ConfirmEmailPages
 from web.confirm_signup import ConfirmSignupPages
 from web.exports import download_export
@@ -101,6 +101,8 @@ def create_app(
     """The ASGI app for `config` (read from the environment when not given), on `database`
     when one is given (see `build_services`), running `alongside` while it serves."""
     config = config or load_config()
+    # Each worker process builds its app: its records are made as lean as the command's.
+    access_log.lean_records()
     # aiosqlite logs each statement with its parameters at DEBUG: emails and phone numbers.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     services = build_services(config, database)
