@@ -298,6 +298,10 @@ class Run:
     async def _filled(
         self, answer: dict[str, Any], waiting: list[tuple[str, Awaitable[Any]]]
     ) -> dict[str, Any]:
+        if len(waiting) == 1:  # alone: awaited here, with no task to schedule
+            key, alone = waiting[0]
+            answer[key] = await alone
+            return answer
         # Siblings wait together, so their loaders batch as under graphql-core.
         values = await asyncio.gather(*(value for _, value in waiting), return_exceptions=True)
         for (key, _), value in zip(waiting, values, strict=True):
@@ -456,6 +460,10 @@ class Run:
     async def _filled_list(
         self, items: list[Any], waiting: list[tuple[int, Awaitable[Any]]]
     ) -> list[Any]:
+        if len(waiting) == 1:
+            index, alone = waiting[0]
+            items[index] = await alone
+            return items
         values = await asyncio.gather(*(value for _, value in waiting), return_exceptions=True)
         for (index, _), value in zip(waiting, values, strict=True):
             if isinstance(value, BaseException):
@@ -474,9 +482,13 @@ def variables_of(
 ) -> VariableValues | None:
     """The request's variables, coerced; None when they do not fit (the general executor then
     answers with the errors it words)."""
+    definitions = plan.operation.variable_definitions
+    if not definitions and isinstance(given, dict | None):
+        # What graphql-core makes of any variables given to an operation with none.
+        return VariableValues({}, {})
     coerced = get_variable_values(
         schema,
-        plan.operation.variable_definitions or (),
+        definitions,
         given or {},
         hide_suggestions=hide_suggestions,
     )

@@ -32,7 +32,7 @@ from schema.documents import PersistedQueries
 from schema.errors import note_payload_errors
 from web import metrics, routes
 from web.cookies import RequestCaller
-from web.observe import note_operation
+from web.observe import note_operation, operation_label
 from web.outage import retryable_error
 from web.playground import content_security_policy, playground_page, staff_sign_in_page
 from web.services import Services
@@ -57,6 +57,7 @@ _LEAN_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
 _JSON_TYPE = b"application/json"
 _GRAPHQL_RESPONSE_TYPE = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8".encode()
 _NO_STORE = (b"cache-control", b"no-store")
+_COMPILED_RUNS = metrics.GRAPHQL_EXECUTIONS.labels(COMPILED)
 
 
 def _weights(accept: str) -> dict[str, float]:
@@ -80,6 +81,8 @@ def _weights(accept: str) -> dict[str, float]:
 def prefers_graphql_response(accept: str) -> bool:
     """Whether the client asks for `application/graphql-response+json` at least as much as for
     `application/json` (a client that names neither, or no Accept header, gets the latter)."""
+    if GRAPHQL_RESPONSE_JSON not in accept.lower():
+        return False  # most requests: */*, application/json or nothing
     weights = _weights(accept)
     wanted = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
     return wanted > 0 and wanted >= weights.get("application/json", 0.0)
@@ -168,6 +171,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
         metrics.DOCUMENTS_UNCOMPILED.set(len(self.documents.trusted) - len(self.documents.plans))
         # Traces are made by schema extensions, which the compiled executor does not run.
         self.compiled = config.compiled_executor and not config.tracing
+        # Each plan's operation as the request line names it, worked out once (by `id`: a plan
+        # lives as long as the process).
+        self._labels: dict[int, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The context opens a read session at its first read; each mutation field opens a unit
@@ -424,6 +430,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         payload_errors = note_payload_errors()
         result = await Run(plan, graphql_schema, context, variables, production).result()
+        label = self._labels.get(id(plan))
+        if label is None:
+            label = self._labels[id(plan)] = operation_label(graphql_schema, plan.operation)
         note_operation(
             context.request.scope["state"],
             graphql_schema,
@@ -431,8 +440,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             result.errors,
             ran=True,
             payload_errors=payload_errors,
+            label=label,
         )
-        metrics.GRAPHQL_EXECUTIONS.labels(COMPILED).inc()
+        _COMPILED_RUNS.inc()
         return result
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]

@@ -9,12 +9,14 @@ The client's own operation name is logged too, only if it is a plain GraphQL nam
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode
+from prometheus_client import Histogram
 from starlette.routing import Route
 from starlette.types import Scope
 from strawberry.extensions import SchemaExtension
@@ -117,12 +119,15 @@ def note_operation(
     *,
     ran: bool,
     payload_errors: Sequence[ErrorCode] = (),
+    label: str | None = None,
 ) -> None:
     """Write down for the request line which operation ran (None: none could be chosen) and
-    how it ended; the compiled executor, which runs no schema extension, notes its own."""
-    label = INVALID
-    if operation is not None:
-        label = operation_label(schema, operation)
+    how it ended; the compiled executor, which runs no schema extension, notes its own, with
+    its operation's `label` worked out once."""
+    if operation is None:
+        label = INVALID
+    else:
+        label = label or operation_label(schema, operation)
         name = operation.name
         if name is not None and _NAME.fullmatch(name.value):
             state[OPERATION_NAME] = name.value
@@ -137,6 +142,13 @@ def note_operation(
         state[OUTCOME] = payload_errors[0].value if payload_errors else OK
 
 
+@functools.cache
+def _duration(operation: str, outcome: str) -> Histogram:
+    """The histogram's child for an operation and an outcome, found once: both labels are
+    bounded (by the schema, the routes and the error codes)."""
+    return REQUEST_SECONDS.labels(operation, outcome)
+
+
 def _status_outcome(status: int) -> str:
     return OK if status < 400 else f"http_{status}"
 
@@ -148,7 +160,7 @@ def observe_request(scope: Scope, status: int, seconds: float, *, json: bool) ->
     path = route.path if isinstance(route, Route) else "unmatched"
     operation = state.get(OPERATION)
     outcome = state.get(OUTCOME, OK) if status < 400 else _status_outcome(status)
-    REQUEST_SECONDS.labels(operation or f"{scope['method']} {path}", outcome).observe(seconds)
+    _duration(operation or f"{scope['method']} {path}", outcome).observe(seconds)
     request_id = state.get("request_id", "")
     milliseconds = round(seconds * 1000, 1)
     if json:

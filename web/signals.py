@@ -24,12 +24,13 @@ async def apply_caller_signals(
     if machine is not None:
         await _count_key_use(context, machine, services)
         return
-    signals = callers.Signals(
-        global_privacy_control=caller.sends_global_privacy_control,
-        device_id=caller.device_id,
-        request_id=context.request_id,
-    )
     actor = await context.actor()
+    gpc = caller.sends_global_privacy_control
+    if actor is None and not gpc:
+        return  # nothing a signed-out request without the signal could write
+    signals = callers.Signals(
+        global_privacy_control=gpc, device_id=caller.device_id, request_id=context.request_id
+    )
     if actor is None:
         if not signals.gpc_from_device:
             return
