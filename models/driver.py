@@ -67,6 +67,9 @@ class DriverStatement:
         if (
             compiled is None
             or sync is None
+            # Its pooled connection is read as an attribute below: only while it holds one.
+            or sync.invalidated
+            or sync.closed
             or connection.sync_engine.dispatch.before_cursor_execute
             or not (
                 sync.in_transaction()
@@ -75,8 +78,8 @@ class DriverStatement:
         ):
             result = await connection.execute(self.statement, parameters)
             return result.all() if result.returns_rows else []
-        adapter: Any = (await connection.get_raw_connection()).dbapi_connection
-        if not all(hasattr(adapter, part) for part in _ADAPTER_PARTS):
+        adapter: Any = sync.connection.dbapi_connection
+        if not _takes(adapter):
             result = await connection.execute(self.statement, parameters)
             return result.all() if result.returns_rows else []
         arguments = []
@@ -141,6 +144,18 @@ class DriverStatement:
                 found = _Compiled(str(compiled), names, defaults, binds, results)
         self._compiled[dialect] = found
         return found
+
+
+# Whether adapters of a class have what the driver's way uses of them, as the first one had.
+_TAKEN: dict[type, bool] = {}
+
+
+def _takes(adapter: Any) -> bool:
+    kind = type(adapter)
+    found = _TAKEN.get(kind)
+    if found is None:
+        found = _TAKEN[kind] = all(hasattr(adapter, part) for part in _ADAPTER_PARTS)
+    return found
 
 
 def _as_sqlalchemy_error(
