@@ -48,9 +48,16 @@ from graphql.execution.executor import CollectedErrors
 from graphql.execution.values import VariableValues
 from graphql.pyutils import Path
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
 from strawberry.types import ExecutionResult
 
 TYPENAME = "__typename"
+# graphql-core's output coercion of the built-in scalars, and the type each returns as given.
+_UNCHANGED: dict[Any, type] = {
+    serialize_string: str,
+    serialize_id: str,
+    serialize_boolean: bool,
+}
 _MISSING = object()
 
 
@@ -106,6 +113,9 @@ class FieldPlan:
     # The leaf type of a plain attribute written as it is (most of a `me`): read and written
     # in one step, with no path kept unless it fails.
     plain_leaf: GraphQLLeafType | None = None
+    # The Python type whose values that leaf type writes unchanged (str for String and ID,
+    # bool for Boolean): such a value is written with no call at all.
+    unchanged: type | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,7 @@ def _field(parent: GraphQLObjectType, node: FieldNode, key: str) -> FieldPlan:
     attribute = strawberry_field.python_name if basic and strawberry_field else None
     completion = _completion(definition.type, node, f"{parent.name}.{name}")
     leaf = completion.inner if isinstance(completion, NonNull) else completion
+    plain_leaf = leaf.type if attribute is not None and isinstance(leaf, Leaf) else None
     return FieldPlan(
         key,
         name,
@@ -178,7 +189,8 @@ def _field(parent: GraphQLObjectType, node: FieldNode, key: str) -> FieldPlan:
         attribute,
         completion,
         is_non_null_type(definition.type),
-        leaf.type if attribute is not None and isinstance(leaf, Leaf) else None,
+        plain_leaf,
+        _UNCHANGED.get(getattr(plain_leaf, "coerce_output_value", None)),
     )
 
 
@@ -272,6 +284,9 @@ class Run:
             leaf = field.plain_leaf
             if leaf is not None:
                 found = getattr(source, field.attribute, _MISSING)  # type: ignore[arg-type]
+                if type(found) is field.unchanged:
+                    answer[field.key] = found
+                    continue
                 if found is None and not field.non_null:
                     answer[field.key] = None
                     continue
