@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import Account, AuthSession, Role
+from models.base import row_object
 from models.driver import DriverStatement
 
 # Writing last-use on every request would turn each read into a write; a few minutes is precise
@@ -118,7 +119,7 @@ async def actor_for_token(
         return None
     [row] = rows
     session_id, last_used_at, *columns = row
-    account = Account(**dict(zip(_ACCOUNT_ATTRIBUTES, columns, strict=True)))
+    account = row_object(Account, dict(zip(_ACCOUNT_ATTRIBUTES, columns, strict=True)))
     actor = Actor(
         account_id=account.id,
         session_id=session_id,
