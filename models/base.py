@@ -39,8 +39,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # asyncpg reads every `timestamp with time zone` as an aware datetime in UTC already:
+        # nothing to convert, for each of the thousands of timestamps a busy process reads.
+        if dialect.driver == "asyncpg":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None or value.tzinfo is UTC:  # as PostgreSQL's driver gives them
+        if value is None or value.tzinfo is UTC:
             return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -99,8 +100,14 @@ def _with_defaults(stored: Mapping[str, tuple[str, datetime, datetime | None]]) 
             text, updated_at, gpc_conflict_at = stored[setting.key]
             result[setting.key] = CurrentValue(setting.decode(text), updated_at, gpc_conflict_at)
         else:
-            result[setting.key] = CurrentValue(setting.default, None)
+            result[setting.key] = _unchanged(setting)
     return result
+
+
+@functools.cache
+def _unchanged(setting: SettingDefinition) -> CurrentValue:
+    """A setting never changed from its default (the same, immutable, for every account)."""
+    return CurrentValue(setting.default, None)
 
 
 def _choice_error(
