@@ -51,6 +51,7 @@ from models import (
     VisitorConsentEvent,
     utcnow,
 )
+from models.base import row_object
 from models.driver import DriverStatement
 from resolvers import catalogue, webhooks
 from resolvers.errors import Rejected
@@ -304,7 +305,8 @@ class Ledger(Chain[ConsentEvent]):
         return self.subject_id
 
     def _event(self, values: dict[str, Any]) -> ConsentEvent:
-        return ConsentEvent(account_id=self.subject_id, **values)
+        # Only read (its row is inserted from `values`): built as the ORM builds a loaded row.
+        return row_object(ConsentEvent, {"account_id": self.subject_id, **values})
 
 
 def chained_values(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.devices import device_hash, new_device_id
 from auth.rate_limits import Door, RateLimiter, client_key
 from models import ConsentActor, Source, Visitor, VisitorConsentEvent, utcnow
+from models.base import row_object
 from resolvers import catalogue, settings
 from resolvers.catalogue import CookieCategory, SettingDefinition, SettingGroup, Value
 from resolvers.consent import BrokenLink, Chain, Provenance, head_update, verify_chains
@@ -63,7 +64,8 @@ class _VisitorLedger(Chain[VisitorConsentEvent]):
     subject_column: ClassVar[str] = "visitor_id"
 
     def _event(self, values: dict[str, Any]) -> VisitorConsentEvent:
-        return VisitorConsentEvent(visitor_id=self.subject_id, **values)
+        # Only read (its row is inserted from `values`): built as the ORM builds a loaded row.
+        return row_object(VisitorConsentEvent, {"visitor_id": self.subject_id, **values})
 
 
 _NEW_HEAD = head_update(Visitor)
