@@ -14,8 +14,9 @@ runs on the general executor, strawberry's.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, TypeGuard
@@ -23,6 +24,7 @@ from typing import Any, TypeGuard
 from graphql import (
     DocumentNode,
     FieldNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLLeafType,
@@ -116,6 +118,9 @@ class FieldPlan:
     # The Python type whose values that leaf type writes unchanged (str for String and ID,
     # bool for Boolean): such a value is written with no call at all.
     unchanged: type | None = None
+    # For an enum leaf, the Python enum and the name each member is written as.
+    enum: type | None = None
+    enum_names: Mapping[Any, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,7 @@ def _field(parent: GraphQLObjectType, node: FieldNode, key: str) -> FieldPlan:
     completion = _completion(definition.type, node, f"{parent.name}.{name}")
     leaf = completion.inner if isinstance(completion, NonNull) else completion
     plain_leaf = leaf.type if attribute is not None and isinstance(leaf, Leaf) else None
+    enum_type, enum_names = _enum_names(plain_leaf)
     return FieldPlan(
         key,
         name,
@@ -191,7 +197,27 @@ def _field(parent: GraphQLObjectType, node: FieldNode, key: str) -> FieldPlan:
         is_non_null_type(definition.type),
         plain_leaf,
         _UNCHANGED.get(getattr(plain_leaf, "coerce_output_value", None)),
+        enum_type,
+        enum_names,
     )
+
+
+def _enum_names(leaf: GraphQLLeafType | None) -> tuple[type | None, Mapping[Any, str] | None]:
+    """The Python enum a strawberry enum type wraps, and the name it writes for each member:
+    the first GraphQL value with the member's value, as strawberry's output coercion finds it
+    (by a scan of every value, for every enum in an answer)."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not (
+        isinstance(wrapped, type) and issubclass(wrapped, enum.Enum)
+    ):
+        return None, None
+    names: dict[Any, str] = {}
+    for member in wrapped:
+        for name, value in leaf.values.items():
+            if member.value == value.value:
+                names[member] = name
+                break
+    return wrapped, names
 
 
 def _completion(type_: GraphQLOutputType, node: FieldNode, where: str) -> Completion:
@@ -284,8 +310,12 @@ class Run:
             leaf = field.plain_leaf
             if leaf is not None:
                 found = getattr(source, field.attribute, _MISSING)  # type: ignore[arg-type]
-                if type(found) is field.unchanged:
+                kind = type(found)
+                if kind is field.unchanged:
                     answer[field.key] = found
+                    continue
+                if kind is field.enum and found in field.enum_names:  # type: ignore[operator]
+                    answer[field.key] = field.enum_names[found]  # type: ignore[index]
                     continue
                 if found is None and not field.non_null:
                     answer[field.key] = None
