@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -127,14 +128,19 @@ class RequestContext:
         # Use cases run in units of work of their own (schema/mutations.py), so every mutation
         # field can be checked to have run one.
         self.mutations_run = 0
-        # Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
-        # settings separately; the loader answers them all with one statement.
-        self.settings_loader: DataLoader[uuid.UUID, settings.Settings] = DataLoader(
-            self._load_settings
-        )
-        self.account_loader: DataLoader[uuid.UUID, Account | None] = DataLoader(self._load_accounts)
         # The other lists of an account, one loader per use case (see schema/connections.py).
         self.loaders: dict[object, DataLoader[Any, Any]] = {}
+
+    @functools.cached_property
+    def settings_loader(self) -> DataLoader[uuid.UUID, settings.Settings]:
+        """Sibling Account objects (a staff list, or `me`'s four settings fields) ask for their
+        settings separately; the loader answers them all with one statement. Made at first use,
+        as the account loader: a request that reads no account costs neither."""
+        return DataLoader(self._load_settings)
+
+    @functools.cached_property
+    def account_loader(self) -> DataLoader[uuid.UUID, Account | None]:
+        return DataLoader(self._load_accounts)
 
     @property
     def request_id(self) -> str:
