@@ -58,6 +58,7 @@ from benchmarks.wrk import Request, Result
 
 REDIS = ("127.0.0.1", 6379)
 LARGE_EVENTS = 100_000
+QUICK_EVENTS = 30
 FLOOD_CLIENTS = 20
 TAIL_CLIENTS = 32
 LOGIN_SAMPLES = 15
@@ -102,6 +103,9 @@ class Bench:
     profile: int
     # The operation the profile is taken under (a name of `operations`).
     profiled: str = "me"
+    # Only the ratios against the baseline: no long history, flat growth, export, sign-in
+    # timing or login flood (for comparing one change with the next in a few minutes).
+    quick: bool = False
     rows: list[Row] = field(default_factory=list)
     floods: list[Flood] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -498,7 +502,7 @@ def bench_database(bench: Bench, kind: str, database_url: str, worker_counts: li
                         api.url,
                         database_url,
                         togglers=TOGGLERS_PER_CLIENT * bench.clients,
-                        large_events=LARGE_EVENTS,
+                        large_events=QUICK_EVENTS if bench.quick else LARGE_EVENTS,
                     )
                     catalogue.write_text(json.dumps(client.catalogue(api.url)))
                 with servers.running(
@@ -519,11 +523,13 @@ def bench_database(bench: Bench, kind: str, database_url: str, worker_counts: li
                     same_answers(bench, api, baseline, people)
                     warm_up(bench, api, baseline, people)
                     compare(bench, (label, workers), (api, baseline), people, database_url)
-                    login_flood(bench, label, workers, api, people)
+                    if not bench.quick:
+                        login_flood(bench, label, workers, api, people)
                 if workers == worker_counts[0]:
-                    flat_growth(bench, api, people)
-                    export(api, people)
-                    login_timing(api, people)
+                    if not bench.quick:
+                        flat_growth(bench, api, people)
+                        export(api, people)
+                        login_timing(api, people)
                     if bench.profile:
                         profile(bench, api, people)
         except servers.StartFailed as failed:
@@ -584,6 +590,12 @@ def main() -> None:
         choices=["me", "toggle", "history page", "__typename"],
         help="the load the profile is taken under",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the ratios against the baseline only: no long history, flat growth, export, "
+        "sign-in timing or login flood",
+    )
     arguments = parser.parse_args()
     wrk.require()
     kinds = [kind.strip() for kind in arguments.databases.split(",") if kind.strip()]
@@ -600,6 +612,7 @@ def main() -> None:
             rate_limits=rate_limits,
             profile=arguments.profile,
             profiled=arguments.profile_operation,
+            quick=arguments.quick,
         )
         say(
             f"{bench.seconds:g} s per run, {bench.clients} clients, wrk from another process; "
