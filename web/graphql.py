@@ -113,7 +113,7 @@ async def _body(receive: Receive) -> bytes:
 
 
 async def _close_context(scope: Scope) -> None:
-    """The end of a GraphQL request: its context gives back the read session's connection."""
+    """The end of a GraphQL request: its context gives back its read connection."""
     context: RequestContext | None = scope.get("state", {}).get(_CONTEXT)
     if context is not None:
         await context.close()
@@ -176,7 +176,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self._labels: dict[int, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The context opens a read session at its first read; each mutation field opens a unit
+        # The context opens a read connection at its first read; each mutation field opens a unit
         # of work of its own (schema.mutations.mutate).
         if (
             self.compiled
