@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from auth.tokens import SESSION_COOKIE, hash_token
 from models import Account, AuthSession, Role
 from models.base import row_object
-from models.driver import DriverStatement
+from models.driver import DriverStatement, connection_of
 
 # Writing last-use on every request would turn each read into a write; a few minutes is precise
 # enough for "last active" in the sessions list.
@@ -113,7 +113,7 @@ async def actor_for_token(
     """
     if len(token) > 256:
         return None
-    connection = await session.connection() if isinstance(session, AsyncSession) else session
+    connection = await connection_of(session)
     rows = await _SIGNED_IN.rows(connection, {"token_hash": hash_token(token), "now": now})
     if not rows:
         return None

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Select, UpdateBase, exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _DRIVER = "asyncpg"
 _AUTOCOMMIT = "AUTOCOMMIT"
@@ -76,12 +76,10 @@ class DriverStatement:
                 or sync.get_execution_options().get("isolation_level") == _AUTOCOMMIT
             )
         ):
-            result = await connection.execute(self.statement, parameters)
-            return result.all() if result.returns_rows else []
+            return await self._through_sqlalchemy(connection, parameters)
         adapter: Any = sync.connection.dbapi_connection
         if not _takes(adapter):
-            result = await connection.execute(self.statement, parameters)
-            return result.all() if result.returns_rows else []
+            return await self._through_sqlalchemy(connection, parameters)
         arguments = []
         for name, default, process in zip(
             compiled.names, compiled.defaults, compiled.binds, strict=True
@@ -112,6 +110,12 @@ class DriverStatement:
                     row[index] = process(value)
             rows.append(row)
         return rows
+
+    async def _through_sqlalchemy(
+        self, connection: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        result = await connection.execute(self.statement, parameters)
+        return result.all() if result.returns_rows else []
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         found: _Compiled | None = None
@@ -144,6 +148,11 @@ class DriverStatement:
                 found = _Compiled(str(compiled), names, defaults, binds, results)
         self._compiled[dialect] = found
         return found
+
+
+async def connection_of(reader: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The connection a session reads on (the session's own, begun), or the connection given."""
+    return await reader.connection() if isinstance(reader, AsyncSession) else reader
 
 
 # Whether adapters of a class have what the driver's way uses of them, as the first one had.

@@ -26,7 +26,7 @@ from models import (
     Source,
     utcnow,
 )
-from models.driver import DriverStatement
+from models.driver import DriverStatement, connection_of
 from resolvers import catalogue
 from resolvers.age import is_minor, today_everywhere
 from resolvers.catalogue import (
@@ -81,7 +81,7 @@ async def read_settings(
     # The usual case, one account (`me`), runs a statement built once, by the driver where it
     # can (models/driver.py); on the session's connection, as plain rows: the ORM's result
     # machinery cost more than the rows it read.
-    connection = await session.connection() if isinstance(session, AsyncSession) else session
+    connection = await connection_of(session)
     rows: Iterable[Sequence[Any]] = (
         await _ONE_ACCOUNTS_SETTINGS.rows(connection, {"account_id": account_ids[0]})
         if len(account_ids) == 1
